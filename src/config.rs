@@ -1,0 +1,524 @@
+//! Configuration: read raw (TOML file plus `LATCH_*` environment), then
+//! validated in one pass into typed values before anything starts.
+//!
+//! Every key is documented in `config/latch.toml`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::crypto::{self, Cost};
+use crate::error::{Error, Result};
+
+/// Where `serve` looks when neither `--config` nor `$LATCH_CONFIG` is given.
+pub const SYSTEM_CONFIG: &str = "/etc/latch/latch.toml";
+
+/// Shortest accepted signing key, in decoded bytes.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// The file as written. Unknown keys are refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    secret_key: Option<String>,
+    secret_key_file: Option<PathBuf>,
+    public_url: Option<String>,
+    token_ttl: Option<RawDuration>,
+    registration: Option<String>,
+    query_token: Option<bool>,
+    log_level: Option<String>,
+    #[serde(default)]
+    scrypt: RawScrypt,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScrypt {
+    log_n: Option<u8>,
+    r: Option<u32>,
+    p: Option<u32>,
+    max_concurrent: Option<usize>,
+    max_queue: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body: Option<usize>,
+    header_read_timeout: Option<RawDuration>,
+}
+
+/// A duration as written: whole seconds, or a string such as `"90s"`,
+/// `"10m"`, `"12h"`, `"7d"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+impl RawDuration {
+    fn parse(&self, key: &str) -> Result<Duration> {
+        let secs = match self {
+            RawDuration::Seconds(s) => Some(*s),
+            RawDuration::Text(t) => parse_duration(t),
+        };
+        match secs {
+            Some(s) if s > 0 => Ok(Duration::from_secs(s)),
+            _ => Err(Error::config(format_args!(
+                "config: {key} must be a positive number of seconds or a string like \"10m\""
+            ))),
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Who may create accounts over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone may `POST /api/users`.
+    Open,
+    /// `POST /api/users` answers 403; accounts come from the CLI.
+    Closed,
+}
+
+/// Where the signing key comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `secret_key`, already decoded.
+    Inline(Vec<u8>),
+    /// `secret_key_file` (created on first start when absent).
+    File(PathBuf),
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Inline(_) => f.write_str("Inline(********)"),
+            KeySource::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// Password hashing: cost and how much of it may run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Hashing {
+    /// scrypt cost for new hashes; older hashes below it are upgraded at login.
+    pub cost: Cost,
+    /// Hashes running at once (each on a blocking thread).
+    pub max_concurrent: usize,
+    /// Requests allowed to wait for a hashing slot; beyond that, 503.
+    pub max_queue: usize,
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes; larger is 413.
+    pub max_body: usize,
+    /// How long a client may take to send the request head.
+    pub header_read_timeout: Duration,
+}
+
+/// The validated configuration. `Debug` masks the key.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Socket address to listen on; port 0 picks one.
+    pub listen: SocketAddr,
+    /// The sled database directory.
+    pub data_dir: PathBuf,
+    /// Where the signing key comes from.
+    pub key: KeySource,
+    /// External base URL without a trailing slash, for `Location` headers.
+    pub public_url: Option<String>,
+    /// Lifetime of access tokens.
+    pub token_ttl: Duration,
+    /// Whether anyone may register.
+    pub registration: Registration,
+    /// Whether `?auth_token=` is accepted.
+    pub query_token: bool,
+    /// Log level for the `tracing` subscriber.
+    pub log_level: tracing::Level,
+    /// Password hashing.
+    pub hashing: Hashing,
+    /// HTTP limits.
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_raw(empty_raw()).expect("defaults are valid")
+    }
+}
+
+fn empty_raw() -> Raw {
+    Raw {
+        listen: None,
+        data_dir: None,
+        secret_key: None,
+        secret_key_file: None,
+        public_url: None,
+        token_ttl: None,
+        registration: None,
+        query_token: None,
+        log_level: None,
+        scrypt: RawScrypt::default(),
+        limits: RawLimits::default(),
+    }
+}
+
+impl Config {
+    /// Loads the configuration `serve` and the CLI use: `path` if given, else
+    /// `$LATCH_CONFIG`, else [`SYSTEM_CONFIG`] if it exists, else defaults;
+    /// then `LATCH_*` environment overrides (`LATCH_SCRYPT__LOG_N` for
+    /// nested keys).
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let path = path
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("LATCH_CONFIG").map(PathBuf::from))
+            .or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.exists()));
+        let mut builder = config::Config::builder();
+        if let Some(path) = &path {
+            if !path.is_file() {
+                return Err(Error::config(format_args!(
+                    "config: cannot read {}: no such file",
+                    path.display()
+                )));
+            }
+            builder = builder
+                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+        }
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| {
+                k.starts_with("LATCH_") && k != "LATCH_CONFIG" && !k.starts_with("LATCH_TEST_")
+            })
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("LATCH")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let raw: Raw = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| Error::config(format_args!("config: {e}")))?;
+        Self::from_raw(raw)
+    }
+
+    /// Parses TOML text (for tests and `check-config`), without environment.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let raw: Raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| Error::config(format_args!("config: {e}")))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Config> {
+        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+        let listen: SocketAddr = listen.parse().map_err(|_| {
+            Error::config(format_args!(
+                "config: listen = {listen:?} is not a socket address like 127.0.0.1:8080"
+            ))
+        })?;
+        let data_dir = raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./latch-data"));
+        let key = match (raw.secret_key, raw.secret_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    "config: set either secret_key or secret_key_file, not both",
+                ))
+            }
+            (Some(text), None) => KeySource::Inline(decode_key(&text, "secret_key")?),
+            (None, Some(path)) => KeySource::File(path),
+            (None, None) => KeySource::File(data_dir.join("secret.key")),
+        };
+        let public_url = raw.public_url.map(|u| validate_url(&u)).transpose()?;
+        let token_ttl = match raw.token_ttl {
+            Some(d) => d.parse("token_ttl")?,
+            None => Duration::from_secs(600),
+        };
+        let registration = match raw.registration.as_deref() {
+            None | Some("closed") => Registration::Closed,
+            Some("open") => Registration::Open,
+            Some(other) => {
+                return Err(Error::config(format_args!(
+                    "config: registration = {other:?} must be \"open\" or \"closed\""
+                )))
+            }
+        };
+        let log_level = match raw.log_level.as_deref() {
+            None => tracing::Level::INFO,
+            Some(l) => l.parse().map_err(|_| {
+                Error::config(format_args!(
+                    "config: log_level = {l:?} must be one of error, warn, info, debug, trace"
+                ))
+            })?,
+        };
+        let cost = Cost {
+            log_n: raw.scrypt.log_n.unwrap_or(17),
+            r: raw.scrypt.r.unwrap_or(8),
+            p: raw.scrypt.p.unwrap_or(1),
+        };
+        cost.check()
+            .map_err(|e| Error::config(format_args!("config: [scrypt] {e}")))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let max_concurrent = raw.scrypt.max_concurrent.unwrap_or(cores);
+        if max_concurrent == 0 {
+            return Err(Error::config(
+                "config: [scrypt] max_concurrent must be at least 1",
+            ));
+        }
+        let hashing = Hashing {
+            cost,
+            max_concurrent,
+            max_queue: raw.scrypt.max_queue.unwrap_or(64),
+        };
+        let limits = Limits {
+            max_body: raw.limits.max_body.unwrap_or(16 * 1024),
+            header_read_timeout: match raw.limits.header_read_timeout {
+                Some(d) => d.parse("[limits] header_read_timeout")?,
+                None => Duration::from_secs(10),
+            },
+        };
+        Ok(Config {
+            listen,
+            data_dir,
+            key,
+            public_url,
+            token_ttl,
+            registration,
+            query_token: raw.query_token.unwrap_or(true),
+            log_level,
+            hashing,
+            limits,
+        })
+    }
+
+    /// Reads the signing key; `None` when the key file does not exist yet.
+    pub fn read_key(&self) -> Result<Option<Vec<u8>>> {
+        match &self.key {
+            KeySource::Inline(bytes) => Ok(Some(bytes.clone())),
+            KeySource::File(path) => read_key_file(path),
+        }
+    }
+
+    /// Reads the signing key or, on first start, creates the key file (mode
+    /// 0600). Returns the key and, when a file was written, its path.
+    pub fn load_or_create_key(&self) -> Result<(Vec<u8>, Option<PathBuf>)> {
+        let path = match &self.key {
+            KeySource::Inline(bytes) => return Ok((bytes.clone(), None)),
+            KeySource::File(path) => path,
+        };
+        if let Some(key) = read_key_file(path)? {
+            return Ok((key, None));
+        }
+        let key = crypto::random_bytes::<32>()?;
+        write_private(path, format!("{}\n", crypto::b64_encode(&key)).as_bytes()).map_err(|e| {
+            Error::config(format_args!(
+                "cannot create key file {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok((key.to_vec(), Some(path.clone())))
+    }
+}
+
+fn read_key_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => decode_key(&text, &path.display().to_string()).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::config(format_args!(
+            "cannot read key file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Decodes a base64 key and checks its length.
+fn decode_key(text: &str, what: &str) -> Result<Vec<u8>> {
+    let key = crypto::b64_decode(text.trim().as_bytes())
+        .ok_or_else(|| Error::config(format_args!("{what}: the key is not valid base64")))?;
+    if key.len() < MIN_KEY_LEN {
+        return Err(Error::config(format_args!(
+            "{what}: the key is {} bytes, at least {MIN_KEY_LEN} are required (run `latch keygen`)",
+            key.len()
+        )));
+    }
+    Ok(key)
+}
+
+/// Writes a new file only the owner can read, refusing to overwrite.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)?;
+    file.sync_all()
+}
+
+fn validate_url(url: &str) -> Result<String> {
+    let url = url.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['?', '#', '@', ' ']) => {
+            Ok(url.to_owned())
+        }
+        _ => Err(Error::config(format_args!(
+            "config: public_url = {url:?} must be an http(s) URL such as https://auth.example.com"
+        ))),
+    }
+}
+
+/// The effective configuration with secrets masked, as TOML.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "listen = \"{}\"", self.listen)?;
+        writeln!(f, "data_dir = {:?}", self.data_dir.display().to_string())?;
+        match &self.key {
+            KeySource::Inline(_) => writeln!(f, "secret_key = \"********\"")?,
+            KeySource::File(p) => writeln!(f, "secret_key_file = {:?}", p.display().to_string())?,
+        }
+        if let Some(url) = &self.public_url {
+            writeln!(f, "public_url = {url:?}")?;
+        }
+        writeln!(f, "token_ttl = {}", self.token_ttl.as_secs())?;
+        let reg = match self.registration {
+            Registration::Open => "open",
+            Registration::Closed => "closed",
+        };
+        writeln!(f, "registration = \"{reg}\"")?;
+        writeln!(f, "query_token = {}", self.query_token)?;
+        writeln!(
+            f,
+            "log_level = \"{}\"",
+            self.log_level.as_str().to_lowercase()
+        )?;
+        writeln!(f, "\n[scrypt]")?;
+        let h = &self.hashing;
+        writeln!(
+            f,
+            "log_n = {}\nr = {}\np = {}",
+            h.cost.log_n, h.cost.r, h.cost.p
+        )?;
+        writeln!(
+            f,
+            "max_concurrent = {}\nmax_queue = {}",
+            h.max_concurrent, h.max_queue
+        )?;
+        writeln!(f, "\n[limits]")?;
+        writeln!(f, "max_body = {}", self.limits.max_body)?;
+        write!(
+            f,
+            "header_read_timeout = {}",
+            self.limits.header_read_timeout.as_secs()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./latch-data"));
+        assert!(c.key == KeySource::File(PathBuf::from("./latch-data/secret.key")));
+        assert_eq!(c.token_ttl, Duration::from_secs(600));
+        assert_eq!(c.registration, Registration::Closed);
+        assert_eq!(
+            c.hashing.cost,
+            Cost {
+                log_n: 17,
+                r: 8,
+                p: 1
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("listen = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Config::from_toml("[scrypt]\nlogn = 3\n").unwrap_err();
+        assert!(e.to_string().contains("logn"), "{e}");
+    }
+
+    #[test]
+    fn short_key_is_refused() {
+        let short = crypto::b64_encode(&[1u8; 31]);
+        let e = Config::from_toml(&format!("secret_key = \"{short}\"")).unwrap_err();
+        assert!(e.to_string().contains("at least 32"), "{e}");
+        let ok = crypto::b64_encode(&[1u8; 32]);
+        assert!(Config::from_toml(&format!("secret_key = \"{ok}\"")).is_ok());
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        let c = Config::from_toml("token_ttl = \"10m\"").unwrap();
+        assert_eq!(c.token_ttl, Duration::from_secs(600));
+        let c = Config::from_toml("token_ttl = 30").unwrap();
+        assert_eq!(c.token_ttl, Duration::from_secs(30));
+        assert!(Config::from_toml("token_ttl = \"10 fortnights\"").is_err());
+        assert!(Config::from_toml("token_ttl = 0").is_err());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::from_toml("listen = \"localhost\"").is_err());
+        assert!(Config::from_toml("registration = \"maybe\"").is_err());
+        assert!(Config::from_toml("public_url = \"ftp://x\"").is_err());
+        assert!(Config::from_toml("[scrypt]\nlog_n = 30").is_err());
+    }
+
+    #[test]
+    fn display_masks_the_key() {
+        let key = crypto::b64_encode(&[7u8; 32]);
+        let c = Config::from_toml(&format!("secret_key = \"{key}\"")).unwrap();
+        let shown = c.to_string();
+        assert!(!shown.contains(&key));
+        assert!(shown.contains("secret_key = \"********\""));
+    }
+}

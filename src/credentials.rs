@@ -1,0 +1,214 @@
+//! Credential parsing: turns header and query values into a [`Credential`].
+//!
+//! Pure functions over bytes, so they are unit-tested (and fuzzed) without a
+//! server. Which header wins when several are present is the HTTP layer's
+//! business; what a credential is worth is the domain's.
+
+use std::borrow::Cow;
+
+use crate::crypto;
+use crate::token;
+
+/// Longest username or password accepted inside a Basic credential, in bytes
+/// (a password is at most 1024 characters, each at most 4 bytes).
+const MAX_BASIC_LEN: usize = 8 * 1024;
+
+/// Something a client presented to prove who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential<'a> {
+    /// A signed token (Bearer, `Authentication-Token`, `?auth_token=`, or
+    /// a token passed as the Basic username).
+    Token(Cow<'a, str>),
+    /// A username (or email) and password from HTTP Basic.
+    Password {
+        /// As sent.
+        username: String,
+        /// As sent; never logged.
+        password: String,
+    },
+}
+
+/// A credential that could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// A Basic credential that is not base64 of UTF-8 `user:password`, or
+    /// an `Authorization` scheme latch does not speak.
+    Basic,
+    /// A token value with characters no token has.
+    Token,
+}
+
+/// Parses an `Authorization` header value (`Bearer ...` or `Basic ...`).
+pub fn parse_authorization(value: &[u8]) -> Result<Credential<'_>, Malformed> {
+    let value = std::str::from_utf8(value).map_err(|_| Malformed::Basic)?;
+    let (scheme, rest) = value.trim().split_once(' ').ok_or(Malformed::Basic)?;
+    let rest = rest.trim_start();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        parse_token(rest.as_bytes()).map(Credential::Token)
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        parse_basic(rest)
+    } else {
+        Err(Malformed::Basic)
+    }
+}
+
+fn parse_basic(b64: &str) -> Result<Credential<'static>, Malformed> {
+    if b64.len() > MAX_BASIC_LEN * 2 {
+        return Err(Malformed::Basic);
+    }
+    let bytes = crypto::b64_decode(b64.as_bytes()).ok_or(Malformed::Basic)?;
+    let text = String::from_utf8(bytes).map_err(|_| Malformed::Basic)?;
+    let (username, password) = text.split_once(':').ok_or(Malformed::Basic)?;
+    if token::looks_like_token(username) {
+        // REST-auth style: the token as username, the password unused.
+        return parse_token(username.as_bytes())
+            .map(|t| Credential::Token(Cow::Owned(t.into_owned())));
+    }
+    if username.is_empty() || username.chars().any(char::is_control) {
+        return Err(Malformed::Basic);
+    }
+    Ok(Credential::Password {
+        username: username.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+/// Parses a bare token value (`Authentication-Token`, a cookie, the query):
+/// non-empty visible ASCII, at most [`token::MAX_TOKEN_LEN`] bytes.
+pub fn parse_token(value: &[u8]) -> Result<Cow<'_, str>, Malformed> {
+    let ok = !value.is_empty()
+        && value.len() <= token::MAX_TOKEN_LEN
+        && value.iter().all(|b| b.is_ascii_graphic());
+    if !ok {
+        return Err(Malformed::Token);
+    }
+    // All ASCII, so this cannot fail.
+    std::str::from_utf8(value)
+        .map(Cow::Borrowed)
+        .map_err(|_| Malformed::Token)
+}
+
+/// Finds `auth_token` in a query string (percent-decoded). `None` when absent.
+pub fn query_token(query: &str) -> Option<Result<Cow<'_, str>, Malformed>> {
+    let raw = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("auth_token="))?;
+    Some(match percent_decode(raw) {
+        Some(Cow::Borrowed(s)) => parse_token(s.as_bytes()),
+        Some(Cow::Owned(s)) => parse_token(s.as_bytes()).map(|t| Cow::Owned(t.into_owned())),
+        None => Err(Malformed::Token),
+    })
+}
+
+/// Decodes `%XX` escapes (and `+` as space); `None` if the result is not
+/// UTF-8 or an escape is broken.
+fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
+    if !text.contains(['%', '+']) {
+        return Some(Cow::Borrowed(text));
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                let hi = (bytes.next()? as char).to_digit(16)?;
+                let lo = (bytes.next()? as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+            }
+            b'+' => out.push(b' '),
+            _ => out.push(b),
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(user_pass: &str) -> String {
+        format!("Basic {}", crypto::b64_encode(user_pass.as_bytes()))
+    }
+
+    #[test]
+    fn bearer() {
+        assert_eq!(
+            parse_authorization(b"Bearer abc.def.ghi"),
+            Ok(Credential::Token("abc.def.ghi".into()))
+        );
+        assert_eq!(
+            parse_authorization(b"bearer   abc"),
+            Ok(Credential::Token("abc".into()))
+        );
+        assert_eq!(parse_authorization(b"Bearer "), Err(Malformed::Basic));
+        assert_eq!(parse_authorization(b"Bearer a b"), Err(Malformed::Token));
+    }
+
+    #[test]
+    fn basic_password() {
+        assert_eq!(
+            parse_authorization(basic("miguel:python:with:colons").as_bytes()),
+            Ok(Credential::Password {
+                username: "miguel".into(),
+                password: "python:with:colons".into()
+            })
+        );
+        assert_eq!(
+            parse_authorization(basic("émile:pässwörd").as_bytes()),
+            Ok(Credential::Password {
+                username: "émile".into(),
+                password: "pässwörd".into()
+            })
+        );
+    }
+
+    #[test]
+    fn basic_token_as_username() {
+        let header = basic("eyJh.eyJi.sig:unused");
+        let cred = parse_authorization(header.as_bytes());
+        assert_eq!(cred, Ok(Credential::Token("eyJh.eyJi.sig".into())));
+    }
+
+    #[test]
+    fn malformed_basic() {
+        for bad in [
+            "Basic",
+            "Basic !!!!",
+            "Basic bm9jb2xvbg==", // "nocolon"
+            "Basic OnB3",         // ":pw", empty username
+            "Basic /w==",         // 0xff, not UTF-8
+            "Digest abc",
+            "",
+        ] {
+            assert_eq!(
+                parse_authorization(bad.as_bytes()),
+                Err(Malformed::Basic),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(parse_authorization(b"Basic \xff"), Err(Malformed::Basic));
+    }
+
+    #[test]
+    fn query() {
+        assert_eq!(
+            query_token("a=1&auth_token=xyz&b=2"),
+            Some(Ok("xyz".into()))
+        );
+        assert_eq!(query_token("auth_token=x%2Ey"), Some(Ok("x.y".into())));
+        assert_eq!(query_token("auth_token="), Some(Err(Malformed::Token)));
+        assert_eq!(query_token("auth_token=%zz"), Some(Err(Malformed::Token)));
+        assert_eq!(query_token("auth_token=%ff"), Some(Err(Malformed::Token)));
+        assert_eq!(query_token("xauth_token=1"), None);
+        assert_eq!(query_token(""), None);
+    }
+
+    #[test]
+    fn token_values() {
+        assert!(parse_token(b"abc").is_ok());
+        assert_eq!(parse_token(b""), Err(Malformed::Token));
+        assert_eq!(parse_token(b"a b"), Err(Malformed::Token));
+        assert_eq!(parse_token("é".as_bytes()), Err(Malformed::Token));
+        assert_eq!(parse_token(&vec![b'a'; 5000]), Err(Malformed::Token));
+    }
+}

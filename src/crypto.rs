@@ -1,0 +1,212 @@
+//! Every cryptographic primitive in one place: random bytes, HMAC-SHA256,
+//! the scrypt password KDF and base64 codecs.
+//!
+//! Nothing outside this module names `ring` or `scrypt`.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{digest, hmac};
+use scrypt::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use scrypt::Scrypt;
+
+use crate::error::{Error, Result};
+
+/// Fills a fresh array with random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut out)
+        .map_err(|_| Error::internal("the system random number generator failed"))?;
+    Ok(out)
+}
+
+/// Strict base64url without padding, as JWTs use: non-canonical trailing
+/// bits and padding are both refused.
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes strict base64url (see [`b64url_encode`]).
+pub fn b64url_decode(text: &[u8]) -> Option<Vec<u8>> {
+    URL_SAFE_NO_PAD.decode(text).ok()
+}
+
+/// Standard base64 with padding, as keys and HTTP Basic use.
+pub fn b64_encode(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Decodes standard base64 with padding (see [`b64_encode`]).
+pub fn b64_decode(text: &[u8]) -> Option<Vec<u8>> {
+    STANDARD.decode(text).ok()
+}
+
+/// An HMAC-SHA256 key with the identifier derived from it.
+#[derive(Clone)]
+pub struct SigningKey {
+    key: hmac::Key,
+    /// Names the key inside tokens (`kid`), so a verifier holding several
+    /// keys knows which one to try. Derived, so it cannot drift from the key.
+    kid: String,
+}
+
+impl SigningKey {
+    /// Wraps raw key bytes; callers check the length first.
+    pub fn new(bytes: &[u8]) -> Self {
+        let fingerprint = digest::digest(&digest::SHA256, bytes);
+        SigningKey {
+            key: hmac::Key::new(hmac::HMAC_SHA256, bytes),
+            kid: b64url_encode(&fingerprint.as_ref()[..8]),
+        }
+    }
+
+    /// The key identifier written into the `kid` header.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// HMAC-SHA256 of `data`.
+    pub fn sign(&self, data: &[u8]) -> hmac::Tag {
+        hmac::sign(&self.key, data)
+    }
+
+    /// Checks `tag` against `data` in constant time.
+    pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.key, data, tag).is_ok()
+    }
+}
+
+/// scrypt cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cost {
+    /// log2 of the CPU/memory cost N.
+    pub log_n: u8,
+    /// Block size.
+    pub r: u32,
+    /// Parallelism.
+    pub p: u32,
+}
+
+/// The highest cost latch will compute: 1 GiB of memory, p at most 16.
+/// Anything above is refused both in config and in stored hashes, so a
+/// tampered record cannot make a login allocate without bound.
+pub const MAX_MEMORY: u64 = 1 << 30;
+/// See [`MAX_MEMORY`].
+pub const MAX_P: u32 = 16;
+
+impl Cost {
+    /// Memory one hash needs, in bytes (128 * r * N).
+    pub fn memory(&self) -> u64 {
+        128u64
+            .saturating_mul(u64::from(self.r))
+            .saturating_mul(1u64.checked_shl(u32::from(self.log_n)).unwrap_or(u64::MAX))
+    }
+
+    /// Whether this cost is within the ceiling and accepted by scrypt.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.log_n == 0 || self.log_n >= 64 || self.r == 0 || self.p == 0 {
+            return Err("log_n, r and p must be at least 1".into());
+        }
+        if self.memory() > MAX_MEMORY || self.p > MAX_P {
+            return Err(format!(
+                "cost ln={},r={},p={} is above the ceiling (1 GiB of memory, p <= {MAX_P})",
+                self.log_n, self.r, self.p
+            ));
+        }
+        self.params().map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Whether a hash of cost `self` should be upgraded to `target`.
+    pub fn below(&self, target: &Cost) -> bool {
+        self.log_n < target.log_n || self.r < target.r || self.p < target.p
+    }
+
+    fn params(&self) -> std::result::Result<scrypt::Params, scrypt::errors::InvalidParams> {
+        scrypt::Params::new(self.log_n, self.r, self.p, scrypt::Params::RECOMMENDED_LEN)
+    }
+}
+
+/// Hashes a password into a PHC string (`$scrypt$ln=..,r=..,p=..$salt$hash`).
+/// Slow by design: call only from a blocking thread.
+pub fn hash_password(password: &str, cost: Cost) -> Result<String> {
+    let params = cost.params().map_err(Error::internal)?;
+    let salt = SaltString::encode_b64(&random_bytes::<16>()?).map_err(Error::internal)?;
+    let hash = Scrypt
+        .hash_password_customized(password.as_bytes(), None, None, params, &salt)
+        .map_err(Error::internal)?;
+    Ok(hash.to_string())
+}
+
+/// The cost recorded in a PHC string, or why it cannot be used.
+pub fn stored_cost(phc: &str) -> Result<Cost> {
+    let parsed = PasswordHash::new(phc)
+        .map_err(|e| Error::internal(format_args!("bad stored hash: {e}")))?;
+    let params = scrypt::Params::try_from(&parsed)
+        .map_err(|e| Error::internal(format_args!("bad stored hash params: {e}")))?;
+    Ok(Cost {
+        log_n: params.log_n(),
+        r: params.r(),
+        p: params.p(),
+    })
+}
+
+/// Checks a password against a PHC string. A stored cost above the ceiling
+/// or an unparsable string is an error, not a silent refusal.
+/// Slow by design: call only from a blocking thread.
+pub fn verify_password(password: &str, phc: &str) -> Result<bool> {
+    stored_cost(phc)?
+        .check()
+        .map_err(|e| Error::internal(format_args!("refusing stored hash: {e}")))?;
+    let parsed = PasswordHash::new(phc).map_err(Error::internal)?;
+    Ok(Scrypt.verify_password(password.as_bytes(), &parsed).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOW: Cost = Cost {
+        log_n: 4,
+        r: 8,
+        p: 1,
+    };
+
+    #[test]
+    fn password_round_trip() {
+        let phc = hash_password("correct horse", LOW).unwrap();
+        assert!(phc.starts_with("$scrypt$ln=4,r=8,p=1$"));
+        assert!(verify_password("correct horse", &phc).unwrap());
+        assert!(!verify_password("correct horsf", &phc).unwrap());
+        assert_eq!(stored_cost(&phc).unwrap(), LOW);
+    }
+
+    #[test]
+    fn cost_ceiling_refuses_huge_stored_hash() {
+        let phc = hash_password("x", LOW).unwrap().replace("ln=4", "ln=30");
+        assert!(verify_password("x", &phc).is_err());
+        assert!(Cost {
+            log_n: 21,
+            r: 8,
+            p: 1
+        }
+        .check()
+        .is_err());
+        assert!(Cost {
+            log_n: 17,
+            r: 8,
+            p: 1
+        }
+        .check()
+        .is_ok());
+    }
+
+    #[test]
+    fn strict_base64url() {
+        assert_eq!(b64url_decode(b"AQ").unwrap(), vec![1]);
+        // Same byte, non-zero trailing bits: refused.
+        assert!(b64url_decode(b"AR").is_none());
+        assert!(b64url_decode(b"AQ==").is_none());
+        assert!(b64url_decode(b"A+").is_none());
+    }
+}

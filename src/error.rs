@@ -1,0 +1,201 @@
+//! The one error type.
+//!
+//! An [`Error`] carries two things that never mix: what the client may see
+//! (its [`Kind`], which fixes the HTTP status, the JSON `error` code and the
+//! public message) and, for failures of our own making, an internal cause
+//! that is logged and never sent.
+
+use std::fmt;
+
+/// What went wrong, as far as a client or an operator is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request is malformed: bad JSON, a missing field, a bad value. 400.
+    BadRequest(&'static str),
+    /// No credential, or one that is refused. 401 with challenges.
+    Unauthorized(Refusal),
+    /// Authenticated (or not) but not allowed, e.g. registration closed. 403.
+    Forbidden(&'static str),
+    /// No such route or resource. 404.
+    NotFound,
+    /// A known path with a method it does not serve; the value is `Allow`. 405.
+    MethodNotAllowed(&'static str),
+    /// A unique name or email is already taken. 409.
+    Conflict(&'static str),
+    /// The request body is over the limit. 413.
+    PayloadTooLarge,
+    /// The body is not `application/json` where JSON is required. 415.
+    UnsupportedMediaType,
+    /// The password-hashing queue is full; try again shortly. 503.
+    Busy,
+    /// Our fault: the store, the disk, a corrupt record. 500, cause logged.
+    Internal,
+    /// Configuration is invalid; start-up stops with this line.
+    Config,
+    /// The database cannot be opened or read (locked, corrupt, too new).
+    Store,
+}
+
+/// Why a credential was refused, which decides the `WWW-Authenticate` detail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Nothing usable was presented.
+    Missing,
+    /// A username and password were presented and do not match.
+    BadPassword,
+    /// A token (or API key) was presented and refused: RFC 6750 `invalid_token`.
+    BadToken,
+    /// A token was presented where only a password will do (minting tokens).
+    PasswordRequired,
+    /// The `Authorization` header could not be parsed (bad base64, not
+    /// UTF-8, no colon, an unknown scheme).
+    Malformed,
+}
+
+/// The crate's error: a public [`Kind`] plus an optional private cause.
+pub struct Error {
+    kind: Kind,
+    /// Logged by whoever handles the error; never shown to a client.
+    cause: Option<String>,
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error of this kind without an internal cause.
+    pub fn new(kind: Kind) -> Self {
+        Error { kind, cause: None }
+    }
+
+    /// An error of this kind whose cause is logged but not shown to clients.
+    pub fn with_cause(kind: Kind, cause: impl fmt::Display) -> Self {
+        Error {
+            kind,
+            cause: Some(cause.to_string()),
+        }
+    }
+
+    /// A server-side failure; `cause` is for the log only.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        Self::with_cause(Kind::Internal, cause)
+    }
+
+    /// A configuration error; the message is shown to the operator whole.
+    pub fn config(message: impl fmt::Display) -> Self {
+        Self::with_cause(Kind::Config, message)
+    }
+
+    /// A database error; the message is shown to the operator whole.
+    pub fn store(message: impl fmt::Display) -> Self {
+        Self::with_cause(Kind::Store, message)
+    }
+
+    /// A 400 with this public message.
+    pub fn bad_request(message: &'static str) -> Self {
+        Self::new(Kind::BadRequest(message))
+    }
+
+    /// A 401 for this reason.
+    pub fn unauthorized(why: Refusal) -> Self {
+        Self::new(Kind::Unauthorized(why))
+    }
+
+    /// What the client is told.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The internal cause, for the log.
+    pub fn cause(&self) -> Option<&str> {
+        self.cause.as_deref()
+    }
+
+    /// The HTTP status code for this error.
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            Kind::BadRequest(_) => 400,
+            Kind::Unauthorized(_) => 401,
+            Kind::Forbidden(_) => 403,
+            Kind::NotFound => 404,
+            Kind::MethodNotAllowed(_) => 405,
+            Kind::Conflict(_) => 409,
+            Kind::PayloadTooLarge => 413,
+            Kind::UnsupportedMediaType => 415,
+            Kind::Busy => 503,
+            Kind::Internal | Kind::Config | Kind::Store => 500,
+        }
+    }
+
+    /// The short machine-readable code of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            Kind::BadRequest(_) => "invalid_request",
+            Kind::Unauthorized(Refusal::BadToken) => "invalid_token",
+            Kind::Unauthorized(_) => "unauthorized",
+            Kind::Forbidden(_) => "forbidden",
+            Kind::NotFound => "not_found",
+            Kind::MethodNotAllowed(_) => "method_not_allowed",
+            Kind::Conflict(_) => "conflict",
+            Kind::PayloadTooLarge => "payload_too_large",
+            Kind::UnsupportedMediaType => "unsupported_media_type",
+            Kind::Busy => "busy",
+            Kind::Internal | Kind::Config | Kind::Store => "internal_error",
+        }
+    }
+
+    /// The human message a client sees; never contains the cause.
+    pub fn public_message(&self) -> &'static str {
+        match self.kind {
+            Kind::BadRequest(m) | Kind::Forbidden(m) | Kind::Conflict(m) => m,
+            Kind::Unauthorized(Refusal::Missing) => "authentication required",
+            Kind::Unauthorized(Refusal::BadPassword) => "invalid username or password",
+            Kind::Unauthorized(Refusal::BadToken) => "invalid or expired token",
+            Kind::Unauthorized(Refusal::PasswordRequired) => {
+                "a username and password are required here"
+            }
+            Kind::Unauthorized(Refusal::Malformed) => "malformed credentials",
+            Kind::NotFound => "not found",
+            Kind::MethodNotAllowed(_) => "method not allowed",
+            Kind::PayloadTooLarge => "request body too large",
+            Kind::UnsupportedMediaType => "expected a JSON body (application/json)",
+            Kind::Busy => "too many password checks in progress, retry shortly",
+            Kind::Internal | Kind::Config | Kind::Store => "internal server error",
+        }
+    }
+}
+
+/// For operators (CLI, start-up): the cause when there is one, since
+/// configuration and store errors are the operator's own business.
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.kind, &self.cause) {
+            (Kind::Config | Kind::Store, Some(cause)) => f.write_str(cause),
+            (_, Some(cause)) => write!(f, "{}: {}", self.public_message(), cause),
+            (_, None) => f.write_str(self.public_message()),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({:?}, {:?})", self.kind, self.cause)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::internal(format_args!("store: {e}"))
+    }
+}
+
+impl From<sled::transaction::TransactionError<Error>> for Error {
+    fn from(e: sled::transaction::TransactionError<Error>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The password-hashing pool.
+//!
+//! scrypt is slow and memory-hungry on purpose, so it never runs on a tokio
+//! worker: each hash runs on a blocking thread, at most `max_concurrent` at
+//! once, with at most `max_queue` callers waiting for a slot. A caller that
+//! finds the queue full gets [`Kind::Busy`] at once (503 with `Retry-After`)
+//! instead of piling up behind a login flood.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::config::Hashing;
+use crate::crypto::{self, Cost};
+use crate::error::{Error, Kind, Result};
+
+/// Bounded access to scrypt.
+pub struct Hasher {
+    /// One permit per hash allowed to run at once.
+    slots: Arc<Semaphore>,
+    /// Callers waiting for a permit; checked against `max_queue` so the wait
+    /// is bounded. Atomic because it is touched on every login.
+    waiting: AtomicUsize,
+    max_queue: usize,
+    /// Cost of new hashes.
+    cost: Cost,
+    /// A hash of nothing at the configured cost: unknown users are verified
+    /// against it so they cost the same work as known ones.
+    dummy: String,
+}
+
+/// Decrements the waiting count when a queued caller leaves, however it leaves.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Hasher {
+    /// A pool with these settings.
+    pub fn new(settings: &Hashing) -> Result<Hasher> {
+        Ok(Hasher {
+            slots: Arc::new(Semaphore::new(settings.max_concurrent)),
+            waiting: AtomicUsize::new(0),
+            max_queue: settings.max_queue,
+            cost: settings.cost,
+            dummy: dummy_hash(settings.cost)?,
+        })
+    }
+
+    /// The cost new hashes get.
+    pub fn cost(&self) -> Cost {
+        self.cost
+    }
+
+    /// Callers waiting for a hashing slot right now.
+    pub fn queue_depth(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Hashes `password` at the configured cost.
+    pub async fn hash(&self, password: String) -> Result<String> {
+        let cost = self.cost;
+        self.run(move || crypto::hash_password(&password, cost))
+            .await?
+    }
+
+    /// Checks `password` against `phc`, or against the dummy hash when there
+    /// is no user, so both cost the same. Returns false for the dummy.
+    pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool> {
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.dummy.clone());
+        let ok = self
+            .run(move || crypto::verify_password(&password, &phc))
+            .await??;
+        Ok(ok && known)
+    }
+
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let permit = match self.slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_queue {
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
+                    return Err(Error::new(Kind::Busy));
+                }
+                let _waiting = Waiting(&self.waiting);
+                self.slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(Error::internal)?
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(Error::internal)
+    }
+}
+
+/// A PHC string at `cost` whose hash matches no password: random salt and
+/// random output. Verifying against it is exactly as slow as a real hash.
+fn dummy_hash(cost: Cost) -> Result<String> {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    use base64::Engine as _;
+    let salt = STANDARD_NO_PAD.encode(crypto::random_bytes::<16>()?);
+    let hash = STANDARD_NO_PAD.encode(crypto::random_bytes::<32>()?);
+    Ok(format!(
+        "$scrypt$ln={},r={},p={}${salt}${hash}",
+        cost.log_n, cost.r, cost.p
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(max_concurrent: usize, max_queue: usize) -> Hashing {
+        Hashing {
+            cost: Cost {
+                log_n: 4,
+                r: 8,
+                p: 1,
+            },
+            max_concurrent,
+            max_queue,
+        }
+    }
+
+    #[test]
+    fn dummy_hash_has_the_configured_cost_and_matches_nothing() {
+        let cost = Cost {
+            log_n: 5,
+            r: 4,
+            p: 2,
+        };
+        let dummy = dummy_hash(cost).unwrap();
+        assert_eq!(crypto::stored_cost(&dummy).unwrap(), cost);
+        assert!(!crypto::verify_password("", &dummy).unwrap());
+    }
+
+    #[tokio::test]
+    async fn hash_and_verify() {
+        let h = Hasher::new(&settings(2, 2)).unwrap();
+        let phc = h.hash("password1".into()).await.unwrap();
+        assert!(h
+            .verify("password1".into(), Some(phc.clone()))
+            .await
+            .unwrap());
+        assert!(!h.verify("password2".into(), Some(phc)).await.unwrap());
+        assert!(!h.verify("password1".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_busy() {
+        let h = Arc::new(Hasher::new(&settings(1, 1)).unwrap());
+        // Hold the only slot, then fill the one queue place.
+        let held = h.slots.clone().acquire_owned().await.unwrap();
+        let queued = {
+            let h = h.clone();
+            tokio::spawn(async move { h.hash("password1".into()).await })
+        };
+        while h.queue_depth() < 1 {
+            tokio::task::yield_now().await;
+        }
+        let e = h.hash("password1".into()).await.unwrap_err();
+        assert_eq!(e.kind(), Kind::Busy);
+        drop(held);
+        assert!(queued.await.unwrap().is_ok());
+        assert_eq!(h.queue_depth(), 0);
+    }
+}

@@ -1,0 +1,82 @@
+//! Building responses. Each status has its body and headers decided here,
+//! in one place.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::error::{Error, Kind, Refusal};
+
+/// Every response body latch sends.
+pub type Body = Full<Bytes>;
+
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+const BEARER: HeaderValue = HeaderValue::from_static(r#"Bearer realm="latch""#);
+const BEARER_INVALID: HeaderValue =
+    HeaderValue::from_static(r#"Bearer realm="latch", error="invalid_token""#);
+const BASIC: HeaderValue = HeaderValue::from_static(r#"Basic realm="latch", charset="UTF-8""#);
+
+/// A JSON response. Every JSON response is `Cache-Control: no-store`: many
+/// carry tokens, and none is worth caching.
+pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("response bodies serialize");
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, JSON);
+    h.insert(header::CACHE_CONTROL, NO_STORE);
+    res
+}
+
+/// An empty response with this status.
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = status;
+    res
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: &'static str,
+    message: &'static str,
+}
+
+/// The response for an error: JSON `{"error","message"}`, the right status,
+/// and the headers that status calls for. Never includes the cause.
+pub fn error(e: &Error) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut res = json(
+        status,
+        &ErrorBody {
+            error: e.code(),
+            message: e.public_message(),
+        },
+    );
+    let h = res.headers_mut();
+    match e.kind() {
+        Kind::Unauthorized(why) => {
+            let bearer = if why == Refusal::BadToken {
+                BEARER_INVALID
+            } else {
+                BEARER
+            };
+            h.append(header::WWW_AUTHENTICATE, bearer);
+            h.append(header::WWW_AUTHENTICATE, BASIC);
+        }
+        Kind::MethodNotAllowed(allow) => {
+            h.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        Kind::PayloadTooLarge => {
+            // The body was not read; the connection cannot be reused.
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Kind::Busy => {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
+    }
+    res
+}

@@ -1,0 +1,119 @@
+//! The router: one `match` on method and path segments.
+//!
+//! | route | handler |
+//! |---|---|
+//! | `POST /api/users` | register |
+//! | `GET /api/users/<id>` | a user's public record |
+//! | `GET /api/token` | trade Basic username:password for a token |
+//! | `GET /api/resource` | the REST-auth protected resource |
+//! | `POST /login` | JSON login (Flask-Security shape) |
+//! | `POST /logout` | revoke the presented token |
+
+use bytes::Bytes;
+use hyper::body::Body as HttpBody;
+use hyper::header::{self};
+use hyper::{Method, Request, Response};
+
+use super::api;
+use super::response::{self, Body};
+use crate::error::{Error, Kind, Result};
+use crate::App;
+
+/// Paths deeper than this are 404 without further thought.
+const MAX_SEGMENTS: usize = 4;
+
+/// Answers one request. Never fails: errors become their JSON responses here.
+pub async fn route<B>(app: &App, req: Request<B>) -> Response<Body>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let (parts, body) = req.into_parts();
+    let mut buf = [""; MAX_SEGMENTS];
+    let segments = segments(parts.uri.path(), &mut buf);
+    let result: Result<Response<Body>> = match (&parts.method, segments) {
+        (&Method::POST, Some(["api", "users"])) => api::register(app, &parts, body).await,
+        (_, Some(["api", "users"])) => Err(not_allowed("POST")),
+        (&Method::GET, Some(["api", "users", id])) => api::user(app, id),
+        (_, Some(["api", "users", _])) => Err(not_allowed("GET")),
+        (&Method::GET, Some(["api", "token"])) => api::token(app, &parts).await,
+        (_, Some(["api", "token"])) => Err(not_allowed("GET")),
+        (&Method::GET, Some(["api", "resource"])) => api::resource(app, &parts).await,
+        (_, Some(["api", "resource"])) => Err(not_allowed("GET")),
+        (&Method::POST, Some(["login"])) => login(app, &parts, body).await,
+        (_, Some(["login"])) => Err(not_allowed("POST")),
+        (&Method::POST, Some(["logout"])) => api::logout(app, &parts).await,
+        (_, Some(["logout"])) => Err(not_allowed("POST")),
+        _ => Err(Error::new(Kind::NotFound)),
+    };
+    result.unwrap_or_else(|e| {
+        match e.kind() {
+            Kind::Internal => {
+                tracing::error!(method = %parts.method, path = parts.uri.path(), cause = e.cause(), "request failed")
+            }
+            _ => tracing::debug!(
+                method = %parts.method,
+                path = parts.uri.path(),
+                status = e.status(),
+                cause = e.cause(),
+                "request refused"
+            ),
+        }
+        response::error(&e)
+    })
+}
+
+/// `POST /login` is JSON or a form, told apart by `Content-Type`.
+async fn login<B>(app: &App, parts: &hyper::http::request::Parts, body: B) -> Result<Response<Body>>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            ct.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    if form {
+        // The login page (forward auth) is not built yet.
+        return Err(Error::new(Kind::UnsupportedMediaType));
+    }
+    api::login_json(app, parts, body).await
+}
+
+fn not_allowed(allow: &'static str) -> Error {
+    Error::new(Kind::MethodNotAllowed(allow))
+}
+
+/// Splits `/a/b/c` into `["a", "b", "c"]` without allocating; `None` when
+/// there are more than [`MAX_SEGMENTS`].
+fn segments<'a>(path: &'a str, buf: &'a mut [&'a str; MAX_SEGMENTS]) -> Option<&'a [&'a str]> {
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let mut n = 0;
+    for segment in path.split('/') {
+        *buf.get_mut(n)? = segment;
+        n += 1;
+    }
+    Some(&buf[..n])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_segments() {
+        let mut buf = [""; MAX_SEGMENTS];
+        assert_eq!(
+            segments("/api/users/3", &mut buf),
+            Some(&["api", "users", "3"][..])
+        );
+        let mut buf = [""; MAX_SEGMENTS];
+        assert_eq!(segments("/", &mut buf), Some(&[""][..]));
+        let mut buf = [""; MAX_SEGMENTS];
+        assert_eq!(segments("/a/b/c/d/e", &mut buf), None);
+    }
+}

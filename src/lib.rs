@@ -1,0 +1,72 @@
+//! latch: a single-binary token-authentication appliance.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the `latch` command line (thin `main` calls [`cli::main`]).
+//! - [`config`]: raw TOML + environment, validated into [`config::Config`].
+//! - [`http`]: the hyper server, the router (one `match`), handlers.
+//! - [`auth`]: the domain: register, login, issue, verify, revoke.
+//! - [`credentials`]: parsing `Authorization`, `Authentication-Token`, `?auth_token=`.
+//! - [`token`]: the JWT HS256 codec.
+//! - [`hasher`]: the bounded scrypt pool.
+//! - [`store`]: sled and the versioned on-disk records.
+//! - [`crypto`]: every primitive (ring, scrypt, base64) in one file.
+//! - [`clock`]: the one clock, movable in tests.
+//! - [`error`]: the one error type, public message apart from its cause.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod credentials;
+pub mod crypto;
+pub mod error;
+pub mod hasher;
+pub mod http;
+pub mod store;
+pub mod token;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use crate::clock::Clock;
+pub use crate::config::Config;
+pub use crate::error::{Error, Result};
+
+/// Everything a request handler can reach.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// The domain service.
+    pub auth: auth::Auth,
+}
+
+impl App {
+    /// Opens the store and loads (or creates) the signing key. Fails with a
+    /// clear error when the data directory is locked or corrupt.
+    pub fn open(config: Config, clock: Clock) -> Result<App> {
+        let store = store::Store::open(&config.data_dir)?;
+        let (key, created) = config.load_or_create_key()?;
+        if let Some(path) = created {
+            tracing::info!("wrote a new secret key to {}", path.display());
+        }
+        let auth = auth::Auth::new(&config, store, &key, clock)?;
+        Ok(App { config, auth })
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; then drains open
+/// requests and flushes the store. Tests pass a `127.0.0.1:0` listener and
+/// their own shutdown future.
+pub async fn run(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    http::serve(listener, Arc::new(app), shutdown).await
+}

@@ -1,0 +1,326 @@
+//! The token codec: JWT (RFC 7519) signed HS256, nothing else.
+//!
+//! A token is `header.payload.signature`, each part strict base64url. The
+//! header is exactly `{"alg":"HS256","typ":"JWT","kid":"<kid>"}`; since latch
+//! only verifies tokens it issued, the verifier compares the header segment
+//! byte for byte with the one each known key produces, so `alg: none`,
+//! other algorithms and unknown keys are refused before any JSON is parsed.
+//! The MAC is checked (in constant time) before the claims are decoded.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, SigningKey};
+
+/// Tokens longer than this are refused unread.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
+/// Bytes of randomness in a `jti`.
+pub const JTI_LEN: usize = 16;
+
+/// The claims latch writes, in the order it writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claims {
+    /// The user id, as a decimal string.
+    pub sub: String,
+    /// The username at the time of issue.
+    pub name: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Expires at, seconds since the epoch; refused from this second on.
+    pub exp: u64,
+    /// A unique id: base64url of 16 random bytes. Revocation is keyed on it.
+    pub jti: String,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The user id from `sub`.
+    pub user_id: u64,
+    /// The username from `name`.
+    pub name: String,
+    /// Issued at.
+    pub iat: u64,
+    /// Expiry, kept so a revocation can be dropped once it no longer matters.
+    pub exp: u64,
+    /// The decoded `jti`.
+    pub jti: [u8; JTI_LEN],
+}
+
+/// Why a token was refused. Clients are only ever told "invalid token"; the
+/// reason is for tests and debug logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not three strict base64url segments, or too long.
+    Malformed,
+    /// The header is not one this server writes (other `alg`, unknown `kid`).
+    Header,
+    /// The MAC does not match.
+    Signature,
+    /// The claims do not decode.
+    Claims,
+    /// `exp` has passed.
+    Expired,
+}
+
+/// A key that signs, plus earlier keys that still verify.
+pub struct Keys {
+    /// Signs new tokens; verifies too.
+    current: KeyEntry,
+    /// Verify only (key rotation).
+    previous: Vec<KeyEntry>,
+}
+
+struct KeyEntry {
+    key: SigningKey,
+    /// The base64url header segment this key writes, precomputed so that
+    /// verification is a byte comparison.
+    header: String,
+}
+
+impl KeyEntry {
+    fn new(key: SigningKey) -> Self {
+        let json = format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, key.kid());
+        KeyEntry {
+            header: crypto::b64url_encode(json.as_bytes()),
+            key,
+        }
+    }
+}
+
+impl Keys {
+    /// `current` signs; `previous` only verify.
+    pub fn new(current: SigningKey, previous: Vec<SigningKey>) -> Self {
+        Keys {
+            current: KeyEntry::new(current),
+            previous: previous.into_iter().map(KeyEntry::new).collect(),
+        }
+    }
+
+    /// The `kid` of the signing key.
+    pub fn kid(&self) -> &str {
+        self.current.key.kid()
+    }
+
+    /// Signs `claims` with the current key.
+    pub fn sign(&self, claims: &Claims) -> String {
+        let payload = serde_json::to_vec(claims).expect("claims serialize");
+        let mut token =
+            String::with_capacity(self.current.header.len() + payload.len() * 4 / 3 + 48);
+        token.push_str(&self.current.header);
+        token.push('.');
+        token.push_str(&crypto::b64url_encode(&payload));
+        let tag = self.current.key.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&crypto::b64url_encode(tag.as_ref()));
+        token
+    }
+
+    /// Verifies `token` at time `now`: header, MAC, then claims and expiry.
+    /// Revocation is the caller's business (it needs the store).
+    pub fn verify(&self, token: &str, now: u64) -> Result<Verified, Invalid> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(Invalid::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Invalid::Malformed);
+        };
+        let entry = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|e| e.header == header)
+            .ok_or(Invalid::Header)?;
+        let tag = crypto::b64url_decode(signature.as_bytes()).ok_or(Invalid::Malformed)?;
+        let signed = &token[..header.len() + 1 + payload.len()];
+        if !entry.key.verify(signed.as_bytes(), &tag) {
+            return Err(Invalid::Signature);
+        }
+        let json = crypto::b64url_decode(payload.as_bytes()).ok_or(Invalid::Malformed)?;
+        let claims: Claims = serde_json::from_slice(&json).map_err(|_| Invalid::Claims)?;
+        if claims.exp <= now {
+            return Err(Invalid::Expired);
+        }
+        let user_id = parse_id(&claims.sub).ok_or(Invalid::Claims)?;
+        let jti = crypto::b64url_decode(claims.jti.as_bytes())
+            .and_then(|b| <[u8; JTI_LEN]>::try_from(b).ok())
+            .ok_or(Invalid::Claims)?;
+        Ok(Verified {
+            user_id,
+            name: claims.name,
+            iat: claims.iat,
+            exp: claims.exp,
+            jti,
+        })
+    }
+}
+
+/// A user id as written in `sub` and in URLs: canonical decimal, no sign,
+/// no leading zeros.
+pub fn parse_id(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Whether `text` has the shape of a token (three dot-separated segments,
+/// the first starting like a JSON object). Used to tell a token passed as a
+/// Basic username from a real username; usernames of this shape are refused
+/// at registration.
+pub fn looks_like_token(text: &str) -> bool {
+    text.starts_with("eyJ") && text.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(seed: u8) -> Keys {
+        Keys::new(SigningKey::new(&[seed; 32]), vec![])
+    }
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            sub: "7".into(),
+            name: "alice".into(),
+            iat: 1000,
+            exp,
+            jti: crypto::b64url_encode(&[9u8; JTI_LEN]),
+        }
+    }
+
+    fn segments(token: &str) -> Vec<String> {
+        token.split('.').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn round_trip() {
+        let k = keys(1);
+        let token = k.sign(&claims(2000));
+        let v = k.verify(&token, 1500).unwrap();
+        assert_eq!(v.user_id, 7);
+        assert_eq!(v.name, "alice");
+        assert_eq!(v.jti, [9u8; JTI_LEN]);
+        let header = crypto::b64url_decode(segments(&token)[0].as_bytes()).unwrap();
+        let header = String::from_utf8(header).unwrap();
+        assert_eq!(
+            header,
+            format!(r#"{{"alg":"HS256","typ":"JWT","kid":"{}"}}"#, k.kid())
+        );
+    }
+
+    #[test]
+    fn expiry_is_exclusive() {
+        let k = keys(1);
+        let token = k.sign(&claims(2000));
+        assert!(k.verify(&token, 1999).is_ok());
+        assert_eq!(k.verify(&token, 2000), Err(Invalid::Expired));
+    }
+
+    #[test]
+    fn wrong_key_is_refused() {
+        let token = keys(1).sign(&claims(2000));
+        // Different key, different kid: the header no longer matches.
+        assert_eq!(keys(2).verify(&token, 1500), Err(Invalid::Header));
+    }
+
+    #[test]
+    fn same_kid_wrong_mac_is_refused() {
+        let k = keys(1);
+        let mut s = segments(&k.sign(&claims(2000)));
+        s[2] = crypto::b64url_encode(&[0u8; 32]);
+        assert_eq!(k.verify(&s.join("."), 1500), Err(Invalid::Signature));
+    }
+
+    #[test]
+    fn edited_payload_is_refused() {
+        let k = keys(1);
+        let mut s = segments(&k.sign(&claims(2000)));
+        let mut edited = claims(2000);
+        edited.sub = "1".into();
+        s[1] = crypto::b64url_encode(&serde_json::to_vec(&edited).unwrap());
+        assert_eq!(k.verify(&s.join("."), 1500), Err(Invalid::Signature));
+    }
+
+    #[test]
+    fn alg_none_and_other_algorithms_are_refused() {
+        let k = keys(1);
+        let s = segments(&k.sign(&claims(2000)));
+        for alg in ["none", "HS512", "RS256", "hs256"] {
+            let header = format!(r#"{{"alg":"{alg}","typ":"JWT","kid":"{}"}}"#, k.kid());
+            let forged = format!("{}.{}.", crypto::b64url_encode(header.as_bytes()), s[1]);
+            assert_eq!(k.verify(&forged, 1500), Err(Invalid::Header), "{alg}");
+            let forged = format!(
+                "{}.{}.{}",
+                crypto::b64url_encode(header.as_bytes()),
+                s[1],
+                s[2]
+            );
+            assert_eq!(k.verify(&forged, 1500), Err(Invalid::Header), "{alg}");
+        }
+    }
+
+    #[test]
+    fn non_canonical_base64_signature_is_refused() {
+        let k = keys(1);
+        let token = k.sign(&claims(2000));
+        // 32 bytes -> 43 chars; the last char carries 2 unused bits. Setting
+        // one gives another spelling of the same bytes, which strict
+        // decoding refuses.
+        let last = token.chars().last().unwrap();
+        let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let idx = alphabet.find(last).unwrap();
+        let twin = alphabet.as_bytes()[idx ^ 1] as char;
+        let respelled = format!("{}{}", &token[..token.len() - 1], twin);
+        assert_ne!(respelled, token);
+        assert_eq!(k.verify(&respelled, 1500), Err(Invalid::Malformed));
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let k = keys(1);
+        for t in [
+            "", ".", "..", "a.b.c", "a.b.c.d", "eyJ.eyJ.", "\u{0}", "ü.ü.ü",
+        ] {
+            assert!(k.verify(t, 1500).is_err(), "{t:?}");
+        }
+        assert_eq!(
+            k.verify(&"a".repeat(MAX_TOKEN_LEN + 1), 0),
+            Err(Invalid::Malformed)
+        );
+    }
+
+    #[test]
+    fn previous_keys_verify_but_do_not_sign() {
+        let old = keys(1);
+        let token = old.sign(&claims(2000));
+        let rotated = Keys::new(SigningKey::new(&[2; 32]), vec![SigningKey::new(&[1; 32])]);
+        assert!(rotated.verify(&token, 1500).is_ok());
+        assert_ne!(
+            segments(&rotated.sign(&claims(2000)))[0],
+            segments(&token)[0]
+        );
+    }
+
+    #[test]
+    fn ids_are_canonical() {
+        assert_eq!(parse_id("42"), Some(42));
+        for bad in [
+            "",
+            "042",
+            "-1",
+            "+1",
+            "1e3",
+            " 1",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_id(bad), None, "{bad:?}");
+        }
+    }
+}
