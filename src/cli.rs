@@ -46,6 +46,10 @@ pub fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("latch: a command is required (see `latch --help`)");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             let text = e.to_string();
             let line = text.lines().next().unwrap_or("invalid arguments");
@@ -106,20 +110,31 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     })
 }
 
+/// Writes to stdout; a closed pipe (`latch check-config | head`) is not an
+/// error worth a panic.
+fn print(text: impl std::fmt::Display) -> Result<()> {
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::internal(format_args!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn keygen() -> Result<()> {
-    println!("{}", crypto::b64_encode(&crypto::random_bytes::<32>()?));
-    Ok(())
+    print(crypto::b64_encode(&crypto::random_bytes::<32>()?))
 }
 
 fn check_config(config: Result<Config>) -> Result<()> {
     let config = config?;
     let key = config.read_key()?;
-    println!("{config}");
+    print(&config)?;
     if let (None, KeySource::File(path)) = (key, &config.key) {
-        println!(
+        print(format_args!(
             "# {} does not exist yet: `latch serve` will create it",
             path.display()
-        );
+        ))?;
     }
     Ok(())
 }

@@ -58,11 +58,37 @@ struct RawLimits {
 
 /// A duration as written: whole seconds, or a string such as `"90s"`,
 /// `"10m"`, `"12h"`, `"7d"`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum RawDuration {
     Seconds(u64),
     Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive number of seconds or a string like \"10m\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<RawDuration, E> {
+                u64::try_from(v)
+                    .map(RawDuration::Seconds)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl RawDuration {
@@ -227,7 +253,7 @@ impl Config {
         let raw: Raw = builder
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| Error::config(format_args!("config: {e}")))?;
+            .map_err(config_error)?;
         Self::from_raw(raw)
     }
 
@@ -237,7 +263,7 @@ impl Config {
             .add_source(config::File::from_str(text, config::FileFormat::Toml))
             .build()
             .and_then(|c| c.try_deserialize())
-            .map_err(|e| Error::config(format_args!("config: {e}")))?;
+            .map_err(config_error)?;
         Self::from_raw(raw)
     }
 
@@ -361,6 +387,23 @@ fn read_key_file(path: &Path) -> Result<Option<Vec<u8>>> {
             path.display()
         ))),
     }
+}
+
+/// The `config` crate's error on one line: TOML parse errors come with a
+/// multi-line source excerpt, which is dropped (the line and column stay).
+fn config_error(e: config::ConfigError) -> Error {
+    let text = e.to_string();
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let excerpt = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !l.is_empty() && !excerpt.starts_with('|')
+        })
+        .collect();
+    Error::config(format_args!("config: {}", kept.join(": ")))
 }
 
 /// Decodes a base64 key and checks its length.

@@ -1,0 +1,99 @@
+//! The command line: keygen, check-config, help and errors.
+
+use crate::support::*;
+
+#[test]
+fn keygen_prints_a_fresh_32_byte_key() {
+    let (status, first, _) = latch_cmd(&["keygen"], &[]);
+    assert!(status.success());
+    let (_, second, _) = latch_cmd(&["keygen"], &[]);
+    let key = latch::crypto::b64_decode(first.trim().as_bytes()).unwrap();
+    assert_eq!(key.len(), 32);
+    assert_ne!(first, second);
+    // And the server accepts it.
+    let dir = TempDir::new("keygen");
+    let server = Server::start(&dir, &format!("secret_key = \"{}\"", first.trim()));
+    server.client().register("alice", "alice-password");
+}
+
+#[test]
+fn check_config_masks_secrets() {
+    let dir = TempDir::new("checkcfg");
+    let config = dir.path().join("latch.toml");
+    std::fs::write(&config, config_text(dir.path(), "")).unwrap();
+    let (status, stdout, stderr) =
+        latch_cmd(&["check-config", "--config", config.to_str().unwrap()], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(!stdout.contains(TEST_KEY), "{stdout}");
+    assert!(stdout.contains("secret_key = \"********\""), "{stdout}");
+    assert!(stdout.contains("listen = \"127.0.0.1:0\""), "{stdout}");
+    // The printed config is itself a valid config.
+    let again = dir.path().join("printed.toml");
+    std::fs::write(
+        &again,
+        stdout.replace("\"********\"", &format!("\"{TEST_KEY}\"")),
+    )
+    .unwrap();
+    let (status, stdout2, stderr) =
+        latch_cmd(&["check-config", "--config", again.to_str().unwrap()], &[]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, stdout2);
+    // LATCH_CONFIG is honoured when --config is absent.
+    let (status, stdout3, _) = latch_cmd(
+        &["check-config"],
+        &[("LATCH_CONFIG", config.to_str().unwrap())],
+    );
+    assert!(status.success());
+    assert_eq!(stdout, stdout3);
+}
+
+#[test]
+fn check_config_does_not_create_the_key() {
+    let dir = TempDir::new("checknokey");
+    let config = dir.path().join("latch.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!("data_dir = {:?}\n", data.display().to_string()),
+    )
+    .unwrap();
+    let (status, stdout, stderr) =
+        latch_cmd(&["check-config", "--config", config.to_str().unwrap()], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("does not exist yet"), "{stdout}");
+    assert!(!data.join("secret.key").exists());
+}
+
+#[test]
+fn failures_are_one_line_and_non_zero() {
+    for args in [
+        &["frobnicate"][..],
+        &["serve", "--no-such-flag"],
+        &["serve", "--config", "/nonexistent/latch.toml"],
+        &["check-config", "--config", "/nonexistent/latch.toml"],
+        &[],
+    ] {
+        let (status, _, stderr) = latch_cmd(args, &[]);
+        assert!(!status.success(), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("latch: "), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_everywhere() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["keygen", "--help"],
+        &["check-config", "--help"],
+        &["help", "serve"],
+    ] {
+        let (status, stdout, _) = latch_cmd(args, &[]);
+        assert!(status.success(), "{args:?}");
+        assert!(stdout.contains("Usage: latch"), "{args:?}: {stdout}");
+    }
+    let (status, stdout, _) = latch_cmd(&["--version"], &[]);
+    assert!(status.success());
+    assert!(stdout.starts_with("latch "));
+}

@@ -1,0 +1,437 @@
+//! Shared helpers: start the real `latch` binary (or the library's `run`
+//! in-process), and a tiny HTTP/1.1 client over `std::net` that can send
+//! arbitrary bytes, malformed ones included.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub use serde_json::{json, Value};
+
+/// The path of the binary under test.
+pub const LATCH: &str = env!("CARGO_BIN_EXE_latch");
+
+/// A fixed test key (base64 of 32 bytes), so tests can forge tokens with it.
+pub const TEST_KEY: &str = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdC0=";
+
+/// A scratch directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "latch-it-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The config every test server starts from: port 0, data in `dir`, cheap
+/// scrypt, open registration, the fixed key. `extra` lines are appended
+/// (top-level keys must come before any table, so `extra` goes first).
+pub fn config_text(dir: &Path, extra: &str) -> String {
+    let has = |key: &str| extra.lines().any(|l| l.trim_start().starts_with(key));
+    let mut text = String::new();
+    text.push_str(extra);
+    text.push('\n');
+    let mut top = String::new();
+    if !has("listen") {
+        top.push_str("listen = \"127.0.0.1:0\"\n");
+    }
+    if !has("data_dir") {
+        top.push_str(&format!(
+            "data_dir = {:?}\n",
+            dir.join("data").display().to_string()
+        ));
+    }
+    if !has("secret_key") {
+        top.push_str(&format!("secret_key = \"{TEST_KEY}\"\n"));
+    }
+    if !has("registration") {
+        top.push_str("registration = \"open\"\n");
+    }
+    if !has("log_level") {
+        top.push_str("log_level = \"debug\"\n");
+    }
+    let mut out = top;
+    out.push_str(&text);
+    if !extra.contains("[scrypt]") {
+        out.push_str("\n[scrypt]\nlog_n = 4\n");
+    }
+    out
+}
+
+/// A running `latch serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    /// Everything the server wrote to stderr so far.
+    log: Arc<Mutex<String>>,
+    pub config_path: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on a fresh data directory inside `dir`.
+    pub fn start(dir: &TempDir, extra: &str) -> Server {
+        let config_path = dir.path().join("latch.toml");
+        std::fs::write(&config_path, config_text(dir.path(), extra)).unwrap();
+        Server::start_with(&config_path)
+    }
+
+    /// Starts a server on an existing config file.
+    pub fn start_with(config_path: &Path) -> Server {
+        Self::try_start(config_path).unwrap_or_else(|log| panic!("latch did not start:\n{log}"))
+    }
+
+    /// Starts a server, or returns what it printed before exiting.
+    pub fn try_start(config_path: &Path) -> Result<Server, String> {
+        let mut child = Command::new(LATCH)
+            .args(["serve", "--config"])
+            .arg(config_path)
+            .env_remove("LATCH_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut tx = Some(tx);
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                        }
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => Ok(Server {
+                child: Some(child),
+                addr,
+                log,
+                config_path: config_path.to_owned(),
+            }),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(50));
+                Err(log.lock().unwrap().clone())
+            }
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client { addr: self.addr }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("server already stopped");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("latch did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops and starts again on the same config (same data directory).
+    pub fn restart(mut self) -> Server {
+        assert!(self.terminate().success());
+        Server::start_with(&self.config_path.clone())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header of this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header of this name.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The JSON `error` code of an error response.
+    pub fn error_code(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Asserts a 401 with both challenges; `invalid_token` says whether the
+    /// Bearer challenge carries `error="invalid_token"`.
+    pub fn assert_challenges(&self, invalid_token: bool) {
+        assert_eq!(self.status, 401, "{}", self.text());
+        let challenges = self.headers_named("www-authenticate");
+        let bearer = if invalid_token {
+            r#"Bearer realm="latch", error="invalid_token""#
+        } else {
+            r#"Bearer realm="latch""#
+        };
+        assert!(challenges.contains(&bearer), "{challenges:?}");
+        assert!(
+            challenges.contains(&r#"Basic realm="latch", charset="UTF-8""#),
+            "{challenges:?}"
+        );
+        assert_eq!(self.header("content-type"), Some("application/json"));
+    }
+}
+
+/// Reads one response from `stream`.
+pub fn read_response(stream: &mut impl Read) -> std::io::Result<Response> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("connection closed after {} bytes", buf.len()),
+            ));
+        }
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).expect("response head is UTF-8");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let len = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.parse::<usize>().unwrap());
+    let mut body = vec![0u8; len.unwrap_or(0)];
+    stream.read_exact(&mut body)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// A client for one server.
+#[derive(Clone, Copy)]
+pub struct Client {
+    pub addr: SocketAddr,
+}
+
+impl Client {
+    fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream
+    }
+
+    /// Sends raw bytes on a new connection and reads one response.
+    pub fn raw(&self, bytes: &[u8]) -> Response {
+        self.try_raw(bytes).unwrap()
+    }
+
+    pub fn try_raw(&self, bytes: &[u8]) -> std::io::Result<Response> {
+        let mut stream = self.connect();
+        stream.write_all(bytes)?;
+        read_response(&mut stream)
+    }
+
+    /// A request with these headers and an optional body.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Response {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        for (n, v) in headers {
+            req.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if let Some(body) = body {
+            req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body.unwrap_or_default());
+        self.raw(&bytes)
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, headers, None)
+    }
+
+    pub fn post_json(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Response {
+        let mut all = vec![("Content-Type", "application/json")];
+        all.extend_from_slice(headers);
+        self.request("POST", path, &all, Some(body.to_string().as_bytes()))
+    }
+
+    /// Registers a user and asserts 201; returns the id.
+    pub fn register(&self, username: &str, password: &str) -> u64 {
+        let res = self.post_json(
+            "/api/users",
+            &json!({"username": username, "password": password}),
+            &[],
+        );
+        assert_eq!(res.status, 201, "{}", res.text());
+        res.json()["id"].as_u64().unwrap()
+    }
+
+    /// Trades a username and password for a token via `GET /api/token`.
+    pub fn token(&self, username: &str, password: &str) -> String {
+        let res = self.get(
+            "/api/token",
+            &[("Authorization", &basic(username, password))],
+        );
+        assert_eq!(res.status, 200, "{}", res.text());
+        res.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// `GET /api/resource` with this `Authorization` value.
+    pub fn resource(&self, authorization: &str) -> Response {
+        self.get("/api/resource", &[("Authorization", authorization)])
+    }
+
+    /// Asserts the server still answers and `username` can still log in.
+    pub fn assert_alive(&self, username: &str, password: &str) {
+        let res = self.resource(&basic(username, password));
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.json()["data"], format!("Hello, {username}!"));
+    }
+}
+
+/// An HTTP Basic `Authorization` value.
+pub fn basic(username: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        latch::crypto::b64_encode(format!("{username}:{password}").as_bytes())
+    )
+}
+
+pub fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+/// Runs `latch` with these arguments; returns (status, stdout, stderr).
+pub fn latch_cmd(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let out = Command::new(LATCH)
+        .args(args)
+        .env_remove("LATCH_CONFIG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Whether `program` is on PATH. When it is not, the test is skipped with
+/// a printed reason, unless `LATCH_TEST_STRICT=1` (CI), where it fails.
+pub fn require_program(program: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("LATCH_TEST_STRICT").as_deref() == Ok("1") {
+            panic!("{program} is required (LATCH_TEST_STRICT=1) but not installed");
+        }
+        eprintln!("skipped: {program} is not installed");
+    }
+    found
+}
