@@ -5,7 +5,8 @@
 //! - `usernames`: lowercased username → user id (unique index)
 //! - `emails`: lowercased email → user id (unique index)
 //! - `revoked`: token `jti` (16 bytes) → version byte + expiry (u64 BE)
-//! - `meta`: `schema` → schema version (u32 BE)
+//! - `meta`: `schema` → schema version (u32 BE); the file `latch-schema`
+//!   beside the database says it was written
 //!
 //! Records are their own types: a version byte, then a bincode body. An
 //! unknown version is an error, never a panic. Every write method returns
@@ -21,6 +22,9 @@ use crate::error::{Error, Kind, Result};
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// File in the data directory saying a schema was written (see `check_schema`).
+const SCHEMA_MARKER: &str = "latch-schema";
 
 const USER_V1: u8 = 1;
 const REVOKED_V1: u8 = 1;
@@ -135,10 +139,16 @@ impl Store {
                     ))
                 })?;
         }
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|e| open_error(dir, e))?;
+        // sled may panic on some damaged files; that is a corrupt database,
+        // reported like any other, not a crash loop.
+        let opened =
+            std::panic::catch_unwind(|| sled::Config::new().path(dir).open()).map_err(|_| {
+                Error::store(format_args!(
+                    "database in {} is corrupt; restore it from a backup",
+                    dir.display()
+                ))
+            })?;
+        let db = opened.map_err(|e| open_error(dir, e))?;
         let store = Store {
             users: db.open_tree("users")?,
             usernames: db.open_tree("usernames")?,
@@ -146,16 +156,28 @@ impl Store {
             revoked: db.open_tree("revoked")?,
             db,
         };
-        store.check_schema()?;
+        store.check_schema(dir)?;
         Ok(store)
     }
 
-    fn check_schema(&self) -> Result<()> {
+    /// Checks (or, on a new database, writes) the schema version. A marker
+    /// file beside sled's own records that the schema was written once: sled
+    /// reads a damaged log as if it ended early, so a database that lost its
+    /// schema record is corrupt, not new.
+    fn check_schema(&self, dir: &Path) -> Result<()> {
         let meta = self.db.open_tree("meta")?;
+        let marker = dir.join(SCHEMA_MARKER);
         match meta.get("schema")? {
+            None if marker.exists() => Err(Error::store(format_args!(
+                "database in {} is corrupt or incomplete (its schema record is missing); restore it from a backup",
+                dir.display()
+            ))),
             None => {
                 meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
                 self.db.flush()?;
+                std::fs::write(&marker, format!("{SCHEMA_VERSION}\n")).map_err(|e| {
+                    Error::store(format_args!("cannot write {}: {e}", marker.display()))
+                })?;
                 Ok(())
             }
             Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() => Ok(()),

@@ -208,3 +208,56 @@ fn env_overrides_the_file() {
     assert!(!status.success());
     assert!(stderr.contains("no_such_key"), "{stderr}");
 }
+
+#[test]
+fn a_damaged_database_is_a_clear_error() {
+    let dir = TempDir::new("corrupt");
+    let server = Server::start(&dir, "");
+    server.client().register("alice", "alice-password");
+    assert!(server.stop().success());
+    let db = dir.path().join("data").join("db");
+    let size = std::fs::metadata(&db).unwrap().len() as usize;
+    for damage in [Vec::new(), vec![0x5a; size]] {
+        std::fs::write(&db, &damage).unwrap();
+        let config = dir.path().join("latch.toml");
+        let log = match Server::try_start(&config) {
+            Ok(_) => panic!("started on a damaged database ({} bytes)", damage.len()),
+            Err(log) => log,
+        };
+        assert!(log.contains("corrupt"), "{log}");
+        assert!(!log.contains("panicked"), "{log}");
+        assert_eq!(log.lines().count(), 1, "{log}");
+    }
+}
+
+#[test]
+fn a_full_hashing_queue_answers_503_quickly() {
+    let dir = TempDir::new("busy");
+    let server = Server::start(
+        &dir,
+        "[scrypt]\nlog_n = 15\nmax_concurrent = 1\nmax_queue = 0\n",
+    );
+    let c = server.client();
+    c.register("alice", "alice-password");
+    let results: Vec<(u16, Option<String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(move || {
+                    let res = c.resource(&basic("alice", "alice-password"));
+                    (res.status, res.header("retry-after").map(str::to_owned))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let busy: Vec<_> = results.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(ok >= 1, "{results:?}");
+    assert!(!busy.is_empty(), "{results:?}");
+    assert_eq!(ok + busy.len(), results.len(), "{results:?}");
+    assert!(
+        busy.iter().all(|(_, r)| r.as_deref() == Some("1")),
+        "{results:?}"
+    );
+    c.assert_alive("alice", "alice-password");
+}
