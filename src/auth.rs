@@ -1,23 +1,32 @@
-//! The domain: register, log in, issue, verify and revoke.
+//! The authentication service: credentials in, identities out.
 //!
-//! [`Auth`] owns the store, the signing keys, the hashing pool and the
-//! clock. The HTTP layer calls it and never touches sled, ring or scrypt.
+//! [`Auth`] issues and verifies tokens, manages API keys, and delegates
+//! everything about accounts and passwords to [`Accounts`]. The HTTP layer
+//! calls it and never touches sled, ring or scrypt.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::accounts::Accounts;
 use crate::clock::Clock;
 use crate::config::{Config, Registration};
-use crate::credentials::Credential;
+use crate::credentials::{Credential, API_KEY_PREFIX};
 use crate::crypto::{self, SigningKey};
 use crate::error::{Error, Kind, Refusal, Result};
-use crate::hasher::Hasher;
-use crate::store::{NewUser, Store, User};
+use crate::store::{ApiKey, Store, User};
 use crate::token::{self, Claims, Keys};
 
-/// Shortest and longest accepted passwords, in characters. No composition
-/// rules (NIST SP 800-63B).
-pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=1024;
+/// A key's last use is written at most this often (seconds).
+pub const LAST_USED_EVERY: u64 = 60;
 
-/// Longest username, in characters.
-pub const MAX_USERNAME: usize = 64;
+/// Longest accepted `expires_in` for an API key: ten years.
+pub const MAX_KEY_LIFETIME: u64 = 10 * 365 * 86400;
+
+/// How often pending key uses are written out.
+const KEY_USE_FLUSH: Duration = Duration::from_secs(30);
+/// How often expired revocations, cutoffs and keys are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Who a request is, once a credential was accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +35,19 @@ pub struct Identity {
     pub user_id: u64,
     /// The username.
     pub username: String,
-    /// The token that proved it, if a token did.
-    pub token: Option<TokenRef>,
+    /// What proved it.
+    pub via: Via,
+}
+
+/// The kind of credential that proved an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A username and password.
+    Password,
+    /// A token, with enough of it to revoke it.
+    Token(TokenRef),
+    /// An API key, by id.
+    ApiKey(u64),
 }
 
 /// Enough of a verified token to revoke it.
@@ -47,33 +67,51 @@ pub struct Issued {
     pub duration: u64,
 }
 
+/// A freshly created API key: the record, and the secret shown this once.
+pub struct NewKey {
+    /// The stored record.
+    pub key: ApiKey,
+    /// The secret (`latch_...`); only its hash is stored.
+    pub secret: String,
+}
+
 /// The authentication service.
 pub struct Auth {
-    store: Store,
+    accounts: Accounts,
     keys: Keys,
-    hasher: Hasher,
-    clock: Clock,
     /// Lifetime of new tokens, in seconds.
     token_ttl: u64,
     registration: Registration,
+    /// API key uses not yet written, by key hash: (key id, time). Written
+    /// by the housekeeping task so verification never writes.
+    key_uses: Mutex<HashMap<[u8; 32], (u64, u64)>>,
 }
 
 impl Auth {
     /// Builds the service over an opened store and a loaded key.
     pub fn new(config: &Config, store: Store, key: &[u8], clock: Clock) -> Result<Auth> {
+        let token_ttl = config.token_ttl.as_secs();
         Ok(Auth {
-            store,
+            accounts: Accounts::new(config, store, clock, token_ttl)?,
             keys: Keys::new(SigningKey::new(key), Vec::new()),
-            hasher: Hasher::new(&config.hashing)?,
-            clock,
-            token_ttl: config.token_ttl.as_secs(),
+            token_ttl,
             registration: config.registration,
+            key_uses: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Accounts: users, passwords, groups, cutoffs.
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     /// The store, for shutdown flushing.
     pub fn store(&self) -> &Store {
-        &self.store
+        self.accounts.store()
+    }
+
+    fn now(&self) -> u64 {
+        self.accounts.clock().now()
     }
 
     /// Creates an account (the `POST /api/users` path).
@@ -86,212 +124,207 @@ impl Auth {
         if self.registration == Registration::Closed {
             return Err(Error::new(Kind::Forbidden("registration is closed")));
         }
-        self.create_user(username, password, email).await
-    }
-
-    /// Creates an account whatever the registration setting (CLI, tests).
-    pub async fn create_user(
-        &self,
-        username: &str,
-        password: &str,
-        email: Option<&str>,
-    ) -> Result<User> {
-        validate_username(username)?;
-        validate_password(password)?;
-        if let Some(email) = email {
-            validate_email(email)?;
-        }
-        let password_hash = self.hasher.hash(password.to_owned()).await?;
-        self.store
-            .create_user(NewUser {
-                username,
-                email,
-                password_hash,
-                created_at: self.clock.now(),
-            })
+        self.accounts
+            .create(username, password, email, Vec::new())
             .await
     }
 
-    /// The user with this id.
-    pub fn user(&self, id: u64) -> Result<Option<User>> {
-        self.store.user(id)
-    }
-
-    /// Checks a username (or email) and password. Unknown users cost the
-    /// same scrypt work as known ones, and both get the same refusal.
-    pub async fn login(&self, login: &str, password: &str) -> Result<User> {
-        let user = if login.contains('@') {
-            self.store.user_by_email(login)?
-        } else {
-            self.store.user_by_name(login)?
-        };
-        let phc = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = self.hasher.verify(password.to_owned(), phc).await?;
-        match user {
-            Some(user) if ok => {
-                self.upgrade_hash(&user, password).await?;
-                Ok(user)
-            }
-            _ => Err(Error::unauthorized(Refusal::BadPassword)),
-        }
-    }
-
-    /// Rehashes at the configured cost when the stored one is lower. Skipped
-    /// (and retried at the next login) when the hashing queue is full.
-    async fn upgrade_hash(&self, user: &User, password: &str) -> Result<()> {
-        let stored = crypto::stored_cost(&user.password_hash)?;
-        if !stored.below(&self.hasher.cost()) {
-            return Ok(());
-        }
-        match self.hasher.hash(password.to_owned()).await {
-            Ok(phc) => self.store.replace_password_hash(user, phc).await,
-            Err(e) if e.kind() == Kind::Busy => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Signs a new token for `user`.
-    pub fn issue(&self, user: &User) -> Result<Issued> {
-        let now = self.clock.now();
+    pub async fn issue(&self, user: &User) -> Result<Issued> {
+        let now = self.now();
+        let jti = crypto::random_bytes::<{ token::JTI_LEN }>()?;
         let claims = Claims {
             sub: user.id.to_string(),
             name: user.username.clone(),
             iat: now,
             exp: now + self.token_ttl,
-            jti: crypto::b64url_encode(&crypto::random_bytes::<{ token::JTI_LEN }>()?),
+            jti: crypto::b64url_encode(&jti),
         };
+        self.accounts
+            .note_issued(user.id, now, &jti, claims.exp)
+            .await?;
         Ok(Issued {
             token: self.keys.sign(&claims),
             duration: self.token_ttl,
         })
     }
 
-    /// Verifies a token: MAC, expiry, then one store read for revocation.
-    /// Does no writes.
+    /// Verifies a token: MAC, expiry, then one store read for revocation
+    /// and the in-memory cutoff. Does no writes.
     pub fn verify_token(&self, token: &str) -> Result<Identity> {
-        let v = self.keys.verify(token, self.clock.now()).map_err(|why| {
+        let refused = |why: &dyn std::fmt::Debug| {
             Error::with_cause(
                 Kind::Unauthorized(Refusal::BadToken),
                 format_args!("{why:?}"),
             )
-        })?;
-        if self.store.is_revoked(&v.jti)? {
-            return Err(Error::with_cause(
-                Kind::Unauthorized(Refusal::BadToken),
-                "revoked",
-            ));
+        };
+        let v = self
+            .keys
+            .verify(token, self.now())
+            .map_err(|why| refused(&why))?;
+        if self.store().is_revoked(&v.jti)? {
+            return Err(refused(&"revoked"));
+        }
+        if !self.accounts.token_allowed(v.user_id, v.iat, &v.jti)? {
+            return Err(refused(&"issued before the user's cutoff"));
         }
         Ok(Identity {
             user_id: v.user_id,
             username: v.name,
-            token: Some(TokenRef {
+            via: Via::Token(TokenRef {
                 jti: v.jti,
                 exp: v.exp,
             }),
         })
     }
 
-    /// Accepts any credential: a token, or a username and password.
+    /// Verifies an API key: one store read; its use is noted in memory.
+    pub fn verify_key(&self, secret: &str) -> Result<Identity> {
+        let refused = |why: &str| Error::with_cause(Kind::Unauthorized(Refusal::BadToken), why);
+        let hash = crypto::sha256(secret.as_bytes());
+        let key = self
+            .store()
+            .key_by_hash(&hash)?
+            .ok_or_else(|| refused("unknown API key"))?;
+        let now = self.now();
+        if key.expires_at.is_some_and(|e| e <= now) {
+            return Err(refused("expired API key"));
+        }
+        if self.accounts.is_deleted(key.user_id) {
+            return Err(refused("API key of a deleted account"));
+        }
+        if key.last_used_at.is_none_or(|t| now >= t + LAST_USED_EVERY) {
+            self.key_uses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(hash)
+                .or_insert((key.id, now));
+        }
+        Ok(Identity {
+            user_id: key.user_id,
+            username: key.username,
+            via: Via::ApiKey(key.id),
+        })
+    }
+
+    /// Accepts any credential: a token, an API key, or a username and password.
     pub async fn authenticate(&self, credential: &Credential<'_>) -> Result<Identity> {
         match credential {
-            Credential::Token(token) => self.verify_token(token),
+            Credential::Token(t) if t.starts_with(API_KEY_PREFIX) => self.verify_key(t),
+            Credential::Token(t) => self.verify_token(t),
             Credential::Password { username, password } => {
-                let user = self.login(username, password).await?;
+                let user = self.accounts.login(username, password).await?;
                 Ok(Identity {
                     user_id: user.id,
                     username: user.username,
-                    token: None,
+                    via: Via::Password,
                 })
             }
         }
     }
 
-    /// Revokes the token behind `identity`, durably.
+    /// Revokes one token, durably.
     pub async fn revoke(&self, token: TokenRef) -> Result<()> {
-        self.store.revoke(&token.jti, token.exp).await
+        self.store().revoke(&token.jti, token.exp).await
     }
-}
 
-/// 1 to 64 characters of letters, digits and `._-`, starting with a letter
-/// or digit. No `@` (that marks an email at login), nothing shaped like a
-/// token or an API key.
-pub fn validate_username(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.chars().count() <= MAX_USERNAME
-        && name.chars().next().is_some_and(char::is_alphanumeric)
-        && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
-        && !token::looks_like_token(name)
-        && !name.starts_with("latch_");
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_request(
-            "username must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-        ))
-    }
-}
-
-/// 8 to 1024 characters, nothing else.
-pub fn validate_password(password: &str) -> Result<()> {
-    if PASSWORD_CHARS.contains(&password.chars().count()) {
-        Ok(())
-    } else {
-        Err(Error::bad_request("password must be 8 to 1024 characters"))
-    }
-}
-
-/// A plausible address: one `@` between non-empty parts, no spaces or
-/// control characters, at most 254 bytes.
-pub fn validate_email(email: &str) -> Result<()> {
-    let ok = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_request("email is not a valid address"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames() {
-        for ok in ["miguel", "a", "john.doe", "x_y-z", "Émile", &"a".repeat(64)] {
-            assert!(validate_username(ok).is_ok(), "{ok}");
+    /// Creates an API key for `user_id`.
+    pub async fn create_key(
+        &self,
+        who: &Identity,
+        name: &str,
+        expires_in: Option<u64>,
+    ) -> Result<NewKey> {
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(Error::bad_request(
+                "name must be 1 to 64 characters without control characters",
+            ));
         }
-        for bad in [
-            "",
-            ".hidden",
-            "a b",
-            "a@b",
-            "a:b",
-            "latch_x",
-            "eyJa.b.c",
-            &"a".repeat(65),
-        ] {
-            assert!(validate_username(bad).is_err(), "{bad}");
+        if expires_in.is_some_and(|s| s == 0 || s > MAX_KEY_LIFETIME) {
+            return Err(Error::bad_request(
+                "expires_in must be a number of seconds between 1 and ten years",
+            ));
         }
+        let now = self.now();
+        let secret = format!(
+            "{API_KEY_PREFIX}{}",
+            crypto::b64url_encode(&crypto::random_bytes::<32>()?)
+        );
+        let key = ApiKey {
+            id: self.store().new_id()?,
+            user_id: who.user_id,
+            username: who.username.clone(),
+            name: name.to_owned(),
+            created_at: now,
+            expires_at: expires_in.map(|s| now + s),
+            last_used_at: None,
+        };
+        self.store()
+            .create_key(&key, &crypto::sha256(secret.as_bytes()))
+            .await
+            .map_err(|e| match e.kind() {
+                Kind::NotFound => Error::unauthorized(Refusal::BadToken),
+                _ => e,
+            })?;
+        tracing::info!(user_id = who.user_id, key_id = key.id, "created an API key");
+        Ok(NewKey { key, secret })
     }
 
-    #[test]
-    fn passwords() {
-        assert!(validate_password("12345678").is_ok());
-        assert!(validate_password("1234567").is_err());
-        assert!(validate_password("éééééééé").is_ok());
-        assert!(validate_password(&"x".repeat(1024)).is_ok());
-        assert!(validate_password(&"x".repeat(1025)).is_err());
+    /// A user's keys, with uses not yet written folded in.
+    pub fn list_keys(&self, user_id: u64) -> Result<Vec<ApiKey>> {
+        let mut keys = self.store().user_keys(user_id)?;
+        let pending = self.key_uses.lock().unwrap_or_else(|e| e.into_inner());
+        for key in &mut keys {
+            if let Some((_, at)) = pending.values().find(|(id, _)| *id == key.id) {
+                key.last_used_at = Some(key.last_used_at.map_or(*at, |t| t.max(*at)));
+            }
+        }
+        Ok(keys)
     }
 
-    #[test]
-    fn emails() {
-        assert!(validate_email("a@example.com").is_ok());
-        for bad in ["a", "@b", "a@", "a@b@c", "a @b", "a\n@b"] {
-            assert!(validate_email(bad).is_err(), "{bad:?}");
+    /// Deletes one of the user's keys; false when they have no such key.
+    pub async fn delete_key(&self, user_id: u64, key_id: u64) -> Result<bool> {
+        let deleted = self.store().delete_key(user_id, key_id).await?;
+        if deleted {
+            tracing::info!(user_id, key_id, "deleted an API key");
+        }
+        Ok(deleted)
+    }
+
+    /// Writes pending key uses to the store.
+    pub fn flush_key_uses(&self) -> Result<()> {
+        let pending: Vec<([u8; 32], u64)> = self
+            .key_uses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(hash, (_, at))| (hash, at))
+            .collect();
+        self.store().touch_keys(&pending)
+    }
+
+    /// Prunes expired revocations, cutoffs and keys; returns entries removed.
+    pub async fn prune(&self) -> Result<usize> {
+        self.accounts.prune().await
+    }
+
+    /// Runs forever: writes key uses every 30 s, prunes every 10 min.
+    pub async fn housekeeping(&self) {
+        let mut flush = tokio::time::interval(KEY_USE_FLUSH);
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    if let Err(e) = self.flush_key_uses() {
+                        tracing::warn!("recording API key use failed: {e}");
+                    }
+                }
+                _ = prune.tick() => match self.prune().await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "pruned expired entries"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("pruning failed: {e}"),
+                },
+            }
         }
     }
 }

@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use crate::accounts::Accounts;
+use crate::admin::{self, Reply, Request, UserInfo};
 use crate::config::{Config, KeySource};
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::{crypto, App, Clock};
 
 /// A single-binary token-authentication appliance.
@@ -34,6 +37,54 @@ enum Command {
         /// Config file (same lookup as `serve`)
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
+    },
+    /// Manage users (works whether or not a server runs on the same data)
+    User {
+        /// Config file (same lookup as `serve`)
+        #[arg(long, short, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user
+    Add {
+        /// Username
+        name: String,
+        /// Email address (unique; also accepted as the login name)
+        #[arg(long, value_name = "E")]
+        email: Option<String>,
+        /// A group (repeatable)
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+        /// Read the password from the first line of standard input instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users
+    List,
+    /// Set a user's password (earlier tokens are refused)
+    Passwd {
+        /// Username
+        name: String,
+        /// Read the password from the first line of standard input instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user, their tokens and API keys
+    Del {
+        /// Username
+        name: String,
+    },
+    /// Set a user's groups (none clears them)
+    Groups {
+        /// Username
+        name: String,
+        /// The groups
+        groups: Vec<String>,
     },
 }
 
@@ -61,6 +112,7 @@ pub fn main() -> ExitCode {
         Command::Serve { config } => serve(Config::load(config.as_deref())),
         Command::Keygen => keygen(),
         Command::CheckConfig { config } => check_config(Config::load(config.as_deref())),
+        Command::User { config, command } => user(Config::load(config.as_deref()), command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,7 +143,7 @@ fn serve(config: Result<Config>) -> Result<()> {
         let local = listener.local_addr().map_err(Error::internal)?;
         let shutdown = shutdown_signal()?;
         eprintln!("listening on {local}");
-        crate::run(listener, app, shutdown).await?;
+        crate::run(listener, std::sync::Arc::new(app), shutdown).await?;
         tracing::info!("stopped");
         Ok(())
     })
@@ -137,4 +189,131 @@ fn check_config(config: Result<Config>) -> Result<()> {
         ))?;
     }
     Ok(())
+}
+
+fn user(config: Result<Config>, command: UserCommand) -> Result<()> {
+    let config = config?;
+    let request = match command {
+        UserCommand::Add {
+            name,
+            email,
+            groups,
+            password_stdin,
+        } => Request::Add {
+            password: read_password(&name, password_stdin)?,
+            username: name,
+            email,
+            groups,
+        },
+        UserCommand::List => Request::List,
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => Request::Passwd {
+            password: read_password(&name, password_stdin)?,
+            username: name,
+        },
+        UserCommand::Del { name } => Request::Del { username: name },
+        UserCommand::Groups { name, groups } => Request::Groups {
+            username: name,
+            groups,
+        },
+    };
+    let reply = match admin::call(&config.data_dir, &request)? {
+        Some(reply) => reply,
+        None => offline(&config, request)?,
+    };
+    match reply {
+        Reply::Done { message } => print(message),
+        Reply::Users { users } => print_users(&users),
+        Reply::Failed { error } => Err(Error::config(error)),
+    }
+}
+
+/// Runs a user command on the database directly (no server is running).
+fn offline(config: &Config, request: Request) -> Result<Reply> {
+    let store = Store::open(&config.data_dir).map_err(|e| {
+        if e.to_string().contains("in use") {
+            Error::config(format_args!(
+                "{e}, but nothing answers on {}",
+                admin::socket_path(&config.data_dir).display()
+            ))
+        } else {
+            e
+        }
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::internal)?;
+    runtime.block_on(async {
+        let accounts = Accounts::new(config, store, Clock::system(), config.token_ttl.as_secs())?;
+        let reply = admin::execute(&accounts, request).await;
+        accounts.store().flush().await?;
+        Ok(reply)
+    })
+}
+
+/// A password from stdin (first line) or a no-echo prompt, typed twice.
+fn read_password(name: &str, from_stdin: bool) -> Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Error::config(format_args!("cannot read the password from stdin: {e}")))?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return Err(Error::config("no password on stdin"));
+        }
+        return Ok(password.to_owned());
+    }
+    let prompt_failed = |e: std::io::Error| {
+        Error::config(format_args!(
+            "cannot prompt for the password ({e}); use --password-stdin"
+        ))
+    };
+    let first =
+        rpassword::prompt_password(format!("password for {name}: ")).map_err(prompt_failed)?;
+    let second = rpassword::prompt_password("again: ").map_err(prompt_failed)?;
+    if first != second {
+        return Err(Error::config("the passwords do not match"));
+    }
+    Ok(first)
+}
+
+fn print_users(users: &[UserInfo]) -> Result<()> {
+    let rows: Vec<[String; 4]> = users
+        .iter()
+        .map(|u| {
+            [
+                u.id.to_string(),
+                u.username.clone(),
+                u.email.clone().unwrap_or_else(|| "-".into()),
+                if u.groups.is_empty() {
+                    "-".into()
+                } else {
+                    u.groups.join(",")
+                },
+            ]
+        })
+        .collect();
+    let header = ["ID", "USERNAME", "EMAIL", "GROUPS"].map(String::from);
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    print(out.trim_end())
 }

@@ -9,6 +9,9 @@ use std::borrow::Cow;
 use crate::crypto;
 use crate::token;
 
+/// API keys start with this, so people and secret scanners recognise them.
+pub const API_KEY_PREFIX: &str = "latch_";
+
 /// Longest username or password accepted inside a Basic credential, in bytes
 /// (a password is at most 1024 characters, each at most 4 bytes).
 const MAX_BASIC_LEN: usize = 8 * 1024;
@@ -16,8 +19,8 @@ const MAX_BASIC_LEN: usize = 8 * 1024;
 /// Something a client presented to prove who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential<'a> {
-    /// A signed token (Bearer, `Authentication-Token`, `?auth_token=`, or
-    /// a token passed as the Basic username).
+    /// A signed token or an API key (Bearer, `Authentication-Token`,
+    /// `?auth_token=`, or passed as the Basic username).
     Token(Cow<'a, str>),
     /// A username (or email) and password from HTTP Basic.
     Password {
@@ -59,8 +62,9 @@ fn parse_basic(b64: &str) -> Result<Credential<'static>, Malformed> {
     let bytes = crypto::b64_decode(b64.as_bytes()).ok_or(Malformed::Basic)?;
     let text = String::from_utf8(bytes).map_err(|_| Malformed::Basic)?;
     let (username, password) = text.split_once(':').ok_or(Malformed::Basic)?;
-    if token::looks_like_token(username) {
-        // REST-auth style: the token as username, the password unused.
+    if token::looks_like_token(username) || username.starts_with(API_KEY_PREFIX) {
+        // REST-auth style: the token (or API key) as username, the password
+        // unused.
         return parse_token(username.as_bytes())
             .map(|t| Credential::Token(Cow::Owned(t.into_owned())));
     }
@@ -167,6 +171,13 @@ mod tests {
         let header = basic("eyJh.eyJi.sig:unused");
         let cred = parse_authorization(header.as_bytes());
         assert_eq!(cred, Ok(Credential::Token("eyJh.eyJi.sig".into())));
+    }
+
+    #[test]
+    fn basic_api_key_as_username() {
+        let header = basic("latch_abc:");
+        let cred = parse_authorization(header.as_bytes());
+        assert_eq!(cred, Ok(Credential::Token("latch_abc".into())));
     }
 
     #[test]

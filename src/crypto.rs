@@ -77,6 +77,13 @@ impl SigningKey {
     }
 }
 
+/// SHA-256, for high-entropy secrets stored only as hashes (API keys).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, data).as_ref());
+    out
+}
+
 /// scrypt cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cost {

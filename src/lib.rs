@@ -5,7 +5,9 @@
 //! - [`cli`]: the `latch` command line (thin `main` calls [`cli::main`]).
 //! - [`config`]: raw TOML + environment, validated into [`config::Config`].
 //! - [`http`]: the hyper server, the router (one `match`), handlers.
-//! - [`auth`]: the domain: register, login, issue, verify, revoke.
+//! - [`auth`]: the domain: credentials in, identities out; tokens, API keys.
+//! - [`accounts`]: users, passwords, groups, per-user token cutoffs.
+//! - [`admin`]: the Unix socket `latch user` talks to while a server runs.
 //! - [`credentials`]: parsing `Authorization`, `Authentication-Token`, `?auth_token=`.
 //! - [`token`]: the JWT HS256 codec.
 //! - [`hasher`]: the bounded scrypt pool.
@@ -17,6 +19,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod clock;
@@ -60,13 +64,26 @@ impl App {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves; then drains open
-/// requests and flushes the store. Tests pass a `127.0.0.1:0` listener and
-/// their own shutdown future.
+/// Serves `app` on `listener` (and the admin socket in the data directory)
+/// until `shutdown` resolves; then drains open requests and flushes the
+/// store. Tests pass a `127.0.0.1:0` listener and their own shutdown future,
+/// and keep a clone of `app` to reach its internals.
 pub async fn run(
     listener: TcpListener,
-    app: App,
+    app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    http::serve(listener, Arc::new(app), shutdown).await
+    let admin_listener = admin::bind(&app.config.data_dir)?;
+    let admin = tokio::spawn(admin::serve(admin_listener, app.clone()));
+    let housekeeping = tokio::spawn({
+        let app = app.clone();
+        async move { app.auth.housekeeping().await }
+    });
+    let served = http::serve(listener, app.clone(), shutdown).await;
+    admin.abort();
+    housekeeping.abort();
+    let _ = std::fs::remove_file(admin::socket_path(&app.config.data_dir));
+    app.auth.flush_key_uses()?;
+    app.auth.store().flush().await?;
+    served
 }

@@ -1,16 +1,23 @@
 //! The store: sled and the on-disk encoding, nothing else.
 //!
 //! Trees:
-//! - `users`: user id (u64 big-endian) → versioned [`UserRecord`]
+//! - `users`: user id (u64 BE) → versioned user record
 //! - `usernames`: lowercased username → user id (unique index)
 //! - `emails`: lowercased email → user id (unique index)
 //! - `revoked`: token `jti` (16 bytes) → version byte + expiry (u64 BE)
-//! - `meta`: `schema` → schema version (u32 BE); the file `latch-schema`
-//!   beside the database says it was written
+//! - `cutoffs`: user id → versioned [`Cutoff`]: tokens issued before it are
+//!   refused (logout everywhere, password change, deletion)
+//! - `fresh`: token `jti` → version byte + expiry: tokens issued in the very
+//!   second of their user's cutoff, after it
+//! - `keys`: SHA-256 of an API key → versioned [`ApiKey`] record
+//! - `user_keys`: user id (u64 BE) ++ key id (u64 BE) → SHA-256 of the key
+//! - `meta`: `schema` → schema version (u32 BE); `max_ttl` → the longest
+//!   token lifetime ever configured (u64 BE). The file `latch-schema`
+//!   beside the database says the schema was written.
 //!
 //! Records are their own types: a version byte, then a bincode body. An
-//! unknown version is an error, never a panic. Every write method returns
-//! only after sled has flushed it to disk.
+//! unknown version is an error, never a panic. Every write method that
+//! acknowledges something to a client returns only after sled has flushed.
 
 use std::path::Path;
 
@@ -27,7 +34,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_MARKER: &str = "latch-schema";
 
 const USER_V1: u8 = 1;
-const REVOKED_V1: u8 = 1;
+const EXPIRY_V1: u8 = 1;
+const CUTOFF_V1: u8 = 1;
+const KEY_V1: u8 = 1;
 
 /// A user as the rest of latch sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,48 +65,166 @@ struct UserRecordV1 {
     created_at: u64,
 }
 
+/// A user's token cutoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoff {
+    /// Tokens with `iat` before this second are refused; in this second,
+    /// only those recorded as fresh are accepted.
+    pub at: u64,
+    /// The account was deleted: its API keys are refused too.
+    pub deleted: bool,
+}
+
+#[derive(Encode, Decode)]
+struct CutoffRecordV1 {
+    at: u64,
+    deleted: bool,
+}
+
+/// An API key, without its secret (only a hash of that is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Key id, unique across users.
+    pub id: u64,
+    /// Owner.
+    pub user_id: u64,
+    /// Owner's username (usernames never change), so verifying a key is one read.
+    pub username: String,
+    /// Name the owner gave it.
+    pub name: String,
+    /// Creation time.
+    pub created_at: u64,
+    /// Refused from this second on, if set.
+    pub expires_at: Option<u64>,
+    /// Last successful use, recorded at most about once a minute.
+    pub last_used_at: Option<u64>,
+}
+
+#[derive(Encode, Decode)]
+struct ApiKeyRecordV1 {
+    id: u64,
+    user_id: u64,
+    username: String,
+    name: String,
+    created_at: u64,
+    expires_at: Option<u64>,
+    last_used_at: Option<u64>,
+}
+
 fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
 }
 
-fn encode_user(user: &User) -> Vec<u8> {
-    let record = UserRecordV1 {
-        username: user.username.clone(),
-        email: user.email.clone(),
-        password_hash: user.password_hash.clone(),
-        groups: user.groups.clone(),
-        created_at: user.created_at,
-    };
-    let mut out = vec![USER_V1];
-    bincode::encode_into_std_write(&record, &mut out, bincode_config())
+/// A version byte, then the bincode body.
+fn encode<T: Encode>(version: u8, record: &T) -> Vec<u8> {
+    let mut out = vec![version];
+    bincode::encode_into_std_write(record, &mut out, bincode_config())
         .expect("writing to a Vec cannot fail");
     out
 }
 
-fn decode_user(id: u64, bytes: &[u8]) -> Result<User> {
+/// Decodes a record written by [`encode`] with `version`; `what` names it
+/// in errors.
+fn decode<T: Decode<()>>(version: u8, bytes: &[u8], what: &dyn Fn() -> String) -> Result<T> {
     match bytes.split_first() {
-        Some((&USER_V1, body)) => {
-            let (r, _): (UserRecordV1, usize) = bincode::decode_from_slice(body, bincode_config())
-                .map_err(|e| Error::store(format_args!("user record {id} is corrupt: {e}")))?;
-            Ok(User {
-                id,
-                username: r.username,
-                email: r.email,
-                password_hash: r.password_hash,
-                groups: r.groups,
-                created_at: r.created_at,
-            })
-        }
+        Some((&v, body)) if v == version => bincode::decode_from_slice(body, bincode_config())
+            .map(|(record, _)| record)
+            .map_err(|e| Error::store(format_args!("{} is corrupt: {e}", what()))),
         Some((v, _)) => Err(Error::store(format_args!(
-            "user record {id} has unknown version {v}; is this database from a newer latch?"
+            "{} has unknown version {v}; is this database from a newer latch?",
+            what()
         ))),
-        None => Err(Error::store(format_args!("user record {id} is empty"))),
+        None => Err(Error::store(format_args!("{} is empty", what()))),
     }
+}
+
+fn encode_user(user: &User) -> Vec<u8> {
+    encode(
+        USER_V1,
+        &UserRecordV1 {
+            username: user.username.clone(),
+            email: user.email.clone(),
+            password_hash: user.password_hash.clone(),
+            groups: user.groups.clone(),
+            created_at: user.created_at,
+        },
+    )
+}
+
+fn decode_user(id: u64, bytes: &[u8]) -> Result<User> {
+    let r: UserRecordV1 = decode(USER_V1, bytes, &|| format!("user record {id}"))?;
+    Ok(User {
+        id,
+        username: r.username,
+        email: r.email,
+        password_hash: r.password_hash,
+        groups: r.groups,
+        created_at: r.created_at,
+    })
+}
+
+fn encode_key(key: &ApiKey) -> Vec<u8> {
+    encode(
+        KEY_V1,
+        &ApiKeyRecordV1 {
+            id: key.id,
+            user_id: key.user_id,
+            username: key.username.clone(),
+            name: key.name.clone(),
+            created_at: key.created_at,
+            expires_at: key.expires_at,
+            last_used_at: key.last_used_at,
+        },
+    )
+}
+
+fn decode_key(bytes: &[u8]) -> Result<ApiKey> {
+    let r: ApiKeyRecordV1 = decode(KEY_V1, bytes, &|| "an API key record".to_owned())?;
+    Ok(ApiKey {
+        id: r.id,
+        user_id: r.user_id,
+        username: r.username,
+        name: r.name,
+        created_at: r.created_at,
+        expires_at: r.expires_at,
+        last_used_at: r.last_used_at,
+    })
+}
+
+fn encode_expiry(exp: u64) -> [u8; 9] {
+    let mut value = [0u8; 9];
+    value[0] = EXPIRY_V1;
+    value[1..].copy_from_slice(&exp.to_be_bytes());
+    value
+}
+
+fn decode_expiry(bytes: &[u8]) -> Result<u64> {
+    match bytes {
+        [EXPIRY_V1, rest @ ..] => rest
+            .try_into()
+            .map(u64::from_be_bytes)
+            .map_err(|_| Error::store("an expiry record is corrupt")),
+        _ => Err(Error::store("an expiry record has an unknown version")),
+    }
+}
+
+fn be_u64(bytes: &[u8], what: &str) -> Result<u64> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| Error::store(format_args!("{what} is corrupt")))
 }
 
 /// The key of the unique indexes: case-insensitive.
 fn index_key(name: &str) -> Vec<u8> {
     name.to_lowercase().into_bytes()
+}
+
+fn user_key_index(user_id: u64, key_id: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&user_id.to_be_bytes());
+    k[8..].copy_from_slice(&key_id.to_be_bytes());
+    k
 }
 
 /// A new account, before it has an id.
@@ -108,6 +235,8 @@ pub struct NewUser<'a> {
     pub email: Option<&'a str>,
     /// scrypt PHC string.
     pub password_hash: String,
+    /// Group names, already validated.
+    pub groups: Vec<String>,
     /// Registration time.
     pub created_at: u64,
 }
@@ -120,6 +249,11 @@ pub struct Store {
     usernames: Tree,
     emails: Tree,
     revoked: Tree,
+    cutoffs: Tree,
+    fresh: Tree,
+    keys: Tree,
+    user_keys: Tree,
+    meta: Tree,
 }
 
 impl Store {
@@ -154,6 +288,11 @@ impl Store {
             usernames: db.open_tree("usernames")?,
             emails: db.open_tree("emails")?,
             revoked: db.open_tree("revoked")?,
+            cutoffs: db.open_tree("cutoffs")?,
+            fresh: db.open_tree("fresh")?,
+            keys: db.open_tree("keys")?,
+            user_keys: db.open_tree("user_keys")?,
+            meta: db.open_tree("meta")?,
             db,
         };
         store.check_schema(dir)?;
@@ -165,15 +304,14 @@ impl Store {
     /// reads a damaged log as if it ended early, so a database that lost its
     /// schema record is corrupt, not new.
     fn check_schema(&self, dir: &Path) -> Result<()> {
-        let meta = self.db.open_tree("meta")?;
         let marker = dir.join(SCHEMA_MARKER);
-        match meta.get("schema")? {
+        match self.meta.get("schema")? {
             None if marker.exists() => Err(Error::store(format_args!(
                 "database in {} is corrupt or incomplete (its schema record is missing); restore it from a backup",
                 dir.display()
             ))),
             None => {
-                meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+                self.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
                 self.db.flush()?;
                 std::fs::write(&marker, format!("{SCHEMA_VERSION}\n")).map_err(|e| {
                     Error::store(format_args!("cannot write {}: {e}", marker.display()))
@@ -197,11 +335,13 @@ impl Store {
         Ok(())
     }
 
-    /// Flushes from a synchronous context (shutdown, CLI).
+    /// Flushes from a synchronous context (CLI without a server).
     pub fn flush_blocking(&self) -> Result<()> {
         self.db.flush()?;
         Ok(())
     }
+
+    // ---- users ----
 
     /// Creates a user; a taken username or email is a 409 conflict.
     pub async fn create_user(&self, new: NewUser<'_>) -> Result<User> {
@@ -211,7 +351,7 @@ impl Store {
             username: new.username.to_owned(),
             email: new.email.map(str::to_owned),
             password_hash: new.password_hash,
-            groups: Vec::new(),
+            groups: new.groups,
             created_at: new.created_at,
         };
         let record = encode_user(&user);
@@ -255,40 +395,135 @@ impl Store {
     }
 
     fn user_by_index(&self, index: &Tree, name: &str) -> Result<Option<User>> {
-        let Some(id) = index.get(index_key(name))? else {
-            return Ok(None);
-        };
-        let id = u64::from_be_bytes(
-            id.as_ref()
-                .try_into()
-                .map_err(|_| Error::store("a user index entry is corrupt"))?,
-        );
-        self.user(id)
+        match index.get(index_key(name))? {
+            Some(id) => self.user(be_u64(&id, "a user index entry")?),
+            None => Ok(None),
+        }
     }
 
-    /// Replaces a user's password hash, unless the record changed meanwhile
-    /// (then the newer record wins and this is a no-op).
-    pub async fn replace_password_hash(&self, user: &User, password_hash: String) -> Result<()> {
+    /// Every user, by id.
+    pub fn users(&self) -> Result<Vec<User>> {
+        self.users
+            .iter()
+            .map(|entry| {
+                let (id, bytes) = entry?;
+                decode_user(be_u64(&id, "a user id")?, &bytes)
+            })
+            .collect()
+    }
+
+    /// How many users exist.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Applies `change` to the user's record atomically (compare-and-swap,
+    /// retried if the record changed meanwhile) and flushes. `None` when
+    /// the user does not exist.
+    pub async fn modify_user(
+        &self,
+        id: u64,
+        mut change: impl FnMut(&mut User),
+    ) -> Result<Option<User>> {
+        let key = id.to_be_bytes();
+        loop {
+            let Some(old) = self.users.get(key)? else {
+                return Ok(None);
+            };
+            let mut user = decode_user(id, &old)?;
+            change(&mut user);
+            let new = encode_user(&user);
+            if self
+                .users
+                .compare_and_swap(key, Some(old), Some(new))?
+                .is_ok()
+            {
+                self.flush().await?;
+                return Ok(Some(user));
+            }
+        }
+    }
+
+    /// Replaces a user's password hash and sets their cutoff in one
+    /// transaction, so no earlier token outlives the old password.
+    pub async fn change_password(
+        &self,
+        user: &User,
+        password_hash: String,
+        cutoff: Cutoff,
+    ) -> Result<bool> {
         let old = encode_user(user);
         let new = encode_user(&User {
             password_hash,
             ..user.clone()
         });
-        let swapped = self
+        let id = user.id.to_be_bytes();
+        let changed = (&self.users, &self.cutoffs).transaction(|(users, cutoffs)| {
+            if users.get(id)?.as_deref() != Some(old.as_slice()) {
+                return Ok(false);
+            }
+            users.insert(&id, new.as_slice())?;
+            cutoffs.insert(&id, encode_cutoff(cutoff))?;
+            Ok(true)
+        })?;
+        self.flush().await?;
+        Ok(changed)
+    }
+
+    /// Replaces a user's password hash unless the record changed meanwhile
+    /// (then the newer record wins). Used to upgrade the hash cost at login;
+    /// nothing is acknowledged, so no flush is awaited.
+    pub fn upgrade_password_hash(&self, user: &User, password_hash: String) -> Result<()> {
+        let old = encode_user(user);
+        let new = encode_user(&User {
+            password_hash,
+            ..user.clone()
+        });
+        let _ = self
             .users
             .compare_and_swap(user.id.to_be_bytes(), Some(old), Some(new))?;
-        if swapped.is_ok() {
-            self.flush().await?;
-        }
         Ok(())
     }
 
+    /// Deletes the user, their indexes and API keys, and records `cutoff`
+    /// (marked deleted) in one transaction.
+    pub async fn delete_user(&self, user: &User, cutoff: Cutoff) -> Result<()> {
+        let key_entries: Vec<(sled::IVec, sled::IVec)> = self
+            .user_keys
+            .scan_prefix(user.id.to_be_bytes())
+            .collect::<std::result::Result<_, _>>()?;
+        let id = user.id.to_be_bytes();
+        let name_key = index_key(&user.username);
+        let email_key = user.email.as_deref().map(index_key);
+        (
+            &self.users,
+            &self.usernames,
+            &self.emails,
+            &self.cutoffs,
+            &self.keys,
+            &self.user_keys,
+        )
+            .transaction(|(users, names, emails, cutoffs, keys, user_keys)| {
+                users.remove(&id)?;
+                names.remove(name_key.as_slice())?;
+                if let Some(e) = &email_key {
+                    emails.remove(e.as_slice())?;
+                }
+                for (index, hash) in &key_entries {
+                    keys.remove(hash)?;
+                    user_keys.remove(index)?;
+                }
+                cutoffs.insert(&id, encode_cutoff(cutoff))?;
+                Ok::<_, sled::transaction::ConflictableTransactionError<Error>>(())
+            })?;
+        self.flush().await
+    }
+
+    // ---- revocation ----
+
     /// Records that the token `jti` is revoked until `exp`.
     pub async fn revoke(&self, jti: &[u8], exp: u64) -> Result<()> {
-        let mut value = [0u8; 9];
-        value[0] = REVOKED_V1;
-        value[1..].copy_from_slice(&exp.to_be_bytes());
-        self.revoked.insert(jti, &value)?;
+        self.revoked.insert(jti, &encode_expiry(exp))?;
         self.flush().await
     }
 
@@ -297,10 +532,188 @@ impl Store {
         Ok(self.revoked.contains_key(jti)?)
     }
 
-    /// How many users exist.
-    pub fn user_count(&self) -> usize {
-        self.users.len()
+    /// Sets a user's cutoff (logout everywhere).
+    pub async fn set_cutoff(&self, user_id: u64, cutoff: Cutoff) -> Result<()> {
+        self.cutoffs
+            .insert(user_id.to_be_bytes(), encode_cutoff(cutoff))?;
+        self.flush().await
     }
+
+    /// Every cutoff, to load into memory at start.
+    pub fn cutoffs(&self) -> Result<Vec<(u64, Cutoff)>> {
+        self.cutoffs
+            .iter()
+            .map(|entry| {
+                let (id, bytes) = entry?;
+                Ok((be_u64(&id, "a cutoff key")?, decode_cutoff(&bytes)?))
+            })
+            .collect()
+    }
+
+    /// Records a token issued in its user's cutoff second, after the cutoff.
+    pub async fn add_fresh(&self, jti: &[u8], exp: u64) -> Result<()> {
+        self.fresh.insert(jti, &encode_expiry(exp))?;
+        self.flush().await
+    }
+
+    /// Whether `jti` was recorded by [`Store::add_fresh`].
+    pub fn is_fresh(&self, jti: &[u8]) -> Result<bool> {
+        Ok(self.fresh.contains_key(jti)?)
+    }
+
+    /// How many revocations are stored.
+    pub fn revocation_count(&self) -> usize {
+        self.revoked.len()
+    }
+
+    // ---- API keys ----
+
+    /// Stores a new key under the hash of its secret. The key's `id` must
+    /// come from [`Store::new_id`].
+    pub async fn create_key(&self, key: &ApiKey, hash: &[u8; 32]) -> Result<()> {
+        let record = encode_key(key);
+        let index = user_key_index(key.user_id, key.id);
+        (&self.users, &self.keys, &self.user_keys).transaction(|(users, keys, user_keys)| {
+            // The owner may have been deleted since the request was
+            // authenticated; a key must not outlive its account.
+            if users.get(key.user_id.to_be_bytes())?.is_none() {
+                return abort(Error::new(Kind::NotFound));
+            }
+            keys.insert(hash, record.as_slice())?;
+            user_keys.insert(&index, hash)?;
+            Ok(())
+        })?;
+        self.flush().await
+    }
+
+    /// A fresh unique id (for keys).
+    pub fn new_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()? + 1)
+    }
+
+    /// The key whose secret hashes to `hash`. One sled read.
+    pub fn key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKey>> {
+        self.keys.get(hash)?.map(|b| decode_key(&b)).transpose()
+    }
+
+    /// A user's keys, by id.
+    pub fn user_keys(&self, user_id: u64) -> Result<Vec<ApiKey>> {
+        let mut out = Vec::new();
+        for entry in self.user_keys.scan_prefix(user_id.to_be_bytes()) {
+            let (_, hash) = entry?;
+            if let Some(bytes) = self.keys.get(&hash)? {
+                out.push(decode_key(&bytes)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a user's key; false when that user has no such key.
+    pub async fn delete_key(&self, user_id: u64, key_id: u64) -> Result<bool> {
+        let index = user_key_index(user_id, key_id);
+        let deleted = (&self.keys, &self.user_keys).transaction(|(keys, user_keys)| {
+            let Some(hash) = user_keys.remove(&index)? else {
+                return Ok(false);
+            };
+            keys.remove(hash)?;
+            Ok(true)
+        })?;
+        if deleted {
+            self.flush().await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Records last-use times (off the request path; not acknowledged to
+    /// anyone, so sled's periodic flush is enough). Keys deleted meanwhile
+    /// stay deleted.
+    pub fn touch_keys(&self, uses: &[([u8; 32], u64)]) -> Result<()> {
+        for (hash, at) in uses {
+            let _ = self.keys.fetch_and_update(hash, |old| {
+                let mut key = decode_key(old?).ok()?;
+                key.last_used_at = Some(key.last_used_at.map_or(*at, |t| t.max(*at)));
+                Some(encode_key(&key))
+            })?;
+        }
+        Ok(())
+    }
+
+    // ---- housekeeping ----
+
+    /// The longest token lifetime ever configured (a high-water mark kept so
+    /// pruning cutoffs never revives a token issued under a longer one).
+    pub fn raise_max_ttl(&self, ttl: u64) -> Result<u64> {
+        let stored = self
+            .meta
+            .get("max_ttl")?
+            .map(|v| be_u64(&v, "meta max_ttl"))
+            .transpose()?
+            .unwrap_or(0);
+        if ttl > stored {
+            self.meta.insert("max_ttl", &ttl.to_be_bytes())?;
+            self.db.flush()?;
+        }
+        Ok(stored.max(ttl))
+    }
+
+    /// Drops what can no longer matter at `now`: revocations and fresh
+    /// records of expired tokens, cutoffs older than every token they could
+    /// refuse (`max_ttl`), and expired API keys. Returns entries removed.
+    pub async fn prune(&self, now: u64, max_ttl: u64) -> Result<usize> {
+        let mut removed = 0;
+        for tree in [&self.revoked, &self.fresh] {
+            for entry in tree.iter() {
+                let (jti, value) = entry?;
+                if decode_expiry(&value)? <= now {
+                    tree.remove(jti)?;
+                    removed += 1;
+                }
+            }
+        }
+        for entry in self.cutoffs.iter() {
+            let (id, value) = entry?;
+            let cutoff = decode_cutoff(&value)?;
+            // Every token with iat <= cutoff.at has exp <= cutoff.at + max_ttl.
+            if cutoff.at.saturating_add(max_ttl) < now {
+                // Only if unchanged meanwhile.
+                let _ = self
+                    .cutoffs
+                    .compare_and_swap(id, Some(value), None::<&[u8]>)?;
+                removed += 1;
+            }
+        }
+        for entry in self.keys.iter() {
+            let (hash, value) = entry?;
+            let key = decode_key(&value)?;
+            if key.expires_at.is_some_and(|e| e <= now) {
+                self.keys.remove(&hash)?;
+                self.user_keys.remove(user_key_index(key.user_id, key.id))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            self.flush().await?;
+        }
+        Ok(removed)
+    }
+}
+
+fn encode_cutoff(c: Cutoff) -> Vec<u8> {
+    encode(
+        CUTOFF_V1,
+        &CutoffRecordV1 {
+            at: c.at,
+            deleted: c.deleted,
+        },
+    )
+}
+
+fn decode_cutoff(bytes: &[u8]) -> Result<Cutoff> {
+    let r: CutoffRecordV1 = decode(CUTOFF_V1, bytes, &|| "a cutoff record".to_owned())?;
+    Ok(Cutoff {
+        at: r.at,
+        deleted: r.deleted,
+    })
 }
 
 fn open_error(dir: &Path, e: sled::Error) -> Error {
@@ -341,9 +754,25 @@ mod tests {
     }
 
     #[test]
-    fn user_record_round_trip() {
+    fn records_round_trip() {
         let u = user();
         assert_eq!(decode_user(3, &encode_user(&u)).unwrap(), u);
+        let k = ApiKey {
+            id: 9,
+            user_id: 3,
+            username: "alice".into(),
+            name: "ci".into(),
+            created_at: 1,
+            expires_at: Some(2),
+            last_used_at: None,
+        };
+        assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+        let c = Cutoff {
+            at: 7,
+            deleted: true,
+        };
+        assert_eq!(decode_cutoff(&encode_cutoff(c)).unwrap(), c);
+        assert_eq!(decode_expiry(&encode_expiry(42)).unwrap(), 42);
     }
 
     #[test]
@@ -354,5 +783,9 @@ mod tests {
         assert!(e.to_string().contains("unknown version 99"), "{e}");
         assert!(decode_user(3, &[]).is_err());
         assert!(decode_user(3, &[USER_V1, 0xff]).is_err());
+        assert!(decode_expiry(&[2, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        assert!(decode_expiry(&[EXPIRY_V1, 0]).is_err());
+        assert!(decode_key(&[KEY_V1 + 1]).is_err());
+        assert!(decode_cutoff(&[]).is_err());
     }
 }

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::request;
 use super::response::{self, Body};
-use crate::auth::{Identity, Issued};
+use crate::auth::{Identity, Issued, Via};
 use crate::credentials::Credential;
-use crate::error::{Error, Refusal, Result};
+use crate::error::{Error, Kind, Refusal, Result};
 use crate::token;
 use crate::App;
 
@@ -65,10 +65,10 @@ where
 /// `GET /api/users/<id>`: 200 `{"id","username"}`; 404 when absent.
 pub fn user(app: &App, id: &str) -> Result<Response<Body>> {
     let user = token::parse_id(id)
-        .map(|id| app.auth.user(id))
+        .map(|id| app.auth.accounts().user(id))
         .transpose()?
         .flatten()
-        .ok_or_else(|| Error::new(crate::error::Kind::NotFound))?;
+        .ok_or_else(|| Error::new(Kind::NotFound))?;
     Ok(response::json(
         StatusCode::OK,
         &json!({"id": user.id, "username": user.username}),
@@ -82,8 +82,8 @@ pub async fn token(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let Credential::Password { username, password } = credential else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
-    let user = app.auth.login(&username, &password).await?;
-    let Issued { token, duration } = app.auth.issue(&user)?;
+    let user = app.auth.accounts().login(&username, &password).await?;
+    let Issued { token, duration } = app.auth.issue(&user).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({"token": token, "duration": duration}),
@@ -119,8 +119,8 @@ where
             "username (or email) and password are required",
         ));
     };
-    let user = app.auth.login(&login, &password).await?;
-    let Issued { token, duration } = app.auth.issue(&user)?;
+    let user = app.auth.accounts().login(&login, &password).await?;
+    let Issued { token, duration } = app.auth.issue(&user).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({
@@ -135,9 +135,9 @@ where
 /// `POST /logout`: revokes the token the request carries.
 pub async fn logout(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let who = authenticate(app, parts).await?;
-    let Some(token) = who.token else {
+    let Via::Token(token) = who.via else {
         return Err(Error::bad_request(
-            "logout revokes a token: send the token, not a password",
+            "logout revokes a token: send the token, not a password or an API key",
         ));
     };
     app.auth.revoke(token).await?;
@@ -146,4 +146,151 @@ pub async fn logout(app: &App, parts: &Parts) -> Result<Response<Body>> {
         StatusCode::OK,
         &json!({"message": "logged out"}),
     ))
+}
+
+/// The caller's own record; 401 if it vanished (deleted meanwhile).
+fn own_record(app: &App, who: &Identity) -> Result<crate::store::User> {
+    app.auth
+        .accounts()
+        .user(who.user_id)?
+        .ok_or_else(|| Error::unauthorized(Refusal::BadToken))
+}
+
+/// `GET /api/users/me`: `{"id","username","email","groups"}`.
+pub async fn me(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    let who = authenticate(app, parts).await?;
+    let user = own_record(app, &who)?;
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "groups": user.groups,
+        }),
+    ))
+}
+
+/// `POST /api/logout-all`: every token issued to the caller before now is
+/// refused from now on.
+pub async fn logout_all(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    let who = authenticate(app, parts).await?;
+    app.auth.accounts().logout_all(who.user_id).await?;
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({"message": "every earlier token is revoked"}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    old_password: Option<String>,
+    new_password: Option<String>,
+}
+
+/// `PUT /api/users/me/password`: 204; the old password and every earlier
+/// token are refused afterwards. A wrong old password is 403.
+pub async fn change_password<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let who = authenticate(app, parts).await?;
+    let input: PasswordChange = request::json(parts, body, app.config.limits.max_body).await?;
+    let (Some(old), Some(new)) = (input.old_password, input.new_password) else {
+        return Err(Error::bad_request(
+            "old_password and new_password are required",
+        ));
+    };
+    crate::accounts::validate_password(&new)?;
+    let user = own_record(app, &who)?;
+    let user = match app.auth.accounts().login(&user.username, &old).await {
+        Ok(user) => user,
+        Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
+            return Err(Error::new(Kind::Forbidden("the old password is wrong")))
+        }
+        Err(e) => return Err(e),
+    };
+    app.auth.accounts().set_password(&user, &new).await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+/// `DELETE /api/users/me` with Basic username:password: 204. A token or
+/// key alone is not enough.
+pub async fn delete_me(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    let credential = request::credential(parts, app.config.query_token)?
+        .ok_or_else(|| Error::unauthorized(Refusal::Missing))?;
+    let Credential::Password { username, password } = credential else {
+        return Err(Error::unauthorized(Refusal::PasswordRequired));
+    };
+    let user = app.auth.accounts().login(&username, &password).await?;
+    app.auth.accounts().delete(&user).await?;
+    Ok(response::empty(StatusCode::NO_CONTENT))
+}
+
+#[derive(Deserialize)]
+struct NewKeyRequest {
+    name: Option<String>,
+    expires_in: Option<u64>,
+}
+
+/// Keys are managed with a password or a token, never with another key,
+/// so a leaked key cannot mint more.
+async fn key_manager(app: &App, parts: &Parts) -> Result<Identity> {
+    let who = authenticate(app, parts).await?;
+    if let Via::ApiKey(_) = who.via {
+        return Err(Error::new(Kind::Forbidden(
+            "API keys cannot manage API keys; use a token or the password",
+        )));
+    }
+    Ok(who)
+}
+
+/// `POST /api/keys`: 201 `{"id","name","key"}`, the key shown this once.
+pub async fn create_key<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let who = key_manager(app, parts).await?;
+    let input: NewKeyRequest = request::json(parts, body, app.config.limits.max_body).await?;
+    let name = input
+        .name
+        .ok_or_else(|| Error::bad_request("name is required"))?;
+    let new = app.auth.create_key(&who, &name, input.expires_in).await?;
+    Ok(response::json(
+        StatusCode::CREATED,
+        &json!({"id": new.key.id, "name": new.key.name, "key": new.secret}),
+    ))
+}
+
+/// `GET /api/keys`: the caller's keys, never the secrets.
+pub async fn list_keys(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    let who = key_manager(app, parts).await?;
+    let keys: Vec<_> = app
+        .auth
+        .list_keys(who.user_id)?
+        .into_iter()
+        .map(|k| {
+            json!({
+                "id": k.id,
+                "name": k.name,
+                "created_at": k.created_at,
+                "expires_at": k.expires_at,
+                "last_used_at": k.last_used_at,
+            })
+        })
+        .collect();
+    Ok(response::json(StatusCode::OK, &keys))
+}
+
+/// `DELETE /api/keys/<id>`: 204; 404 for a key that is not the caller's.
+pub async fn delete_key(app: &App, parts: &Parts, id: &str) -> Result<Response<Body>> {
+    let who = key_manager(app, parts).await?;
+    let id = token::parse_id(id).ok_or_else(|| Error::new(Kind::NotFound))?;
+    if app.auth.delete_key(who.user_id, id).await? {
+        Ok(response::empty(StatusCode::NO_CONTENT))
+    } else {
+        Err(Error::new(Kind::NotFound))
+    }
 }

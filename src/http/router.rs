@@ -8,6 +8,12 @@
 //! | `GET /api/resource` | the REST-auth protected resource |
 //! | `POST /login` | JSON login (Flask-Security shape) |
 //! | `POST /logout` | revoke the presented token |
+//! | `GET /api/users/me` | the caller's record with email and groups |
+//! | `DELETE /api/users/me` | delete the caller's account (Basic password) |
+//! | `PUT /api/users/me/password` | change the password, revoke earlier tokens |
+//! | `POST /api/logout-all` | revoke every earlier token of the caller |
+//! | `POST /api/keys`, `GET /api/keys` | create and list API keys |
+//! | `DELETE /api/keys/<id>` | delete an API key |
 
 use bytes::Bytes;
 use hyper::body::Body as HttpBody;
@@ -34,12 +40,26 @@ where
     let result: Result<Response<Body>> = match (&parts.method, segments) {
         (&Method::POST, Some(["api", "users"])) => api::register(app, &parts, body).await,
         (_, Some(["api", "users"])) => Err(not_allowed("POST")),
+        (&Method::GET, Some(["api", "users", "me"])) => api::me(app, &parts).await,
+        (&Method::DELETE, Some(["api", "users", "me"])) => api::delete_me(app, &parts).await,
+        (_, Some(["api", "users", "me"])) => Err(not_allowed("GET, DELETE")),
+        (&Method::PUT, Some(["api", "users", "me", "password"])) => {
+            api::change_password(app, &parts, body).await
+        }
+        (_, Some(["api", "users", "me", "password"])) => Err(not_allowed("PUT")),
         (&Method::GET, Some(["api", "users", id])) => api::user(app, id),
         (_, Some(["api", "users", _])) => Err(not_allowed("GET")),
         (&Method::GET, Some(["api", "token"])) => api::token(app, &parts).await,
         (_, Some(["api", "token"])) => Err(not_allowed("GET")),
         (&Method::GET, Some(["api", "resource"])) => api::resource(app, &parts).await,
         (_, Some(["api", "resource"])) => Err(not_allowed("GET")),
+        (&Method::POST, Some(["api", "logout-all"])) => api::logout_all(app, &parts).await,
+        (_, Some(["api", "logout-all"])) => Err(not_allowed("POST")),
+        (&Method::POST, Some(["api", "keys"])) => api::create_key(app, &parts, body).await,
+        (&Method::GET, Some(["api", "keys"])) => api::list_keys(app, &parts).await,
+        (_, Some(["api", "keys"])) => Err(not_allowed("GET, POST")),
+        (&Method::DELETE, Some(["api", "keys", id])) => api::delete_key(app, &parts, id).await,
+        (_, Some(["api", "keys", _])) => Err(not_allowed("DELETE")),
         (&Method::POST, Some(["login"])) => login(app, &parts, body).await,
         (_, Some(["login"])) => Err(not_allowed("POST")),
         (&Method::POST, Some(["logout"])) => api::logout(app, &parts).await,

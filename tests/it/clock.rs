@@ -8,16 +8,19 @@ use latch::{App, Clock, Config};
 use crate::support::*;
 
 /// A server running `latch::run` on a 127.0.0.1:0 listener with `clock`.
-struct InProcess {
-    client: Client,
+pub struct InProcess {
+    pub client: Client,
+    /// The server's state, for what only the library can reach (pruning).
+    pub app: std::sync::Arc<App>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<latch::Result<()>>>,
 }
 
 impl InProcess {
-    fn start(dir: &TempDir, extra: &str, clock: Clock) -> InProcess {
+    pub fn start(dir: &TempDir, extra: &str, clock: Clock) -> InProcess {
         let config = Config::from_toml(&config_text(dir.path(), extra)).unwrap();
-        let app = App::open(config, clock).unwrap();
+        let app = std::sync::Arc::new(App::open(config, clock).unwrap());
+        let handle = app.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -38,6 +41,7 @@ impl InProcess {
         });
         InProcess {
             client: Client { addr },
+            app: handle,
             stop: Some(tx),
             thread: Some(thread),
         }

@@ -1,0 +1,360 @@
+//! Accounts: users, their passwords and groups, and the per-user token
+//! cutoff behind "logout everywhere", password changes and deletion.
+//!
+//! Used by the server (through [`crate::auth::Auth`]) and by `latch user`
+//! when no server runs, so both apply the same rules.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto;
+use crate::error::{Error, Kind, Refusal, Result};
+use crate::hasher::Hasher;
+use crate::store::{Cutoff, NewUser, Store, User};
+use crate::token;
+
+/// Shortest and longest accepted passwords, in characters. No composition
+/// rules (NIST SP 800-63B).
+pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=1024;
+
+/// Longest username or group name, in characters.
+pub const MAX_NAME: usize = 64;
+
+/// The account service.
+pub struct Accounts {
+    store: Store,
+    hasher: Hasher,
+    clock: Clock,
+    /// Cutoffs by user id, mirrored from the store so that verifying a token
+    /// stays one sled read. A std lock: held for a map lookup, never across
+    /// an await.
+    cutoffs: RwLock<HashMap<u64, Cutoff>>,
+    /// The longest token lifetime ever configured; cutoffs older than this
+    /// can refuse nothing that is not already expired.
+    max_ttl: u64,
+}
+
+impl Accounts {
+    /// Loads the cutoffs and records `max_ttl` (the longest token lifetime
+    /// the caller will issue).
+    pub fn new(config: &Config, store: Store, clock: Clock, max_ttl: u64) -> Result<Accounts> {
+        let max_ttl = store.raise_max_ttl(max_ttl)?;
+        let cutoffs = store.cutoffs()?.into_iter().collect();
+        Ok(Accounts {
+            hasher: Hasher::new(&config.hashing)?,
+            store,
+            clock,
+            cutoffs: RwLock::new(cutoffs),
+            max_ttl,
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The hashing pool.
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    /// Creates an account.
+    pub async fn create(
+        &self,
+        username: &str,
+        password: &str,
+        email: Option<&str>,
+        groups: Vec<String>,
+    ) -> Result<User> {
+        validate_username(username)?;
+        validate_password(password)?;
+        if let Some(email) = email {
+            validate_email(email)?;
+        }
+        validate_groups(&groups)?;
+        let password_hash = self.hasher.hash(password.to_owned()).await?;
+        self.store
+            .create_user(NewUser {
+                username,
+                email,
+                password_hash,
+                groups,
+                created_at: self.clock.now(),
+            })
+            .await
+    }
+
+    /// The user with this id.
+    pub fn user(&self, id: u64) -> Result<Option<User>> {
+        self.store.user(id)
+    }
+
+    /// The user with this username, or a 404-kind error naming the problem.
+    pub fn user_named(&self, username: &str) -> Result<User> {
+        self.store
+            .user_by_name(username)?
+            .ok_or_else(|| Error::new(Kind::NotFound))
+    }
+
+    /// Every user.
+    pub fn users(&self) -> Result<Vec<User>> {
+        self.store.users()
+    }
+
+    /// Checks a username (or email) and password. Unknown users cost the
+    /// same scrypt work as known ones, and both get the same refusal.
+    pub async fn login(&self, login: &str, password: &str) -> Result<User> {
+        let user = if login.contains('@') {
+            self.store.user_by_email(login)?
+        } else {
+            self.store.user_by_name(login)?
+        };
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = self.hasher.verify(password.to_owned(), phc).await?;
+        match user {
+            Some(user) if ok => {
+                self.upgrade_hash(&user, password).await?;
+                Ok(user)
+            }
+            _ => Err(Error::unauthorized(Refusal::BadPassword)),
+        }
+    }
+
+    /// Rehashes at the configured cost when the stored one is lower. Skipped
+    /// (and retried at the next login) when the hashing queue is full.
+    async fn upgrade_hash(&self, user: &User, password: &str) -> Result<()> {
+        let stored = crypto::stored_cost(&user.password_hash)?;
+        if !stored.below(&self.hasher.cost()) {
+            return Ok(());
+        }
+        match self.hasher.hash(password.to_owned()).await {
+            Ok(phc) => self.store.upgrade_password_hash(user, phc),
+            Err(e) if e.kind() == Kind::Busy => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets a new password and refuses every token issued before now.
+    pub async fn set_password(&self, user: &User, new_password: &str) -> Result<()> {
+        validate_password(new_password)?;
+        let phc = self.hasher.hash(new_password.to_owned()).await?;
+        let cutoff = Cutoff {
+            at: self.clock.now(),
+            deleted: false,
+        };
+        if !self.store.change_password(user, phc, cutoff).await? {
+            return Err(Error::new(Kind::Conflict(
+                "the account changed meanwhile; try again",
+            )));
+        }
+        self.remember_cutoff(user.id, cutoff);
+        tracing::info!(
+            user_id = user.id,
+            "password changed; earlier tokens refused"
+        );
+        Ok(())
+    }
+
+    /// Refuses every token issued to `user_id` before now.
+    pub async fn logout_all(&self, user_id: u64) -> Result<()> {
+        let cutoff = Cutoff {
+            at: self.clock.now(),
+            deleted: false,
+        };
+        self.store.set_cutoff(user_id, cutoff).await?;
+        self.remember_cutoff(user_id, cutoff);
+        tracing::info!(user_id, "logged out everywhere");
+        Ok(())
+    }
+
+    /// Deletes the account with its keys; its tokens are refused at once
+    /// and the name can be registered again.
+    pub async fn delete(&self, user: &User) -> Result<()> {
+        let cutoff = Cutoff {
+            at: self.clock.now(),
+            deleted: true,
+        };
+        self.store.delete_user(user, cutoff).await?;
+        self.remember_cutoff(user.id, cutoff);
+        tracing::info!(user_id = user.id, "deleted a user");
+        Ok(())
+    }
+
+    /// Replaces a user's groups.
+    pub async fn set_groups(&self, user: &User, groups: Vec<String>) -> Result<User> {
+        validate_groups(&groups)?;
+        let updated = self
+            .store
+            .modify_user(user.id, |u| u.groups = groups.clone())
+            .await?;
+        updated.ok_or_else(|| Error::new(Kind::NotFound))
+    }
+
+    fn remember_cutoff(&self, user_id: u64, cutoff: Cutoff) {
+        self.cutoffs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user_id, cutoff);
+    }
+
+    /// The user's cutoff, if any.
+    pub fn cutoff(&self, user_id: u64) -> Option<Cutoff> {
+        self.cutoffs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user_id)
+            .copied()
+    }
+
+    /// Whether a token issued to `user_id` at `iat` survives the user's
+    /// cutoff. In the cutoff's own second, only tokens recorded as fresh
+    /// (issued after it) do.
+    pub fn token_allowed(&self, user_id: u64, iat: u64, jti: &[u8]) -> Result<bool> {
+        match self.cutoff(user_id) {
+            None => Ok(true),
+            Some(c) if c.deleted || iat < c.at => Ok(false),
+            Some(c) if iat == c.at => self.store.is_fresh(jti),
+            Some(_) => Ok(true),
+        }
+    }
+
+    /// Whether the account was deleted (its API keys are refused).
+    pub fn is_deleted(&self, user_id: u64) -> bool {
+        self.cutoff(user_id).is_some_and(|c| c.deleted)
+    }
+
+    /// Records `jti` as issued after its user's cutoff when that cutoff is
+    /// this very second, so [`Accounts::token_allowed`] can tell it apart.
+    pub async fn note_issued(&self, user_id: u64, iat: u64, jti: &[u8], exp: u64) -> Result<()> {
+        if self.cutoff(user_id).is_some_and(|c| c.at == iat) {
+            self.store.add_fresh(jti, exp).await?;
+        }
+        Ok(())
+    }
+
+    /// Prunes what can no longer matter, and forgets pruned cutoffs.
+    pub async fn prune(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let removed = self.store.prune(now, self.max_ttl).await?;
+        let kept: HashMap<u64, Cutoff> = self.store.cutoffs()?.into_iter().collect();
+        *self.cutoffs.write().unwrap_or_else(|e| e.into_inner()) = kept;
+        Ok(removed)
+    }
+}
+
+/// 1 to 64 characters of letters, digits and `._-`, starting with a letter
+/// or digit. No `@` (that marks an email at login), nothing shaped like a
+/// token or an API key.
+pub fn validate_username(name: &str) -> Result<()> {
+    let ok = is_name(name)
+        && !token::looks_like_token(name)
+        && !name.starts_with(crate::credentials::API_KEY_PREFIX);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request(
+            "username must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ))
+    }
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_NAME
+        && name.chars().next().is_some_and(char::is_alphanumeric)
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// Group names follow the username rules (so they never contain the comma
+/// that separates them in `Remote-Groups`); at most 64 groups.
+pub fn validate_groups(groups: &[String]) -> Result<()> {
+    if groups.len() <= 64 && groups.iter().all(|g| is_name(g)) {
+        Ok(())
+    } else {
+        Err(Error::bad_request(
+            "group names must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ))
+    }
+}
+
+/// 8 to 1024 characters, nothing else.
+pub fn validate_password(password: &str) -> Result<()> {
+    if PASSWORD_CHARS.contains(&password.chars().count()) {
+        Ok(())
+    } else {
+        Err(Error::bad_request("password must be 8 to 1024 characters"))
+    }
+}
+
+/// A plausible address: one `@` between non-empty parts, no spaces or
+/// control characters, at most 254 bytes.
+pub fn validate_email(email: &str) -> Result<()> {
+    let ok = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::bad_request("email is not a valid address"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        for ok in ["miguel", "a", "john.doe", "x_y-z", "Émile", &"a".repeat(64)] {
+            assert!(validate_username(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "a b",
+            "a@b",
+            "a:b",
+            "latch_x",
+            "eyJa.b.c",
+            &"a".repeat(65),
+        ] {
+            assert!(validate_username(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn groups() {
+        assert!(validate_groups(&["admins".into(), "media-users".into()]).is_ok());
+        assert!(validate_groups(&[]).is_ok());
+        for bad in ["a,b", "", " x", "x y"] {
+            assert!(validate_groups(&[bad.into()]).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(validate_password("12345678").is_ok());
+        assert!(validate_password("1234567").is_err());
+        assert!(validate_password("éééééééé").is_ok());
+        assert!(validate_password(&"x".repeat(1024)).is_ok());
+        assert!(validate_password(&"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn emails() {
+        assert!(validate_email("a@example.com").is_ok());
+        for bad in ["a", "@b", "a@", "a@b@c", "a @b", "a\n@b"] {
+            assert!(validate_email(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! The admin channel behind `latch user ...`.
+//!
+//! sled locks its directory, so while a server runs the CLI cannot open the
+//! database. Instead the server listens on a Unix socket in the data
+//! directory (`admin.sock`, mode 0600, peers with another uid refused) and
+//! runs the command itself, so changes take effect at once (a changed
+//! password or deleted user revokes live tokens). When no server answers,
+//! the CLI opens the database and runs the same [`execute`].
+//!
+//! The protocol is one JSON [`Request`] line in, one JSON [`Reply`] line out.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::accounts::Accounts;
+use crate::error::{Error, Kind, Result};
+use crate::App;
+
+/// Longest request line accepted on the socket.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// The socket's path for a data directory.
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// A command, as the CLI sends it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Create a user.
+    Add {
+        /// Username.
+        username: String,
+        /// Optional email.
+        email: Option<String>,
+        /// Groups.
+        groups: Vec<String>,
+        /// The password (the socket is private to the server's user).
+        password: String,
+    },
+    /// List users.
+    List,
+    /// Set a user's password.
+    Passwd {
+        /// Username.
+        username: String,
+        /// The new password.
+        password: String,
+    },
+    /// Delete a user.
+    Del {
+        /// Username.
+        username: String,
+    },
+    /// Replace a user's groups.
+    Groups {
+        /// Username.
+        username: String,
+        /// The new list.
+        groups: Vec<String>,
+    },
+}
+
+/// A user as `latch user list` shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Id.
+    pub id: u64,
+    /// Username.
+    pub username: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Reply {
+    /// Done; a line for the operator.
+    Done {
+        /// What was done.
+        message: String,
+    },
+    /// The user list.
+    Users {
+        /// Users by id.
+        users: Vec<UserInfo>,
+    },
+    /// Refused or failed; one line for the operator.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// Runs a command against `accounts`. Failures become [`Reply::Failed`]
+/// with one line fit for the operator.
+pub async fn execute(accounts: &Accounts, request: Request) -> Reply {
+    match run_command(accounts, request).await {
+        Ok(reply) => reply,
+        Err(error) => Reply::Failed { error },
+    }
+}
+
+async fn run_command(accounts: &Accounts, request: Request) -> std::result::Result<Reply, String> {
+    let user = |name: &str| {
+        accounts.user_named(name).map_err(|e| match e.kind() {
+            Kind::NotFound => format!("no user named {name:?}"),
+            _ => describe(&e),
+        })
+    };
+    let done = |message: String| Ok(Reply::Done { message });
+    match request {
+        Request::Add {
+            username,
+            email,
+            groups,
+            password,
+        } => {
+            let u = accounts
+                .create(&username, &password, email.as_deref(), groups)
+                .await
+                .map_err(|e| describe(&e))?;
+            tracing::info!(user_id = u.id, "admin: added a user");
+            done(format!("added user {} (id {})", u.username, u.id))
+        }
+        Request::List => {
+            let users = accounts
+                .users()
+                .map_err(|e| describe(&e))?
+                .into_iter()
+                .map(|u| UserInfo {
+                    id: u.id,
+                    username: u.username,
+                    email: u.email,
+                    groups: u.groups,
+                })
+                .collect();
+            Ok(Reply::Users { users })
+        }
+        Request::Passwd { username, password } => {
+            let u = user(&username)?;
+            accounts
+                .set_password(&u, &password)
+                .await
+                .map_err(|e| describe(&e))?;
+            done(format!(
+                "changed the password of {}; earlier tokens are refused",
+                u.username
+            ))
+        }
+        Request::Del { username } => {
+            let u = user(&username)?;
+            accounts.delete(&u).await.map_err(|e| describe(&e))?;
+            done(format!("deleted user {}", u.username))
+        }
+        Request::Groups { username, groups } => {
+            let u = user(&username)?;
+            let u = accounts
+                .set_groups(&u, groups)
+                .await
+                .map_err(|e| describe(&e))?;
+            done(format!(
+                "groups of {}: {}",
+                u.username,
+                if u.groups.is_empty() {
+                    "(none)".to_owned()
+                } else {
+                    u.groups.join(", ")
+                }
+            ))
+        }
+    }
+}
+
+/// One line for the operator: the public message, or the cause of our own
+/// failures (the operator may see those; clients never do).
+fn describe(e: &Error) -> String {
+    match e.kind() {
+        Kind::Internal | Kind::Store | Kind::Config => e.to_string(),
+        _ => e.public_message().to_owned(),
+    }
+}
+
+/// Binds the admin socket in `data_dir` (replacing a stale one: the caller
+/// holds the database lock, so no other server is using it) with mode 0600.
+pub fn bind(data_dir: &Path) -> Result<UnixListener> {
+    let path = socket_path(data_dir);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Error::config(format_args!(
+                "cannot remove stale {}: {e}",
+                path.display()
+            )))
+        }
+    }
+    let fail = |e: std::io::Error| {
+        Error::config(format_args!(
+            "cannot create the admin socket {}: {e}",
+            path.display()
+        ))
+    };
+    let listener = std::os::unix::net::UnixListener::bind(&path).map_err(fail)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
+    listener.set_nonblocking(true).map_err(fail)?;
+    UnixListener::from_std(listener).map_err(fail)
+}
+
+/// Serves admin commands until the task is dropped.
+pub async fn serve(listener: UnixListener, app: Arc<App>) {
+    // The socket file is ours; only its owner (or root) may talk to it.
+    let owner = std::fs::metadata(socket_path(&app.config.data_dir))
+        .map(|m| m.uid())
+        .ok();
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("admin socket accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = stream.peer_cred().ok().map(|c| c.uid());
+        if peer.is_none() || (peer != owner && peer != Some(0)) {
+            tracing::warn!(peer_uid = ?peer, "admin socket: refused a peer with another uid");
+            continue;
+        }
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, &app).await {
+                tracing::warn!("admin socket: {e}");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, app: &App) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    tokio::io::AsyncReadExt::take(tokio::io::BufReader::new(read), MAX_LINE)
+        .read_line(&mut line)
+        .await?;
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => execute(app.auth.accounts(), request).await,
+        Err(_) => Reply::Failed {
+            error: "malformed admin request".into(),
+        },
+    };
+    let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+/// Sends `request` to a server running on `data_dir`; `None` when no server
+/// listens there.
+pub fn call(data_dir: &Path, request: &Request) -> Result<Option<Reply>> {
+    let path = socket_path(data_dir);
+    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(Error::config(format_args!(
+                "cannot reach the server at {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let fail = |e: std::io::Error| {
+        Error::config(format_args!(
+            "the server at {} did not answer: {e}",
+            path.display()
+        ))
+    };
+    let mut line = serde_json::to_vec(request).map_err(Error::internal)?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(fail)?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).map_err(fail)?;
+    serde_json::from_str(&reply).map(Some).map_err(|_| {
+        Error::config(format_args!(
+            "the server at {} answered nonsense",
+            path.display()
+        ))
+    })
+}
