@@ -3,61 +3,9 @@
 
 use std::time::Duration;
 
-use latch::{App, Clock, Config};
+use latch::Clock;
 
 use crate::support::*;
-
-/// A server running `latch::run` on a 127.0.0.1:0 listener with `clock`.
-pub struct InProcess {
-    pub client: Client,
-    /// The server's state, for what only the library can reach (pruning).
-    pub app: std::sync::Arc<App>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<latch::Result<()>>>,
-}
-
-impl InProcess {
-    pub fn start(dir: &TempDir, extra: &str, clock: Clock) -> InProcess {
-        let config = Config::from_toml(&config_text(dir.path(), extra)).unwrap();
-        let app = std::sync::Arc::new(App::open(config, clock).unwrap());
-        let handle = app.clone();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                latch::run(listener, app, async {
-                    let _ = rx.await;
-                })
-                .await
-            })
-        });
-        InProcess {
-            client: Client { addr },
-            app: handle,
-            stop: Some(tx),
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap().unwrap();
-        }
-    }
-}
 
 #[test]
 fn tokens_expire_when_the_clock_passes_exp() {
@@ -105,4 +53,95 @@ fn shutdown_drains_and_returns() {
     // The data is on disk: the store reopens with the user in it.
     let store = latch::store::Store::open(&dir.path().join("data")).unwrap();
     assert!(store.user_by_name("alice").unwrap().is_some());
+}
+
+#[test]
+fn pruning_never_revives_a_live_token() {
+    let dir = TempDir::new("prune");
+    let clock = Clock::system();
+    let server = InProcess::start(&dir, "token_ttl = 600", clock.clone());
+    let c = server.client;
+    c.register("alice", "alice-password");
+    c.register("bob", "bob-password");
+    let revoked = c.token("alice", "alice-password");
+    assert_eq!(
+        c.request(
+            "POST",
+            "/logout",
+            &[("Authorization", &bearer(&revoked))],
+            None
+        )
+        .status,
+        200
+    );
+    let before_cutoff = c.token("bob", "bob-password");
+    assert_eq!(
+        c.request(
+            "POST",
+            "/api/logout-all",
+            &[("Authorization", &bearer(&before_cutoff))],
+            None
+        )
+        .status,
+        200
+    );
+    let store = server.app.auth.store();
+    assert_eq!(store.revocation_count(), 1);
+    let prune = || tokio_block_on(server.app.auth.prune()).unwrap();
+
+    // While the tokens live, pruning keeps what refuses them.
+    for step in [0, 300, 299] {
+        clock.advance(step);
+        assert_eq!(prune(), 0, "pruned something live after +{step}");
+        c.resource(&bearer(&revoked)).assert_challenges(true);
+        c.resource(&bearer(&before_cutoff)).assert_challenges(true);
+    }
+    assert_eq!(store.revocation_count(), 1);
+    assert!(server.app.auth.accounts().cutoff(2).is_some());
+
+    // Once they expired, the entries go, and the tokens stay refused.
+    clock.advance(2);
+    assert_eq!(prune(), 2);
+    assert_eq!(store.revocation_count(), 0);
+    assert!(server.app.auth.accounts().cutoff(2).is_none());
+    c.resource(&bearer(&revoked)).assert_challenges(true);
+    c.resource(&bearer(&before_cutoff)).assert_challenges(true);
+    c.assert_alive("bob", "bob-password");
+}
+
+#[test]
+fn a_shorter_ttl_after_restart_does_not_prune_early() {
+    let dir = TempDir::new("prunettl");
+    let clock = Clock::system();
+    let server = InProcess::start(&dir, "token_ttl = 3600", clock.clone());
+    server.client.register("alice", "alice-password");
+    let long = server.client.token("alice", "alice-password");
+    assert_eq!(
+        server
+            .client
+            .request(
+                "POST",
+                "/api/logout-all",
+                &[("Authorization", &bearer(&long))],
+                None
+            )
+            .status,
+        200
+    );
+    drop(server);
+    // Restarted with tokens ten times shorter: the cutoff must still
+    // outlive the hour-long token issued before it.
+    let server = InProcess::start(&dir, "token_ttl = 360", clock.clone());
+    clock.advance(1000);
+    assert_eq!(tokio_block_on(server.app.auth.prune()).unwrap(), 0);
+    server
+        .client
+        .resource(&bearer(&long))
+        .assert_challenges(true);
+    clock.advance(2601);
+    assert_eq!(tokio_block_on(server.app.auth.prune()).unwrap(), 1);
+    server
+        .client
+        .resource(&bearer(&long))
+        .assert_challenges(true);
 }

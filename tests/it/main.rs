@@ -1,12 +1,15 @@
 //! Integration tests: the real `latch` binary (or the library's `run`)
 //! driven over HTTP on port 0.
 
+mod accounts;
 mod cli;
 mod clock;
 mod credentials;
 mod errors;
+mod keys;
 mod lifecycle;
 mod readme;
 mod seeds;
 mod support;
 mod tokens;
+mod user_cli;

@@ -435,3 +435,65 @@ pub fn require_program(program: &str) -> bool {
     }
     found
 }
+
+/// A server running `latch::run` in this process on a 127.0.0.1:0 listener with `clock`.
+pub struct InProcess {
+    pub client: Client,
+    /// The server's state, for what only the library can reach (pruning).
+    pub app: std::sync::Arc<latch::App>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<latch::Result<()>>>,
+}
+
+impl InProcess {
+    pub fn start(dir: &TempDir, extra: &str, clock: latch::Clock) -> InProcess {
+        let config = latch::Config::from_toml(&config_text(dir.path(), extra)).unwrap();
+        let app = std::sync::Arc::new(latch::App::open(config, clock).unwrap());
+        let handle = app.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                latch::run(listener, app, async {
+                    let _ = rx.await;
+                })
+                .await
+            })
+        });
+        InProcess {
+            client: Client { addr },
+            app: handle,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap().unwrap();
+        }
+    }
+}
+
+/// Runs a future to completion on a throwaway runtime (for library calls
+/// such as pruning, made from a synchronous test).
+pub fn tokio_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
