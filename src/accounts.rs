@@ -19,7 +19,7 @@ use crate::token;
 /// rules (NIST SP 800-63B).
 pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=1024;
 
-/// Longest username or group name, in characters.
+/// Longest username or group name, in bytes (ASCII only).
 pub const MAX_NAME: usize = 64;
 
 /// The account service.
@@ -250,29 +250,35 @@ impl Accounts {
     }
 }
 
-/// 1 to 64 characters of letters, digits and `._-`, starting with a letter
-/// or digit. No `@` (that marks an email at login), nothing shaped like a
-/// token or an API key.
+/// 1 to 64 ASCII letters, digits and `._-`, starting with a letter or
+/// digit. ASCII only, so no two names look alike (`admin` vs fullwidth
+/// `ａｄｍｉｎ`) and case-insensitive uniqueness is exact. No `@` (that marks
+/// an email at login), nothing shaped like a token or an API key.
 pub fn validate_username(name: &str) -> Result<()> {
     let ok = is_name(name)
         && !token::looks_like_token(name)
-        && !name.starts_with(crate::credentials::API_KEY_PREFIX);
+        && !name
+            .to_ascii_lowercase()
+            .starts_with(crate::credentials::API_KEY_PREFIX);
     if ok {
         Ok(())
     } else {
         Err(Error::bad_request(
-            "username must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "username must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
         ))
     }
 }
 
 fn is_name(name: &str) -> bool {
     !name.is_empty()
-        && name.chars().count() <= MAX_NAME
-        && name.chars().next().is_some_and(char::is_alphanumeric)
+        && name.len() <= MAX_NAME
         && name
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Group names follow the username rules (so they never contain the comma
@@ -282,7 +288,7 @@ pub fn validate_groups(groups: &[String]) -> Result<()> {
         Ok(())
     } else {
         Err(Error::bad_request(
-            "group names must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "group names must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
         ))
     }
 }
@@ -315,7 +321,7 @@ mod tests {
 
     #[test]
     fn usernames() {
-        for ok in ["miguel", "a", "john.doe", "x_y-z", "Émile", &"a".repeat(64)] {
+        for ok in ["miguel", "a", "john.doe", "x_y-z", "Latch", &"a".repeat(64)] {
             assert!(validate_username(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -325,6 +331,9 @@ mod tests {
             "a@b",
             "a:b",
             "latch_x",
+            "LATCH_x",
+            "Émile",
+            "ａｄｍｉｎ",
             "eyJa.b.c",
             &"a".repeat(65),
         ] {

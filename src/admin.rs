@@ -193,7 +193,7 @@ fn describe(e: &Error) -> String {
 
 /// Binds the admin socket in `data_dir` (replacing a stale one: the caller
 /// holds the database lock, so no other server is using it) with mode 0600.
-pub fn bind(data_dir: &Path) -> Result<UnixListener> {
+pub fn bind(data_dir: &Path) -> Result<std::os::unix::net::UnixListener> {
     let path = socket_path(data_dir);
     match std::fs::remove_file(&path) {
         Ok(()) => {}
@@ -214,11 +214,18 @@ pub fn bind(data_dir: &Path) -> Result<UnixListener> {
     let listener = std::os::unix::net::UnixListener::bind(&path).map_err(fail)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
     listener.set_nonblocking(true).map_err(fail)?;
-    UnixListener::from_std(listener).map_err(fail)
+    Ok(listener)
 }
 
 /// Serves admin commands until the task is dropped.
-pub async fn serve(listener: UnixListener, app: Arc<App>) {
+pub async fn serve(listener: std::os::unix::net::UnixListener, app: Arc<App>) {
+    let listener = match UnixListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(e) => {
+            tracing::error!("admin socket unusable: {e}");
+            return;
+        }
+    };
     // The socket file is ours; only its owner (or root) may talk to it.
     let owner = std::fs::metadata(socket_path(&app.config.data_dir))
         .map(|m| m.uid())

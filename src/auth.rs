@@ -121,12 +121,18 @@ impl Auth {
         password: &str,
         email: Option<&str>,
     ) -> Result<User> {
-        if self.registration == Registration::Closed {
-            return Err(Error::new(Kind::Forbidden("registration is closed")));
-        }
+        self.check_registration_open()?;
         self.accounts
             .create(username, password, email, Vec::new())
             .await
+    }
+
+    /// 403 unless `registration = "open"`.
+    pub fn check_registration_open(&self) -> Result<()> {
+        match self.registration {
+            Registration::Open => Ok(()),
+            Registration::Closed => Err(Error::new(Kind::Forbidden("registration is closed"))),
+        }
     }
 
     /// Signs a new token for `user`.

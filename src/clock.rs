@@ -7,10 +7,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Wall-clock seconds since the Unix epoch, plus an offset tests can move.
+/// Seconds since the Unix epoch: the system's, or a frozen instant, plus an
+/// offset tests can move.
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
-    /// Seconds added to the system time; zero outside tests. Shared so a test
+    /// A fixed "now" for tests, so a second boundary passing mid-test
+    /// cannot change an outcome; `None` reads the system clock.
+    frozen: Option<u64>,
+    /// Seconds added to the time; zero outside tests. Shared so a test
     /// holding a clone moves the server's clock too.
     offset: Arc<AtomicI64>,
 }
@@ -21,19 +25,33 @@ impl Clock {
         Self::default()
     }
 
+    /// A clock stopped at the current system time; only
+    /// [`Clock::advance`] moves it.
+    pub fn frozen() -> Self {
+        Clock {
+            frozen: Some(system_now()),
+            offset: Arc::default(),
+        }
+    }
+
     /// Seconds since the Unix epoch.
     pub fn now(&self) -> u64 {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        secs.saturating_add_signed(self.offset.load(Ordering::Relaxed))
+        self.frozen
+            .unwrap_or_else(system_now)
+            .saturating_add_signed(self.offset.load(Ordering::Relaxed))
     }
 
     /// Moves this clock (and every clone of it) forward by `secs`.
     pub fn advance(&self, secs: i64) {
         self.offset.fetch_add(secs, Ordering::Relaxed);
     }
+}
+
+fn system_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -47,5 +65,14 @@ mod tests {
         let before = b.now();
         a.advance(3600);
         assert!(b.now() >= before + 3600);
+    }
+
+    #[test]
+    fn frozen_stands_still_until_advanced() {
+        let c = Clock::frozen();
+        let t = c.now();
+        assert_eq!(c.clone().now(), t);
+        c.advance(5);
+        assert_eq!(c.now(), t + 5);
     }
 }

@@ -17,6 +17,10 @@ use crate::error::{Error, Result};
 /// Where `serve` looks when neither `--config` nor `$LATCH_CONFIG` is given.
 pub const SYSTEM_CONFIG: &str = "/etc/latch/latch.toml";
 
+/// Longest accepted token lifetime: a year. Bounded so `iat + ttl` never
+/// overflows and stays exact in every JSON number reader.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 86400);
+
 /// Shortest accepted signing key, in decoded bytes.
 pub const MIN_KEY_LEN: usize = 32;
 
@@ -292,6 +296,9 @@ impl Config {
             Some(d) => d.parse("token_ttl")?,
             None => Duration::from_secs(600),
         };
+        if token_ttl > MAX_TTL {
+            return Err(Error::config("config: token_ttl must be at most 365 days"));
+        }
         let registration = match raw.registration.as_deref() {
             None | Some("closed") => Registration::Closed,
             Some("open") => Registration::Open,
@@ -435,7 +442,13 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(path)?;
     file.write_all(contents)?;
-    file.sync_all()
+    file.sync_all()?;
+    // The new directory entry must survive a crash too.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn validate_url(url: &str) -> Result<String> {
@@ -444,7 +457,11 @@ fn validate_url(url: &str) -> Result<String> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
     match rest {
-        Some(host) if !host.is_empty() && !host.contains(['?', '#', '@', ' ']) => {
+        Some(host)
+            if !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_graphic())
+                && !host.contains(['?', '#', '@']) =>
+        {
             Ok(url.to_owned())
         }
         _ => Err(Error::config(format_args!(
@@ -546,6 +563,9 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(30));
         assert!(Config::from_toml("token_ttl = \"10 fortnights\"").is_err());
         assert!(Config::from_toml("token_ttl = 0").is_err());
+        assert!(Config::from_toml("token_ttl = \"366d\"").is_err());
+        assert!(Config::from_toml("token_ttl = \"213503982334601d\"").is_err());
+        assert!(Config::from_toml("token_ttl = \"365d\"").is_ok());
     }
 
     #[test]
@@ -553,6 +573,9 @@ mod tests {
         assert!(Config::from_toml("listen = \"localhost\"").is_err());
         assert!(Config::from_toml("registration = \"maybe\"").is_err());
         assert!(Config::from_toml("public_url = \"ftp://x\"").is_err());
+        assert!(Config::from_toml("public_url = \"https://a\\nb\"").is_err());
+        assert!(Config::from_toml("public_url = \"https://a b\"").is_err());
+        assert!(Config::from_toml("public_url = \"https://auth.example.com/\"").is_ok());
         assert!(Config::from_toml("[scrypt]\nlog_n = 30").is_err());
     }
 

@@ -134,6 +134,18 @@ impl Cost {
     }
 }
 
+/// A PHC string at `cost` whose hash matches no password: random salt and
+/// random output. Verifying against it is exactly as slow as a real hash.
+pub fn dummy_hash(cost: Cost) -> Result<String> {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let salt = STANDARD_NO_PAD.encode(random_bytes::<16>()?);
+    let hash = STANDARD_NO_PAD.encode(random_bytes::<32>()?);
+    Ok(format!(
+        "$scrypt$ln={},r={},p={}${salt}${hash}",
+        cost.log_n, cost.r, cost.p
+    ))
+}
+
 /// Hashes a password into a PHC string (`$scrypt$ln=..,r=..,p=..$salt$hash`).
 /// Slow by design: call only from a blocking thread.
 pub fn hash_password(password: &str, cost: Cost) -> Result<String> {

@@ -22,6 +22,8 @@ pub enum Kind {
     MethodNotAllowed(&'static str),
     /// A unique name or email is already taken. 409.
     Conflict(&'static str),
+    /// The request body did not arrive in time. 408.
+    Timeout,
     /// The request body is over the limit. 413.
     PayloadTooLarge,
     /// The body is not `application/json` where JSON is required. 415.
@@ -120,6 +122,7 @@ impl Error {
             Kind::NotFound => 404,
             Kind::MethodNotAllowed(_) => 405,
             Kind::Conflict(_) => 409,
+            Kind::Timeout => 408,
             Kind::PayloadTooLarge => 413,
             Kind::UnsupportedMediaType => 415,
             Kind::Busy => 503,
@@ -137,6 +140,7 @@ impl Error {
             Kind::NotFound => "not_found",
             Kind::MethodNotAllowed(_) => "method_not_allowed",
             Kind::Conflict(_) => "conflict",
+            Kind::Timeout => "request_timeout",
             Kind::PayloadTooLarge => "payload_too_large",
             Kind::UnsupportedMediaType => "unsupported_media_type",
             Kind::Busy => "busy",
@@ -157,6 +161,7 @@ impl Error {
             Kind::Unauthorized(Refusal::Malformed) => "malformed credentials",
             Kind::NotFound => "not found",
             Kind::MethodNotAllowed(_) => "method not allowed",
+            Kind::Timeout => "the request body did not arrive in time",
             Kind::PayloadTooLarge => "request body too large",
             Kind::UnsupportedMediaType => "expected a JSON body (application/json)",
             Kind::Busy => "too many password checks in progress, retry shortly",

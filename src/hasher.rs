@@ -47,7 +47,7 @@ impl Hasher {
             waiting: AtomicUsize::new(0),
             max_queue: settings.max_queue,
             cost: settings.cost,
-            dummy: dummy_hash(settings.cost)?,
+            dummy: crypto::dummy_hash(settings.cost)?,
         })
     }
 
@@ -104,19 +104,6 @@ impl Hasher {
     }
 }
 
-/// A PHC string at `cost` whose hash matches no password: random salt and
-/// random output. Verifying against it is exactly as slow as a real hash.
-fn dummy_hash(cost: Cost) -> Result<String> {
-    use base64::engine::general_purpose::STANDARD_NO_PAD;
-    use base64::Engine as _;
-    let salt = STANDARD_NO_PAD.encode(crypto::random_bytes::<16>()?);
-    let hash = STANDARD_NO_PAD.encode(crypto::random_bytes::<32>()?);
-    Ok(format!(
-        "$scrypt$ln={},r={},p={}${salt}${hash}",
-        cost.log_n, cost.r, cost.p
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,7 +127,7 @@ mod tests {
             r: 4,
             p: 2,
         };
-        let dummy = dummy_hash(cost).unwrap();
+        let dummy = crypto::dummy_hash(cost).unwrap();
         assert_eq!(crypto::stored_cost(&dummy).unwrap(), cost);
         assert!(!crypto::verify_password("", &dummy).unwrap());
     }

@@ -48,6 +48,9 @@ pub struct App {
     pub config: Config,
     /// The domain service.
     pub auth: auth::Auth,
+    /// The admin socket, bound by [`App::open`] so it exists before the
+    /// server says it is listening; [`run`] takes it.
+    admin: std::sync::Mutex<Option<std::os::unix::net::UnixListener>>,
 }
 
 impl App {
@@ -60,7 +63,12 @@ impl App {
             tracing::info!("wrote a new secret key to {}", path.display());
         }
         let auth = auth::Auth::new(&config, store, &key, clock)?;
-        Ok(App { config, auth })
+        let admin = admin::bind(&config.data_dir)?;
+        Ok(App {
+            config,
+            auth,
+            admin: std::sync::Mutex::new(Some(admin)),
+        })
     }
 }
 
@@ -73,7 +81,12 @@ pub async fn run(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let admin_listener = admin::bind(&app.config.data_dir)?;
+    let admin_listener = app
+        .admin
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+        .ok_or_else(|| Error::internal("latch::run called twice on one App"))?;
     let admin = tokio::spawn(admin::serve(admin_listener, app.clone()));
     let housekeeping = tokio::spawn({
         let app = app.clone();

@@ -111,8 +111,12 @@ struct ApiKeyRecordV1 {
     last_used_at: Option<u64>,
 }
 
+/// Records are small; a damaged length prefix must not make a decode
+/// allocate without bound.
+const MAX_RECORD: usize = 1 << 20;
+
 fn bincode_config() -> impl bincode::config::Config {
-    bincode::config::standard()
+    bincode::config::standard().with_limit::<MAX_RECORD>()
 }
 
 /// A version byte, then the bincode body.
@@ -313,10 +317,12 @@ impl Store {
             None => {
                 self.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
                 self.db.flush()?;
-                std::fs::write(&marker, format!("{SCHEMA_VERSION}\n")).map_err(|e| {
-                    Error::store(format_args!("cannot write {}: {e}", marker.display()))
-                })?;
-                Ok(())
+                write_marker(&marker)
+            }
+            // The marker is written after the schema record; a crash in
+            // between leaves it to write now.
+            Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() && !marker.exists() => {
+                write_marker(&marker)
             }
             Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() => Ok(()),
             Some(v) => Err(Error::store(format_args!(
@@ -714,6 +720,21 @@ fn decode_cutoff(bytes: &[u8]) -> Result<Cutoff> {
         at: r.at,
         deleted: r.deleted,
     })
+}
+
+/// Writes the schema marker durably (file and directory entry).
+fn write_marker(marker: &Path) -> Result<()> {
+    let fail =
+        |e: std::io::Error| Error::store(format_args!("cannot write {}: {e}", marker.display()));
+    let mut file = std::fs::File::create(marker).map_err(fail)?;
+    std::io::Write::write_all(&mut file, format!("{SCHEMA_VERSION}\n").as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    if let Some(dir) = marker.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(fail)?;
+    }
+    Ok(())
 }
 
 fn open_error(dir: &Path, e: sled::Error) -> Error {

@@ -24,6 +24,17 @@ pub async fn authenticate(app: &App, parts: &Parts) -> Result<Identity> {
     app.auth.authenticate(&credential).await
 }
 
+/// A JSON body within the configured size and time limits.
+async fn read_json<T, B>(app: &App, parts: &Parts, body: B) -> Result<T>
+where
+    T: serde::de::DeserializeOwned,
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let limits = &app.config.limits;
+    request::json(parts, body, limits.max_body, limits.header_read_timeout).await
+}
+
 #[derive(Deserialize)]
 struct Registration {
     username: Option<String>,
@@ -37,7 +48,9 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let input: Registration = request::json(parts, body, app.config.limits.max_body).await?;
+    // Closed is 403 whatever the body says; do not even read it.
+    app.auth.check_registration_open()?;
+    let input: Registration = read_json(app, parts, body).await?;
     let (Some(username), Some(password)) = (input.username, input.password) else {
         return Err(Error::bad_request("username and password are required"));
     };
@@ -113,7 +126,7 @@ where
     B: HttpBody<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let input: Login = request::json(parts, body, app.config.limits.max_body).await?;
+    let input: Login = read_json(app, parts, body).await?;
     let (Some(login), Some(password)) = (input.username.or(input.email), input.password) else {
         return Err(Error::bad_request(
             "username (or email) and password are required",
@@ -196,7 +209,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let who = authenticate(app, parts).await?;
-    let input: PasswordChange = request::json(parts, body, app.config.limits.max_body).await?;
+    let input: PasswordChange = read_json(app, parts, body).await?;
     let (Some(old), Some(new)) = (input.old_password, input.new_password) else {
         return Err(Error::bad_request(
             "old_password and new_password are required",
@@ -253,7 +266,7 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let who = key_manager(app, parts).await?;
-    let input: NewKeyRequest = request::json(parts, body, app.config.limits.max_body).await?;
+    let input: NewKeyRequest = read_json(app, parts, body).await?;
     let name = input
         .name
         .ok_or_else(|| Error::bad_request("name is required"))?;

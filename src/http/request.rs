@@ -1,5 +1,7 @@
 //! Reading requests: bounded JSON bodies and the credential a request carries.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Body as HttpBody;
@@ -13,9 +15,9 @@ use crate::error::{Error, Kind, Refusal, Result};
 /// The Flask-Security token header.
 pub static AUTHENTICATION_TOKEN: HeaderName = HeaderName::from_static("authentication-token");
 
-/// Reads a JSON body of at most `limit` bytes. A declared `Content-Length`
-/// over the limit is refused before anything is read.
-pub async fn json<T, B>(parts: &Parts, body: B, limit: usize) -> Result<T>
+/// Reads a JSON body of at most `limit` bytes within `timeout`. A declared
+/// `Content-Length` over the limit is refused before anything is read.
+pub async fn json<T, B>(parts: &Parts, body: B, limit: usize, timeout: Duration) -> Result<T>
 where
     T: DeserializeOwned,
     B: HttpBody<Data = Bytes>,
@@ -28,13 +30,14 @@ where
             return Err(Error::new(Kind::UnsupportedMediaType));
         }
     }
-    let bytes = read_body(parts, body, limit).await?;
+    let bytes = read_body(parts, body, limit, timeout).await?;
     serde_json::from_slice(&bytes)
         .map_err(|_| Error::bad_request("the body is not valid JSON of the expected shape"))
 }
 
-/// Reads the whole body, at most `limit` bytes.
-pub async fn read_body<B>(parts: &Parts, body: B, limit: usize) -> Result<Bytes>
+/// Reads the whole body, at most `limit` bytes, within `timeout` (408
+/// after it, so a slow sender cannot hold a connection open).
+pub async fn read_body<B>(parts: &Parts, body: B, limit: usize, timeout: Duration) -> Result<Bytes>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -47,7 +50,10 @@ where
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::new(Kind::PayloadTooLarge));
     }
-    match Limited::new(body, limit).collect().await {
+    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| Error::new(Kind::Timeout))?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             Err(Error::new(Kind::PayloadTooLarge))

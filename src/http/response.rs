@@ -69,7 +69,7 @@ pub fn error(e: &Error) -> Response<Body> {
         Kind::MethodNotAllowed(allow) => {
             h.insert(header::ALLOW, HeaderValue::from_static(allow));
         }
-        Kind::PayloadTooLarge => {
+        Kind::PayloadTooLarge | Kind::Timeout => {
             // The body was not read; the connection cannot be reused.
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

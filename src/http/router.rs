@@ -67,8 +67,8 @@ where
         _ => Err(Error::new(Kind::NotFound)),
     };
     result.unwrap_or_else(|e| {
-        match e.kind() {
-            Kind::Internal => {
+        match e.status() {
+            500.. => {
                 tracing::error!(method = %parts.method, path = parts.uri.path(), cause = e.cause(), "request failed")
             }
             _ => tracing::debug!(

@@ -10,7 +10,7 @@ use crate::support::*;
 #[test]
 fn tokens_expire_when_the_clock_passes_exp() {
     let dir = TempDir::new("expiry");
-    let clock = Clock::system();
+    let clock = Clock::frozen();
     let server = InProcess::start(&dir, "token_ttl = 600", clock.clone());
     let c = server.client;
     c.register("alice", "alice-password");
@@ -58,7 +58,7 @@ fn shutdown_drains_and_returns() {
 #[test]
 fn pruning_never_revives_a_live_token() {
     let dir = TempDir::new("prune");
-    let clock = Clock::system();
+    let clock = Clock::frozen();
     let server = InProcess::start(&dir, "token_ttl = 600", clock.clone());
     let c = server.client;
     c.register("alice", "alice-password");
@@ -112,7 +112,7 @@ fn pruning_never_revives_a_live_token() {
 #[test]
 fn a_shorter_ttl_after_restart_does_not_prune_early() {
     let dir = TempDir::new("prunettl");
-    let clock = Clock::system();
+    let clock = Clock::frozen();
     let server = InProcess::start(&dir, "token_ttl = 3600", clock.clone());
     server.client.register("alice", "alice-password");
     let long = server.client.token("alice", "alice-password");

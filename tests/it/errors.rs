@@ -168,6 +168,44 @@ fn garbage_requests_do_not_hurt() {
 }
 
 #[test]
+fn slow_senders_are_cut_off() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let (_dir, server) = setup(
+        "slow",
+        "[limits]\nheader_read_timeout = 1\n[scrypt]\nlog_n = 4\n",
+    );
+    // Headers never finished: the connection is closed after the timeout.
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let start = Instant::now();
+    stream
+        .write_all(b"GET /api/resource HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    // A body that never arrives: 408, then closed.
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    let res = read_response(&mut stream).unwrap();
+    assert_eq!(res.status, 408);
+    assert_eq!(res.error_code(), "request_timeout");
+    server.client().assert_alive("alice", "alice-password");
+}
+
+#[test]
 fn keep_alive_serves_many_requests() {
     use std::io::Write;
     let (_dir, server) = setup("keepalive", "");

@@ -48,8 +48,17 @@ fn readme_walkthroughs_run_verbatim() {
     }
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    // The quick start: the example config as shipped (data in ./latch-data
+    // of the working directory, full scrypt cost), on a free port.
     let dir = TempDir::new("readme");
-    let server = Server::start(&dir, "");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/latch.toml");
+    let server = Server::try_start_in(
+        std::path::Path::new(example),
+        Some(dir.path()),
+        &[("LATCH_LISTEN", "127.0.0.1:0")],
+    )
+    .unwrap_or_else(|log| panic!("the example config does not start:\n{log}"));
+    assert!(dir.path().join("latch-data").join("secret.key").exists());
     assert_eq!(
         run(&block(&readme, "walkthrough"), &server),
         [201, 200, 401, 200, 200, 200, 401]
@@ -60,17 +69,95 @@ fn readme_walkthroughs_run_verbatim() {
     );
 }
 
+/// Every key the server accepts, as its own "unknown field" error lists
+/// them (so a new key cannot be forgotten here).
+fn accepted_keys(table: Option<&str>) -> Vec<String> {
+    let dir = TempDir::new("keys");
+    let config = dir.path().join("probe.toml");
+    let text = match table {
+        Some(t) => format!("[{t}]\nno_such_key = 1\n"),
+        None => "no_such_key = 1\n".to_owned(),
+    };
+    std::fs::write(&config, text).unwrap();
+    let (status, _, stderr) =
+        latch_cmd(&["check-config", "--config", config.to_str().unwrap()], &[]);
+    assert!(!status.success());
+    // serde says "expected `a` or `b`" for two keys, "expected one of ..." for more.
+    let list = stderr
+        .split_once("expected ")
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .1;
+    let list = list.split(" for key").next().unwrap();
+    list.split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether `text` has a line `key = ...`, commented out or not.
+fn documents(text: &str, key: &str) -> bool {
+    text.lines().any(|l| {
+        l.trim_start_matches(['#', ' '])
+            .starts_with(&format!("{key} = "))
+    })
+}
+
 #[test]
 fn the_example_config_documents_every_key() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/latch.toml");
-    let (status, stdout, stderr) = latch_cmd(&["check-config", "--config", example], &[]);
+    let (status, _, stderr) = latch_cmd(&["check-config", "--config", example], &[]);
     assert!(status.success(), "{stderr}");
     let text = std::fs::read_to_string(example).unwrap();
-    for line in stdout.lines().filter(|l| l.contains(" = ")) {
-        let key = line.split(" = ").next().unwrap();
-        assert!(
-            text.contains(&format!("{key} = ")),
-            "config/latch.toml does not document {key}"
-        );
+    let top = accepted_keys(None);
+    assert!(
+        top.contains(&"listen".to_owned()) && top.contains(&"scrypt".to_owned()),
+        "{top:?}"
+    );
+    let mut checked = 0;
+    for key in &top {
+        if ["scrypt", "limits"].contains(&key.as_str()) {
+            assert!(
+                text.contains(&format!("[{key}]")),
+                "config/latch.toml has no [{key}]"
+            );
+            for sub in accepted_keys(Some(key)) {
+                assert!(
+                    documents(&text, &sub),
+                    "config/latch.toml does not document [{key}] {sub}"
+                );
+                checked += 1;
+            }
+        } else {
+            assert!(
+                documents(&text, key),
+                "config/latch.toml does not document {key}"
+            );
+            checked += 1;
+        }
     }
+    assert!(checked >= 15, "{checked}");
+}
+
+#[test]
+fn without_a_config_file_the_defaults_apply() {
+    if std::path::Path::new(latch::config::SYSTEM_CONFIG).exists() {
+        eprintln!(
+            "skipped: {} exists on this machine",
+            latch::config::SYSTEM_CONFIG
+        );
+        return;
+    }
+    let dir = TempDir::new("noconfig");
+    let out = std::process::Command::new(LATCH)
+        .arg("check-config")
+        .current_dir(dir.path())
+        .env_remove("LATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("listen = \"127.0.0.1:8080\""), "{stdout}");
+    assert!(stdout.contains("data_dir = \"./latch-data\""), "{stdout}");
+    assert!(stdout.contains("registration = \"closed\""), "{stdout}");
 }

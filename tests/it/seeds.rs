@@ -179,6 +179,18 @@ fn closed_registration() {
     );
     assert_eq!(res.status, 403);
     assert_eq!(res.error_code(), "forbidden");
+    // Closed is 403 whatever the body: it is not even read.
+    for (ct, body) in [
+        ("application/json", &b"{not json"[..]),
+        ("text/plain", b"hello"),
+        ("application/json", b""),
+    ] {
+        let res =
+            server
+                .client()
+                .request("POST", "/api/users", &[("Content-Type", ct)], Some(body));
+        assert_eq!(res.status, 403, "{ct} {body:?}");
+    }
     assert_eq!(server.client().get("/api/users/1", &[]).status, 404);
 }
 
@@ -218,6 +230,18 @@ fn registration_rules() {
             400,
         ),
         (
+            json!({"username": "LATCH_x", "password": "carol-password"}),
+            400,
+        ),
+        (
+            json!({"username": "ａｄｍｉｎ", "password": "carol-password"}),
+            400,
+        ),
+        (
+            json!({"username": "Émile", "password": "carol-password"}),
+            400,
+        ),
+        (
             json!({"username": "carol", "password": "carol-password", "email": "nope"}),
             400,
         ),
@@ -248,6 +272,51 @@ fn registration_rules() {
     c.register("erin", "pässwörd");
     c.assert_alive("erin", "pässwörd");
     c.assert_alive("bob", "bob-password");
+}
+
+#[test]
+fn concurrent_registrations_of_one_email() {
+    let dir = TempDir::new("emailrace");
+    let server = Server::start(&dir, "");
+    let c = server.client();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                s.spawn(move || {
+                    c.post_json(
+                        "/api/users",
+                        &json!({"username": format!("racer{i}"), "password": "password-1", "email": "same@example.com"}),
+                        &[],
+                    )
+                    .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 409).count(),
+        11,
+        "{statuses:?}"
+    );
+    // The losers left nothing behind: their names are still free.
+    let taken: Vec<u64> = (0..12)
+        .filter(|i| {
+            c.post_json(
+                "/api/users",
+                &json!({"username": format!("racer{i}"), "password": "password-1"}),
+                &[],
+            )
+            .status
+                == 409
+        })
+        .collect();
+    assert_eq!(taken.len(), 1, "{taken:?}");
 }
 
 #[test]

@@ -104,10 +104,24 @@ impl Server {
 
     /// Starts a server, or returns what it printed before exiting.
     pub fn try_start(config_path: &Path) -> Result<Server, String> {
-        let mut child = Command::new(LATCH)
+        Self::try_start_in(config_path, None, &[])
+    }
+
+    /// Starts a server in working directory `cwd` with extra environment.
+    pub fn try_start_in(
+        config_path: &Path,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Result<Server, String> {
+        let mut command = Command::new(LATCH);
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(["serve", "--config"])
             .arg(config_path)
             .env_remove("LATCH_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

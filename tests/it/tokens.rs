@@ -166,6 +166,37 @@ fn a_revoked_signature_spelled_differently_is_still_refused() {
 }
 
 #[test]
+fn revocation_is_keyed_on_jti_not_on_the_token_text() {
+    let dir = TempDir::new("jtikey");
+    let server = Server::start(&dir, "");
+    let c = server.client();
+    let id = c.register("alice", "alice-password");
+    let keys = test_keys();
+    let original = keys.sign(&claims(id, "alice", now(), now() + 600));
+    let twin = keys.sign(&claims(id, "alice", now() - 5, now() + 300));
+    assert_ne!(original, twin);
+    assert_eq!(c.resource(&bearer(&twin)).status, 200);
+    assert_eq!(
+        c.request(
+            "POST",
+            "/logout",
+            &[("Authorization", &bearer(&original))],
+            None
+        )
+        .status,
+        200
+    );
+    // A different token text with the same jti is refused too.
+    c.resource(&bearer(&twin)).assert_challenges(true);
+    // Another jti is not.
+    let other = Claims {
+        jti: crypto::b64url_encode(&[8u8; 16]),
+        ..claims(id, "alice", now(), now() + 600)
+    };
+    assert_eq!(c.resource(&bearer(&keys.sign(&other))).status, 200);
+}
+
+#[test]
 fn tokens_are_standard_jwts() {
     let dir = TempDir::new("jwt");
     let server = Server::start(&dir, "token_ttl = \"5m\"");
