@@ -23,6 +23,9 @@ pub const LAST_USED_EVERY: u64 = 60;
 /// Longest accepted `expires_in` for an API key: ten years.
 pub const MAX_KEY_LIFETIME: u64 = 10 * 365 * 86400;
 
+/// How long a login or logout form stays valid, in seconds.
+pub const FORM_TTL: u64 = 3600;
+
 /// How often pending key uses are written out.
 const KEY_USE_FLUSH: Duration = Duration::from_secs(30);
 /// How often expired revocations, cutoffs and keys are pruned.
@@ -79,8 +82,13 @@ pub struct NewKey {
 pub struct Auth {
     accounts: Accounts,
     keys: Keys,
+    /// Signs login-form tokens; derived from the signing key so forms
+    /// and tokens can never be confused.
+    form_key: SigningKey,
     /// Lifetime of new tokens, in seconds.
     token_ttl: u64,
+    /// Lifetime of login-page sessions, in seconds.
+    session_ttl: u64,
     registration: Registration,
     /// API key uses not yet written, by key hash: (key id, time). Written
     /// by the housekeeping task so verification never writes.
@@ -91,10 +99,14 @@ impl Auth {
     /// Builds the service over an opened store and a loaded key.
     pub fn new(config: &Config, store: Store, key: &[u8], clock: Clock) -> Result<Auth> {
         let token_ttl = config.token_ttl.as_secs();
+        let session_ttl = config.forward_auth.session_ttl.as_secs();
+        let signing = SigningKey::new(key);
         Ok(Auth {
-            accounts: Accounts::new(config, store, clock, token_ttl)?,
-            keys: Keys::new(SigningKey::new(key), Vec::new()),
+            accounts: Accounts::new(config, store, clock, token_ttl.max(session_ttl))?,
+            form_key: signing.derive(b"latch login form"),
+            keys: Keys::new(signing, Vec::new()),
             token_ttl,
+            session_ttl,
             registration: config.registration,
             key_uses: Mutex::new(HashMap::new()),
         })
@@ -135,15 +147,25 @@ impl Auth {
         }
     }
 
-    /// Signs a new token for `user`.
+    /// Signs a new access token for `user`.
     pub async fn issue(&self, user: &User) -> Result<Issued> {
+        self.issue_for(user, self.token_ttl).await
+    }
+
+    /// Signs a session token (the login page's cookie) for `user`: the same
+    /// format, revocable the same ways, with the session lifetime.
+    pub async fn issue_session(&self, user: &User) -> Result<Issued> {
+        self.issue_for(user, self.session_ttl).await
+    }
+
+    async fn issue_for(&self, user: &User, ttl: u64) -> Result<Issued> {
         let now = self.now();
         let jti = crypto::random_bytes::<{ token::JTI_LEN }>()?;
         let claims = Claims {
             sub: user.id.to_string(),
             name: user.username.clone(),
             iat: now,
-            exp: now + self.token_ttl,
+            exp: now + ttl,
             jti: crypto::b64url_encode(&jti),
         };
         self.accounts
@@ -151,8 +173,43 @@ impl Auth {
             .await?;
         Ok(Issued {
             token: self.keys.sign(&claims),
-            duration: self.token_ttl,
+            duration: ttl,
         })
+    }
+
+    /// A per-form token for the login and logout forms, bound to `nonce`
+    /// (a random value the browser also holds in a cookie): valid for
+    /// [`FORM_TTL`] seconds. Returns the token.
+    pub fn form_token(&self, nonce: &str) -> String {
+        let input = format!("{}.{nonce}", self.now());
+        let tag = self.form_key.sign(input.as_bytes());
+        format!("{input}.{}", crypto::b64url_encode(tag.as_ref()))
+    }
+
+    /// Whether `token` came from [`Auth::form_token`] for this `nonce` and
+    /// is still fresh.
+    pub fn check_form_token(&self, token: &str, nonce: &str) -> bool {
+        let Some((input, tag)) = token.rsplit_once('.') else {
+            return false;
+        };
+        let Some((issued, token_nonce)) = input.split_once('.') else {
+            return false;
+        };
+        let Some(tag) = crypto::b64url_decode(tag.as_bytes()) else {
+            return false;
+        };
+        let now = self.now();
+        token_nonce == nonce
+            && !nonce.is_empty()
+            && issued
+                .parse::<u64>()
+                .is_ok_and(|t| t <= now && now - t <= FORM_TTL)
+            && self.form_key.verify(input.as_bytes(), &tag)
+    }
+
+    /// A fresh random nonce for the form cookie.
+    pub fn new_nonce(&self) -> Result<String> {
+        Ok(crypto::b64url_encode(&crypto::random_bytes::<16>()?))
     }
 
     /// Verifies a token: MAC, expiry, then one store read for revocation

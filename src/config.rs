@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,6 +41,19 @@ struct Raw {
     scrypt: RawScrypt,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    forward_auth: RawForwardAuth,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwardAuth {
+    cookie_domain: Option<String>,
+    cookie_name: Option<String>,
+    cookie_secure: Option<bool>,
+    session_ttl: Option<RawDuration>,
+    login_url: Option<String>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +187,71 @@ pub struct Limits {
     pub header_read_timeout: Duration,
 }
 
+/// Forward auth and the login page.
+#[derive(Debug, Clone)]
+pub struct ForwardAuth {
+    /// `Domain` of the session cookie (lowercase, no leading dot); `rd`
+    /// redirects are followed only to this domain and its subdomains.
+    /// Without it the cookie is host-only and `rd` must point at the
+    /// `public_url` host.
+    pub cookie_domain: Option<String>,
+    /// Name of the session cookie.
+    pub cookie_name: String,
+    /// Whether the cookie is `Secure` (and only https `rd` are followed).
+    pub cookie_secure: bool,
+    /// Lifetime of a login-page session.
+    pub session_ttl: Duration,
+    /// Where unauthenticated browsers are sent (`?rd=` is appended).
+    pub login_url: Option<String>,
+    /// Peers whose `X-Forwarded-*` / `X-Original-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// An IP network such as `127.0.0.1/32` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(text: &str) -> Option<IpNet> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is inside this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
 /// The validated configuration. `Debug` masks the key.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -197,6 +275,8 @@ pub struct Config {
     pub hashing: Hashing,
     /// HTTP limits.
     pub limits: Limits,
+    /// Forward auth and the login page.
+    pub forward_auth: ForwardAuth,
 }
 
 impl Default for Config {
@@ -218,6 +298,7 @@ fn empty_raw() -> Raw {
         log_level: None,
         scrypt: RawScrypt::default(),
         limits: RawLimits::default(),
+        forward_auth: RawForwardAuth::default(),
     }
 }
 
@@ -252,6 +333,8 @@ impl Config {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("forward_auth.trusted_proxies")
                 .source(Some(env)),
         );
         let raw: Raw = builder
@@ -291,7 +374,10 @@ impl Config {
             (None, Some(path)) => KeySource::File(path),
             (None, None) => KeySource::File(data_dir.join("secret.key")),
         };
-        let public_url = raw.public_url.map(|u| validate_url(&u)).transpose()?;
+        let public_url = raw
+            .public_url
+            .map(|u| validate_url(&u, "public_url"))
+            .transpose()?;
         let token_ttl = match raw.token_ttl {
             Some(d) => d.parse("token_ttl")?,
             None => Duration::from_secs(600),
@@ -342,6 +428,7 @@ impl Config {
                 None => Duration::from_secs(10),
             },
         };
+        let forward_auth = forward_auth(raw.forward_auth, public_url.as_deref())?;
         Ok(Config {
             listen,
             data_dir,
@@ -353,6 +440,7 @@ impl Config {
             log_level,
             hashing,
             limits,
+            forward_auth,
         })
     }
 
@@ -451,7 +539,78 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn validate_url(url: &str) -> Result<String> {
+fn forward_auth(raw: RawForwardAuth, public_url: Option<&str>) -> Result<ForwardAuth> {
+    let cookie_domain = match raw.cookie_domain {
+        None => None,
+        Some(d) => {
+            let d = d.trim_start_matches('.').to_ascii_lowercase();
+            let ok = !d.is_empty()
+                && d.len() <= 253
+                && d.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(Error::config(format_args!(
+                    "config: [forward_auth] cookie_domain = {d:?} must be a domain such as example.com"
+                )));
+            }
+            Some(d)
+        }
+    };
+    let cookie_name = raw
+        .cookie_name
+        .unwrap_or_else(|| "latch_session".to_owned());
+    // RFC 6265 cookie-name: a token.
+    let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if cookie_name.is_empty() || !cookie_name.bytes().all(token_char) {
+        return Err(Error::config(format_args!(
+            "config: [forward_auth] cookie_name = {cookie_name:?} must be letters, digits or !#$%&'*+-.^_`|~"
+        )));
+    }
+    let session_ttl = match raw.session_ttl {
+        Some(d) => d.parse("[forward_auth] session_ttl")?,
+        None => Duration::from_secs(12 * 3600),
+    };
+    if session_ttl > MAX_TTL {
+        return Err(Error::config(
+            "config: [forward_auth] session_ttl must be at most 365 days",
+        ));
+    }
+    let login_url = match raw.login_url {
+        Some(u) => Some(validate_url(&u, "[forward_auth] login_url")?),
+        None => public_url.map(|u| format!("{u}/login")),
+    };
+    let trusted_proxies = match raw.trusted_proxies {
+        None => vec![
+            IpNet::parse("127.0.0.0/8").expect("valid"),
+            IpNet::parse("::1").expect("valid"),
+        ],
+        Some(list) => list
+            .iter()
+            .map(|s| {
+                IpNet::parse(s.trim()).ok_or_else(|| {
+                    Error::config(format_args!(
+                        "config: [forward_auth] trusted_proxies: {s:?} is not an address or network such as 10.0.0.0/8"
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    Ok(ForwardAuth {
+        cookie_domain,
+        cookie_name,
+        cookie_secure: raw.cookie_secure.unwrap_or(true),
+        session_ttl,
+        login_url,
+        trusted_proxies,
+    })
+}
+
+fn validate_url(url: &str, key: &str) -> Result<String> {
     let url = url.trim_end_matches('/');
     let rest = url
         .strip_prefix("https://")
@@ -465,7 +624,7 @@ fn validate_url(url: &str) -> Result<String> {
             Ok(url.to_owned())
         }
         _ => Err(Error::config(format_args!(
-            "config: public_url = {url:?} must be an http(s) URL such as https://auth.example.com"
+            "config: {key} = {url:?} must be an http(s) URL such as https://auth.example.com"
         ))),
     }
 }
@@ -508,11 +667,28 @@ impl fmt::Display for Config {
         )?;
         writeln!(f, "\n[limits]")?;
         writeln!(f, "max_body = {}", self.limits.max_body)?;
-        write!(
+        writeln!(
             f,
             "header_read_timeout = {}",
             self.limits.header_read_timeout.as_secs()
-        )
+        )?;
+        let fa = &self.forward_auth;
+        writeln!(f, "\n[forward_auth]")?;
+        if let Some(d) = &fa.cookie_domain {
+            writeln!(f, "cookie_domain = {d:?}")?;
+        }
+        writeln!(f, "cookie_name = {:?}", fa.cookie_name)?;
+        writeln!(f, "cookie_secure = {}", fa.cookie_secure)?;
+        writeln!(f, "session_ttl = {}", fa.session_ttl.as_secs())?;
+        if let Some(u) = &fa.login_url {
+            writeln!(f, "login_url = {u:?}")?;
+        }
+        let proxies: Vec<String> = fa
+            .trusted_proxies
+            .iter()
+            .map(|n| format!("{:?}", n.to_string()))
+            .collect();
+        write!(f, "trusted_proxies = [{}]", proxies.join(", "))
     }
 }
 
@@ -577,6 +753,55 @@ mod tests {
         assert!(Config::from_toml("public_url = \"https://a b\"").is_err());
         assert!(Config::from_toml("public_url = \"https://auth.example.com/\"").is_ok());
         assert!(Config::from_toml("[scrypt]\nlog_n = 30").is_err());
+    }
+
+    #[test]
+    fn forward_auth_defaults_and_checks() {
+        let c = Config::from_toml("public_url = \"https://auth.example.com\"").unwrap();
+        let fa = &c.forward_auth;
+        assert_eq!(fa.cookie_name, "latch_session");
+        assert!(fa.cookie_secure);
+        assert_eq!(fa.session_ttl, Duration::from_secs(43200));
+        assert_eq!(
+            fa.login_url.as_deref(),
+            Some("https://auth.example.com/login")
+        );
+        assert!(fa.cookie_domain.is_none());
+        let c = Config::from_toml("[forward_auth]\ncookie_domain = \".Example.com\"").unwrap();
+        assert_eq!(c.forward_auth.cookie_domain.as_deref(), Some("example.com"));
+        assert!(c.forward_auth.login_url.is_none());
+        for bad in [
+            "cookie_domain = \"a b\"",
+            "cookie_domain = \"\"",
+            "cookie_name = \"a;b\"",
+            "trusted_proxies = [\"nope\"]",
+            "trusted_proxies = [\"10.0.0.0/33\"]",
+            "login_url = \"javascript:alert(1)\"",
+            "session_ttl = \"400d\"",
+        ] {
+            assert!(
+                Config::from_toml(&format!("[forward_auth]\n{bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn networks() {
+        let lo = IpNet::parse("127.0.0.0/8").unwrap();
+        assert!(lo.contains("127.1.2.3".parse().unwrap()));
+        assert!(lo.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!lo.contains("128.0.0.1".parse().unwrap()));
+        assert!(!lo.contains("::1".parse().unwrap()));
+        let one = IpNet::parse("::1").unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(!one.contains("::2".parse().unwrap()));
+        let all = IpNet::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        assert!(IpNet::parse("1.2.3.4/40").is_none());
     }
 
     #[test]

@@ -104,6 +104,40 @@ pub fn query_token(query: &str) -> Option<Result<Cow<'_, str>, Malformed>> {
     })
 }
 
+/// The value of the cookie `name` in a `Cookie` header value, if present
+/// and shaped like a cookie value (RFC 6265; surrounding quotes removed).
+pub fn cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
+    let header = std::str::from_utf8(header).ok()?;
+    header.split(';').find_map(|pair| {
+        let (n, v) = pair.trim().split_once('=')?;
+        if n.trim() != name {
+            return None;
+        }
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(v);
+        Some(v)
+    })
+}
+
+/// Parses an `application/x-www-form-urlencoded` body into pairs; `None`
+/// when it is not valid (broken escapes, not UTF-8).
+pub fn parse_form(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let body = std::str::from_utf8(body).ok()?;
+    body.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((
+                percent_decode(k)?.into_owned(),
+                percent_decode(v)?.into_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// Decodes `%XX` escapes (and `+` as space); `None` if the result is not
 /// UTF-8 or an escape is broken.
 fn percent_decode(text: &str) -> Option<Cow<'_, str>> {
@@ -212,6 +246,33 @@ mod tests {
         assert_eq!(query_token("auth_token=%ff"), Some(Err(Malformed::Token)));
         assert_eq!(query_token("xauth_token=1"), None);
         assert_eq!(query_token(""), None);
+    }
+
+    #[test]
+    fn cookies() {
+        let h = b"a=1; latch_session=tok.en.x; b=\"q\"";
+        assert_eq!(cookie(h, "latch_session"), Some("tok.en.x"));
+        assert_eq!(cookie(h, "b"), Some("q"));
+        assert_eq!(cookie(h, "latch"), None);
+        assert_eq!(cookie(b"latch_session=", "latch_session"), Some(""));
+        assert_eq!(cookie(b"\xff=1", "x"), None);
+        assert_eq!(cookie(b"", "x"), None);
+    }
+
+    #[test]
+    fn forms() {
+        assert_eq!(
+            parse_form(b"username=al%20ice&password=p%C3%A4ss+word&rd=").unwrap(),
+            vec![
+                ("username".into(), "al ice".into()),
+                ("password".into(), "päss word".into()),
+                ("rd".into(), "".into())
+            ]
+        );
+        assert_eq!(parse_form(b"").unwrap(), vec![]);
+        assert!(parse_form(b"a=%zz").is_none());
+        assert!(parse_form(b"a=%ff").is_none());
+        assert!(parse_form(b"\xff").is_none());
     }
 
     #[test]

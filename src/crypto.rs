@@ -71,6 +71,11 @@ impl SigningKey {
         hmac::sign(&self.key, data)
     }
 
+    /// A separate key for another purpose: HMAC of `label` under this one.
+    pub fn derive(&self, label: &[u8]) -> SigningKey {
+        SigningKey::new(self.sign(label).as_ref())
+    }
+
     /// Checks `tag` against `data` in constant time.
     pub fn verify(&self, data: &[u8], tag: &[u8]) -> bool {
         hmac::verify(&self.key, data, tag).is_ok()

@@ -9,7 +9,7 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::request;
+use super::request::{self, Lookup, Source};
 use super::response::{self, Body};
 use crate::auth::{Identity, Issued, Via};
 use crate::credentials::Credential;
@@ -17,10 +17,30 @@ use crate::error::{Error, Kind, Refusal, Result};
 use crate::token;
 use crate::App;
 
+/// Where this server looks for credentials.
+pub fn lookup(app: &App) -> Lookup<'_> {
+    Lookup {
+        query: app.config.query_token,
+        cookie: Some(&app.config.forward_auth.cookie_name),
+    }
+}
+
+/// The request's credential and where it came from; 401 when there is none.
+pub fn credential<'a>(app: &App, parts: &'a Parts) -> Result<(Credential<'a>, Source)> {
+    request::credential(parts, lookup(app))?.ok_or_else(|| Error::unauthorized(Refusal::Missing))
+}
+
 /// Who the request is, from any credential form; 401 when none or refused.
+/// A session cookie on a state-changing request must come from latch's own
+/// origin (SameSite=Lax still lets sibling subdomains post).
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Identity> {
-    let credential = request::credential(parts, app.config.query_token)?
-        .ok_or_else(|| Error::unauthorized(Refusal::Missing))?;
+    let (credential, source) = credential(app, parts)?;
+    if source == Source::Cookie
+        && !parts.method.is_safe()
+        && !request::same_origin(parts, app.config.public_url.as_deref())
+    {
+        return Err(Error::new(Kind::Forbidden("cross-site request refused")));
+    }
     app.auth.authenticate(&credential).await
 }
 
@@ -90,9 +110,7 @@ pub fn user(app: &App, id: &str) -> Result<Response<Body>> {
 
 /// `GET /api/token`: a username and password buy a token; a token cannot.
 pub async fn token(app: &App, parts: &Parts) -> Result<Response<Body>> {
-    let credential = request::credential(parts, app.config.query_token)?
-        .ok_or_else(|| Error::unauthorized(Refusal::Missing))?;
-    let Credential::Password { username, password } = credential else {
+    let (Credential::Password { username, password }, _) = credential(app, parts)? else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
     let user = app.auth.accounts().login(&username, &password).await?;
@@ -231,9 +249,7 @@ where
 /// `DELETE /api/users/me` with Basic username:password: 204. A token or
 /// key alone is not enough.
 pub async fn delete_me(app: &App, parts: &Parts) -> Result<Response<Body>> {
-    let credential = request::credential(parts, app.config.query_token)?
-        .ok_or_else(|| Error::unauthorized(Refusal::Missing))?;
-    let Credential::Password { username, password } = credential else {
+    let (Credential::Password { username, password }, _) = credential(app, parts)? else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
     let user = app.auth.accounts().login(&username, &password).await?;

@@ -1,6 +1,8 @@
 //! The HTTP server: accept loop, hyper `http1` connections, graceful drain.
 
 pub mod api;
+pub mod forward;
+pub mod pages;
 pub mod request;
 pub mod response;
 pub mod router;
@@ -37,7 +39,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
@@ -54,7 +56,7 @@ pub async fn serve(
         let app = app.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(router::route(&app, req).await) }
+            async move { Ok::<_, Infallible>(router::route(&app, req, peer).await) }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

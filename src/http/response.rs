@@ -80,3 +80,44 @@ pub fn error(e: &Error) -> Response<Body> {
     }
     res
 }
+
+const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+
+/// An HTML page. Never cached, never framed, no scripts or external
+/// resources allowed.
+pub fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut res = Response::new(Full::new(Bytes::from(page)));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HTML);
+    h.insert(header::CACHE_CONTROL, NO_STORE);
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+/// A redirect with this status to `location` (already validated).
+pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
+    let mut res = empty(status);
+    if let Ok(value) = HeaderValue::from_str(location) {
+        res.headers_mut().insert(header::LOCATION, value);
+    }
+    res.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
+    res
+}
+
+/// Adds a `Set-Cookie` header.
+pub fn set_cookie(res: &mut Response<Body>, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        res.headers_mut().append(header::SET_COOKIE, value);
+    }
+}

@@ -6,8 +6,12 @@
 //! | `GET /api/users/<id>` | a user's public record |
 //! | `GET /api/token` | trade Basic username:password for a token |
 //! | `GET /api/resource` | the REST-auth protected resource |
-//! | `POST /login` | JSON login (Flask-Security shape) |
-//! | `POST /logout` | revoke the presented token |
+//! | `GET /login` | the login page |
+//! | `POST /login` | form login (session cookie) or JSON login (Flask-Security shape) |
+//! | `POST /logout` | revoke the presented token, or the session (form) |
+//! | `GET /` | the signed-in page |
+//! | any `/auth` | forward auth for Traefik and Caddy (redirects browsers) |
+//! | any `/auth/nginx` | forward auth for nginx `auth_request` (never redirects) |
 //! | `GET /api/users/me` | the caller's record with email and groups |
 //! | `DELETE /api/users/me` | delete the caller's account (Basic password) |
 //! | `PUT /api/users/me/password` | change the password, revoke earlier tokens |
@@ -17,11 +21,13 @@
 
 use bytes::Bytes;
 use hyper::body::Body as HttpBody;
-use hyper::header::{self};
 use hyper::{Method, Request, Response};
 
-use super::api;
+use std::net::SocketAddr;
+
+use super::forward::{self, Flavor};
 use super::response::{self, Body};
+use super::{api, pages, request};
 use crate::error::{Error, Kind, Result};
 use crate::App;
 
@@ -29,7 +35,7 @@ use crate::App;
 const MAX_SEGMENTS: usize = 4;
 
 /// Answers one request. Never fails: errors become their JSON responses here.
-pub async fn route<B>(app: &App, req: Request<B>) -> Response<Body>
+pub async fn route<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -60,10 +66,18 @@ where
         (_, Some(["api", "keys"])) => Err(not_allowed("GET, POST")),
         (&Method::DELETE, Some(["api", "keys", id])) => api::delete_key(app, &parts, id).await,
         (_, Some(["api", "keys", _])) => Err(not_allowed("DELETE")),
-        (&Method::POST, Some(["login"])) => login(app, &parts, body).await,
-        (_, Some(["login"])) => Err(not_allowed("POST")),
-        (&Method::POST, Some(["logout"])) => api::logout(app, &parts).await,
+        (&Method::GET, Some(["login"])) => pages::login_form(app, &parts).await,
+        (&Method::POST, Some(["login"])) if request::is_form(&parts) => {
+            pages::login_submit(app, &parts, body).await
+        }
+        (&Method::POST, Some(["login"])) => api::login_json(app, &parts, body).await,
+        (_, Some(["login"])) => Err(not_allowed("GET, POST")),
+        (&Method::POST, Some(["logout"])) => pages::logout(app, &parts, body).await,
         (_, Some(["logout"])) => Err(not_allowed("POST")),
+        (&Method::GET, Some([""])) => pages::home(app, &parts).await,
+        (_, Some([""])) => Err(not_allowed("GET")),
+        (_, Some(["auth"])) => forward::check(app, &parts, peer, Flavor::Redirecting).await,
+        (_, Some(["auth", "nginx"])) => forward::check(app, &parts, peer, Flavor::Nginx).await,
         _ => Err(Error::new(Kind::NotFound)),
     };
     result.unwrap_or_else(|e| {
@@ -81,27 +95,6 @@ where
         }
         response::error(&e)
     })
-}
-
-/// `POST /login` is JSON or a form, told apart by `Content-Type`.
-async fn login<B>(app: &App, parts: &hyper::http::request::Parts, body: B) -> Result<Response<Body>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    let form = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        });
-    if form {
-        // The login page (forward auth) is not built yet.
-        return Err(Error::new(Kind::UnsupportedMediaType));
-    }
-    api::login_json(app, parts, body).await
 }
 
 fn not_allowed(allow: &'static str) -> Error {

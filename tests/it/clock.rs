@@ -59,7 +59,11 @@ fn shutdown_drains_and_returns() {
 fn pruning_never_revives_a_live_token() {
     let dir = TempDir::new("prune");
     let clock = Clock::frozen();
-    let server = InProcess::start(&dir, "token_ttl = 600", clock.clone());
+    let server = InProcess::start(
+        &dir,
+        "token_ttl = 600\n[forward_auth]\nsession_ttl = 600",
+        clock.clone(),
+    );
     let c = server.client;
     c.register("alice", "alice-password");
     c.register("bob", "bob-password");
@@ -113,7 +117,11 @@ fn pruning_never_revives_a_live_token() {
 fn a_shorter_ttl_after_restart_does_not_prune_early() {
     let dir = TempDir::new("prunettl");
     let clock = Clock::frozen();
-    let server = InProcess::start(&dir, "token_ttl = 3600", clock.clone());
+    let server = InProcess::start(
+        &dir,
+        "token_ttl = 3600\n[forward_auth]\nsession_ttl = 3600",
+        clock.clone(),
+    );
     server.client.register("alice", "alice-password");
     let long = server.client.token("alice", "alice-password");
     assert_eq!(
@@ -131,7 +139,11 @@ fn a_shorter_ttl_after_restart_does_not_prune_early() {
     drop(server);
     // Restarted with tokens ten times shorter: the cutoff must still
     // outlive the hour-long token issued before it.
-    let server = InProcess::start(&dir, "token_ttl = 360", clock.clone());
+    let server = InProcess::start(
+        &dir,
+        "token_ttl = 360\n[forward_auth]\nsession_ttl = 360",
+        clock.clone(),
+    );
     clock.advance(1000);
     assert_eq!(tokio_block_on(server.app.auth.prune()).unwrap(), 0);
     server

@@ -124,7 +124,7 @@ fn unknown_routes_and_wrong_methods() {
     let (_dir, server) = setup("routes", "");
     let c = server.client();
     for path in [
-        "/",
+        "/nope",
         "/api",
         "/api/nope",
         "/api/users/1/extra",
@@ -140,7 +140,8 @@ fn unknown_routes_and_wrong_methods() {
         ("DELETE", "/api/users/1", "GET"),
         ("POST", "/api/token", "GET"),
         ("PUT", "/api/resource", "GET"),
-        ("GET", "/login", "POST"),
+        ("PUT", "/login", "GET, POST"),
+        ("DELETE", "/", "GET"),
         ("GET", "/logout", "POST"),
     ] {
         let res = c.request(method, path, &[], None);

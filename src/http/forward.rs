@@ -1,0 +1,190 @@
+//! Forward auth: `/auth` for Traefik ForwardAuth and Caddy `forward_auth`,
+//! `/auth/nginx` for nginx `auth_request`.
+//!
+//! The proxy asks "may this request in?" and passes the original request's
+//! headers. Allowed: 200 with `Remote-User`, `Remote-Groups`, `Remote-Email`,
+//! `Remote-Name`. Not in a required group (`?group=G`, any of): 403. Not
+//! authenticated: on `/auth`, browsers are redirected to the login page
+//! (302, or 303 for methods other than GET/HEAD) and everyone else gets 401
+//! with the challenges and a `Location` naming the login page; on
+//! `/auth/nginx` it is always 401 with that `Location`, never a redirect.
+//! The original URL and method are read from `X-Forwarded-*` (Traefik,
+//! Caddy) or `X-Original-*` (nginx), only when the peer is a trusted proxy.
+
+use std::net::SocketAddr;
+
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+
+use super::api;
+use super::response::{self, Body};
+use crate::credentials;
+use crate::error::{Error, Kind, Result};
+use crate::redirect::encode_query_value;
+use crate::App;
+
+/// Which proxy contract to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `/auth`: redirects browsers.
+    Redirecting,
+    /// `/auth/nginx`: never redirects (nginx turns 401 into 302 itself).
+    Nginx,
+}
+
+static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
+static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
+static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
+static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+
+/// The request the proxy is asking about.
+struct Original {
+    /// Its method, when the proxy said.
+    method: Option<Method>,
+    /// Its absolute URL, when the proxy said.
+    url: Option<String>,
+}
+
+impl Original {
+    /// Reads the proxy's headers; callers only do so for trusted peers.
+    fn from_headers(parts: &Parts) -> Original {
+        let get = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let method = get("x-forwarded-method")
+            .or_else(|| get("x-original-method"))
+            .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
+        let url = match get("x-original-url") {
+            Some(url) => Some(url.to_owned()),
+            None => match (get("x-forwarded-proto"), get("x-forwarded-host")) {
+                (Some(proto), Some(host)) if matches!(proto, "http" | "https") => {
+                    let uri = get("x-forwarded-uri").unwrap_or("/");
+                    Some(format!("{proto}://{host}{uri}"))
+                }
+                _ => None,
+            },
+        };
+        // Only plain absolute http(s) URLs go into a redirect.
+        let url = url.filter(|u| {
+            (u.starts_with("https://") || u.starts_with("http://"))
+                && u.bytes().all(|b| b.is_ascii_graphic())
+        });
+        Original { method, url }
+    }
+}
+
+/// Answers a forward-auth request from `peer`.
+pub async fn check(
+    app: &App,
+    parts: &Parts,
+    peer: SocketAddr,
+    flavor: Flavor,
+) -> Result<Response<Body>> {
+    let fa = &app.config.forward_auth;
+    let trusted = fa.trusted_proxies.iter().any(|net| net.contains(peer.ip()));
+    let original = if trusted {
+        Original::from_headers(parts)
+    } else {
+        Original {
+            method: None,
+            url: None,
+        }
+    };
+    let outcome = match api::credential(app, parts) {
+        Ok((credential, _)) => app.auth.authenticate(&credential).await,
+        Err(e) => Err(e),
+    };
+    let who = match outcome {
+        Ok(who) => who,
+        Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
+            return Ok(unauthenticated(app, parts, &original, flavor, &e))
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(user) = app.auth.accounts().user(who.user_id)? else {
+        let e = Error::unauthorized(crate::error::Refusal::BadToken);
+        return Ok(unauthenticated(app, parts, &original, flavor, &e));
+    };
+    let required = required_groups(parts);
+    if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
+        tracing::info!(user_id = user.id, "forward auth: not in a required group");
+        return Err(Error::new(Kind::Forbidden("not in a group allowed here")));
+    }
+    let mut res = response::empty(StatusCode::OK);
+    let h = res.headers_mut();
+    let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).map_err(Error::internal);
+    h.insert(REMOTE_USER.clone(), value(&user.username)?);
+    h.insert(REMOTE_GROUPS.clone(), value(&user.groups.join(","))?);
+    h.insert(
+        REMOTE_EMAIL.clone(),
+        value(user.email.as_deref().unwrap_or(""))?,
+    );
+    h.insert(REMOTE_NAME.clone(), value(&user.username)?);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(res)
+}
+
+/// `?group=G&group=H`: the groups of which the user must have one.
+fn required_groups(parts: &Parts) -> Vec<String> {
+    let Some(query) = parts.uri.query() else {
+        return Vec::new();
+    };
+    credentials::parse_form(query.as_bytes())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, v)| k == "group" && !v.is_empty())
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// A browser: it accepts HTML and is not a script's XHR.
+fn is_browser(parts: &Parts) -> bool {
+    let accepts_html = parts.headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.to_ascii_lowercase().contains("text/html"))
+    });
+    let xhr = parts
+        .headers
+        .get("x-requested-with")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+    accepts_html && !xhr
+}
+
+fn unauthenticated(
+    app: &App,
+    parts: &Parts,
+    original: &Original,
+    flavor: Flavor,
+    e: &Error,
+) -> Response<Body> {
+    let location = app
+        .config
+        .forward_auth
+        .login_url
+        .as_ref()
+        .map(|login| match &original.url {
+            Some(url) => format!("{login}?rd={}", encode_query_value(url)),
+            None => login.clone(),
+        });
+    if let (Flavor::Redirecting, Some(location), true) = (flavor, &location, is_browser(parts)) {
+        let method = original.method.as_ref().unwrap_or(&parts.method);
+        let status = if method == Method::GET || method == Method::HEAD {
+            StatusCode::FOUND
+        } else {
+            StatusCode::SEE_OTHER
+        };
+        return response::redirect(status, location);
+    }
+    let mut res = response::error(e);
+    if let Some(value) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        res.headers_mut().insert(header::LOCATION, value);
+    }
+    res
+}

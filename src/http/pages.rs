@@ -1,0 +1,330 @@
+//! The browser pages: `GET /login`, `POST /login` (form), `GET /` (the
+//! signed-in page) and the form `POST /logout`.
+//!
+//! Plain HTML forms: no JavaScript, no external assets. Forms carry a
+//! per-form token bound to a cookie (`latch_form`), and form posts must
+//! come from latch's own origin; either failing is a 403.
+
+use bytes::Bytes;
+use hyper::body::Body as HttpBody;
+use hyper::header::{self};
+use hyper::http::request::Parts;
+use hyper::{Response, StatusCode};
+
+use super::api;
+use super::request::{self, Source};
+use super::response::{self, Body};
+use crate::auth::Via;
+use crate::credentials::{self, Credential};
+use crate::error::{Error, Kind, Result};
+use crate::redirect;
+use crate::App;
+
+/// The cookie holding the nonce that form tokens are bound to.
+const FORM_COOKIE: &str = "latch_form";
+
+/// HTML-escapes text for element content and quoted attributes.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font: 16px/1.5 system-ui, sans-serif; margin: 0; display: flex; min-height: 100vh; align-items: center; justify-content: center; background: #f4f4f5; color: #18181b; }}
+main {{ background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 3px #0002; width: min(22rem, 90vw); }}
+h1 {{ font-size: 1.4rem; margin: 0 0 1rem; }}
+label {{ display: block; margin-top: .8rem; font-weight: 600; }}
+input[type=text], input[type=password] {{ width: 100%; box-sizing: border-box; padding: .5rem; font: inherit; border: 1px solid #a1a1aa; border-radius: 4px; }}
+button {{ margin-top: 1.2rem; width: 100%; padding: .6rem; font: inherit; font-weight: 600; border: 0; border-radius: 4px; background: #1d4ed8; color: #fff; cursor: pointer; }}
+button:focus, input:focus {{ outline: 3px solid #93c5fd; }}
+.error {{ color: #b91c1c; margin: 0 0 .5rem; }}
+</style>
+</head>
+<body>
+<main>
+{body}
+</main>
+</body>
+</html>
+"#,
+        title = escape(title),
+    )
+}
+
+fn login_page(rd: Option<&str>, form_token: &str, message: Option<&str>) -> String {
+    let message = message
+        .map(|m| {
+            format!(
+                r#"<p class="error" role="alert" id="error">{}</p>"#,
+                escape(m)
+            )
+        })
+        .unwrap_or_default();
+    let rd = rd
+        .map(|rd| format!(r#"<input type="hidden" name="rd" value="{}">"#, escape(rd)))
+        .unwrap_or_default();
+    page(
+        "Sign in",
+        &format!(
+            r#"<h1>Sign in</h1>
+{message}<form method="post" action="/login">
+<input type="hidden" name="csrf" value="{token}">
+{rd}<label for="username">Username or email</label>
+<input type="text" id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus>
+<label for="password">Password</label>
+<input type="password" id="password" name="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+</form>"#,
+            token = escape(form_token),
+        ),
+    )
+}
+
+fn signed_in_page(username: &str, form_token: &str) -> String {
+    page(
+        "Signed in",
+        &format!(
+            r#"<h1>Signed in</h1>
+<p>You are signed in as <strong id="user">{user}</strong>.</p>
+<form method="post" action="/logout">
+<input type="hidden" name="csrf" value="{token}">
+<button type="submit">Sign out</button>
+</form>"#,
+            user = escape(username),
+            token = escape(form_token),
+        ),
+    )
+}
+
+/// `Secure` when configured, `Domain` when configured.
+fn cookie_attributes(app: &App) -> String {
+    let fa = &app.config.forward_auth;
+    let mut attrs = String::from("; HttpOnly; SameSite=Lax; Path=/");
+    if let Some(domain) = &fa.cookie_domain {
+        attrs.push_str("; Domain=");
+        attrs.push_str(domain);
+    }
+    if fa.cookie_secure {
+        attrs.push_str("; Secure");
+    }
+    attrs
+}
+
+/// Sets the session cookie to `value` for `max_age` seconds (0 clears it).
+fn set_session(app: &App, res: &mut Response<Body>, value: &str, max_age: u64) {
+    let cookie = format!(
+        "{}={value}; Max-Age={max_age}{}",
+        app.config.forward_auth.cookie_name,
+        cookie_attributes(app)
+    );
+    response::set_cookie(res, &cookie);
+}
+
+/// The form nonce from the browser's cookie, or a new one to set.
+fn form_nonce(app: &App, parts: &Parts) -> Result<(String, bool)> {
+    match request::session_cookie(parts, FORM_COOKIE) {
+        Some(nonce)
+            if nonce.len() <= 64
+                && nonce
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Ok((nonce.to_owned(), false))
+        }
+        _ => Ok((app.auth.new_nonce()?, true)),
+    }
+}
+
+/// Renders a page with a fresh form token, setting the form cookie when new.
+fn with_form(
+    app: &App,
+    parts: &Parts,
+    status: StatusCode,
+    render: impl FnOnce(&str) -> String,
+) -> Result<Response<Body>> {
+    let (nonce, new) = form_nonce(app, parts)?;
+    let mut res = response::html(status, render(&app.auth.form_token(&nonce)));
+    if new {
+        let secure = if app.config.forward_auth.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        };
+        response::set_cookie(
+            &mut res,
+            &format!(
+                "{FORM_COOKIE}={nonce}; Max-Age={}; HttpOnly; SameSite=Strict; Path=/{secure}",
+                crate::auth::FORM_TTL
+            ),
+        );
+    }
+    Ok(res)
+}
+
+/// Where `rd` may send the browser, if anywhere.
+fn safe_rd<'a>(app: &App, rd: Option<&'a str>) -> Option<&'a str> {
+    let fa = &app.config.forward_auth;
+    let domain = fa.cookie_domain.clone().or_else(|| {
+        app.config
+            .public_url
+            .as_deref()
+            .and_then(redirect::url_host)
+    })?;
+    redirect::safe_redirect(rd?, &domain, !fa.cookie_secure)
+}
+
+fn query_param(parts: &Parts, name: &str) -> Option<String> {
+    credentials::parse_form(parts.uri.query()?.as_bytes())?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+/// The identity behind a valid session (or any other credential), if any.
+async fn signed_in(app: &App, parts: &Parts) -> Option<crate::auth::Identity> {
+    let (credential, _) = api::credential(app, parts).ok()?;
+    app.auth.authenticate(&credential).await.ok()
+}
+
+/// `GET /login?rd=...`: the form; already signed in with a safe `rd`,
+/// straight back to it.
+pub async fn login_form(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    let rd = query_param(parts, "rd");
+    if let Some(target) = safe_rd(app, rd.as_deref()) {
+        if request::session_cookie(parts, &app.config.forward_auth.cookie_name).is_some()
+            && signed_in(app, parts).await.is_some()
+        {
+            return Ok(response::redirect(StatusCode::FOUND, target));
+        }
+    }
+    with_form(app, parts, StatusCode::OK, |token| {
+        login_page(rd.as_deref(), token, None)
+    })
+}
+
+/// A form post must come from our own pages and carry a valid form token.
+fn check_form(app: &App, parts: &Parts, fields: &[(String, String)]) -> Result<()> {
+    let forbidden = || Error::new(Kind::Forbidden("cross-site form post refused"));
+    if !request::same_origin(parts, app.config.public_url.as_deref()) {
+        return Err(forbidden());
+    }
+    let token = field(fields, "csrf").unwrap_or("");
+    let nonce = request::session_cookie(parts, FORM_COOKIE).unwrap_or("");
+    if app.auth.check_form_token(token, nonce) {
+        Ok(())
+    } else {
+        Err(forbidden())
+    }
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// `POST /login` with a form: sets the session cookie and answers 303 to
+/// `rd` (when safe) or to the signed-in page. A failed login re-renders the
+/// form with one generic message and status 401.
+pub async fn login_submit<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let limits = &app.config.limits;
+    let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
+    check_form(app, parts, &fields)?;
+    let rd = field(&fields, "rd");
+    let (username, password) = (
+        field(&fields, "username").unwrap_or(""),
+        field(&fields, "password").unwrap_or(""),
+    );
+    let user = match app.auth.accounts().login(username, password).await {
+        Ok(user) => user,
+        Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
+            let mut res = with_form(app, parts, StatusCode::UNAUTHORIZED, |token| {
+                login_page(rd, token, Some("Invalid username or password."))
+            })?;
+            // A Bearer challenge, as every 401 carries; not Basic, which
+            // would make the browser pop up its own password dialog.
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(r#"Bearer realm="latch""#),
+            );
+            return Ok(res);
+        }
+        Err(e) => return Err(e),
+    };
+    let session = app.auth.issue_session(&user).await?;
+    tracing::info!(user_id = user.id, "signed in on the login page");
+    let target = safe_rd(app, rd).unwrap_or("/");
+    let mut res = response::redirect(StatusCode::SEE_OTHER, target);
+    set_session(app, &mut res, &session.token, session.duration);
+    Ok(res)
+}
+
+/// `GET /`: who you are and a sign-out button; not signed in, the login page.
+pub async fn home(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    match signed_in(app, parts).await {
+        Some(who) => with_form(app, parts, StatusCode::OK, |token| {
+            signed_in_page(&who.username, token)
+        }),
+        None => Ok(response::redirect(StatusCode::FOUND, "/login")),
+    }
+}
+
+/// `POST /logout`: a form post from the signed-in page revokes the session
+/// and clears the cookie (303 to the login page); an API call revokes the
+/// token it carries (200 JSON), clearing the cookie if that was it.
+pub async fn logout<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if !request::is_form(parts) {
+        let from_cookie = matches!(api::credential(app, parts), Ok((_, Source::Cookie)));
+        let mut res = api::logout(app, parts).await?;
+        if from_cookie {
+            set_session(app, &mut res, "", 0);
+        }
+        return Ok(res);
+    }
+    let limits = &app.config.limits;
+    let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
+    check_form(app, parts, &fields)?;
+    let name = &app.config.forward_auth.cookie_name;
+    if let Some(value) = request::session_cookie(parts, name) {
+        if let Ok(who) = app
+            .auth
+            .authenticate(&Credential::Token(value.into()))
+            .await
+        {
+            if let Via::Token(token) = who.via {
+                app.auth.revoke(token).await?;
+                tracing::info!(user_id = who.user_id, "signed out on the signed-in page");
+            }
+        }
+    }
+    let mut res = response::redirect(StatusCode::SEE_OTHER, "/login");
+    set_session(app, &mut res, "", 0);
+    Ok(res)
+}

@@ -1,0 +1,148 @@
+//! Which `rd` (return-to) URLs the login page may send a browser to.
+//!
+//! An open redirect on an authentication server hands phishers a trusted
+//! link, so `rd` is followed only when every part checks out: scheme
+//! `https` (or `http` when the cookie is not `Secure`), no userinfo, no
+//! backslashes, whitespace or control characters anywhere, and a host that
+//! is the allowed domain or ends with `.` + that domain.
+
+/// Returns `rd` when it is safe to redirect to, else `None`.
+pub fn safe_redirect<'a>(rd: &'a str, domain: &str, allow_http: bool) -> Option<&'a str> {
+    if rd.len() > 4096 || rd.bytes().any(|b| !b.is_ascii_graphic() || b == b'\\') {
+        return None;
+    }
+    let rest = if let Some(rest) = strip_prefix_ignore_case(rd, "https://") {
+        rest
+    } else if allow_http {
+        strip_prefix_ignore_case(rd, "http://")?
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains(['@', '%']) {
+        return None;
+    }
+    let host = host_of(authority)?.to_ascii_lowercase();
+    let domain = domain.to_ascii_lowercase();
+    let matches = host == domain
+        || host
+            .strip_suffix(domain.as_str())
+            .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1);
+    matches.then_some(rd)
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// The host of `host[:port]`, checking the port is numeric; IPv6 literals
+/// (`[::1]`) are returned with their brackets.
+fn host_of(authority: &str) -> Option<&str> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (h, rest) = authority.split_at(end + 1);
+        (h, rest.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty()
+        || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    Some(host)
+}
+
+/// The host of an absolute http(s) URL (for the allowed domain when only
+/// `public_url` is configured).
+pub fn url_host(url: &str) -> Option<String> {
+    let rest = strip_prefix_ignore_case(url, "https://")
+        .or_else(|| strip_prefix_ignore_case(url, "http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    host_of(authority).map(str::to_ascii_lowercase)
+}
+
+/// Percent-encodes `text` for a query value (unreserved characters kept).
+pub fn encode_query_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3 / 2);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "example.com";
+
+    #[test]
+    fn good_targets() {
+        for ok in [
+            "https://example.com",
+            "https://example.com/",
+            "https://app.example.com/path?q=1#frag",
+            "https://a.b.example.com:8443/x",
+            "HTTPS://App.Example.COM/x",
+        ] {
+            assert_eq!(safe_redirect(ok, D, false), Some(ok), "{ok}");
+        }
+        assert!(safe_redirect("http://app.example.com/", D, true).is_some());
+    }
+
+    #[test]
+    fn bad_targets() {
+        for bad in [
+            "//evil.com",
+            "/\\evil.com",
+            "/relative",
+            "https://evil.com",
+            "https://example.com.evil.com",
+            "https://evilexample.com",
+            "https://example.com@evil.com",
+            "https://user:pw@app.example.com/",
+            "javascript:alert(1)",
+            "JavaScript://example.com/%0aalert(1)",
+            "data:text/html,hi",
+            "http://app.example.com/",
+            "https://app.example.com\\@evil.com",
+            "https://app.example.com\t.evil.com",
+            "https://app.example.com /",
+            "https://evil.com%2f.example.com",
+            "https://.example.com",
+            "https://app.example.com:/",
+            "https://app.example.com:80a/",
+            "ftp://app.example.com",
+            "",
+            "https://",
+            "https:///example.com",
+        ] {
+            assert_eq!(safe_redirect(bad, D, false), None, "{bad:?}");
+        }
+        // Scheme downgrade only when the cookie is not Secure.
+        assert!(safe_redirect("http://app.example.com/", D, false).is_none());
+    }
+
+    #[test]
+    fn encoding() {
+        assert_eq!(
+            encode_query_value("https://a.b/c?d=e&f"),
+            "https%3A%2F%2Fa.b%2Fc%3Fd%3De%26f"
+        );
+        assert_eq!(
+            url_host("https://Auth.Example.com:8443/x").as_deref(),
+            Some("auth.example.com")
+        );
+        assert_eq!(url_host("ftp://x"), None);
+    }
+}
