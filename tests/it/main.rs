@@ -6,6 +6,7 @@ mod cli;
 mod clock;
 mod credentials;
 mod errors;
+mod forward;
 mod keys;
 mod lifecycle;
 mod readme;
