@@ -458,7 +458,9 @@ fn cross_site_form_posts_are_refused() {
     let c = server.client();
     let form = open_login(&c, "");
     let other = open_login(&c, "");
-    let cases: Vec<(&str, Form, Vec<(&str, &str)>)> = vec![
+    /// A name, the form as sent, extra headers.
+    type Case<'a> = (&'a str, Form, Vec<(&'a str, &'a str)>);
+    let cases: Vec<Case> = vec![
         (
             "foreign origin",
             Form {
