@@ -9,6 +9,7 @@ mod errors;
 mod forward;
 mod keys;
 mod lifecycle;
+mod proxies;
 mod readme;
 mod seeds;
 mod support;
