@@ -84,7 +84,8 @@ pub fn error(e: &Error) -> Response<Body> {
 const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
 /// An HTML page. Never cached, never framed, no scripts or external
-/// resources allowed.
+/// resources allowed. (No `form-action`: browsers apply it to the redirect
+/// after the login form too, which goes to the protected app.)
 pub fn html(status: StatusCode, page: String) -> Response<Body> {
     let mut res = Response::new(Full::new(Bytes::from(page)));
     *res.status_mut() = status;
@@ -94,7 +95,7 @@ pub fn html(status: StatusCode, page: String) -> Response<Body> {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -2,6 +2,7 @@
 //! driven over HTTP on port 0.
 
 mod accounts;
+mod browser;
 mod cli;
 mod clock;
 mod credentials;

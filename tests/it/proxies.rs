@@ -15,13 +15,13 @@ use crate::forward::{open_login, set_cookie, submit_login};
 use crate::support::*;
 
 /// An upstream app that answers every request with the headers it got.
-struct Upstream {
-    port: u16,
+pub struct Upstream {
+    pub port: u16,
     hits: Arc<AtomicUsize>,
 }
 
 impl Upstream {
-    fn start() -> Upstream {
+    pub fn start() -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -81,9 +81,9 @@ fn echo(mut stream: TcpStream, hits: &AtomicUsize) -> std::io::Result<()> {
 }
 
 /// A proxy process, killed on drop.
-struct Proxy {
+pub struct Proxy {
     child: Child,
-    port: u16,
+    pub port: u16,
     log: std::path::PathBuf,
 }
 
@@ -94,8 +94,12 @@ impl Drop for Proxy {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
@@ -114,20 +118,29 @@ fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
 
 /// The README's Caddyfile, with ports filled in.
 pub fn caddyfile(port: u16, latch: u16, upstream: u16) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("<!-- caddyfile:begin -->").expect("README has the Caddyfile");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- caddyfile:begin -->")
+        .expect("README has the Caddyfile");
     let block = &readme[start..];
     let code = &block[block.find("```caddyfile\n").unwrap() + 13..];
     let code = &code[..code.find("```").unwrap()];
     let global = "{\n\tadmin off\n\tauto_https off\n}\n\n";
     format!("{global}{code}")
-        .replace("app.example.com {", &format!("http://app.example.test:{port} {{"))
-        .replace("auth.example.com {", &format!("http://auth.example.test:{port} {{"))
+        .replace(
+            "app.example.com {",
+            &format!("http://app.example.test:{port} {{"),
+        )
+        .replace(
+            "auth.example.com {",
+            &format!("http://auth.example.test:{port} {{"),
+        )
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{latch}"))
         .replace("127.0.0.1:3000", &format!("127.0.0.1:{upstream}"))
 }
 
-fn start_caddy(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+pub fn start_caddy(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
     let config = dir.path().join("Caddyfile");
     std::fs::write(&config, caddyfile(port, latch, upstream)).unwrap();
     let log = dir.path().join("caddy.log");
@@ -150,15 +163,21 @@ fn start_caddy(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
 
 /// The README's nginx server block, inside a minimal nginx.conf.
 pub fn nginx_conf(dir: &Path, port: u16, latch: u16, upstream: u16) -> String {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("<!-- nginx:begin -->").expect("README has the nginx block");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- nginx:begin -->")
+        .expect("README has the nginx block");
     let block = &readme[start..];
     let code = &block[block.find("```nginx\n").unwrap() + 9..];
     let code = &code[..code.find("```").unwrap()];
     let d = dir.display();
     let code = code
         .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
-        .replace("server_name app.example.com;", "server_name app.example.test;")
+        .replace(
+            "server_name app.example.com;",
+            "server_name app.example.test;",
+        )
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{latch}"))
         .replace("127.0.0.1:3000", &format!("127.0.0.1:{upstream}"))
         .lines()
@@ -234,17 +253,37 @@ fn story(proxy: &Proxy, server: &Server, upstream: &Upstream, rd_scheme: &str) {
     );
     assert_eq!(res.header("location"), Some(expected.as_str()));
     // A script gets 401.
-    let res = via(proxy, "app", "GET", "/api/data", &[("Accept", "application/json")]);
+    let res = via(
+        proxy,
+        "app",
+        "GET",
+        "/api/data",
+        &[("Accept", "application/json")],
+    );
     assert_eq!(res.status, 401, "{}", res.text());
-    assert_eq!(upstream.hits(), 0, "the upstream was reached without a login");
+    assert_eq!(
+        upstream.hits(),
+        0,
+        "the upstream was reached without a login"
+    );
 
     // The login page sets the cookie and sends the browser back.
     let form = open_login(&c, "");
     let origin = format!("http://auth.example.test:{port}");
-    let res = submit_login(&c, &form, "alice", "alice-password", Some(&rd), &[("Origin", &origin)]);
+    let res = submit_login(
+        &c,
+        &form,
+        "alice",
+        "alice-password",
+        Some(&rd),
+        &[("Origin", &origin)],
+    );
     assert_eq!(res.status, 303, "{}", res.text());
     assert_eq!(res.header("location"), Some(rd.as_str()));
-    let cookie = format!("latch_session={}", set_cookie(&res, "latch_session").unwrap().0);
+    let cookie = format!(
+        "latch_session={}",
+        set_cookie(&res, "latch_session").unwrap().0
+    );
 
     // With the cookie the upstream sees who it is; forged headers are gone.
     let res = via(
@@ -252,43 +291,89 @@ fn story(proxy: &Proxy, server: &Server, upstream: &Upstream, rd_scheme: &str) {
         "app",
         "GET",
         "/some/page?x=1",
-        &[BROWSER, ("Cookie", &cookie), ("Remote-User", "admin"), ("Remote-Email", "boss@evil.test"), ("Remote-Groups", "admins,root")],
+        &[
+            BROWSER,
+            ("Cookie", &cookie),
+            ("Remote-User", "admin"),
+            ("Remote-Email", "boss@evil.test"),
+            ("Remote-Groups", "admins,root"),
+        ],
     );
     assert_eq!(seen(&res, "remote-user"), ["alice"], "{}", log());
     assert_eq!(seen(&res, "remote-groups"), ["admins,media"]);
     assert_eq!(seen(&res, "remote-name"), ["alice"]);
-    assert!(seen(&res, "remote-email").iter().all(|e| e.is_empty()), "{:?}", seen(&res, "remote-email"));
+    assert!(
+        seen(&res, "remote-email").iter().all(|e| e.is_empty()),
+        "{:?}",
+        seen(&res, "remote-email")
+    );
     // Forged headers without a login never reach the upstream at all.
     let before = upstream.hits();
-    let res = via(proxy, "app", "GET", "/", &[("Remote-User", "alice"), ("Accept", "application/json")]);
+    let res = via(
+        proxy,
+        "app",
+        "GET",
+        "/",
+        &[("Remote-User", "alice"), ("Accept", "application/json")],
+    );
     assert_eq!(res.status, 401);
     assert_eq!(upstream.hits(), before);
 
     // Bearer through the proxy, for scripts.
     let token = c.token("bob", "bob-password");
-    let res = via(proxy, "app", "GET", "/api/data", &[("Authorization", &bearer(&token)), ("Remote-User", "alice")]);
+    let res = via(
+        proxy,
+        "app",
+        "GET",
+        "/api/data",
+        &[("Authorization", &bearer(&token)), ("Remote-User", "alice")],
+    );
     assert_eq!(seen(&res, "remote-user"), ["bob"]);
     assert_eq!(seen(&res, "remote-email"), ["bob@example.test"]);
     // Basic with the password, too.
-    let res = via(proxy, "app", "GET", "/api/data", &[("Authorization", &basic("bob", "bob-password"))]);
+    let res = via(
+        proxy,
+        "app",
+        "GET",
+        "/api/data",
+        &[("Authorization", &basic("bob", "bob-password"))],
+    );
     assert_eq!(seen(&res, "remote-user"), ["bob"]);
 
     // Groups: /admin needs "admins".
-    let res = via(proxy, "app", "GET", "/admin/panel", &[BROWSER, ("Cookie", &cookie)]);
+    let res = via(
+        proxy,
+        "app",
+        "GET",
+        "/admin/panel",
+        &[BROWSER, ("Cookie", &cookie)],
+    );
     assert_eq!(seen(&res, "remote-user"), ["alice"]);
-    let res = via(proxy, "app", "GET", "/admin/panel", &[("Authorization", &bearer(&token))]);
+    let res = via(
+        proxy,
+        "app",
+        "GET",
+        "/admin/panel",
+        &[("Authorization", &bearer(&token))],
+    );
     assert_eq!(res.status, 403, "{}", res.text());
 
     // Logout kills the old cookie value.
     let res = c.request("POST", "/logout", &[("Cookie", &cookie)], None);
     assert_eq!(res.status, 200);
-    let res = via(proxy, "app", "GET", "/some/page?x=1", &[BROWSER, ("Cookie", &cookie)]);
+    let res = via(
+        proxy,
+        "app",
+        "GET",
+        "/some/page?x=1",
+        &[BROWSER, ("Cookie", &cookie)],
+    );
     assert_eq!(res.status, 302);
     let res = via(proxy, "app", "GET", "/api/data", &[("Cookie", &cookie)]);
     assert_eq!(res.status, 401);
 }
 
-fn latch_for(dir: &TempDir, port: u16) -> Server {
+pub fn latch_for(dir: &TempDir, port: u16) -> Server {
     let server = Server::start(
         dir,
         &format!(
@@ -303,7 +388,15 @@ fn latch_for(dir: &TempDir, port: u16) -> Server {
         &[],
     );
     let (status, _, stderr) = latch_cmd(
-        &["user", "groups", "alice", "admins", "media", "--config", server.config_path.to_str().unwrap()],
+        &[
+            "user",
+            "groups",
+            "alice",
+            "admins",
+            "media",
+            "--config",
+            server.config_path.to_str().unwrap(),
+        ],
         &[],
     );
     assert!(status.success(), "{stderr}");
