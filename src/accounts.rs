@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::crypto;
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::hasher::Hasher;
+use crate::regulation::Regulator;
 use crate::store::{Cutoff, NewUser, Store, User};
 use crate::token;
 
@@ -34,6 +35,8 @@ pub struct Accounts {
     /// The longest token lifetime ever configured; cutoffs older than this
     /// can refuse nothing that is not already expired.
     max_ttl: u64,
+    /// Failed-login counts and bans.
+    regulator: Regulator,
 }
 
 impl Accounts {
@@ -48,6 +51,7 @@ impl Accounts {
             clock,
             cutoffs: RwLock::new(cutoffs),
             max_ttl,
+            regulator: Regulator::new(config.regulation),
         })
     }
 
@@ -109,22 +113,41 @@ impl Accounts {
         self.store.users()
     }
 
-    /// Checks a username (or email) and password. Unknown users cost the
-    /// same scrypt work as known ones, and both get the same refusal.
+    /// Checks a username (or email) and password. Unknown users, wrong
+    /// passwords and banned accounts cost the same scrypt work and get the
+    /// same refusal. Failures count towards a ban (see [`Regulator`]).
     pub async fn login(&self, login: &str, password: &str) -> Result<User> {
         let user = if login.contains('@') {
             self.store.user_by_email(login)?
         } else {
             self.store.user_by_name(login)?
         };
+        let banned = user
+            .as_ref()
+            .is_some_and(|u| self.regulator.is_banned(u.id, self.clock.now()));
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password.to_owned(), phc).await?;
         match user {
-            Some(user) if ok => {
+            Some(user) if ok && !banned => {
+                self.regulator.succeeded(user.id);
                 self.upgrade_hash(&user, password).await?;
                 Ok(user)
             }
-            _ => Err(Error::unauthorized(Refusal::BadPassword)),
+            Some(user) if banned => {
+                tracing::warn!(user_id = user.id, "refused a login: the account is banned");
+                Err(Error::unauthorized(Refusal::BadPassword))
+            }
+            Some(user) => {
+                if let Some(until) = self.regulator.failed(user.id, self.clock.now()) {
+                    tracing::warn!(
+                        user_id = user.id,
+                        banned_until = until,
+                        "banned an account after repeated failed logins"
+                    );
+                }
+                Err(Error::unauthorized(Refusal::BadPassword))
+            }
+            None => Err(Error::unauthorized(Refusal::BadPassword)),
         }
     }
 
@@ -243,6 +266,7 @@ impl Accounts {
     /// Prunes what can no longer matter, and forgets pruned cutoffs.
     pub async fn prune(&self) -> Result<usize> {
         let now = self.clock.now();
+        self.regulator.prune(now);
         let removed = self.store.prune(now, self.max_ttl).await?;
         let kept: HashMap<u64, Cutoff> = self.store.cutoffs()?.into_iter().collect();
         *self.cutoffs.write().unwrap_or_else(|e| e.into_inner()) = kept;

@@ -43,6 +43,16 @@ struct Raw {
     limits: RawLimits,
     #[serde(default)]
     forward_auth: RawForwardAuth,
+    #[serde(default)]
+    regulation: RawRegulation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegulation {
+    max_retries: Option<u32>,
+    find_time: Option<RawDuration>,
+    ban_time: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +119,15 @@ impl<'de> Deserialize<'de> for RawDuration {
 }
 
 impl RawDuration {
+    /// Like [`RawDuration::parse`], but zero is allowed (it disables).
+    fn parse_or_zero(&self, key: &str) -> Result<Duration> {
+        match self {
+            RawDuration::Seconds(0) => Ok(Duration::ZERO),
+            RawDuration::Text(t) if parse_duration(t) == Some(0) => Ok(Duration::ZERO),
+            _ => self.parse(key),
+        }
+    }
+
     fn parse(&self, key: &str) -> Result<Duration> {
         let secs = match self {
             RawDuration::Seconds(s) => Some(*s),
@@ -277,6 +296,8 @@ pub struct Config {
     pub limits: Limits,
     /// Forward auth and the login page.
     pub forward_auth: ForwardAuth,
+    /// Brute-force regulation.
+    pub regulation: crate::regulation::Settings,
 }
 
 impl Default for Config {
@@ -299,6 +320,7 @@ fn empty_raw() -> Raw {
         scrypt: RawScrypt::default(),
         limits: RawLimits::default(),
         forward_auth: RawForwardAuth::default(),
+        regulation: RawRegulation::default(),
     }
 }
 
@@ -429,6 +451,14 @@ impl Config {
             },
         };
         let forward_auth = forward_auth(raw.forward_auth, public_url.as_deref())?;
+        let secs = |d: Option<RawDuration>, key: &str, default: u64| {
+            d.map_or(Ok(default), |d| d.parse_or_zero(key).map(|d| d.as_secs()))
+        };
+        let regulation = crate::regulation::Settings {
+            max_retries: raw.regulation.max_retries.unwrap_or(5),
+            find_time: secs(raw.regulation.find_time, "[regulation] find_time", 120)?,
+            ban_time: secs(raw.regulation.ban_time, "[regulation] ban_time", 300)?,
+        };
         Ok(Config {
             listen,
             data_dir,
@@ -441,6 +471,7 @@ impl Config {
             hashing,
             limits,
             forward_auth,
+            regulation,
         })
     }
 
@@ -688,7 +719,12 @@ impl fmt::Display for Config {
             .iter()
             .map(|n| format!("{:?}", n.to_string()))
             .collect();
-        write!(f, "trusted_proxies = [{}]", proxies.join(", "))
+        writeln!(f, "trusted_proxies = [{}]", proxies.join(", "))?;
+        let r = &self.regulation;
+        writeln!(f, "\n[regulation]")?;
+        writeln!(f, "max_retries = {}", r.max_retries)?;
+        writeln!(f, "find_time = {}", r.find_time)?;
+        write!(f, "ban_time = {}", r.ban_time)
     }
 }
 

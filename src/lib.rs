@@ -31,6 +31,7 @@ pub mod error;
 pub mod hasher;
 pub mod http;
 pub mod redirect;
+pub mod regulation;
 pub mod store;
 pub mod token;
 

@@ -12,6 +12,7 @@ mod keys;
 mod lifecycle;
 mod proxies;
 mod readme;
+mod regulation;
 mod seeds;
 mod support;
 mod tokens;

@@ -116,7 +116,7 @@ fn the_example_config_documents_every_key() {
     );
     let mut checked = 0;
     for key in &top {
-        if ["scrypt", "limits", "forward_auth"].contains(&key.as_str()) {
+        if ["scrypt", "limits", "forward_auth", "regulation"].contains(&key.as_str()) {
             assert!(
                 text.contains(&format!("[{key}]")),
                 "config/latch.toml has no [{key}]"

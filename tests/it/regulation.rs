@@ -1,0 +1,221 @@
+//! Brute-force regulation: bans per account, indistinguishable from a
+//! wrong password, on every password-checking path; and no enumeration.
+
+use latch::Clock;
+
+use crate::forward::{open_login, submit_login, Form, FA_CONFIG};
+use crate::support::*;
+
+const ORIGIN: (&str, &str) = ("Origin", "http://auth.example.test");
+
+/// A response without its `Date` header, for byte-for-byte comparison.
+fn comparable(res: &Response) -> (u16, Vec<(String, String)>, String) {
+    let headers = res
+        .headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("date"))
+        .cloned()
+        .collect();
+    (res.status, headers, res.text())
+}
+
+fn start(extra: &str) -> (TempDir, Clock, InProcess) {
+    let dir = TempDir::new("regulation");
+    let clock = Clock::frozen();
+    let server = InProcess::start(&dir, &format!("{FA_CONFIG}{extra}"), clock.clone());
+    server.client.register("alice", "alice-password");
+    server.client.register("bob", "bob-password");
+    (dir, clock, server)
+}
+
+/// Every password-checking path, with these credentials (the form login
+/// from the browser session `form`).
+fn attempts(c: &Client, form: &Form, user: &str, password: &str) -> Vec<(&'static str, Response)> {
+    vec![
+        ("basic", c.resource(&basic(user, password))),
+        (
+            "token",
+            c.get("/api/token", &[("Authorization", &basic(user, password))]),
+        ),
+        (
+            "json login",
+            c.post_json(
+                "/login",
+                &json!({"username": user, "password": password}),
+                &[],
+            ),
+        ),
+        (
+            "form login",
+            submit_login(c, form, user, password, None, &[ORIGIN]),
+        ),
+        (
+            "forward auth",
+            c.get("/auth", &[("Authorization", &basic(user, password))]),
+        ),
+    ]
+}
+
+#[test]
+fn a_ban_looks_exactly_like_a_wrong_password_on_every_path() {
+    let (_dir, clock, server) = start("");
+    let c = server.client;
+    let form = open_login(&c, "");
+    // Reference answers: a wrong password, before any ban.
+    let wrong: Vec<_> = attempts(&c, &form, "alice", "wrong-password")
+        .into_iter()
+        .map(|(path, res)| (path, comparable(&res)))
+        .collect();
+    // That was 5 failures, one per path: alice is banned now.
+    let banned: Vec<_> = attempts(&c, &form, "alice", "alice-password")
+        .into_iter()
+        .map(|(path, res)| (path, comparable(&res)))
+        .collect();
+    for ((path, w), (_, b)) in wrong.iter().zip(&banned) {
+        assert_eq!(w.0, 401, "{path}");
+        assert_eq!(
+            w, b,
+            "{path}: the banned answer differs from a wrong password's"
+        );
+    }
+    // Bob is not affected.
+    for (path, res) in attempts(&c, &form, "bob", "bob-password") {
+        assert!(matches!(res.status, 200 | 303), "{path}: {}", res.status);
+    }
+    // The ban ends after ban_time (300 s), not before.
+    clock.advance(299);
+    assert_eq!(c.resource(&basic("alice", "alice-password")).status, 401);
+    clock.advance(1);
+    c.assert_alive("alice", "alice-password");
+}
+
+#[test]
+fn failures_outside_find_time_do_not_add_up() {
+    let (_dir, clock, server) = start("");
+    let c = server.client;
+    for _ in 0..4 {
+        c.resource(&basic("alice", "wrong-password"));
+    }
+    clock.advance(121);
+    for _ in 0..4 {
+        c.resource(&basic("alice", "wrong-password"));
+    }
+    c.assert_alive("alice", "alice-password");
+    // A success clears the count: four more failures still do not ban.
+    for _ in 0..4 {
+        c.resource(&basic("alice", "wrong-password"));
+    }
+    c.assert_alive("alice", "alice-password");
+    // Five in a row do.
+    for _ in 0..5 {
+        c.resource(&basic("alice", "wrong-password"));
+    }
+    assert_eq!(c.resource(&basic("alice", "alice-password")).status, 401);
+    // Every path is barred, the JSON login too.
+    assert_eq!(
+        c.post_json(
+            "/login",
+            &json!({"username": "alice", "password": "alice-password"}),
+            &[]
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn zero_disables_regulation() {
+    let (_dir, _clock, server) = start("[regulation]\nmax_retries = 0\n");
+    let c = server.client;
+    for _ in 0..20 {
+        assert_eq!(c.resource(&basic("alice", "wrong-password")).status, 401);
+    }
+    c.assert_alive("alice", "alice-password");
+}
+
+#[test]
+fn bans_are_logged() {
+    let dir = TempDir::new("banlog");
+    let server = Server::start(&dir, "[regulation]\nmax_retries = 2\n[scrypt]\nlog_n = 4\n");
+    let c = server.client();
+    c.register("alice", "alice-password");
+    c.resource(&basic("alice", "wrong-password"));
+    c.resource(&basic("alice", "wrong-password"));
+    assert_eq!(c.resource(&basic("alice", "alice-password")).status, 401);
+    let log = server.log();
+    assert!(
+        log.contains("banned an account after repeated failed logins"),
+        "{log}"
+    );
+    assert!(
+        log.contains("refused a login: the account is banned"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("wrong-password") && !log.contains("alice-password"),
+        "{log}"
+    );
+}
+
+/// The median of `samples`, in microseconds.
+fn median(mut samples: Vec<u128>) -> u128 {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+#[test]
+fn unknown_users_wrong_passwords_and_bans_take_the_same_time() {
+    // A cost high enough that skipping the hash would show (milliseconds).
+    let dir = TempDir::new("timing");
+    let server = Server::start(
+        &dir,
+        "[regulation]\nmax_retries = 3\n[scrypt]\nlog_n = 12\n",
+    );
+    let c = server.client();
+    c.register("alice", "alice-password");
+    c.register("bob", "bob-password");
+    // Ban bob.
+    for _ in 0..3 {
+        c.resource(&basic("bob", "wrong-password"));
+    }
+    let time = |user: &str, password: &str| {
+        let start = std::time::Instant::now();
+        let res = c.resource(&basic(user, password));
+        let elapsed = start.elapsed().as_micros();
+        assert_eq!(res.status, 401);
+        (elapsed, res.body)
+    };
+    let (mut unknown, mut wrong, mut banned) = (Vec::new(), Vec::new(), Vec::new());
+    let mut bodies = std::collections::HashSet::new();
+    for i in 0..40 {
+        // Interleaved, so drift in the machine hits all three alike.
+        let (t, b) = time(&format!("nobody{i}"), "alice-password");
+        unknown.push(t);
+        bodies.insert(b);
+        let (t, b) = time("alice", "wrong-password");
+        wrong.push(t);
+        bodies.insert(b);
+        let (t, b) = time("bob", "bob-password");
+        banned.push(t);
+        bodies.insert(b);
+        if i % 2 == 1 {
+            // Keep alice under the ban threshold.
+            c.assert_alive("alice", "alice-password");
+        }
+    }
+    assert_eq!(bodies.len(), 1, "the bodies differ");
+    let medians = [median(unknown), median(wrong), median(banned)];
+    let (lo, hi) = (
+        *medians.iter().min().unwrap(),
+        *medians.iter().max().unwrap(),
+    );
+    eprintln!(
+        "median µs: unknown {} wrong {} banned {}",
+        medians[0], medians[1], medians[2]
+    );
+    assert!(lo > 0);
+    assert!(
+        hi * 10 <= lo * 15,
+        "medians differ by more than 1.5x: {medians:?}"
+    );
+}
