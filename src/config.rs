@@ -81,6 +81,7 @@ struct RawScrypt {
 struct RawLimits {
     max_body: Option<usize>,
     header_read_timeout: Option<RawDuration>,
+    max_connections: Option<usize>,
 }
 
 /// A duration as written: whole seconds, or a string such as `"90s"`,
@@ -202,8 +203,13 @@ pub struct Hashing {
 pub struct Limits {
     /// Largest request body accepted, in bytes; larger is 413.
     pub max_body: usize,
-    /// How long a client may take to send the request head.
+    /// How long a client may take to send the request head (hyper starts
+    /// this clock when a keep-alive connection goes idle, so it is also the
+    /// idle timeout) and, separately, its body.
     pub header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's
+    /// backlog until a slot frees up.
+    pub max_connections: usize,
 }
 
 /// Forward auth and the login page.
@@ -449,7 +455,13 @@ impl Config {
                 Some(d) => d.parse("[limits] header_read_timeout")?,
                 None => Duration::from_secs(10),
             },
+            max_connections: raw.limits.max_connections.unwrap_or(512),
         };
+        if limits.max_connections == 0 {
+            return Err(Error::config(
+                "config: [limits] max_connections must be at least 1",
+            ));
+        }
         let forward_auth = forward_auth(raw.forward_auth, public_url.as_deref())?;
         let secs = |d: Option<RawDuration>, key: &str, default: u64| {
             d.map_or(Ok(default), |d| d.parse_or_zero(key).map(|d| d.as_secs()))
@@ -703,6 +715,7 @@ impl fmt::Display for Config {
             "header_read_timeout = {}",
             self.limits.header_read_timeout.as_secs()
         )?;
+        writeln!(f, "max_connections = {}", self.limits.max_connections)?;
         let fa = &self.forward_auth;
         writeln!(f, "\n[forward_auth]")?;
         if let Some(d) = &fa.cookie_domain {

@@ -17,9 +17,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::error::Result;
 use crate::App;
+
+/// Most headers a request may carry.
+const MAX_HEADERS: usize = 100;
+/// Most bytes a request head (request line and headers) may take.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// How long in-flight requests get to finish after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -31,14 +37,25 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
+    let limits = &app.config.limits;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(app.config.limits.header_read_timeout)
-        .keep_alive(true);
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true)
+        // Too many or too large headers: 431 from hyper.
+        .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_HEAD_BYTES);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
+        // At the limit, stop accepting: new connections wait in the
+        // kernel's backlog rather than being refused.
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.map_err(crate::Error::internal)?,
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -60,6 +77,7 @@ pub async fn serve(
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended: {e}");
             }

@@ -25,6 +25,8 @@ use hyper::{Method, Request, Response};
 
 use std::net::SocketAddr;
 
+use hyper::header;
+
 use super::forward::{self, Flavor};
 use super::response::{self, Body};
 use super::{api, pages, request};
@@ -41,6 +43,20 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     let (parts, body) = req.into_parts();
+    // Request smuggling: a message with both framings is refused and the
+    // connection closed, whatever hyper chose to believe.
+    if parts.headers.contains_key(header::CONTENT_LENGTH)
+        && parts.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        let mut res = response::error(&Error::bad_request(
+            "Content-Length and Transfer-Encoding together are not allowed",
+        ));
+        res.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return res;
+    }
     let mut buf = [""; MAX_SEGMENTS];
     let segments = segments(parts.uri.path(), &mut buf);
     let result: Result<Response<Body>> = match (&parts.method, segments) {

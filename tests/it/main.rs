@@ -10,6 +10,7 @@ mod errors;
 mod forward;
 mod keys;
 mod lifecycle;
+mod limits;
 mod proxies;
 mod readme;
 mod regulation;
