@@ -169,10 +169,7 @@ impl Accounts {
     pub async fn set_password(&self, user: &User, new_password: &str) -> Result<()> {
         validate_password(new_password)?;
         let phc = self.hasher.hash(new_password.to_owned()).await?;
-        let cutoff = Cutoff {
-            at: self.clock.now(),
-            deleted: false,
-        };
+        let cutoff = self.new_cutoff(false)?;
         if !self.store.change_password(user, phc, cutoff).await? {
             return Err(Error::new(Kind::Conflict(
                 "the account changed meanwhile; try again",
@@ -188,10 +185,7 @@ impl Accounts {
 
     /// Refuses every token issued to `user_id` before now.
     pub async fn logout_all(&self, user_id: u64) -> Result<()> {
-        let cutoff = Cutoff {
-            at: self.clock.now(),
-            deleted: false,
-        };
+        let cutoff = self.new_cutoff(false)?;
         self.store.set_cutoff(user_id, cutoff).await?;
         self.remember_cutoff(user_id, cutoff);
         tracing::info!(user_id, "logged out everywhere");
@@ -201,10 +195,7 @@ impl Accounts {
     /// Deletes the account with its keys; its tokens are refused at once
     /// and the name can be registered again.
     pub async fn delete(&self, user: &User) -> Result<()> {
-        let cutoff = Cutoff {
-            at: self.clock.now(),
-            deleted: true,
-        };
+        let cutoff = self.new_cutoff(true)?;
         self.store.delete_user(user, cutoff).await?;
         self.remember_cutoff(user.id, cutoff);
         tracing::info!(user_id = user.id, "deleted a user");
@@ -219,6 +210,15 @@ impl Accounts {
             .modify_user(user.id, |u| u.groups = groups.clone())
             .await?;
         updated.ok_or_else(|| Error::new(Kind::NotFound))
+    }
+
+    /// A cutoff at the current second with a fresh sequence number.
+    fn new_cutoff(&self, deleted: bool) -> Result<Cutoff> {
+        Ok(Cutoff {
+            at: self.clock.now(),
+            deleted,
+            seq: self.store.new_id()?,
+        })
     }
 
     fn remember_cutoff(&self, user_id: u64, cutoff: Cutoff) {
@@ -239,12 +239,12 @@ impl Accounts {
 
     /// Whether a token issued to `user_id` at `iat` survives the user's
     /// cutoff. In the cutoff's own second, only tokens recorded as fresh
-    /// (issued after it) do.
+    /// after this very cutoff do.
     pub fn token_allowed(&self, user_id: u64, iat: u64, jti: &[u8]) -> Result<bool> {
         match self.cutoff(user_id) {
             None => Ok(true),
             Some(c) if c.deleted || iat < c.at => Ok(false),
-            Some(c) if iat == c.at => self.store.is_fresh(jti),
+            Some(c) if iat == c.at => Ok(self.store.fresh_seq(jti)? == Some(c.seq)),
             Some(_) => Ok(true),
         }
     }
@@ -257,10 +257,10 @@ impl Accounts {
     /// Records `jti` as issued after its user's cutoff when that cutoff is
     /// this very second, so [`Accounts::token_allowed`] can tell it apart.
     pub async fn note_issued(&self, user_id: u64, iat: u64, jti: &[u8], exp: u64) -> Result<()> {
-        if self.cutoff(user_id).is_some_and(|c| c.at == iat) {
-            self.store.add_fresh(jti, exp).await?;
+        match self.cutoff(user_id) {
+            Some(c) if c.at == iat => self.store.add_fresh(jti, exp, c.seq).await,
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Prunes what can no longer matter, and forgets pruned cutoffs.

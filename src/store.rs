@@ -7,8 +7,8 @@
 //! - `revoked`: token `jti` (16 bytes) → version byte + expiry (u64 BE)
 //! - `cutoffs`: user id → versioned [`Cutoff`]: tokens issued before it are
 //!   refused (logout everywhere, password change, deletion)
-//! - `fresh`: token `jti` → version byte + expiry: tokens issued in the very
-//!   second of their user's cutoff, after it
+//! - `fresh`: token `jti` → version byte + expiry + cutoff seq (u64 BE):
+//!   tokens issued in the very second of their user's cutoff, after it
 //! - `keys`: SHA-256 of an API key → versioned [`ApiKey`] record
 //! - `user_keys`: user id (u64 BE) ++ key id (u64 BE) → SHA-256 of the key
 //! - `meta`: `schema` → schema version (u32 BE); `max_ttl` → the longest
@@ -73,12 +73,17 @@ pub struct Cutoff {
     pub at: u64,
     /// The account was deleted: its API keys are refused too.
     pub deleted: bool,
+    /// Unique per cutoff (from [`Store::new_id`]): a token recorded as fresh
+    /// counts only for the cutoff it was issued after, not a later one in
+    /// the same second.
+    pub seq: u64,
 }
 
 #[derive(Encode, Decode)]
 struct CutoffRecordV1 {
     at: u64,
     deleted: bool,
+    seq: u64,
 }
 
 /// An API key, without its secret (only a hash of that is stored).
@@ -556,15 +561,23 @@ impl Store {
             .collect()
     }
 
-    /// Records a token issued in its user's cutoff second, after the cutoff.
-    pub async fn add_fresh(&self, jti: &[u8], exp: u64) -> Result<()> {
-        self.fresh.insert(jti, &encode_expiry(exp))?;
+    /// Records a token issued in its user's cutoff second, after the
+    /// cutoff numbered `seq`.
+    pub async fn add_fresh(&self, jti: &[u8], exp: u64, seq: u64) -> Result<()> {
+        let mut value = [0u8; 17];
+        value[..9].copy_from_slice(&encode_expiry(exp));
+        value[9..].copy_from_slice(&seq.to_be_bytes());
+        self.fresh.insert(jti, &value)?;
         self.flush().await
     }
 
-    /// Whether `jti` was recorded by [`Store::add_fresh`].
-    pub fn is_fresh(&self, jti: &[u8]) -> Result<bool> {
-        Ok(self.fresh.contains_key(jti)?)
+    /// The cutoff `seq` that `jti` was recorded as fresh after, if any.
+    pub fn fresh_seq(&self, jti: &[u8]) -> Result<Option<u64>> {
+        match self.fresh.get(jti)? {
+            Some(v) if v.len() == 17 => Ok(Some(be_u64(&v[9..], "a fresh-token record")?)),
+            Some(_) => Err(Error::store("a fresh-token record is corrupt")),
+            None => Ok(None),
+        }
     }
 
     /// How many revocations are stored.
@@ -670,7 +683,8 @@ impl Store {
         for tree in [&self.revoked, &self.fresh] {
             for entry in tree.iter() {
                 let (jti, value) = entry?;
-                if decode_expiry(&value)? <= now {
+                // A fresh record starts with the same 9 bytes as an expiry.
+                if decode_expiry(value.get(..9).unwrap_or(&value))? <= now {
                     tree.remove(jti)?;
                     removed += 1;
                 }
@@ -710,6 +724,7 @@ fn encode_cutoff(c: Cutoff) -> Vec<u8> {
         &CutoffRecordV1 {
             at: c.at,
             deleted: c.deleted,
+            seq: c.seq,
         },
     )
 }
@@ -719,6 +734,7 @@ fn decode_cutoff(bytes: &[u8]) -> Result<Cutoff> {
     Ok(Cutoff {
         at: r.at,
         deleted: r.deleted,
+        seq: r.seq,
     })
 }
 
@@ -791,6 +807,7 @@ mod tests {
         let c = Cutoff {
             at: 7,
             deleted: true,
+            seq: 9,
         };
         assert_eq!(decode_cutoff(&encode_cutoff(c)).unwrap(), c);
         assert_eq!(decode_expiry(&encode_expiry(42)).unwrap(), 42);

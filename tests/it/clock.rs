@@ -157,3 +157,31 @@ fn a_shorter_ttl_after_restart_does_not_prune_early() {
         .resource(&bearer(&long))
         .assert_challenges(true);
 }
+
+#[test]
+fn a_second_cutoff_in_the_same_second_refuses_tokens_issued_between() {
+    let dir = TempDir::new("samesecond");
+    let server = InProcess::start(&dir, "", Clock::frozen());
+    let c = server.client;
+    c.register("alice", "alice-password");
+    let first = c.token("alice", "alice-password");
+    let logout_all = |token: &str| {
+        c.request(
+            "POST",
+            "/api/logout-all",
+            &[("Authorization", &bearer(token))],
+            None,
+        )
+        .status
+    };
+    assert_eq!(logout_all(&first), 200);
+    // Issued after the first cutoff, in its second: fresh, accepted.
+    let between = c.token("alice", "alice-password");
+    assert_eq!(c.resource(&bearer(&between)).status, 200);
+    assert_eq!(logout_all(&between), 200);
+    // The second cutoff, in the same second, refuses it.
+    c.resource(&bearer(&between)).assert_challenges(true);
+    c.resource(&bearer(&first)).assert_challenges(true);
+    let after = c.token("alice", "alice-password");
+    assert_eq!(c.resource(&bearer(&after)).status, 200);
+}

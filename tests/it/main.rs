@@ -6,6 +6,7 @@ mod browser;
 mod cli;
 mod clock;
 mod credentials;
+mod durability;
 mod errors;
 mod forward;
 mod keys;

@@ -195,6 +195,13 @@ impl Server {
         }
     }
 
+    /// Kills the server with SIGKILL (no drain, no flush) and waits.
+    pub fn crash(mut self) {
+        let mut child = self.child.take().expect("server already stopped");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// Stops and starts again on the same config (same data directory).
     pub fn restart(mut self) -> Server {
         assert!(self.terminate().success());
