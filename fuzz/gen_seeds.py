@@ -117,6 +117,8 @@ login_url = "https://auth.example.com/login"
 trusted_proxies = ["127.0.0.0/8", "::1", "fd00::/8"]
 """ % base64.b64encode(bytes(range(32))).decode())
     write("config", "empty", "")
+    with open(os.path.join(HERE, "..", "config", "latch.toml"), "rb") as f:
+        write("config", "shipped", f.read())
     write("config", "file-key", 'secret_key_file = "/etc/latch/key"\ntoken_ttl = 3600\n')
 
 

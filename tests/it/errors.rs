@@ -222,3 +222,124 @@ fn keep_alive_serves_many_requests() {
         assert_eq!(res.status, 200);
     }
 }
+
+/// A tiny deterministic generator (xorshift), so failures reproduce.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        let n = (self.next() % (max as u64 + 1)) as usize;
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn hundreds_of_random_malformed_requests() {
+    let (_dir, server) = setup("fuzzreq", "");
+    let c = server.client();
+    let token = c.token("alice", "alice-password");
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let methods: &[&[u8]] = &[
+        b"GET", b"POST", b"PUT", b"DELETE", b"PATCH", b"HEAD", b"OPTIONS", b"G\xffT", b"", b"TRACE",
+    ];
+    let paths: &[&[u8]] = &[
+        b"/",
+        b"/api/users",
+        b"/api/users/1",
+        b"/api/users/me",
+        b"/api/token",
+        b"/api/resource",
+        b"/login",
+        b"/logout",
+        b"/auth",
+        b"/auth/nginx",
+        b"/api/keys",
+        b"/api/keys/1",
+        b"/api/users/me/password",
+        b"/api/logout-all",
+        b"/%00",
+        b"/../../etc/passwd",
+        b"*",
+        b"/api/resource?auth_token=%",
+        b"/login?rd=%zz",
+        b"/auth?group=%ff",
+    ];
+    let headers: &[&[u8]] = &[
+        b"Authorization: Bearer ",
+        b"Authorization: Basic ",
+        b"Authentication-Token: ",
+        b"Cookie: latch_session=",
+        b"Content-Type: application/json",
+        b"Content-Type: application/x-www-form-urlencoded",
+        b"X-Forwarded-Uri: ",
+        b"X-Original-URL: ",
+        b"Accept: text/html",
+        b"Origin: ",
+        b"Content-Type: ",
+    ];
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..400 {
+        let mut req = Vec::new();
+        req.extend_from_slice(*rng.pick(methods));
+        req.push(b' ');
+        req.extend_from_slice(*rng.pick(paths));
+        if rng.next() % 4 == 0 {
+            req.extend_from_slice(&rng.bytes(8));
+        }
+        req.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+        for _ in 0..rng.next() % 4 {
+            req.extend_from_slice(*rng.pick(headers));
+            match rng.next() % 3 {
+                0 => req.extend_from_slice(token.as_bytes()),
+                1 => req.extend_from_slice(
+                    &rng.bytes(30)
+                        .iter()
+                        .map(|b| b.max(&32).min(&126))
+                        .copied()
+                        .collect::<Vec<_>>(),
+                ),
+                _ => req.extend_from_slice(&rng.bytes(30)),
+            }
+            req.extend_from_slice(b"\r\n");
+        }
+        let body = if rng.next() % 2 == 0 {
+            rng.bytes(64)
+        } else {
+            let pick = [
+                &br#"{"username":"alice","password":"alice-password"}"#[..],
+                b"{",
+                b"[]",
+                b"null",
+                br#"{"name":"k","expires_in":1e400}"#,
+            ];
+            (*rng.pick(&pick)).to_vec()
+        };
+        req.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+        req.extend_from_slice(&body);
+        let res = c.try_raw(&req).unwrap_or_else(|e| {
+            panic!(
+                "request {i} got no answer ({e}): {:?}",
+                String::from_utf8_lossy(&req)
+            )
+        });
+        assert!(
+            res.status < 500,
+            "request {i} got {}: {:?}",
+            res.status,
+            String::from_utf8_lossy(&req)
+        );
+        *statuses.entry(res.status).or_insert(0) += 1;
+    }
+    eprintln!("statuses: {statuses:?}");
+    assert!(statuses.len() >= 4, "too little variety: {statuses:?}");
+    c.assert_alive("alice", "alice-password");
+}

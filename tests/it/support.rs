@@ -283,6 +283,12 @@ impl Response {
 
 /// Reads one response from `stream`.
 pub fn read_response(stream: &mut impl Read) -> std::io::Result<Response> {
+    read_response_to(stream, false)
+}
+
+/// Reads one response; `head` when it answers a HEAD request (no body,
+/// whatever `Content-Length` says).
+pub fn read_response_to(stream: &mut impl Read, is_head: bool) -> std::io::Result<Response> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -309,7 +315,7 @@ pub fn read_response(stream: &mut impl Read) -> std::io::Result<Response> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
         .map(|(_, v)| v.parse::<usize>().unwrap());
-    let mut body = vec![0u8; len.unwrap_or(0)];
+    let mut body = vec![0u8; if is_head { 0 } else { len.unwrap_or(0) }];
     stream.read_exact(&mut body)?;
     Ok(Response {
         status,
@@ -341,7 +347,7 @@ impl Client {
     pub fn try_raw(&self, bytes: &[u8]) -> std::io::Result<Response> {
         let mut stream = self.connect();
         stream.write_all(bytes)?;
-        read_response(&mut stream)
+        read_response_to(&mut stream, bytes.starts_with(b"HEAD "))
     }
 
     /// A request with these headers and an optional body.
