@@ -303,8 +303,7 @@ fn hundreds_of_random_malformed_requests() {
                 1 => req.extend_from_slice(
                     &rng.bytes(30)
                         .iter()
-                        .map(|b| b.max(&32).min(&126))
-                        .copied()
+                        .map(|b| (*b).clamp(32, 126))
                         .collect::<Vec<_>>(),
                 ),
                 _ => req.extend_from_slice(&rng.bytes(30)),
