@@ -14,6 +14,7 @@ use crate::config::{Config, Registration};
 use crate::credentials::{Credential, API_KEY_PREFIX};
 use crate::crypto::{self, SigningKey};
 use crate::error::{Error, Kind, Refusal, Result};
+use crate::revoked::Revoked;
 use crate::store::{ApiKey, Store, User};
 use crate::token::{self, Claims, Keys};
 
@@ -93,6 +94,8 @@ pub struct Auth {
     /// API key uses not yet written, by key hash: (key id, time). Written
     /// by the housekeeping task so verification never writes.
     key_uses: Mutex<HashMap<[u8; 32], (u64, u64)>>,
+    /// Revoked token ids, in memory (the store is the truth).
+    revoked: Revoked,
 }
 
 impl Auth {
@@ -109,6 +112,7 @@ impl Auth {
             session_ttl,
             registration: config.registration,
             key_uses: Mutex::new(HashMap::new()),
+            revoked: Revoked::default(),
         })
     }
 
@@ -212,8 +216,9 @@ impl Auth {
         Ok(crypto::b64url_encode(&crypto::random_bytes::<16>()?))
     }
 
-    /// Verifies a token: MAC, expiry, then one store read for revocation
-    /// and the in-memory cutoff. Does no writes.
+    /// Verifies a token: MAC, expiry, then revocation and the user's cutoff,
+    /// both in memory. Does no writes and, once the revocations are loaded,
+    /// no reads.
     pub fn verify_token(&self, token: &str) -> Result<Identity> {
         let refused = |why: &dyn std::fmt::Debug| {
             Error::with_cause(
@@ -225,7 +230,7 @@ impl Auth {
             .keys
             .verify(token, self.now())
             .map_err(|why| refused(&why))?;
-        if self.store().is_revoked(&v.jti)? {
+        if self.revoked.contains(&v.jti, self.store())? {
             return Err(refused(&"revoked"));
         }
         if !self.accounts.token_allowed(v.user_id, v.iat, &v.jti)? {
@@ -288,7 +293,15 @@ impl Auth {
 
     /// Revokes one token, durably.
     pub async fn revoke(&self, token: TokenRef) -> Result<()> {
-        self.store().revoke(&token.jti, token.exp).await
+        self.store().revoke(&token.jti, token.exp).await?;
+        self.revoked.insert(token.jti, token.exp);
+        Ok(())
+    }
+
+    /// Loads the stored revocations into memory (start-up, in the
+    /// background; lookups use the store until it is done).
+    pub fn load_revocations(&self) -> Result<usize> {
+        self.revoked.load(self.store())
     }
 
     /// Creates an API key for `user_id`.
@@ -368,6 +381,7 @@ impl Auth {
 
     /// Prunes expired revocations, cutoffs and keys; returns entries removed.
     pub async fn prune(&self) -> Result<usize> {
+        self.revoked.prune(self.now());
         self.accounts.prune().await
     }
 

@@ -32,6 +32,12 @@ pub fn b64url_decode(text: &[u8]) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text).ok()
 }
 
+/// Decodes strict base64url into `out`; the decoded length, or `None` when
+/// the input is invalid or does not fit.
+pub fn b64url_decode_into(text: &[u8], out: &mut [u8]) -> Option<usize> {
+    URL_SAFE_NO_PAD.decode_slice(text, out).ok()
+}
+
 /// Standard base64 with padding, as keys and HTTP Basic use.
 pub fn b64_encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)

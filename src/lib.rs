@@ -31,6 +31,7 @@ pub mod error;
 pub mod hasher;
 pub mod http;
 pub mod redirect;
+pub mod revoked;
 pub mod regulation;
 pub mod store;
 pub mod token;
@@ -90,6 +91,13 @@ pub async fn run(
         .take()
         .ok_or_else(|| Error::internal("latch::run called twice on one App"))?;
     let admin = tokio::spawn(admin::serve(admin_listener, app.clone()));
+    {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || match app.auth.load_revocations() {
+            Ok(n) => tracing::debug!(revocations = n, "revocations loaded"),
+            Err(e) => tracing::error!("loading revocations failed (the store is used instead): {e}"),
+        });
+    }
     let housekeeping = tokio::spawn({
         let app = app.clone();
         async move { app.auth.housekeeping().await }

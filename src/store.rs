@@ -580,6 +580,20 @@ impl Store {
         }
     }
 
+    /// Every stored revocation: (jti, expiry).
+    pub fn revocations(&self) -> Result<Vec<([u8; crate::token::JTI_LEN], u64)>> {
+        self.revoked
+            .iter()
+            .filter_map(|entry| match entry {
+                Ok((jti, value)) => {
+                    let jti = <[u8; crate::token::JTI_LEN]>::try_from(jti.as_ref()).ok()?;
+                    Some(decode_expiry(&value).map(|exp| (jti, exp)))
+                }
+                Err(e) => Some(Err(e.into())),
+            })
+            .collect()
+    }
+
     /// How many revocations are stored.
     pub fn revocation_count(&self) -> usize {
         self.revoked.len()

@@ -33,6 +33,18 @@ pub struct Claims {
     pub jti: String,
 }
 
+/// [`Claims`] as read, borrowing from the decoded payload where it can.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClaimsRef<'a> {
+    sub: &'a str,
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+    iat: u64,
+    exp: u64,
+    jti: &'a str,
+}
+
 /// What a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -133,23 +145,31 @@ impl Keys {
             .chain(&self.previous)
             .find(|e| e.header == header)
             .ok_or(Invalid::Header)?;
-        let tag = crypto::b64url_decode(signature.as_bytes()).ok_or(Invalid::Malformed)?;
+        // Decoded into stack buffers: the verify path allocates only the
+        // username it returns.
+        let mut tag = [0u8; 32];
+        if crypto::b64url_decode_into(signature.as_bytes(), &mut tag) != Some(tag.len()) {
+            return Err(Invalid::Malformed);
+        }
         let signed = &token[..header.len() + 1 + payload.len()];
         if !entry.key.verify(signed.as_bytes(), &tag) {
             return Err(Invalid::Signature);
         }
-        let json = crypto::b64url_decode(payload.as_bytes()).ok_or(Invalid::Malformed)?;
-        let claims: Claims = serde_json::from_slice(&json).map_err(|_| Invalid::Claims)?;
+        let mut json = [0u8; MAX_TOKEN_LEN * 3 / 4 + 3];
+        let len = crypto::b64url_decode_into(payload.as_bytes(), &mut json).ok_or(Invalid::Malformed)?;
+        let claims: ClaimsRef<'_> =
+            serde_json::from_slice(&json[..len]).map_err(|_| Invalid::Claims)?;
         if claims.exp <= now {
             return Err(Invalid::Expired);
         }
-        let user_id = parse_id(&claims.sub).ok_or(Invalid::Claims)?;
-        let jti = crypto::b64url_decode(claims.jti.as_bytes())
-            .and_then(|b| <[u8; JTI_LEN]>::try_from(b).ok())
-            .ok_or(Invalid::Claims)?;
+        let user_id = parse_id(claims.sub).ok_or(Invalid::Claims)?;
+        let mut jti = [0u8; JTI_LEN];
+        if crypto::b64url_decode_into(claims.jti.as_bytes(), &mut jti) != Some(JTI_LEN) {
+            return Err(Invalid::Claims);
+        }
         Ok(Verified {
             user_id,
-            name: claims.name,
+            name: claims.name.into_owned(),
             iat: claims.iat,
             exp: claims.exp,
             jti,
