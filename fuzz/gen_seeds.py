@@ -59,6 +59,15 @@ def main() -> None:
     write("token", "alg-none", f"{none}.{p}.")
     write("token", "bad-mac", f"{h}.{p}.{b64url(bytes(32))}")
 
+    # token_claims: the payload (claims JSON) itself; the target signs it.
+    write("token_claims", "valid", claims())
+    write("token_claims", "escapes", '{"sub":"7","name":"\\u00e9\\ud83d\\ude00\\n é","iat":1,'
+          '"exp":4000000000,"jti":"CQkJCQkJCQkJCQkJCQkJCQ"}')
+    write("token_claims", "expired", claims(exp=1000))
+    write("token_claims", "big-numbers", claims(sub="18446744073709551615", iat=2**64 - 1, exp=2**64 - 1))
+    write("token_claims", "reordered", b'{"jti":"CQkJCQkJCQkJCQkJCQkJCQ","exp":4000000000,"iat":1,"name":"a","sub":"7"}')
+    write("token_claims", "extra-field", b'{"sub":"7","name":"a","iat":1,"exp":4000000000,"jti":"CQkJCQkJCQkJCQkJCQkJCQ","admin":true}')
+
     cred = {
         "bearer": f"Bearer {valid}",
         "basic": "Basic " + base64.b64encode(b"alice:s3cret:with:colons").decode(),

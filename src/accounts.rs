@@ -5,13 +5,15 @@
 //! when no server runs, so both apply the same rules.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto;
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::hasher::Hasher;
+use crate::password_cache::PasswordCache;
 use crate::regulation::Regulator;
 use crate::store::{Cutoff, NewUser, Store, User};
 use crate::token;
@@ -37,7 +39,30 @@ pub struct Accounts {
     max_ttl: u64,
     /// Failed-login counts and bans.
     regulator: Regulator,
+    /// Recent successful password checks (Basic auth without a hash per request).
+    password_cache: PasswordCache,
+    /// Profiles (name, email, groups) by user id, for forward auth; every
+    /// change to a user goes through this struct, which drops the entry.
+    profiles: RwLock<HashMap<u64, Arc<Profile>>>,
+    /// Bumped (under the `profiles` lock) whenever a profile is dropped, so
+    /// a lookup that read the store before a change never caches the old
+    /// version.
+    profile_epoch: AtomicU64,
 }
+
+/// What forward auth passes on about a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Username.
+    pub username: String,
+    /// Email, or empty.
+    pub email: String,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// Most profiles kept in memory; beyond it the cache starts over.
+const MAX_PROFILES: usize = 10_000;
 
 impl Accounts {
     /// Loads the cutoffs and records `max_ttl` (the longest token lifetime
@@ -52,6 +77,9 @@ impl Accounts {
             cutoffs: RwLock::new(cutoffs),
             max_ttl,
             regulator: Regulator::new(config.regulation),
+            password_cache: PasswordCache::new(config.hashing.cache_ttl.as_secs())?,
+            profiles: RwLock::new(HashMap::new()),
+            profile_epoch: AtomicU64::new(0),
         })
     }
 
@@ -122,14 +150,26 @@ impl Accounts {
         } else {
             self.store.user_by_name(login)?
         };
+        let now = self.clock.now();
         let banned = user
             .as_ref()
-            .is_some_and(|u| self.regulator.is_banned(u.id, self.clock.now()));
+            .is_some_and(|u| self.regulator.is_banned(u.id, now));
+        if let Some(u) = user.as_ref().filter(|_| !banned) {
+            if self
+                .password_cache
+                .hit(u.id, password, &u.password_hash, now)
+            {
+                self.regulator.succeeded(u.id);
+                return Ok(u.clone());
+            }
+        }
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password.to_owned(), phc).await?;
         match user {
             Some(user) if ok && !banned => {
                 self.regulator.succeeded(user.id);
+                self.password_cache
+                    .remember(user.id, password, &user.password_hash, now);
                 self.upgrade_hash(&user, password).await?;
                 Ok(user)
             }
@@ -198,6 +238,7 @@ impl Accounts {
         let cutoff = self.new_cutoff(true)?;
         self.store.delete_user(user, cutoff).await?;
         self.remember_cutoff(user.id, cutoff);
+        self.forget_profile(user.id);
         tracing::info!(user_id = user.id, "deleted a user");
         Ok(())
     }
@@ -209,7 +250,44 @@ impl Accounts {
             .store
             .modify_user(user.id, |u| u.groups = groups.clone())
             .await?;
+        self.forget_profile(user.id);
         updated.ok_or_else(|| Error::new(Kind::NotFound))
+    }
+
+    /// The user's profile, from memory when it can; `None` for no user.
+    pub fn profile(&self, user_id: u64) -> Result<Option<Arc<Profile>>> {
+        if let Some(p) = self
+            .profiles
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&user_id)
+        {
+            return Ok(Some(p.clone()));
+        }
+        let epoch = self.profile_epoch.load(Ordering::Acquire);
+        let Some(user) = self.store.user(user_id)? else {
+            return Ok(None);
+        };
+        let profile = Arc::new(Profile {
+            username: user.username,
+            email: user.email.unwrap_or_default(),
+            groups: user.groups,
+        });
+        let mut profiles = self.profiles.write().unwrap_or_else(|e| e.into_inner());
+        if profiles.len() >= MAX_PROFILES {
+            profiles.clear();
+        }
+        // A change racing this read must win: cache only if none happened.
+        if self.profile_epoch.load(Ordering::Acquire) == epoch && !self.is_deleted(user_id) {
+            profiles.insert(user_id, profile.clone());
+        }
+        Ok(Some(profile))
+    }
+
+    fn forget_profile(&self, user_id: u64) {
+        let mut profiles = self.profiles.write().unwrap_or_else(|e| e.into_inner());
+        self.profile_epoch.fetch_add(1, Ordering::AcqRel);
+        profiles.remove(&user_id);
     }
 
     /// A cutoff at the current second with a fresh sequence number.
@@ -267,6 +345,7 @@ impl Accounts {
     pub async fn prune(&self) -> Result<usize> {
         let now = self.clock.now();
         self.regulator.prune(now);
+        self.password_cache.prune(now);
         let removed = self.store.prune(now, self.max_ttl).await?;
         let kept: HashMap<u64, Cutoff> = self.store.cutoffs()?.into_iter().collect();
         *self.cutoffs.write().unwrap_or_else(|e| e.into_inner()) = kept;

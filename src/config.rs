@@ -74,6 +74,7 @@ struct RawScrypt {
     p: Option<u32>,
     max_concurrent: Option<usize>,
     max_queue: Option<usize>,
+    cache_ttl: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +197,9 @@ pub struct Hashing {
     pub max_concurrent: usize,
     /// Requests allowed to wait for a hashing slot; beyond that, 503.
     pub max_queue: usize,
+    /// How long a successful password check is remembered (zero: never),
+    /// so Basic auth does not cost a hash per request.
+    pub cache_ttl: Duration,
 }
 
 /// HTTP limits.
@@ -437,8 +441,12 @@ impl Config {
         };
         cost.check()
             .map_err(|e| Error::config(format_args!("config: [scrypt] {e}")))?;
+        // One core stays free for verifying tokens during a login flood.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let max_concurrent = raw.scrypt.max_concurrent.unwrap_or(cores);
+        let max_concurrent = raw
+            .scrypt
+            .max_concurrent
+            .unwrap_or(cores.saturating_sub(1).max(1));
         if max_concurrent == 0 {
             return Err(Error::config(
                 "config: [scrypt] max_concurrent must be at least 1",
@@ -447,7 +455,11 @@ impl Config {
         let hashing = Hashing {
             cost,
             max_concurrent,
-            max_queue: raw.scrypt.max_queue.unwrap_or(64),
+            max_queue: raw.scrypt.max_queue.unwrap_or(32),
+            cache_ttl: match raw.scrypt.cache_ttl {
+                Some(d) => d.parse_or_zero("[scrypt] cache_ttl")?,
+                None => Duration::from_secs(120),
+            },
         };
         let limits = Limits {
             max_body: raw.limits.max_body.unwrap_or(16 * 1024),
@@ -708,6 +720,7 @@ impl fmt::Display for Config {
             "max_concurrent = {}\nmax_queue = {}",
             h.max_concurrent, h.max_queue
         )?;
+        writeln!(f, "cache_ttl = {}", h.cache_ttl.as_secs())?;
         writeln!(f, "\n[limits]")?;
         writeln!(f, "max_body = {}", self.limits.max_body)?;
         writeln!(

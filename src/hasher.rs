@@ -117,6 +117,7 @@ mod tests {
             },
             max_concurrent,
             max_queue,
+            cache_ttl: std::time::Duration::ZERO,
         }
     }
 

@@ -30,9 +30,10 @@ pub mod crypto;
 pub mod error;
 pub mod hasher;
 pub mod http;
+pub mod password_cache;
 pub mod redirect;
-pub mod revoked;
 pub mod regulation;
+pub mod revoked;
 pub mod store;
 pub mod token;
 
@@ -95,7 +96,9 @@ pub async fn run(
         let app = app.clone();
         tokio::task::spawn_blocking(move || match app.auth.load_revocations() {
             Ok(n) => tracing::debug!(revocations = n, "revocations loaded"),
-            Err(e) => tracing::error!("loading revocations failed (the store is used instead): {e}"),
+            Err(e) => {
+                tracing::error!("loading revocations failed (the store is used instead): {e}")
+            }
         });
     }
     let housekeeping = tokio::spawn({

@@ -47,7 +47,12 @@ impl Revoked {
 
     /// Whether `jti` is revoked: from memory once loaded, else the store.
     pub fn contains(&self, jti: &[u8; JTI_LEN], store: &Store) -> Result<bool> {
-        if self.ids.read().unwrap_or_else(|e| e.into_inner()).contains_key(jti) {
+        if self
+            .ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(jti)
+        {
             return Ok(true);
         }
         if self.complete.load(Ordering::Acquire) {
@@ -93,7 +98,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("latch-revoked-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         rt.block_on(store.revoke(&[1u8; JTI_LEN], 100)).unwrap();
         let revoked = Revoked::default();
         // Not loaded yet: the store answers.

@@ -156,7 +156,8 @@ impl Keys {
             return Err(Invalid::Signature);
         }
         let mut json = [0u8; MAX_TOKEN_LEN * 3 / 4 + 3];
-        let len = crypto::b64url_decode_into(payload.as_bytes(), &mut json).ok_or(Invalid::Malformed)?;
+        let len =
+            crypto::b64url_decode_into(payload.as_bytes(), &mut json).ok_or(Invalid::Malformed)?;
         let claims: ClaimsRef<'_> =
             serde_json::from_slice(&json[..len]).map_err(|_| Invalid::Claims)?;
         if claims.exp <= now {

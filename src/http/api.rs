@@ -123,10 +123,16 @@ pub async fn token(app: &App, parts: &Parts) -> Result<Response<Body>> {
 
 /// `GET /api/resource`: the REST-auth greeting, for any credential.
 pub async fn resource(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    #[derive(serde::Serialize)]
+    struct Greeting<'a> {
+        data: std::fmt::Arguments<'a>,
+    }
     let who = authenticate(app, parts).await?;
     Ok(response::json(
         StatusCode::OK,
-        &json!({"data": format!("Hello, {}!", who.username)}),
+        &Greeting {
+            data: format_args!("Hello, {}!", who.username),
+        },
     ))
 }
 

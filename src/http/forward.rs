@@ -107,13 +107,16 @@ pub async fn check(
         }
         Err(e) => return Err(e),
     };
-    let Some(user) = app.auth.accounts().user(who.user_id)? else {
+    let Some(user) = app.auth.accounts().profile(who.user_id)? else {
         let e = Error::unauthorized(crate::error::Refusal::BadToken);
         return Ok(unauthenticated(app, parts, &original, flavor, &e));
     };
     let required = required_groups(parts);
     if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
-        tracing::info!(user_id = user.id, "forward auth: not in a required group");
+        tracing::info!(
+            user_id = who.user_id,
+            "forward auth: not in a required group"
+        );
         return Err(Error::new(Kind::Forbidden("not in a group allowed here")));
     }
     let mut res = response::empty(StatusCode::OK);
@@ -121,10 +124,7 @@ pub async fn check(
     let value = |s: &str| HeaderValue::from_bytes(s.as_bytes()).map_err(Error::internal);
     h.insert(REMOTE_USER.clone(), value(&user.username)?);
     h.insert(REMOTE_GROUPS.clone(), value(&user.groups.join(","))?);
-    h.insert(
-        REMOTE_EMAIL.clone(),
-        value(user.email.as_deref().unwrap_or(""))?,
-    );
+    h.insert(REMOTE_EMAIL.clone(), value(&user.email)?);
     h.insert(REMOTE_NAME.clone(), value(&user.username)?);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
@@ -132,7 +132,7 @@ pub async fn check(
 
 /// `?group=G&group=H`: the groups of which the user must have one.
 fn required_groups(parts: &Parts) -> Vec<String> {
-    let Some(query) = parts.uri.query() else {
+    let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) else {
         return Vec::new();
     };
     credentials::parse_form(query.as_bytes())
