@@ -530,6 +530,42 @@ impl Store {
         self.flush().await
     }
 
+    /// Loads users in bulk, one batch per tree and no flush (call
+    /// [`Store::flush_blocking`] after): for seeding benchmarks. Ids must
+    /// come from [`Store::new_id`] and names must be new.
+    pub fn import_users(&self, users: &[User]) -> Result<()> {
+        let (mut records, mut names, mut emails) = (
+            sled::Batch::default(),
+            sled::Batch::default(),
+            sled::Batch::default(),
+        );
+        for user in users {
+            let id = user.id.to_be_bytes();
+            records.insert(&id, encode_user(user));
+            names.insert(index_key(&user.username), &id);
+            if let Some(email) = &user.email {
+                emails.insert(index_key(email), &id);
+            }
+        }
+        self.users.apply_batch(records)?;
+        self.usernames.apply_batch(names)?;
+        self.emails.apply_batch(emails)?;
+        Ok(())
+    }
+
+    /// Loads revocations in bulk, without a flush (see [`Store::import_users`]).
+    pub fn import_revocations(
+        &self,
+        revocations: &[([u8; crate::token::JTI_LEN], u64)],
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (jti, exp) in revocations {
+            batch.insert(jti, &encode_expiry(*exp));
+        }
+        self.revoked.apply_batch(batch)?;
+        Ok(())
+    }
+
     // ---- revocation ----
 
     /// Records that the token `jti` is revoked until `exp`.
