@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::crypto;
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::hasher::Hasher;
+use crate::metrics::{LoginResult, Metrics};
 use crate::password_cache::PasswordCache;
 use crate::regulation::Regulator;
 use crate::store::{Cutoff, NewUser, Store, User};
@@ -48,6 +49,8 @@ pub struct Accounts {
     /// a lookup that read the store before a change never caches the old
     /// version.
     profile_epoch: AtomicU64,
+    /// Counters for `/metrics`.
+    metrics: Arc<Metrics>,
 }
 
 /// What forward auth passes on about a user.
@@ -67,7 +70,13 @@ const MAX_PROFILES: usize = 10_000;
 impl Accounts {
     /// Loads the cutoffs and records `max_ttl` (the longest token lifetime
     /// the caller will issue).
-    pub fn new(config: &Config, store: Store, clock: Clock, max_ttl: u64) -> Result<Accounts> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        clock: Clock,
+        max_ttl: u64,
+        metrics: Arc<Metrics>,
+    ) -> Result<Accounts> {
         let max_ttl = store.raise_max_ttl(max_ttl)?;
         let cutoffs = store.cutoffs()?.into_iter().collect();
         Ok(Accounts {
@@ -80,6 +89,7 @@ impl Accounts {
             password_cache: PasswordCache::new(config.hashing.cache_ttl.as_secs())?,
             profiles: RwLock::new(HashMap::new()),
             profile_epoch: AtomicU64::new(0),
+            metrics,
         })
     }
 
@@ -96,6 +106,11 @@ impl Accounts {
     /// The hashing pool.
     pub fn hasher(&self) -> &Hasher {
         &self.hasher
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Creates an account.
@@ -136,6 +151,11 @@ impl Accounts {
             .ok_or_else(|| Error::new(Kind::NotFound))
     }
 
+    /// How many users exist.
+    pub fn user_count(&self) -> usize {
+        self.store.user_count()
+    }
+
     /// Every user.
     pub fn users(&self) -> Result<Vec<User>> {
         self.store.users()
@@ -160,6 +180,7 @@ impl Accounts {
                 .hit(u.id, password, &u.password_hash, now)
             {
                 self.regulator.succeeded(u.id);
+                self.metrics.login(LoginResult::Success);
                 return Ok(u.clone());
             }
         }
@@ -167,6 +188,7 @@ impl Accounts {
         let ok = self.hasher.verify(password.to_owned(), phc).await?;
         match user {
             Some(user) if ok && !banned => {
+                self.metrics.login(LoginResult::Success);
                 self.regulator.succeeded(user.id);
                 self.password_cache
                     .remember(user.id, password, &user.password_hash, now);
@@ -174,11 +196,14 @@ impl Accounts {
                 Ok(user)
             }
             Some(user) if banned => {
+                self.metrics.login(LoginResult::Banned);
                 tracing::warn!(user_id = user.id, "refused a login: the account is banned");
                 Err(Error::unauthorized(Refusal::BadPassword))
             }
             Some(user) => {
+                self.metrics.login(LoginResult::Failure);
                 if let Some(until) = self.regulator.failed(user.id, self.clock.now()) {
+                    self.metrics.ban();
                     tracing::warn!(
                         user_id = user.id,
                         banned_until = until,
@@ -187,7 +212,10 @@ impl Accounts {
                 }
                 Err(Error::unauthorized(Refusal::BadPassword))
             }
-            None => Err(Error::unauthorized(Refusal::BadPassword)),
+            None => {
+                self.metrics.login(LoginResult::Failure);
+                Err(Error::unauthorized(Refusal::BadPassword))
+            }
         }
     }
 
@@ -216,6 +244,7 @@ impl Accounts {
             )));
         }
         self.remember_cutoff(user.id, cutoff);
+        self.metrics.revocation();
         tracing::info!(
             user_id = user.id,
             "password changed; earlier tokens refused"
@@ -228,6 +257,7 @@ impl Accounts {
         let cutoff = self.new_cutoff(false)?;
         self.store.set_cutoff(user_id, cutoff).await?;
         self.remember_cutoff(user_id, cutoff);
+        self.metrics.revocation();
         tracing::info!(user_id, "logged out everywhere");
         Ok(())
     }
@@ -239,6 +269,7 @@ impl Accounts {
         self.store.delete_user(user, cutoff).await?;
         self.remember_cutoff(user.id, cutoff);
         self.forget_profile(user.id);
+        self.metrics.revocation();
         tracing::info!(user_id = user.id, "deleted a user");
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! calls it and never touches sled, ring or scrypt.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::accounts::Accounts;
@@ -14,6 +14,7 @@ use crate::config::{Config, Registration};
 use crate::credentials::{Credential, API_KEY_PREFIX};
 use crate::crypto::{self, SigningKey};
 use crate::error::{Error, Kind, Refusal, Result};
+use crate::metrics::{CredentialKind, Metrics};
 use crate::revoked::Revoked;
 use crate::store::{ApiKey, Store, User};
 use crate::token::{self, Claims, Keys};
@@ -105,7 +106,13 @@ impl Auth {
         let session_ttl = config.forward_auth.session_ttl.as_secs();
         let signing = SigningKey::new(key);
         Ok(Auth {
-            accounts: Accounts::new(config, store, clock, token_ttl.max(session_ttl))?,
+            accounts: Accounts::new(
+                config,
+                store,
+                clock,
+                token_ttl.max(session_ttl),
+                Arc::default(),
+            )?,
             form_key: signing.derive(b"latch login form"),
             keys: Keys::new(signing, Vec::new()),
             token_ttl,
@@ -175,6 +182,7 @@ impl Auth {
         self.accounts
             .note_issued(user.id, now, &jti, claims.exp)
             .await?;
+        self.accounts.metrics().token_issued();
         Ok(Issued {
             token: self.keys.sign(&claims),
             duration: ttl,
@@ -277,24 +285,43 @@ impl Auth {
 
     /// Accepts any credential: a token, an API key, or a username and password.
     pub async fn authenticate(&self, credential: &Credential<'_>) -> Result<Identity> {
-        match credential {
-            Credential::Token(t) if t.starts_with(API_KEY_PREFIX) => self.verify_key(t),
-            Credential::Token(t) => self.verify_token(t),
-            Credential::Password { username, password } => {
-                let user = self.accounts.login(username, password).await?;
-                Ok(Identity {
-                    user_id: user.id,
-                    username: user.username,
-                    via: Via::Password,
-                })
+        let (kind, outcome) = match credential {
+            Credential::Token(t) if t.starts_with(API_KEY_PREFIX) => {
+                (CredentialKind::ApiKey, self.verify_key(t))
             }
-        }
+            Credential::Token(t) => (CredentialKind::Token, self.verify_token(t)),
+            Credential::Password { username, password } => (
+                CredentialKind::Password,
+                self.accounts
+                    .login(username, password)
+                    .await
+                    .map(|user| Identity {
+                        user_id: user.id,
+                        username: user.username,
+                        via: Via::Password,
+                    }),
+            ),
+        };
+        self.metrics().verification(kind, outcome.is_ok());
+        outcome
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        self.accounts.metrics()
+    }
+
+    /// Whether the store reads and flushes (the health check).
+    pub async fn check_store(&self) -> Result<()> {
+        self.store().user(0)?;
+        self.store().flush().await
     }
 
     /// Revokes one token, durably.
     pub async fn revoke(&self, token: TokenRef) -> Result<()> {
         self.store().revoke(&token.jti, token.exp).await?;
         self.revoked.insert(token.jti, token.exp);
+        self.metrics().revocation();
         Ok(())
     }
 

@@ -247,7 +247,13 @@ fn offline(config: &Config, request: Request) -> Result<Reply> {
         .build()
         .map_err(Error::internal)?;
     runtime.block_on(async {
-        let accounts = Accounts::new(config, store, Clock::system(), config.token_ttl.as_secs())?;
+        let accounts = Accounts::new(
+            config,
+            store,
+            Clock::system(),
+            config.token_ttl.as_secs(),
+            Default::default(),
+        )?;
         let reply = admin::execute(&accounts, request).await;
         accounts.store().flush().await?;
         Ok(reply)

@@ -30,6 +30,8 @@ pub enum Kind {
     UnsupportedMediaType,
     /// The password-hashing queue is full; try again shortly. 503.
     Busy,
+    /// The store does not answer (health check). 503.
+    Unavailable,
     /// Our fault: the store, the disk, a corrupt record. 500, cause logged.
     Internal,
     /// Configuration is invalid; start-up stops with this line.
@@ -125,7 +127,7 @@ impl Error {
             Kind::Timeout => 408,
             Kind::PayloadTooLarge => 413,
             Kind::UnsupportedMediaType => 415,
-            Kind::Busy => 503,
+            Kind::Busy | Kind::Unavailable => 503,
             Kind::Internal | Kind::Config | Kind::Store => 500,
         }
     }
@@ -144,6 +146,7 @@ impl Error {
             Kind::PayloadTooLarge => "payload_too_large",
             Kind::UnsupportedMediaType => "unsupported_media_type",
             Kind::Busy => "busy",
+            Kind::Unavailable => "unavailable",
             Kind::Internal | Kind::Config | Kind::Store => "internal_error",
         }
     }
@@ -165,6 +168,7 @@ impl Error {
             Kind::PayloadTooLarge => "request body too large",
             Kind::UnsupportedMediaType => "expected a JSON body (application/json)",
             Kind::Busy => "too many password checks in progress, retry shortly",
+            Kind::Unavailable => "the store does not answer",
             Kind::Internal | Kind::Config | Kind::Store => "internal server error",
         }
     }

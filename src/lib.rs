@@ -30,6 +30,7 @@ pub mod crypto;
 pub mod error;
 pub mod hasher;
 pub mod http;
+pub mod metrics;
 pub mod password_cache;
 pub mod redirect;
 pub mod regulation;

@@ -11,7 +11,8 @@
 //!   tokens issued in the very second of their user's cutoff, after it
 //! - `keys`: SHA-256 of an API key → versioned [`ApiKey`] record
 //! - `user_keys`: user id (u64 BE) ++ key id (u64 BE) → SHA-256 of the key
-//! - `meta`: `schema` → schema version (u32 BE); `max_ttl` → the longest
+//! - `meta`: `schema` → schema version (u32 BE); `user_count` (u64 BE);
+//!   `max_ttl` → the longest
 //!   token lifetime ever configured (u64 BE). The file `latch-schema`
 //!   beside the database says the schema was written.
 //!
@@ -29,6 +30,25 @@ use crate::error::{Error, Kind, Result};
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// `meta` key of the user count.
+const USER_COUNT: &str = "user_count";
+
+/// Adjusts the user count inside a transaction.
+fn add_to_count(
+    meta: &sled::transaction::TransactionalTree,
+    delta: i64,
+) -> std::result::Result<(), sled::transaction::ConflictableTransactionError<Error>> {
+    let current = meta
+        .get(USER_COUNT)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes);
+    meta.insert(
+        USER_COUNT,
+        &current.saturating_add_signed(delta).to_be_bytes(),
+    )?;
+    Ok(())
+}
 
 /// File in the data directory saying a schema was written (see `check_schema`).
 const SCHEMA_MARKER: &str = "latch-schema";
@@ -369,20 +389,23 @@ impl Store {
         let name_key = index_key(&user.username);
         let email_key = user.email.as_deref().map(index_key);
         let id_bytes = id.to_be_bytes();
-        (&self.users, &self.usernames, &self.emails).transaction(|(users, names, emails)| {
-            if names.get(&name_key)?.is_some() {
-                return abort(Error::new(Kind::Conflict("username is taken")));
-            }
-            if let Some(key) = &email_key {
-                if emails.get(key)?.is_some() {
-                    return abort(Error::new(Kind::Conflict("email is taken")));
+        (&self.users, &self.usernames, &self.emails, &self.meta).transaction(
+            |(users, names, emails, meta)| {
+                if names.get(&name_key)?.is_some() {
+                    return abort(Error::new(Kind::Conflict("username is taken")));
                 }
-                emails.insert(key.as_slice(), &id_bytes)?;
-            }
-            names.insert(name_key.as_slice(), &id_bytes)?;
-            users.insert(&id_bytes, record.as_slice())?;
-            Ok(())
-        })?;
+                if let Some(key) = &email_key {
+                    if emails.get(key)?.is_some() {
+                        return abort(Error::new(Kind::Conflict("email is taken")));
+                    }
+                    emails.insert(key.as_slice(), &id_bytes)?;
+                }
+                names.insert(name_key.as_slice(), &id_bytes)?;
+                users.insert(&id_bytes, record.as_slice())?;
+                add_to_count(meta, 1)?;
+                Ok(())
+            },
+        )?;
         self.flush().await?;
         Ok(user)
     }
@@ -423,9 +446,15 @@ impl Store {
             .collect()
     }
 
-    /// How many users exist.
+    /// How many users exist (a counter kept beside them: sled's own
+    /// `len` scans the whole tree).
     pub fn user_count(&self) -> usize {
-        self.users.len()
+        self.meta
+            .get(USER_COUNT)
+            .ok()
+            .flatten()
+            .and_then(|v| be_u64(&v, "the user count").ok())
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     /// Applies `change` to the user's record atomically (compare-and-swap,
@@ -513,9 +542,12 @@ impl Store {
             &self.cutoffs,
             &self.keys,
             &self.user_keys,
+            &self.meta,
         )
-            .transaction(|(users, names, emails, cutoffs, keys, user_keys)| {
-                users.remove(&id)?;
+            .transaction(|(users, names, emails, cutoffs, keys, user_keys, meta)| {
+                if users.remove(&id)?.is_some() {
+                    add_to_count(meta, -1)?;
+                }
                 names.remove(name_key.as_slice())?;
                 if let Some(e) = &email_key {
                     emails.remove(e.as_slice())?;
@@ -550,6 +582,8 @@ impl Store {
         self.users.apply_batch(records)?;
         self.usernames.apply_batch(names)?;
         self.emails.apply_batch(emails)?;
+        let count = self.user_count() as u64 + users.len() as u64;
+        self.meta.insert(USER_COUNT, &count.to_be_bytes())?;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod forward;
+pub mod ops;
 pub mod pages;
 pub mod request;
 pub mod response;

@@ -12,6 +12,8 @@
 //! | `GET /` | the signed-in page |
 //! | any `/auth` | forward auth for Traefik and Caddy (redirects browsers) |
 //! | any `/auth/nginx` | forward auth for nginx `auth_request` (never redirects) |
+//! | `GET /healthz` | 200 while the store answers, else 503 |
+//! | `GET /metrics` | Prometheus text format |
 //! | `GET /api/users/me` | the caller's record with email and groups |
 //! | `DELETE /api/users/me` | delete the caller's account (Basic password) |
 //! | `PUT /api/users/me/password` | change the password, revoke earlier tokens |
@@ -24,13 +26,15 @@ use hyper::body::Body as HttpBody;
 use hyper::{Method, Request, Response};
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use hyper::header;
 
 use super::forward::{self, Flavor};
 use super::response::{self, Body};
-use super::{api, pages, request};
+use super::{api, ops, pages, request};
 use crate::error::{Error, Kind, Result};
+use crate::metrics::Route::{self, *};
 use crate::App;
 
 /// Paths deeper than this are 404 without further thought.
@@ -57,46 +61,61 @@ where
         );
         return res;
     }
+    let started = Instant::now();
     let mut buf = [""; MAX_SEGMENTS];
     let segments = segments(parts.uri.path(), &mut buf);
-    let result: Result<Response<Body>> = match (&parts.method, segments) {
-        (&Method::POST, Some(["api", "users"])) => api::register(app, &parts, body).await,
-        (_, Some(["api", "users"])) => Err(not_allowed("POST")),
-        (&Method::GET, Some(["api", "users", "me"])) => api::me(app, &parts).await,
-        (&Method::DELETE, Some(["api", "users", "me"])) => api::delete_me(app, &parts).await,
-        (_, Some(["api", "users", "me"])) => Err(not_allowed("GET, DELETE")),
+    let (route, result): (Route, Result<Response<Body>>) = match (&parts.method, segments) {
+        (&Method::POST, Some(["api", "users"])) => (Users, api::register(app, &parts, body).await),
+        (_, Some(["api", "users"])) => (Users, Err(not_allowed("POST"))),
+        (&Method::GET, Some(["api", "users", "me"])) => (Me, api::me(app, &parts).await),
+        (&Method::DELETE, Some(["api", "users", "me"])) => (Me, api::delete_me(app, &parts).await),
+        (_, Some(["api", "users", "me"])) => (Me, Err(not_allowed("GET, DELETE"))),
         (&Method::PUT, Some(["api", "users", "me", "password"])) => {
-            api::change_password(app, &parts, body).await
+            (Password, api::change_password(app, &parts, body).await)
         }
-        (_, Some(["api", "users", "me", "password"])) => Err(not_allowed("PUT")),
-        (&Method::GET, Some(["api", "users", id])) => api::user(app, id),
-        (_, Some(["api", "users", _])) => Err(not_allowed("GET")),
-        (&Method::GET, Some(["api", "token"])) => api::token(app, &parts).await,
-        (_, Some(["api", "token"])) => Err(not_allowed("GET")),
-        (&Method::GET, Some(["api", "resource"])) => api::resource(app, &parts).await,
-        (_, Some(["api", "resource"])) => Err(not_allowed("GET")),
-        (&Method::POST, Some(["api", "logout-all"])) => api::logout_all(app, &parts).await,
-        (_, Some(["api", "logout-all"])) => Err(not_allowed("POST")),
-        (&Method::POST, Some(["api", "keys"])) => api::create_key(app, &parts, body).await,
-        (&Method::GET, Some(["api", "keys"])) => api::list_keys(app, &parts).await,
-        (_, Some(["api", "keys"])) => Err(not_allowed("GET, POST")),
-        (&Method::DELETE, Some(["api", "keys", id])) => api::delete_key(app, &parts, id).await,
-        (_, Some(["api", "keys", _])) => Err(not_allowed("DELETE")),
-        (&Method::GET, Some(["login"])) => pages::login_form(app, &parts).await,
+        (_, Some(["api", "users", "me", "password"])) => (Password, Err(not_allowed("PUT"))),
+        (&Method::GET, Some(["api", "users", id])) => (User, api::user(app, id)),
+        (_, Some(["api", "users", _])) => (User, Err(not_allowed("GET"))),
+        (&Method::GET, Some(["api", "token"])) => (Token, api::token(app, &parts).await),
+        (_, Some(["api", "token"])) => (Token, Err(not_allowed("GET"))),
+        (&Method::GET, Some(["api", "resource"])) => (Resource, api::resource(app, &parts).await),
+        (_, Some(["api", "resource"])) => (Resource, Err(not_allowed("GET"))),
+        (&Method::POST, Some(["api", "logout-all"])) => {
+            (LogoutAll, api::logout_all(app, &parts).await)
+        }
+        (_, Some(["api", "logout-all"])) => (LogoutAll, Err(not_allowed("POST"))),
+        (&Method::POST, Some(["api", "keys"])) => (Keys, api::create_key(app, &parts, body).await),
+        (&Method::GET, Some(["api", "keys"])) => (Keys, api::list_keys(app, &parts).await),
+        (_, Some(["api", "keys"])) => (Keys, Err(not_allowed("GET, POST"))),
+        (&Method::DELETE, Some(["api", "keys", id])) => {
+            (Key, api::delete_key(app, &parts, id).await)
+        }
+        (_, Some(["api", "keys", _])) => (Key, Err(not_allowed("DELETE"))),
+        (&Method::GET, Some(["login"])) => (Login, pages::login_form(app, &parts).await),
         (&Method::POST, Some(["login"])) if request::is_form(&parts) => {
-            pages::login_submit(app, &parts, body).await
+            (Login, pages::login_submit(app, &parts, body).await)
         }
-        (&Method::POST, Some(["login"])) => api::login_json(app, &parts, body).await,
-        (_, Some(["login"])) => Err(not_allowed("GET, POST")),
-        (&Method::POST, Some(["logout"])) => pages::logout(app, &parts, body).await,
-        (_, Some(["logout"])) => Err(not_allowed("POST")),
-        (&Method::GET, Some([""])) => pages::home(app, &parts).await,
-        (_, Some([""])) => Err(not_allowed("GET")),
-        (_, Some(["auth"])) => forward::check(app, &parts, peer, Flavor::Redirecting).await,
-        (_, Some(["auth", "nginx"])) => forward::check(app, &parts, peer, Flavor::Nginx).await,
-        _ => Err(Error::new(Kind::NotFound)),
+        (&Method::POST, Some(["login"])) => (Login, api::login_json(app, &parts, body).await),
+        (_, Some(["login"])) => (Login, Err(not_allowed("GET, POST"))),
+        (&Method::POST, Some(["logout"])) => (Logout, pages::logout(app, &parts, body).await),
+        (_, Some(["logout"])) => (Logout, Err(not_allowed("POST"))),
+        (&Method::GET, Some([""])) => (Home, pages::home(app, &parts).await),
+        (_, Some([""])) => (Home, Err(not_allowed("GET"))),
+        (_, Some(["auth"])) => (
+            Auth,
+            forward::check(app, &parts, peer, Flavor::Redirecting).await,
+        ),
+        (_, Some(["auth", "nginx"])) => (
+            AuthNginx,
+            forward::check(app, &parts, peer, Flavor::Nginx).await,
+        ),
+        (&Method::GET, Some(["healthz"])) => (Healthz, ops::healthz(app).await),
+        (_, Some(["healthz"])) => (Healthz, Err(not_allowed("GET"))),
+        (&Method::GET, Some(["metrics"])) => (Metrics, Ok(ops::metrics(app))),
+        (_, Some(["metrics"])) => (Metrics, Err(not_allowed("GET"))),
+        _ => (Other, Err(Error::new(Kind::NotFound))),
     };
-    result.unwrap_or_else(|e| {
+    let res =     result.unwrap_or_else(|e| {
         match e.status() {
             500.. => {
                 tracing::error!(method = %parts.method, path = parts.uri.path(), cause = e.cause(), "request failed")
@@ -110,7 +129,11 @@ where
             ),
         }
         response::error(&e)
-    })
+    });
+    app.auth
+        .metrics()
+        .request(route, res.status().as_u16(), started.elapsed());
+    res
 }
 
 fn not_allowed(allow: &'static str) -> Error {

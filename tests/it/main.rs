@@ -12,6 +12,7 @@ mod forward;
 mod keys;
 mod lifecycle;
 mod limits;
+mod ops;
 mod props;
 mod proxies;
 mod readme;

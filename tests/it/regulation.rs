@@ -142,7 +142,7 @@ fn bans_are_logged() {
     c.resource(&basic("alice", "wrong-password"));
     c.resource(&basic("alice", "wrong-password"));
     assert_eq!(c.resource(&basic("alice", "alice-password")).status, 401);
-    let log = server.log();
+    let log = server.log_containing("refused a login: the account is banned");
     assert!(
         log.contains("banned an account after repeated failed logins"),
         "{log}"

@@ -172,6 +172,20 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The log, once it contains `needle` (lines arrive through a pipe, a
+    /// moment after the request that caused them); panics after 10 s.
+    pub fn log_containing(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "{needle:?} never logged:\n{log}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> ExitStatus {
         self.terminate()

@@ -1,0 +1,299 @@
+//! Counters for `GET /metrics`, in the Prometheus text format.
+//!
+//! Every counter is a relaxed atomic: counting costs the hot path one
+//! uncontended atomic add, never a lock.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// The routes requests are counted by (a fixed set, so labels stay bounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Route {
+    Users,
+    User,
+    Me,
+    Password,
+    Token,
+    Resource,
+    LogoutAll,
+    Keys,
+    Key,
+    Login,
+    Logout,
+    Home,
+    Auth,
+    AuthNginx,
+    Healthz,
+    Metrics,
+    OpenApi,
+    Other,
+}
+
+impl Route {
+    const ALL: [Route; 18] = [
+        Route::Users,
+        Route::User,
+        Route::Me,
+        Route::Password,
+        Route::Token,
+        Route::Resource,
+        Route::LogoutAll,
+        Route::Keys,
+        Route::Key,
+        Route::Login,
+        Route::Logout,
+        Route::Home,
+        Route::Auth,
+        Route::AuthNginx,
+        Route::Healthz,
+        Route::Metrics,
+        Route::OpenApi,
+        Route::Other,
+    ];
+
+    /// The `route` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Users => "/api/users",
+            Route::User => "/api/users/{id}",
+            Route::Me => "/api/users/me",
+            Route::Password => "/api/users/me/password",
+            Route::Token => "/api/token",
+            Route::Resource => "/api/resource",
+            Route::LogoutAll => "/api/logout-all",
+            Route::Keys => "/api/keys",
+            Route::Key => "/api/keys/{id}",
+            Route::Login => "/login",
+            Route::Logout => "/logout",
+            Route::Home => "/",
+            Route::Auth => "/auth",
+            Route::AuthNginx => "/auth/nginx",
+            Route::Healthz => "/healthz",
+            Route::Metrics => "/metrics",
+            Route::OpenApi => "/openapi.yaml",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// How a password check ended.
+#[derive(Debug, Clone, Copy)]
+pub enum LoginResult {
+    /// The password matched.
+    Success,
+    /// It did not (or the user does not exist).
+    Failure,
+    /// The account is banned (answered like a failure).
+    Banned,
+}
+
+/// Which kind of credential was verified.
+#[derive(Debug, Clone, Copy)]
+pub enum CredentialKind {
+    /// A token (header, query or session cookie).
+    Token,
+    /// An API key.
+    ApiKey,
+    /// A username and password.
+    Password,
+}
+
+/// Upper bounds of the request-latency histogram, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// All counters.
+#[derive(Default)]
+pub struct Metrics {
+    logins: [AtomicU64; 3],
+    verifications: [[AtomicU64; 2]; 3],
+    tokens_issued: AtomicU64,
+    revocations: AtomicU64,
+    bans: AtomicU64,
+    /// Per route, per status class (1xx..5xx).
+    requests: [[AtomicU64; 5]; Route::ALL.len()],
+    latency_buckets: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a password check.
+    pub fn login(&self, result: LoginResult) {
+        self.logins[result as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a verification of a credential.
+    pub fn verification(&self, kind: CredentialKind, ok: bool) {
+        self.verifications[kind as usize][usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts an issued token.
+    pub fn token_issued(&self) {
+        self.tokens_issued.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a revocation (one token, or all of a user's at once).
+    pub fn revocation(&self) {
+        self.revocations.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a ban.
+    pub fn ban(&self) {
+        self.bans.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a request and its latency.
+    pub fn request(&self, route: Route, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.requests[route as usize][class].fetch_add(1, Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
+            self.latency_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.latency_count.fetch_add(1, Relaxed);
+        self.latency_sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    /// The Prometheus text exposition, with the gauges passed in.
+    pub fn render(&self, queue_depth: usize, users: usize) -> String {
+        let mut out = String::with_capacity(4096);
+        let get = |a: &AtomicU64| a.load(Relaxed);
+        let _ = writeln!(out, "# HELP latch_logins_total Password checks, by result.");
+        let _ = writeln!(out, "# TYPE latch_logins_total counter");
+        for (i, result) in ["success", "failure", "banned"].iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "latch_logins_total{{result=\"{result}\"}} {}",
+                get(&self.logins[i])
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP latch_verifications_total Credentials verified, by kind and result."
+        );
+        let _ = writeln!(out, "# TYPE latch_verifications_total counter");
+        for (k, kind) in ["token", "api_key", "password"].iter().enumerate() {
+            for (r, result) in ["ok", "refused"].iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "latch_verifications_total{{kind=\"{kind}\",result=\"{result}\"}} {}",
+                    get(&self.verifications[k][r])
+                );
+            }
+        }
+        for (name, help, value) in [
+            (
+                "latch_tokens_issued_total",
+                "Tokens and sessions issued.",
+                &self.tokens_issued,
+            ),
+            (
+                "latch_revocations_total",
+                "Revocations: logouts, logouts everywhere, password changes, deletions.",
+                &self.revocations,
+            ),
+            (
+                "latch_bans_total",
+                "Accounts banned by regulation.",
+                &self.bans,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                get(value)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP latch_http_requests_total HTTP requests, by route and status class."
+        );
+        let _ = writeln!(out, "# TYPE latch_http_requests_total counter");
+        for (route, counts) in Route::ALL.iter().zip(&self.requests) {
+            for (c, count) in counts.iter().enumerate() {
+                let n = get(count);
+                if n > 0 {
+                    let _ = writeln!(
+                        out,
+                        "latch_http_requests_total{{route=\"{}\",status=\"{}xx\"}} {n}",
+                        route.label(),
+                        c + 1
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP latch_http_request_duration_seconds Time to answer a request."
+        );
+        let _ = writeln!(out, "# TYPE latch_http_request_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (bound, count) in BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += get(count);
+            let _ = writeln!(
+                out,
+                "latch_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = get(&self.latency_count);
+        let _ = writeln!(
+            out,
+            "latch_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "latch_http_request_duration_seconds_sum {}",
+            get(&self.latency_sum_micros) as f64 / 1e6
+        );
+        let _ = writeln!(out, "latch_http_request_duration_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP latch_hash_queue_depth Password checks waiting for a hashing slot."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE latch_hash_queue_depth gauge\nlatch_hash_queue_depth {queue_depth}"
+        );
+        let _ = writeln!(out, "# HELP latch_users Registered users.");
+        let _ = writeln!(out, "# TYPE latch_users gauge\nlatch_users {users}");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_the_histogram() {
+        let m = Metrics::default();
+        m.login(LoginResult::Success);
+        m.login(LoginResult::Banned);
+        m.verification(CredentialKind::ApiKey, false);
+        m.request(Route::Resource, 200, Duration::from_micros(700));
+        m.request(Route::Resource, 401, Duration::from_secs(3));
+        let text = m.render(2, 7);
+        for line in [
+            "latch_logins_total{result=\"success\"} 1",
+            "latch_logins_total{result=\"banned\"} 1",
+            "latch_verifications_total{kind=\"api_key\",result=\"refused\"} 1",
+            "latch_http_requests_total{route=\"/api/resource\",status=\"2xx\"} 1",
+            "latch_http_requests_total{route=\"/api/resource\",status=\"4xx\"} 1",
+            "latch_http_request_duration_seconds_bucket{le=\"0.001\"} 1",
+            "latch_http_request_duration_seconds_bucket{le=\"2.5\"} 1",
+            "latch_http_request_duration_seconds_bucket{le=\"+Inf\"} 2",
+            "latch_http_request_duration_seconds_count 2",
+            "latch_hash_queue_depth 2",
+            "latch_users 7",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+    }
+}
