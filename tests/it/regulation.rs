@@ -213,9 +213,8 @@ fn unknown_users_wrong_passwords_and_bans_take_the_same_time() {
         "median µs: unknown {} wrong {} banned {}",
         medians[0], medians[1], medians[2]
     );
+    // Skipping the hash for any of the three would make it 20x faster or
+    // more; 2x leaves room for a machine busy with other tests.
     assert!(lo > 0);
-    assert!(
-        hi * 10 <= lo * 15,
-        "medians differ by more than 1.5x: {medians:?}"
-    );
+    assert!(hi <= lo * 2, "medians differ by more than 2x: {medians:?}");
 }
