@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::audit::{self, Outcome};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto;
@@ -128,7 +129,8 @@ impl Accounts {
         }
         validate_groups(&groups)?;
         let password_hash = self.hasher.hash(password.to_owned()).await?;
-        self.store
+        let user = self
+            .store
             .create_user(NewUser {
                 username,
                 email,
@@ -136,7 +138,9 @@ impl Accounts {
                 groups,
                 created_at: self.clock.now(),
             })
-            .await
+            .await?;
+        audit::user_event("register", user.id, "registered a user");
+        Ok(user)
     }
 
     /// The user with this id.
@@ -181,6 +185,7 @@ impl Accounts {
             {
                 self.regulator.succeeded(u.id);
                 self.metrics.login(LoginResult::Success);
+                audit::password(login, Outcome::Success);
                 return Ok(u.clone());
             }
         }
@@ -189,31 +194,34 @@ impl Accounts {
         match user {
             Some(user) if ok && !banned => {
                 self.metrics.login(LoginResult::Success);
+                audit::password(login, Outcome::Success);
                 self.regulator.succeeded(user.id);
                 self.password_cache
                     .remember(user.id, password, &user.password_hash, now);
                 self.upgrade_hash(&user, password).await?;
                 Ok(user)
             }
-            Some(user) if banned => {
+            Some(_) if banned => {
                 self.metrics.login(LoginResult::Banned);
-                tracing::warn!(user_id = user.id, "refused a login: the account is banned");
+                audit::password(login, Outcome::Banned);
                 Err(Error::unauthorized(Refusal::BadPassword))
             }
             Some(user) => {
                 self.metrics.login(LoginResult::Failure);
-                if let Some(until) = self.regulator.failed(user.id, self.clock.now()) {
+                audit::password(login, Outcome::Failure);
+                if self.regulator.failed(user.id, self.clock.now()).is_some() {
                     self.metrics.ban();
-                    tracing::warn!(
-                        user_id = user.id,
-                        banned_until = until,
-                        "banned an account after repeated failed logins"
+                    audit::user_event(
+                        "ban",
+                        user.id,
+                        "banned an account after repeated failed logins",
                     );
                 }
                 Err(Error::unauthorized(Refusal::BadPassword))
             }
             None => {
                 self.metrics.login(LoginResult::Failure);
+                audit::password(login, Outcome::Failure);
                 Err(Error::unauthorized(Refusal::BadPassword))
             }
         }
@@ -245,6 +253,11 @@ impl Accounts {
         }
         self.remember_cutoff(user.id, cutoff);
         self.metrics.revocation();
+        audit::user_event(
+            "password_change",
+            user.id,
+            "password changed; earlier tokens refused",
+        );
         tracing::info!(
             user_id = user.id,
             "password changed; earlier tokens refused"
@@ -258,7 +271,7 @@ impl Accounts {
         self.store.set_cutoff(user_id, cutoff).await?;
         self.remember_cutoff(user_id, cutoff);
         self.metrics.revocation();
-        tracing::info!(user_id, "logged out everywhere");
+        audit::user_event("logout_all", user_id, "logged out everywhere");
         Ok(())
     }
 
@@ -270,7 +283,7 @@ impl Accounts {
         self.remember_cutoff(user.id, cutoff);
         self.forget_profile(user.id);
         self.metrics.revocation();
-        tracing::info!(user_id = user.id, "deleted a user");
+        audit::user_event("delete", user.id, "deleted a user");
         Ok(())
     }
 
@@ -282,6 +295,7 @@ impl Accounts {
             .modify_user(user.id, |u| u.groups = groups.clone())
             .await?;
         self.forget_profile(user.id);
+        audit::user_event("groups", user.id, "changed a user's groups");
         updated.ok_or_else(|| Error::new(Kind::NotFound))
     }
 

@@ -19,6 +19,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::accounts::Accounts;
+use crate::audit;
 use crate::error::{Error, Kind, Result};
 use crate::App;
 
@@ -105,6 +106,13 @@ pub enum Reply {
 /// Runs a command against `accounts`. Failures become [`Reply::Failed`]
 /// with one line fit for the operator.
 pub async fn execute(accounts: &Accounts, request: Request) -> Reply {
+    audit::admin(match request {
+        Request::Add { .. } => "add",
+        Request::List => "list",
+        Request::Passwd { .. } => "passwd",
+        Request::Del { .. } => "del",
+        Request::Groups { .. } => "groups",
+    });
     match run_command(accounts, request).await {
         Ok(reply) => reply,
         Err(error) => Reply::Failed { error },
@@ -130,7 +138,6 @@ async fn run_command(accounts: &Accounts, request: Request) -> std::result::Resu
                 .create(&username, &password, email.as_deref(), groups)
                 .await
                 .map_err(|e| describe(&e))?;
-            tracing::info!(user_id = u.id, "admin: added a user");
             done(format!("added user {} (id {})", u.username, u.id))
         }
         Request::List => {

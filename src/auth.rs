@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::accounts::Accounts;
+use crate::audit;
 use crate::clock::Clock;
 use crate::config::{Config, Registration};
 use crate::credentials::{Credential, API_KEY_PREFIX};
@@ -229,10 +230,9 @@ impl Auth {
     /// no reads.
     pub fn verify_token(&self, token: &str) -> Result<Identity> {
         let refused = |why: &dyn std::fmt::Debug| {
-            Error::with_cause(
-                Kind::Unauthorized(Refusal::BadToken),
-                format_args!("{why:?}"),
-            )
+            let reason = format!("{why:?}");
+            audit::refused("token", &reason);
+            Error::with_cause(Kind::Unauthorized(Refusal::BadToken), reason)
         };
         let v = self
             .keys
@@ -256,7 +256,10 @@ impl Auth {
 
     /// Verifies an API key: one store read; its use is noted in memory.
     pub fn verify_key(&self, secret: &str) -> Result<Identity> {
-        let refused = |why: &str| Error::with_cause(Kind::Unauthorized(Refusal::BadToken), why);
+        let refused = |why: &'static str| {
+            audit::refused("api_key", why);
+            Error::with_cause(Kind::Unauthorized(Refusal::BadToken), why)
+        };
         let hash = crypto::sha256(secret.as_bytes());
         let key = self
             .store()
@@ -317,11 +320,12 @@ impl Auth {
         self.store().flush().await
     }
 
-    /// Revokes one token, durably.
-    pub async fn revoke(&self, token: TokenRef) -> Result<()> {
+    /// Revokes one token of `user_id`, durably.
+    pub async fn revoke(&self, user_id: u64, token: TokenRef) -> Result<()> {
         self.store().revoke(&token.jti, token.exp).await?;
         self.revoked.insert(token.jti, token.exp);
         self.metrics().revocation();
+        audit::user_event("revoke", user_id, "revoked a token at logout");
         Ok(())
     }
 
@@ -369,7 +373,7 @@ impl Auth {
                 Kind::NotFound => Error::unauthorized(Refusal::BadToken),
                 _ => e,
             })?;
-        tracing::info!(user_id = who.user_id, key_id = key.id, "created an API key");
+        audit::user_event("key_created", who.user_id, "created an API key");
         Ok(NewKey { key, secret })
     }
 
@@ -389,7 +393,7 @@ impl Auth {
     pub async fn delete_key(&self, user_id: u64, key_id: u64) -> Result<bool> {
         let deleted = self.store().delete_key(user_id, key_id).await?;
         if deleted {
-            tracing::info!(user_id, key_id, "deleted an API key");
+            audit::user_event("key_deleted", user_id, "deleted an API key");
         }
         Ok(deleted)
     }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::accounts::Accounts;
 use crate::admin::{self, Reply, Request, UserInfo};
-use crate::config::{Config, KeySource};
+use crate::config::{Config, KeySource, LogFormat};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::{crypto, App, Clock};
@@ -125,11 +125,14 @@ pub fn main() -> ExitCode {
 
 fn serve(config: Result<Config>) -> Result<()> {
     let config = config?;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_max_level(config.log_level)
         .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+        .with_ansi(false);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

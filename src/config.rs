@@ -37,6 +37,7 @@ struct Raw {
     registration: Option<String>,
     query_token: Option<bool>,
     log_level: Option<String>,
+    log_format: Option<String>,
     #[serde(default)]
     scrypt: RawScrypt,
     #[serde(default)]
@@ -161,6 +162,15 @@ fn parse_duration(text: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Who may create accounts over HTTP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registration {
@@ -236,6 +246,13 @@ pub struct ForwardAuth {
     pub trusted_proxies: Vec<IpNet>,
 }
 
+impl ForwardAuth {
+    /// Whether `ip` is a trusted proxy (its forwarding headers are believed).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+}
+
 /// An IP network such as `127.0.0.1/32` or `fd00::/8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {
@@ -300,6 +317,8 @@ pub struct Config {
     pub query_token: bool,
     /// Log level for the `tracing` subscriber.
     pub log_level: tracing::Level,
+    /// Log lines as text or as JSON objects.
+    pub log_format: LogFormat,
     /// Password hashing.
     pub hashing: Hashing,
     /// HTTP limits.
@@ -327,6 +346,7 @@ fn empty_raw() -> Raw {
         registration: None,
         query_token: None,
         log_level: None,
+        log_format: None,
         scrypt: RawScrypt::default(),
         limits: RawLimits::default(),
         forward_auth: RawForwardAuth::default(),
@@ -492,6 +512,15 @@ impl Config {
             registration,
             query_token: raw.query_token.unwrap_or(true),
             log_level,
+            log_format: match raw.log_format.as_deref() {
+                None | Some("text") => LogFormat::Text,
+                Some("json") => LogFormat::Json,
+                Some(other) => {
+                    return Err(Error::config(format_args!(
+                        "config: log_format = {other:?} must be \"text\" or \"json\""
+                    )))
+                }
+            },
             hashing,
             limits,
             forward_auth,
@@ -708,6 +737,11 @@ impl fmt::Display for Config {
             "log_level = \"{}\"",
             self.log_level.as_str().to_lowercase()
         )?;
+        let format = match self.log_format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        };
+        writeln!(f, "log_format = \"{format}\"")?;
         writeln!(f, "\n[scrypt]")?;
         let h = &self.hashing;
         writeln!(

@@ -21,6 +21,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod clock;

@@ -78,7 +78,6 @@ where
         .auth
         .register(&username, &password, input.email.as_deref())
         .await?;
-    tracing::info!(user_id = user.id, "registered a user");
     let mut res = response::json(
         StatusCode::CREATED,
         &json!({"id": user.id, "username": user.username}),
@@ -177,8 +176,7 @@ pub async fn logout(app: &App, parts: &Parts) -> Result<Response<Body>> {
             "logout revokes a token: send the token, not a password or an API key",
         ));
     };
-    app.auth.revoke(token).await?;
-    tracing::info!(user_id = who.user_id, "revoked a token at logout");
+    app.auth.revoke(who.user_id, token).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({"message": "logged out"}),

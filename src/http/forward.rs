@@ -87,8 +87,7 @@ pub async fn check(
     flavor: Flavor,
 ) -> Result<Response<Body>> {
     let fa = &app.config.forward_auth;
-    let trusted = fa.trusted_proxies.iter().any(|net| net.contains(peer.ip()));
-    let original = if trusted {
+    let original = if fa.trusts(peer.ip()) {
         Original::from_headers(parts)
     } else {
         Original {

@@ -275,7 +275,6 @@ where
         Err(e) => return Err(e),
     };
     let session = app.auth.issue_session(&user).await?;
-    tracing::info!(user_id = user.id, "signed in on the login page");
     let target = safe_rd(app, rd).unwrap_or("/");
     let mut res = response::redirect(StatusCode::SEE_OTHER, target);
     set_session(app, &mut res, &session.token, session.duration);
@@ -319,8 +318,7 @@ where
             .await
         {
             if let Via::Token(token) = who.via {
-                app.auth.revoke(token).await?;
-                tracing::info!(user_id = who.user_id, "signed out on the signed-in page");
+                app.auth.revoke(who.user_id, token).await?;
             }
         }
     }

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use hyper::body::Body as HttpBody;
 use hyper::{Method, Request, Response};
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use hyper::header;
@@ -33,6 +33,7 @@ use hyper::header;
 use super::forward::{self, Flavor};
 use super::response::{self, Body};
 use super::{api, ops, pages, request};
+use crate::audit;
 use crate::error::{Error, Kind, Result};
 use crate::metrics::Route::{self, *};
 use crate::App;
@@ -64,57 +65,71 @@ where
     let started = Instant::now();
     let mut buf = [""; MAX_SEGMENTS];
     let segments = segments(parts.uri.path(), &mut buf);
-    let (route, result): (Route, Result<Response<Body>>) = match (&parts.method, segments) {
-        (&Method::POST, Some(["api", "users"])) => (Users, api::register(app, &parts, body).await),
-        (_, Some(["api", "users"])) => (Users, Err(not_allowed("POST"))),
-        (&Method::GET, Some(["api", "users", "me"])) => (Me, api::me(app, &parts).await),
-        (&Method::DELETE, Some(["api", "users", "me"])) => (Me, api::delete_me(app, &parts).await),
-        (_, Some(["api", "users", "me"])) => (Me, Err(not_allowed("GET, DELETE"))),
-        (&Method::PUT, Some(["api", "users", "me", "password"])) => {
-            (Password, api::change_password(app, &parts, body).await)
-        }
-        (_, Some(["api", "users", "me", "password"])) => (Password, Err(not_allowed("PUT"))),
-        (&Method::GET, Some(["api", "users", id])) => (User, api::user(app, id)),
-        (_, Some(["api", "users", _])) => (User, Err(not_allowed("GET"))),
-        (&Method::GET, Some(["api", "token"])) => (Token, api::token(app, &parts).await),
-        (_, Some(["api", "token"])) => (Token, Err(not_allowed("GET"))),
-        (&Method::GET, Some(["api", "resource"])) => (Resource, api::resource(app, &parts).await),
-        (_, Some(["api", "resource"])) => (Resource, Err(not_allowed("GET"))),
-        (&Method::POST, Some(["api", "logout-all"])) => {
-            (LogoutAll, api::logout_all(app, &parts).await)
-        }
-        (_, Some(["api", "logout-all"])) => (LogoutAll, Err(not_allowed("POST"))),
-        (&Method::POST, Some(["api", "keys"])) => (Keys, api::create_key(app, &parts, body).await),
-        (&Method::GET, Some(["api", "keys"])) => (Keys, api::list_keys(app, &parts).await),
-        (_, Some(["api", "keys"])) => (Keys, Err(not_allowed("GET, POST"))),
-        (&Method::DELETE, Some(["api", "keys", id])) => {
-            (Key, api::delete_key(app, &parts, id).await)
-        }
-        (_, Some(["api", "keys", _])) => (Key, Err(not_allowed("DELETE"))),
-        (&Method::GET, Some(["login"])) => (Login, pages::login_form(app, &parts).await),
-        (&Method::POST, Some(["login"])) if request::is_form(&parts) => {
-            (Login, pages::login_submit(app, &parts, body).await)
-        }
-        (&Method::POST, Some(["login"])) => (Login, api::login_json(app, &parts, body).await),
-        (_, Some(["login"])) => (Login, Err(not_allowed("GET, POST"))),
-        (&Method::POST, Some(["logout"])) => (Logout, pages::logout(app, &parts, body).await),
-        (_, Some(["logout"])) => (Logout, Err(not_allowed("POST"))),
-        (&Method::GET, Some([""])) => (Home, pages::home(app, &parts).await),
-        (_, Some([""])) => (Home, Err(not_allowed("GET"))),
-        (_, Some(["auth"])) => (
-            Auth,
-            forward::check(app, &parts, peer, Flavor::Redirecting).await,
-        ),
-        (_, Some(["auth", "nginx"])) => (
-            AuthNginx,
-            forward::check(app, &parts, peer, Flavor::Nginx).await,
-        ),
-        (&Method::GET, Some(["healthz"])) => (Healthz, ops::healthz(app).await),
-        (_, Some(["healthz"])) => (Healthz, Err(not_allowed("GET"))),
-        (&Method::GET, Some(["metrics"])) => (Metrics, Ok(ops::metrics(app))),
-        (_, Some(["metrics"])) => (Metrics, Err(not_allowed("GET"))),
-        _ => (Other, Err(Error::new(Kind::NotFound))),
+    let context = audit::Context {
+        source: client_address(app, &parts, peer),
     };
+    let (route, result): (Route, Result<Response<Body>>) = audit::scope(context, async {
+        match (&parts.method, segments) {
+            (&Method::POST, Some(["api", "users"])) => {
+                (Users, api::register(app, &parts, body).await)
+            }
+            (_, Some(["api", "users"])) => (Users, Err(not_allowed("POST"))),
+            (&Method::GET, Some(["api", "users", "me"])) => (Me, api::me(app, &parts).await),
+            (&Method::DELETE, Some(["api", "users", "me"])) => {
+                (Me, api::delete_me(app, &parts).await)
+            }
+            (_, Some(["api", "users", "me"])) => (Me, Err(not_allowed("GET, DELETE"))),
+            (&Method::PUT, Some(["api", "users", "me", "password"])) => {
+                (Password, api::change_password(app, &parts, body).await)
+            }
+            (_, Some(["api", "users", "me", "password"])) => (Password, Err(not_allowed("PUT"))),
+            (&Method::GET, Some(["api", "users", id])) => (User, api::user(app, id)),
+            (_, Some(["api", "users", _])) => (User, Err(not_allowed("GET"))),
+            (&Method::GET, Some(["api", "token"])) => (Token, api::token(app, &parts).await),
+            (_, Some(["api", "token"])) => (Token, Err(not_allowed("GET"))),
+            (&Method::GET, Some(["api", "resource"])) => {
+                (Resource, api::resource(app, &parts).await)
+            }
+            (_, Some(["api", "resource"])) => (Resource, Err(not_allowed("GET"))),
+            (&Method::POST, Some(["api", "logout-all"])) => {
+                (LogoutAll, api::logout_all(app, &parts).await)
+            }
+            (_, Some(["api", "logout-all"])) => (LogoutAll, Err(not_allowed("POST"))),
+            (&Method::POST, Some(["api", "keys"])) => {
+                (Keys, api::create_key(app, &parts, body).await)
+            }
+            (&Method::GET, Some(["api", "keys"])) => (Keys, api::list_keys(app, &parts).await),
+            (_, Some(["api", "keys"])) => (Keys, Err(not_allowed("GET, POST"))),
+            (&Method::DELETE, Some(["api", "keys", id])) => {
+                (Key, api::delete_key(app, &parts, id).await)
+            }
+            (_, Some(["api", "keys", _])) => (Key, Err(not_allowed("DELETE"))),
+            (&Method::GET, Some(["login"])) => (Login, pages::login_form(app, &parts).await),
+            (&Method::POST, Some(["login"])) if request::is_form(&parts) => {
+                (Login, pages::login_submit(app, &parts, body).await)
+            }
+            (&Method::POST, Some(["login"])) => (Login, api::login_json(app, &parts, body).await),
+            (_, Some(["login"])) => (Login, Err(not_allowed("GET, POST"))),
+            (&Method::POST, Some(["logout"])) => (Logout, pages::logout(app, &parts, body).await),
+            (_, Some(["logout"])) => (Logout, Err(not_allowed("POST"))),
+            (&Method::GET, Some([""])) => (Home, pages::home(app, &parts).await),
+            (_, Some([""])) => (Home, Err(not_allowed("GET"))),
+            (_, Some(["auth"])) => (
+                Auth,
+                forward::check(app, &parts, peer, Flavor::Redirecting).await,
+            ),
+            (_, Some(["auth", "nginx"])) => (
+                AuthNginx,
+                forward::check(app, &parts, peer, Flavor::Nginx).await,
+            ),
+            (&Method::GET, Some(["healthz"])) => (Healthz, ops::healthz(app).await),
+            (_, Some(["healthz"])) => (Healthz, Err(not_allowed("GET"))),
+            (&Method::GET, Some(["metrics"])) => (Metrics, Ok(ops::metrics(app))),
+            (_, Some(["metrics"])) => (Metrics, Err(not_allowed("GET"))),
+            _ => (Other, Err(Error::new(Kind::NotFound))),
+        }
+    })
+    .await;
     let res =     result.unwrap_or_else(|e| {
         match e.status() {
             500.. => {
@@ -134,6 +149,28 @@ where
         .metrics()
         .request(route, res.status().as_u16(), started.elapsed());
     res
+}
+
+/// The client's address for the audit log: the peer, or, when the peer is
+/// a trusted proxy, the first address of its `X-Forwarded-For`.
+fn client_address(app: &App, parts: &hyper::http::request::Parts, peer: SocketAddr) -> IpAddr {
+    app.config
+        .forward_auth
+        .trusts(peer.ip())
+        .then(|| {
+            parts
+                .headers
+                .get("x-forwarded-for")?
+                .to_str()
+                .ok()?
+                .split(',')
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .flatten()
+        .unwrap_or_else(|| peer.ip())
 }
 
 fn not_allowed(allow: &'static str) -> Error {

@@ -2,6 +2,7 @@
 //! driven over HTTP on port 0.
 
 mod accounts;
+mod audit;
 mod browser;
 mod cli;
 mod clock;

@@ -1,0 +1,81 @@
+//! Audit events: one structured log line (target `audit`) per password
+//! check, per refused token or key, per ban, per revocation, per account
+//! change and per admin command, with the user, the method, the result and
+//! the source address; the subscriber adds the UTC time.
+//!
+//! Successful token and key verifications are not logged one by one (they
+//! are ordinary authorized requests, counted in `/metrics`). User-supplied
+//! strings are recorded with `Debug` formatting (quoted, CR and LF escaped)
+//! so they cannot forge lines; JSON output escapes them anyway. Passwords,
+//! tokens, keys and query strings are never passed here.
+
+use std::future::Future;
+use std::net::IpAddr;
+
+tokio::task_local! {
+    static CONTEXT: Context;
+}
+
+/// Where the request being handled comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// The client's address (the proxy's client when a trusted proxy says).
+    pub source: IpAddr,
+}
+
+/// Runs `f` with `context` as the audit context of everything it logs.
+pub async fn scope<F: Future>(context: Context, f: F) -> F::Output {
+    CONTEXT.scope(context, f).await
+}
+
+/// The source address, or `local` outside a request (the admin socket).
+fn source() -> String {
+    CONTEXT
+        .try_with(|c| c.source.to_string())
+        .unwrap_or_else(|_| "local".to_owned())
+}
+
+/// How a password check ended, for the audit line.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome {
+    /// Accepted.
+    Success,
+    /// Wrong password or unknown user.
+    Failure,
+    /// Refused because the account is banned (the client cannot tell).
+    Banned,
+}
+
+/// A password check: `login` as given (a username or an email).
+pub fn password(login: &str, outcome: Outcome) {
+    let source = source();
+    match outcome {
+        Outcome::Success => {
+            tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "success", source, "password accepted")
+        }
+        Outcome::Failure => {
+            tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "failure", source, "password refused")
+        }
+        Outcome::Banned => {
+            tracing::warn!(target: "audit", event = "auth", method = "password", user = ?login, result = "banned", source, "refused a login: the account is banned")
+        }
+    }
+}
+
+/// A refused token or API key (the user is unknown: nothing was verified).
+pub fn refused(method: &'static str, reason: &str) {
+    let source = source();
+    tracing::info!(target: "audit", event = "auth", method, result = "failure", reason, source, "credential refused");
+}
+
+/// An event about a known user (a ban, a revocation, an account change,
+/// an admin command); `message` is a fixed description.
+pub fn user_event(event: &'static str, user_id: u64, message: &'static str) {
+    let source = source();
+    tracing::info!(target: "audit", event, user_id, source, "{message}");
+}
+
+/// A command received on the admin socket.
+pub fn admin(op: &'static str) {
+    tracing::info!(target: "audit", event = "admin", op, source = "local", "admin command");
+}
