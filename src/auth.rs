@@ -102,7 +102,13 @@ pub struct Auth {
 
 impl Auth {
     /// Builds the service over an opened store and a loaded key.
-    pub fn new(config: &Config, store: Store, key: &[u8], clock: Clock) -> Result<Auth> {
+    pub fn new(
+        config: &Config,
+        store: Store,
+        key: &[u8],
+        previous: &[Vec<u8>],
+        clock: Clock,
+    ) -> Result<Auth> {
         let token_ttl = config.token_ttl.as_secs();
         let session_ttl = config.forward_auth.session_ttl.as_secs();
         let signing = SigningKey::new(key);
@@ -115,7 +121,10 @@ impl Auth {
                 Arc::default(),
             )?,
             form_key: signing.derive(b"latch login form"),
-            keys: Keys::new(signing, Vec::new()),
+            keys: Keys::new(
+                signing,
+                previous.iter().map(|k| SigningKey::new(k)).collect(),
+            ),
             token_ttl,
             session_ttl,
             registration: config.registration,

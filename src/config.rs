@@ -32,6 +32,8 @@ struct Raw {
     data_dir: Option<PathBuf>,
     secret_key: Option<String>,
     secret_key_file: Option<PathBuf>,
+    previous_keys: Option<Vec<String>>,
+    previous_key_files: Option<Vec<PathBuf>>,
     public_url: Option<String>,
     token_ttl: Option<RawDuration>,
     registration: Option<String>,
@@ -307,6 +309,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where the signing key comes from.
     pub key: KeySource,
+    /// Keys that no longer sign but still verify (key rotation): from
+    /// `previous_keys` (decoded here) and `previous_key_files` (read at start).
+    pub previous_keys: Vec<KeySource>,
     /// External base URL without a trailing slash, for `Location` headers.
     pub public_url: Option<String>,
     /// Lifetime of access tokens.
@@ -341,6 +346,8 @@ fn empty_raw() -> Raw {
         data_dir: None,
         secret_key: None,
         secret_key_file: None,
+        previous_keys: None,
+        previous_key_files: None,
         public_url: None,
         token_ttl: None,
         registration: None,
@@ -426,6 +433,19 @@ impl Config {
             (None, Some(path)) => KeySource::File(path),
             (None, None) => KeySource::File(data_dir.join("secret.key")),
         };
+        let mut previous_keys = Vec::new();
+        for (i, text) in raw.previous_keys.unwrap_or_default().iter().enumerate() {
+            previous_keys.push(KeySource::Inline(decode_key(
+                text,
+                &format!("previous_keys[{i}]"),
+            )?));
+        }
+        previous_keys.extend(
+            raw.previous_key_files
+                .unwrap_or_default()
+                .into_iter()
+                .map(KeySource::File),
+        );
         let public_url = raw
             .public_url
             .map(|u| validate_url(&u, "public_url"))
@@ -507,6 +527,7 @@ impl Config {
             listen,
             data_dir,
             key,
+            previous_keys,
             public_url,
             token_ttl,
             registration,
@@ -534,6 +555,22 @@ impl Config {
             KeySource::Inline(bytes) => Ok(Some(bytes.clone())),
             KeySource::File(path) => read_key_file(path),
         }
+    }
+
+    /// Reads the previous (verify-only) keys; a missing file is an error.
+    pub fn read_previous_keys(&self) -> Result<Vec<Vec<u8>>> {
+        self.previous_keys
+            .iter()
+            .map(|source| match source {
+                KeySource::Inline(bytes) => Ok(bytes.clone()),
+                KeySource::File(path) => read_key_file(path)?.ok_or_else(|| {
+                    Error::config(format_args!(
+                        "cannot read key file {}: no such file",
+                        path.display()
+                    ))
+                }),
+            })
+            .collect()
     }
 
     /// Reads the signing key or, on first start, creates the key file (mode
@@ -721,6 +758,24 @@ impl fmt::Display for Config {
         match &self.key {
             KeySource::Inline(_) => writeln!(f, "secret_key = \"********\"")?,
             KeySource::File(p) => writeln!(f, "secret_key_file = {:?}", p.display().to_string())?,
+        }
+        let (inline, files): (Vec<_>, Vec<_>) = self
+            .previous_keys
+            .iter()
+            .partition(|k| matches!(k, KeySource::Inline(_)));
+        if !inline.is_empty() {
+            let masked = vec!["\"********\""; inline.len()];
+            writeln!(f, "previous_keys = [{}]", masked.join(", "))?;
+        }
+        if !files.is_empty() {
+            let paths: Vec<String> = files
+                .iter()
+                .filter_map(|k| match k {
+                    KeySource::File(p) => Some(format!("{:?}", p.display().to_string())),
+                    KeySource::Inline(_) => None,
+                })
+                .collect();
+            writeln!(f, "previous_key_files = [{}]", paths.join(", "))?;
         }
         if let Some(url) = &self.public_url {
             writeln!(f, "public_url = {url:?}")?;

@@ -68,7 +68,8 @@ impl App {
         if let Some(path) = created {
             tracing::info!("wrote a new secret key to {}", path.display());
         }
-        let auth = auth::Auth::new(&config, store, &key, clock)?;
+        let previous = config.read_previous_keys()?;
+        let auth = auth::Auth::new(&config, store, &key, &previous, clock)?;
         let admin = admin::bind(&config.data_dir)?;
         Ok(App {
             config,

@@ -113,3 +113,74 @@ fn metrics_count_what_happens() {
         assert!(line.starts_with("latch_"), "{line}");
     }
 }
+
+fn kid_of(token: &str) -> String {
+    let header = latch::crypto::b64url_decode(token.split('.').next().unwrap().as_bytes()).unwrap();
+    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn key_rotation() {
+    let dir = TempDir::new("rotation");
+    let config = dir.path().join("latch.toml");
+    let write = |keys: &str| {
+        std::fs::write(&config, config_text(dir.path(), keys)).unwrap();
+    };
+    let key_b = latch::crypto::b64_encode(&[0xbb; 32]);
+    // Signed with A.
+    write("");
+    let server = Server::start_with(&config);
+    server.client().register("alice", "alice-password");
+    let token_a = server.client().token("alice", "alice-password");
+    assert!(server.stop().success());
+
+    // B signs, A still verifies.
+    write(&format!(
+        "secret_key = \"{key_b}\"\nprevious_keys = [\"{TEST_KEY}\"]"
+    ));
+    let server = Server::start_with(&config);
+    let c = server.client();
+    assert_eq!(c.resource(&bearer(&token_a)).status, 200);
+    let token_b = c.token("alice", "alice-password");
+    assert_ne!(kid_of(&token_a), kid_of(&token_b));
+    assert_eq!(c.resource(&bearer(&token_b)).status, 200);
+    assert!(server.stop().success());
+
+    // The same from a file.
+    let old = dir.path().join("old.key");
+    std::fs::write(&old, TEST_KEY).unwrap();
+    write(&format!(
+        "secret_key = \"{key_b}\"\nprevious_key_files = [{:?}]",
+        old.display().to_string()
+    ));
+    let server = Server::start_with(&config);
+    assert_eq!(server.client().resource(&bearer(&token_a)).status, 200);
+    assert!(server.stop().success());
+
+    // A dropped: its tokens are refused, B's still work.
+    write(&format!("secret_key = \"{key_b}\""));
+    let server = Server::start_with(&config);
+    let c = server.client();
+    c.resource(&bearer(&token_a)).assert_challenges(true);
+    assert_eq!(c.resource(&bearer(&token_b)).status, 200);
+    assert!(server.stop().success());
+
+    // A short or missing previous key stops start-up with one line.
+    for bad in [
+        "previous_keys = [\"c2hvcnQ=\"]".to_owned(),
+        format!(
+            "previous_key_files = [{:?}]",
+            dir.path().join("nope.key").display().to_string()
+        ),
+    ] {
+        write(&format!("secret_key = \"{key_b}\"\n{bad}"));
+        let log = match Server::try_start(&config) {
+            Ok(_) => panic!("started with {bad}"),
+            Err(log) => log,
+        };
+        assert_eq!(log.lines().count(), 1, "{log}");
+    }
+}
