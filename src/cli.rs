@@ -146,6 +146,11 @@ fn serve(config: Result<Config>) -> Result<()> {
         let local = listener.local_addr().map_err(Error::internal)?;
         let shutdown = shutdown_signal()?;
         eprintln!("listening on {local}");
+        crate::notify::notify("READY=1");
+        let shutdown = async {
+            shutdown.await;
+            crate::notify::notify("STOPPING=1");
+        };
         crate::run(listener, std::sync::Arc::new(app), shutdown).await?;
         tracing::info!("stopped");
         Ok(())

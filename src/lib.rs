@@ -32,6 +32,7 @@ pub mod error;
 pub mod hasher;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod password_cache;
 pub mod redirect;
 pub mod regulation;

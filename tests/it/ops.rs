@@ -184,3 +184,44 @@ fn key_rotation() {
         assert_eq!(log.lines().count(), 1, "{log}");
     }
 }
+
+#[test]
+fn systemd_readiness_notifications() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = TempDir::new("notify");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let config = dir.path().join("latch.toml");
+    std::fs::write(&config, config_text(dir.path(), "")).unwrap();
+    let server = Server::try_start_in(
+        &config,
+        None,
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    )
+    .unwrap();
+    let mut buf = [0u8; 64];
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    // Ready means ready: it answers at once.
+    assert_eq!(server.client().get("/healthz", &[]).status, 200);
+    assert!(server.stop().success());
+    let n = socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+
+    // An abstract socket (@name), as systemd often uses.
+    use std::os::linux::net::SocketAddrExt as _;
+    let name = format!("latch-test-notify-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let abstract_socket = UnixDatagram::bind_addr(&addr).unwrap();
+    abstract_socket
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let server =
+        Server::try_start_in(&config, None, &[("NOTIFY_SOCKET", &format!("@{name}"))]).unwrap();
+    let n = abstract_socket.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(server.stop().success());
+}
