@@ -9,13 +9,13 @@
 //!
 //! The protocol is one JSON [`Request`] line in, one JSON [`Reply`] line out.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader, Write};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::accounts::Accounts;
@@ -67,6 +67,8 @@ pub enum Request {
         /// The new list.
         groups: Vec<String>,
     },
+    /// Stream a consistent export of the database (see `Store::export`).
+    Backup,
 }
 
 /// A user as `latch user list` shows it.
@@ -112,6 +114,7 @@ pub async fn execute(accounts: &Accounts, request: Request) -> Reply {
         Request::Passwd { .. } => "passwd",
         Request::Del { .. } => "del",
         Request::Groups { .. } => "groups",
+        Request::Backup => "backup",
     });
     match run_command(accounts, request).await {
         Ok(reply) => reply,
@@ -170,6 +173,7 @@ async fn run_command(accounts: &Accounts, request: Request) -> std::result::Resu
             accounts.delete(&u).await.map_err(|e| describe(&e))?;
             done(format!("deleted user {}", u.username))
         }
+        Request::Backup => Err("a backup streams; use `latch backup`".to_owned()),
         Request::Groups { username, groups } => {
             let u = user(&username)?;
             let u = accounts
@@ -260,13 +264,35 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, app: Arc<App>) {
     }
 }
 
-async fn handle(stream: UnixStream, app: &App) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
+async fn handle(mut stream: UnixStream, app: &App) -> std::io::Result<()> {
     let mut line = String::new();
-    tokio::io::AsyncReadExt::take(tokio::io::BufReader::new(read), MAX_LINE)
-        .read_line(&mut line)
-        .await?;
-    let reply = match serde_json::from_str::<Request>(&line) {
+    // One line, read byte by byte so nothing after it is consumed.
+    let mut byte = [0u8; 1];
+    while !line.ends_with('\n') && (line.len() as u64) < MAX_LINE {
+        if tokio::io::AsyncReadExt::read(&mut stream, &mut byte).await? == 0 {
+            break;
+        }
+        line.push(char::from(byte[0]));
+    }
+    let request = serde_json::from_str::<Request>(&line);
+    if let Ok(Request::Backup) = request {
+        // The export streams straight into the socket from a blocking
+        // thread: a large database never sits in memory.
+        audit::admin("backup");
+        let store = app.auth.store().clone();
+        let stream = stream.into_std()?;
+        stream.set_nonblocking(false)?;
+        return tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufWriter::new(stream);
+            store
+                .export(&mut out)
+                .map(|_| ())
+                .map_err(std::io::Error::other)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
+    }
+    let reply = match request {
         Ok(request) => execute(app.auth.accounts(), request).await,
         Err(_) => Reply::Failed {
             error: "malformed admin request".into(),
@@ -274,30 +300,66 @@ async fn handle(stream: UnixStream, app: &App) -> std::io::Result<()> {
     };
     let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
     out.push(b'\n');
-    write.write_all(&out).await?;
-    write.shutdown().await
+    stream.write_all(&out).await?;
+    stream.shutdown().await
 }
 
-/// Sends `request` to a server running on `data_dir`; `None` when no server
-/// listens there.
-pub fn call(data_dir: &Path, request: &Request) -> Result<Option<Reply>> {
+/// Asks a server running on `data_dir` for a backup, written to `out`;
+/// `None` when no server listens there. The entry count on success.
+pub fn call_backup(data_dir: &Path, out: &mut impl Write) -> Result<Option<usize>> {
     let path = socket_path(data_dir);
-    let mut stream = match std::os::unix::net::UnixStream::connect(&path) {
-        Ok(stream) => stream,
+    let Some(mut stream) = connect(&path)? else {
+        return Ok(None);
+    };
+    let fail = |e: std::io::Error| {
+        Error::config(format_args!(
+            "the backup from {} failed: {e}",
+            path.display()
+        ))
+    };
+    let mut line = serde_json::to_vec(&Request::Backup).map_err(Error::internal)?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(fail)?;
+    let mut last = String::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.map_err(fail)?;
+        writeln!(out, "{line}").map_err(fail)?;
+        last = line;
+    }
+    out.flush().map_err(fail)?;
+    let end: Option<usize> = serde_json::from_str::<serde_json::Value>(&last)
+        .ok()
+        .and_then(|v| v.get("end")?.as_u64())
+        .and_then(|n| usize::try_from(n).ok());
+    end.map(Some)
+        .ok_or_else(|| Error::config("the backup ended early; the server's log says why"))
+}
+
+/// Connects to the admin socket; `None` when no server listens there.
+fn connect(path: &Path) -> Result<Option<std::os::unix::net::UnixStream>> {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(stream) => Ok(Some(stream)),
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
             ) =>
         {
-            return Ok(None)
+            Ok(None)
         }
-        Err(e) => {
-            return Err(Error::config(format_args!(
-                "cannot reach the server at {}: {e}",
-                path.display()
-            )))
-        }
+        Err(e) => Err(Error::config(format_args!(
+            "cannot reach the server at {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Sends `request` to a server running on `data_dir`; `None` when no server
+/// listens there.
+pub fn call(data_dir: &Path, request: &Request) -> Result<Option<Reply>> {
+    let path = socket_path(data_dir);
+    let Some(mut stream) = connect(&path)? else {
+        return Ok(None);
     };
     let fail = |e: std::io::Error| {
         Error::config(format_args!(

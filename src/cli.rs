@@ -38,6 +38,22 @@ enum Command {
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Write a consistent backup of the database to FILE (works while the server runs)
+    Backup {
+        /// The backup file to write (replaced atomically)
+        file: PathBuf,
+        /// Config file (same lookup as `serve`)
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Load a backup into an empty data directory (with the server stopped)
+    Restore {
+        /// The backup file to read
+        file: PathBuf,
+        /// Config file (same lookup as `serve`)
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Manage users (works whether or not a server runs on the same data)
     User {
         /// Config file (same lookup as `serve`)
@@ -113,6 +129,8 @@ pub fn main() -> ExitCode {
         Command::Keygen => keygen(),
         Command::CheckConfig { config } => check_config(Config::load(config.as_deref())),
         Command::User { config, command } => user(Config::load(config.as_deref()), command),
+        Command::Backup { file, config } => backup(Config::load(config.as_deref()), &file),
+        Command::Restore { file, config } => restore(Config::load(config.as_deref()), &file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -330,4 +348,46 @@ fn print_users(users: &[UserInfo]) -> Result<()> {
         out.push('\n');
     }
     print(out.trim_end())
+}
+
+/// `latch backup FILE`: from the running server over the admin socket, or
+/// from the database directly when none runs. Written to `FILE.tmp`, then
+/// renamed, so a failed backup never replaces a good one.
+fn backup(config: Result<Config>, file: &std::path::Path) -> Result<()> {
+    use std::io::Write as _;
+    let config = config?;
+    let tmp = file.with_extension("tmp");
+    let fail =
+        |e: std::io::Error| Error::config(format_args!("cannot write {}: {e}", tmp.display()));
+    let count = {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(fail)?);
+        let count = match admin::call_backup(&config.data_dir, &mut out)? {
+            Some(count) => count,
+            None => Store::open(&config.data_dir)?.export(&mut out)?,
+        };
+        out.flush().map_err(fail)?;
+        out.get_ref().sync_all().map_err(fail)?;
+        count
+    };
+    std::fs::rename(&tmp, file).map_err(fail)?;
+    print(format_args!("wrote {count} entries to {}", file.display()))
+}
+
+/// `latch restore FILE`: into an empty data directory, server stopped.
+fn restore(config: Result<Config>, file: &std::path::Path) -> Result<()> {
+    let config = config?;
+    let input = std::fs::File::open(file)
+        .map_err(|e| Error::config(format_args!("cannot read {}: {e}", file.display())))?;
+    let mut store = Store::open(&config.data_dir).map_err(|e| {
+        if e.to_string().contains("in use") {
+            Error::config(format_args!("{e}; stop the server before restoring"))
+        } else {
+            e
+        }
+    })?;
+    let count = store.restore(std::io::BufReader::new(input))?;
+    print(format_args!(
+        "restored {count} entries into {}",
+        config.data_dir.display()
+    ))
 }

@@ -20,7 +20,9 @@
 //! unknown version is an error, never a panic. Every write method that
 //! acknowledges something to a client returns only after sled has flushed.
 
+use std::io::{BufRead, Write};
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use bincode::{Decode, Encode};
 use sled::transaction::{abort, Transactional as _};
@@ -283,7 +285,33 @@ pub struct Store {
     keys: Tree,
     user_keys: Tree,
     meta: Tree,
+    /// Ids are `id_base` + sled's generated ids: a restored backup sets the
+    /// base past every id it holds, so new ids never collide with them.
+    id_base: u64,
+    /// Writers hold it shared while they change trees; a backup holds it
+    /// exclusively while it reads them all, so the export is consistent.
+    /// A std lock: never held across an await.
+    gate: Arc<RwLock<()>>,
 }
+
+/// Trees a backup holds, in order.
+const BACKUP_TREES: [&str; 9] = [
+    "users",
+    "usernames",
+    "emails",
+    "revoked",
+    "cutoffs",
+    "fresh",
+    "keys",
+    "user_keys",
+    "meta",
+];
+
+/// The format version of backup files.
+const BACKUP_FORMAT: u32 = 1;
+
+/// `meta` key of the id base (see `Store::id_base`).
+const ID_BASE: &str = "id_base";
 
 impl Store {
     /// Opens (creating if needed) the database in `dir`. A directory locked
@@ -322,8 +350,17 @@ impl Store {
             keys: db.open_tree("keys")?,
             user_keys: db.open_tree("user_keys")?,
             meta: db.open_tree("meta")?,
+            id_base: 0,
+            gate: Arc::default(),
             db,
         };
+        let mut store = store;
+        store.id_base = store
+            .meta
+            .get(ID_BASE)?
+            .map(|v| be_u64(&v, "the id base"))
+            .transpose()?
+            .unwrap_or(0);
         store.check_schema(dir)?;
         Ok(store)
     }
@@ -357,6 +394,120 @@ impl Store {
         }
     }
 
+    /// Shared access for a writer (see `gate`).
+    fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes a consistent export of every tree to `out` (writers wait
+    /// meanwhile). Returns the number of entries.
+    pub fn export(&self, out: &mut impl Write) -> Result<usize> {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        let fail = |e: std::io::Error| Error::store(format_args!("cannot write the backup: {e}"));
+        let header = serde_json::json!({"latch_backup": BACKUP_FORMAT, "schema": SCHEMA_VERSION});
+        writeln!(out, "{header}").map_err(fail)?;
+        let mut count = 0;
+        for name in BACKUP_TREES {
+            let tree = self.db.open_tree(name)?;
+            for entry in tree.iter() {
+                let (key, value) = entry?;
+                if name == "meta"
+                    && (key.as_ref() == b"schema" || key.as_ref() == ID_BASE.as_bytes())
+                {
+                    continue;
+                }
+                let line = serde_json::json!({
+                    "tree": name,
+                    "key": crate::crypto::b64_encode(&key),
+                    "value": crate::crypto::b64_encode(&value),
+                });
+                writeln!(out, "{line}").map_err(fail)?;
+                count += 1;
+            }
+        }
+        writeln!(out, "{}", serde_json::json!({"end": count})).map_err(fail)?;
+        out.flush().map_err(fail)?;
+        Ok(count)
+    }
+
+    /// Loads an export made by [`Store::export`] into this store, which must
+    /// be empty. Records are checked (versions, sizes) before anything is
+    /// written; ids generated afterwards start past every restored one.
+    pub fn restore(&mut self, input: impl BufRead) -> Result<usize> {
+        let bad = |what: &str| Error::store(format_args!("the backup is not valid: {what}"));
+        let empty = ["users", "revoked", "keys", "cutoffs"]
+            .iter()
+            .all(|t| self.db.open_tree(t).map(|t| t.is_empty()).unwrap_or(false));
+        if !empty {
+            return Err(Error::store(
+                "the data directory already holds users or tokens; restore into an empty one",
+            ));
+        }
+        let mut lines = input.lines();
+        let header: serde_json::Value = lines
+            .next()
+            .ok_or_else(|| bad("it is empty"))?
+            .map_err(|e| bad(&e.to_string()))
+            .and_then(|l| serde_json::from_str(&l).map_err(|_| bad("no header")))?;
+        if header["latch_backup"] != BACKUP_FORMAT || header["schema"] != SCHEMA_VERSION {
+            return Err(bad("unknown format or schema version"));
+        }
+        let mut batches: std::collections::BTreeMap<&str, sled::Batch> = BACKUP_TREES
+            .iter()
+            .map(|name| (*name, sled::Batch::default()))
+            .collect();
+        let (mut count, mut max_id, mut ended) = (0usize, 0u64, false);
+        for line in lines {
+            let line = line.map_err(|e| bad(&e.to_string()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&line).map_err(|_| bad("a line is not JSON"))?;
+            if let Some(end) = v.get("end") {
+                if end.as_u64() != Some(count as u64) {
+                    return Err(bad("the entry count does not match (truncated?)"));
+                }
+                ended = true;
+                break;
+            }
+            let tree = v["tree"]
+                .as_str()
+                .ok_or_else(|| bad("an entry has no tree"))?;
+            let batch = batches
+                .get_mut(tree)
+                .ok_or_else(|| bad("an unknown tree"))?;
+            let field = |name: &str| {
+                v[name]
+                    .as_str()
+                    .and_then(|s| crate::crypto::b64_decode(s.as_bytes()))
+                    .ok_or_else(|| bad("an entry is not base64"))
+            };
+            let (key, value) = (field("key")?, field("value")?);
+            match tree {
+                "users" => {
+                    let id = be_u64(&key, "a user id")?;
+                    decode_user(id, &value)?;
+                    max_id = max_id.max(id);
+                }
+                "keys" => max_id = max_id.max(decode_key(&value)?.id),
+                "cutoffs" => max_id = max_id.max(decode_cutoff(&value)?.seq),
+                _ => {}
+            }
+            batch.insert(key, value);
+            count += 1;
+        }
+        if !ended {
+            return Err(bad("it ends early (truncated?)"));
+        }
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        for (name, batch) in batches {
+            self.db.open_tree(name)?.apply_batch(batch)?;
+        }
+        let base = self.id_base.max(max_id);
+        self.meta.insert(ID_BASE, &base.to_be_bytes())?;
+        self.id_base = base;
+        self.db.flush()?;
+        Ok(count)
+    }
+
     /// Waits until every write so far is on disk.
     pub async fn flush(&self) -> Result<()> {
         let db = self.db.clone();
@@ -376,7 +527,7 @@ impl Store {
 
     /// Creates a user; a taken username or email is a 409 conflict.
     pub async fn create_user(&self, new: NewUser<'_>) -> Result<User> {
-        let id = self.db.generate_id()? + 1;
+        let id = self.new_id()?;
         let user = User {
             id,
             username: new.username.to_owned(),
@@ -389,6 +540,7 @@ impl Store {
         let name_key = index_key(&user.username);
         let email_key = user.email.as_deref().map(index_key);
         let id_bytes = id.to_be_bytes();
+        let gate = self.shared();
         (&self.users, &self.usernames, &self.emails, &self.meta).transaction(
             |(users, names, emails, meta)| {
                 if names.get(&name_key)?.is_some() {
@@ -406,6 +558,7 @@ impl Store {
                 Ok(())
             },
         )?;
+        drop(gate);
         self.flush().await?;
         Ok(user)
     }
@@ -473,11 +626,11 @@ impl Store {
             let mut user = decode_user(id, &old)?;
             change(&mut user);
             let new = encode_user(&user);
-            if self
-                .users
-                .compare_and_swap(key, Some(old), Some(new))?
-                .is_ok()
-            {
+            let swapped = {
+                let _gate = self.shared();
+                self.users.compare_and_swap(key, Some(old), Some(new))?
+            };
+            if swapped.is_ok() {
                 self.flush().await?;
                 return Ok(Some(user));
             }
@@ -498,6 +651,7 @@ impl Store {
             ..user.clone()
         });
         let id = user.id.to_be_bytes();
+        let gate = self.shared();
         let changed = (&self.users, &self.cutoffs).transaction(|(users, cutoffs)| {
             if users.get(id)?.as_deref() != Some(old.as_slice()) {
                 return Ok(false);
@@ -506,6 +660,7 @@ impl Store {
             cutoffs.insert(&id, encode_cutoff(cutoff))?;
             Ok(true)
         })?;
+        drop(gate);
         self.flush().await?;
         Ok(changed)
     }
@@ -519,6 +674,7 @@ impl Store {
             password_hash,
             ..user.clone()
         });
+        let _gate = self.shared();
         let _ = self
             .users
             .compare_and_swap(user.id.to_be_bytes(), Some(old), Some(new))?;
@@ -535,6 +691,7 @@ impl Store {
         let id = user.id.to_be_bytes();
         let name_key = index_key(&user.username);
         let email_key = user.email.as_deref().map(index_key);
+        let gate = self.shared();
         (
             &self.users,
             &self.usernames,
@@ -559,6 +716,7 @@ impl Store {
                 cutoffs.insert(&id, encode_cutoff(cutoff))?;
                 Ok::<_, sled::transaction::ConflictableTransactionError<Error>>(())
             })?;
+        drop(gate);
         self.flush().await
     }
 
@@ -604,7 +762,10 @@ impl Store {
 
     /// Records that the token `jti` is revoked until `exp`.
     pub async fn revoke(&self, jti: &[u8], exp: u64) -> Result<()> {
-        self.revoked.insert(jti, &encode_expiry(exp))?;
+        {
+            let _gate = self.shared();
+            self.revoked.insert(jti, &encode_expiry(exp))?;
+        }
         self.flush().await
     }
 
@@ -615,8 +776,11 @@ impl Store {
 
     /// Sets a user's cutoff (logout everywhere).
     pub async fn set_cutoff(&self, user_id: u64, cutoff: Cutoff) -> Result<()> {
-        self.cutoffs
-            .insert(user_id.to_be_bytes(), encode_cutoff(cutoff))?;
+        {
+            let _gate = self.shared();
+            self.cutoffs
+                .insert(user_id.to_be_bytes(), encode_cutoff(cutoff))?;
+        }
         self.flush().await
     }
 
@@ -637,7 +801,10 @@ impl Store {
         let mut value = [0u8; 17];
         value[..9].copy_from_slice(&encode_expiry(exp));
         value[9..].copy_from_slice(&seq.to_be_bytes());
-        self.fresh.insert(jti, &value)?;
+        {
+            let _gate = self.shared();
+            self.fresh.insert(jti, &value)?;
+        }
         self.flush().await
     }
 
@@ -676,6 +843,7 @@ impl Store {
     pub async fn create_key(&self, key: &ApiKey, hash: &[u8; 32]) -> Result<()> {
         let record = encode_key(key);
         let index = user_key_index(key.user_id, key.id);
+        let gate = self.shared();
         (&self.users, &self.keys, &self.user_keys).transaction(|(users, keys, user_keys)| {
             // The owner may have been deleted since the request was
             // authenticated; a key must not outlive its account.
@@ -686,12 +854,13 @@ impl Store {
             user_keys.insert(&index, hash)?;
             Ok(())
         })?;
+        drop(gate);
         self.flush().await
     }
 
     /// A fresh unique id (for keys).
     pub fn new_id(&self) -> Result<u64> {
-        Ok(self.db.generate_id()? + 1)
+        Ok(self.id_base + self.db.generate_id()? + 1)
     }
 
     /// The key whose secret hashes to `hash`. One sled read.
@@ -714,6 +883,7 @@ impl Store {
     /// Deletes a user's key; false when that user has no such key.
     pub async fn delete_key(&self, user_id: u64, key_id: u64) -> Result<bool> {
         let index = user_key_index(user_id, key_id);
+        let gate = self.shared();
         let deleted = (&self.keys, &self.user_keys).transaction(|(keys, user_keys)| {
             let Some(hash) = user_keys.remove(&index)? else {
                 return Ok(false);
@@ -721,6 +891,7 @@ impl Store {
             keys.remove(hash)?;
             Ok(true)
         })?;
+        drop(gate);
         if deleted {
             self.flush().await?;
         }
@@ -731,6 +902,7 @@ impl Store {
     /// anyone, so sled's periodic flush is enough). Keys deleted meanwhile
     /// stay deleted.
     pub fn touch_keys(&self, uses: &[([u8; 32], u64)]) -> Result<()> {
+        let _gate = self.shared();
         for (hash, at) in uses {
             let _ = self.keys.fetch_and_update(hash, |old| {
                 let mut key = decode_key(old?).ok()?;
@@ -763,6 +935,7 @@ impl Store {
     /// records of expired tokens, cutoffs older than every token they could
     /// refuse (`max_ttl`), and expired API keys. Returns entries removed.
     pub async fn prune(&self, now: u64, max_ttl: u64) -> Result<usize> {
+        let gate = self.shared();
         let mut removed = 0;
         for tree in [&self.revoked, &self.fresh] {
             for entry in tree.iter() {
@@ -795,6 +968,7 @@ impl Store {
                 removed += 1;
             }
         }
+        drop(gate);
         if removed > 0 {
             self.flush().await?;
         }

@@ -1,0 +1,212 @@
+//! `latch backup` and `latch restore`: a round trip of users, groups,
+//! keys and revocations, made while the server runs.
+
+use crate::support::*;
+
+#[test]
+fn backup_while_running_then_restore_into_an_empty_directory() {
+    let dir = TempDir::new("backup");
+    let server = Server::start(&dir, "");
+    let c = server.client();
+    let res = c.post_json(
+        "/api/users",
+        &json!({"username": "alice", "password": "alice-password", "email": "alice@example.com"}),
+        &[],
+    );
+    let alice_id = res.json()["id"].as_u64().unwrap();
+    c.register("bob", "bob-password");
+    let config = server.config_path.clone();
+    let (status, _, stderr) = latch_cmd(
+        &[
+            "user",
+            "groups",
+            "alice",
+            "admins",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    let live = c.token("alice", "alice-password");
+    let revoked = c.token("alice", "alice-password");
+    c.request(
+        "POST",
+        "/logout",
+        &[("Authorization", &bearer(&revoked))],
+        None,
+    );
+    let bobs = c.token("bob", "bob-password");
+    c.request(
+        "POST",
+        "/api/logout-all",
+        &[("Authorization", &bearer(&bobs))],
+        None,
+    );
+    let auth = bearer(&live);
+    let key = c
+        .post_json(
+            "/api/keys",
+            &json!({"name": "kept"}),
+            &[("Authorization", &auth)],
+        )
+        .json();
+    let gone = c
+        .post_json(
+            "/api/keys",
+            &json!({"name": "gone"}),
+            &[("Authorization", &auth)],
+        )
+        .json();
+    c.request(
+        "DELETE",
+        &format!("/api/keys/{}", gone["id"]),
+        &[("Authorization", &auth)],
+        None,
+    );
+    let key = key["key"].as_str().unwrap().to_owned();
+    let gone = gone["key"].as_str().unwrap().to_owned();
+
+    // Backup with the server running (over the admin socket).
+    let file = dir.path().join("latch.backup");
+    let (status, stdout, stderr) = latch_cmd(
+        &[
+            "backup",
+            file.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.starts_with("wrote "), "{stdout}");
+    assert!(!dir.path().join("latch.tmp").exists());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("alice-password") && !text.contains(&key),
+        "secrets in the backup"
+    );
+    // The running server refuses a restore into its own directory.
+    let (status, _, stderr) = latch_cmd(
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("stop the server"), "{stderr}");
+    assert!(server.stop().success());
+
+    // Restore into a fresh data directory, with the same key.
+    let other = TempDir::new("restored");
+    let restored_config = other.path().join("latch.toml");
+    std::fs::write(&restored_config, config_text(other.path(), "")).unwrap();
+    let (status, stdout, stderr) = latch_cmd(
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--config",
+            restored_config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.starts_with("restored "), "{stdout}");
+    let server = Server::start_with(&restored_config);
+    let c = server.client();
+    c.assert_alive("alice", "alice-password");
+    c.assert_alive("bob", "bob-password");
+    let me = c
+        .get("/api/users/me", &[("Authorization", &bearer(&live))])
+        .json();
+    assert_eq!(
+        me,
+        json!({"id": alice_id, "username": "alice", "email": "alice@example.com", "groups": ["admins"]})
+    );
+    assert_eq!(c.resource(&bearer(&key)).status, 200);
+    c.resource(&bearer(&gone)).assert_challenges(true);
+    c.resource(&bearer(&revoked)).assert_challenges(true);
+    c.resource(&bearer(&bobs)).assert_challenges(true);
+    let res = c.post_json(
+        "/api/users",
+        &json!({"username": "alice", "password": "other-password"}),
+        &[],
+    );
+    assert_eq!(res.status, 409);
+    // New ids do not collide with restored ones.
+    let carol = c.register("carol", "carol-password");
+    assert!(carol > alice_id, "{carol} <= {alice_id}");
+    let keys = c
+        .get("/api/keys", &[("Authorization", &bearer(&live))])
+        .json();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    let new_key = c
+        .post_json(
+            "/api/keys",
+            &json!({"name": "new"}),
+            &[("Authorization", &bearer(&live))],
+        )
+        .json();
+    assert!(new_key["id"].as_u64().unwrap() > keys[0]["id"].as_u64().unwrap());
+    assert!(server.stop().success());
+
+    // Not into a directory that holds data.
+    let (status, _, stderr) = latch_cmd(
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--config",
+            restored_config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("empty"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+
+    // Nor from a truncated file.
+    let truncated = dir.path().join("truncated.backup");
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&truncated, lines[..lines.len() - 2].join("\n")).unwrap();
+    let third = TempDir::new("truncated");
+    let third_config = third.path().join("latch.toml");
+    std::fs::write(&third_config, config_text(third.path(), "")).unwrap();
+    let (status, _, stderr) = latch_cmd(
+        &[
+            "restore",
+            truncated.to_str().unwrap(),
+            "--config",
+            third_config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("truncated"), "{stderr}");
+}
+
+#[test]
+fn backup_with_the_server_stopped() {
+    let dir = TempDir::new("backupoff");
+    let server = Server::start(&dir, "");
+    server.client().register("alice", "alice-password");
+    let config = server.config_path.clone();
+    assert!(server.stop().success());
+    let file = dir.path().join("offline.backup");
+    let (status, stdout, stderr) = latch_cmd(
+        &[
+            "backup",
+            file.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("wrote"), "{stdout}");
+    let first = std::fs::read_to_string(&file).unwrap();
+    assert!(first.lines().next().unwrap().contains("latch_backup"));
+    assert!(first.lines().last().unwrap().contains("\"end\""));
+}
