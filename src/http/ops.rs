@@ -1,4 +1,4 @@
-//! Operations endpoints: `/healthz` and `/metrics`.
+//! Operations endpoints: `/healthz`, `/metrics` and `/openapi.yaml`.
 
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -30,6 +30,19 @@ pub fn metrics(app: &App) -> Response<Body> {
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    res
+}
+
+/// The OpenAPI document, compiled in from the repository's `openapi.yaml`.
+const OPENAPI: &str = include_str!("../../openapi.yaml");
+
+/// `GET /openapi.yaml`.
+pub fn openapi() -> Response<Body> {
+    let mut res = Response::new(Body::from(OPENAPI));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/yaml"),
     );
     res
 }

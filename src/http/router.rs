@@ -14,6 +14,7 @@
 //! | any `/auth/nginx` | forward auth for nginx `auth_request` (never redirects) |
 //! | `GET /healthz` | 200 while the store answers, else 503 |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /openapi.yaml` | the OpenAPI 3 description of all of the above |
 //! | `GET /api/users/me` | the caller's record with email and groups |
 //! | `DELETE /api/users/me` | delete the caller's account (Basic password) |
 //! | `PUT /api/users/me/password` | change the password, revoke earlier tokens |
@@ -126,6 +127,8 @@ where
             (_, Some(["healthz"])) => (Healthz, Err(not_allowed("GET"))),
             (&Method::GET, Some(["metrics"])) => (Metrics, Ok(ops::metrics(app))),
             (_, Some(["metrics"])) => (Metrics, Err(not_allowed("GET"))),
+            (&Method::GET, Some(["openapi.yaml"])) => (OpenApi, Ok(ops::openapi())),
+            (_, Some(["openapi.yaml"])) => (OpenApi, Err(not_allowed("GET"))),
             _ => (Other, Err(Error::new(Kind::NotFound))),
         }
     })

@@ -14,6 +14,7 @@ mod forward;
 mod keys;
 mod lifecycle;
 mod limits;
+mod openapi;
 mod ops;
 mod props;
 mod proxies;
