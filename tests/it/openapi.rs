@@ -49,6 +49,8 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     c.register("alice", "alice-password");
     let token = c.token("alice", "alice-password");
     let out = Command::new("schemathesis")
+        // It keeps a cache in its working directory: not in the repository.
+        .current_dir(dir.path())
         .args(["run", &format!("http://{}/openapi.yaml", server.addr)])
         .args([
             "--checks",
