@@ -33,19 +33,7 @@ fn me_shows_id_username_email_and_groups() {
     assert_eq!(res.json()["username"], "alice");
     c.get("/api/users/me", &[]).assert_challenges(false);
     // Groups set through the CLI (server running) show up at once.
-    let (status, _, stderr) = latch_cmd(
-        &[
-            "user",
-            "groups",
-            "alice",
-            "admins",
-            "media",
-            "--config",
-            server.config_path.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{stderr}");
+    server.set_groups("alice", &["admins", "media"]);
     let res = c.get("/api/users/me", &[("Authorization", &bearer(&token))]);
     assert_eq!(res.json()["groups"], json!(["admins", "media"]));
 }
@@ -59,12 +47,7 @@ fn logout_all_refuses_every_earlier_token_only() {
     let first = c.token("alice", "alice-password");
     let second = c.token("alice", "alice-password");
     let bobs = c.token("bob", "bob-password");
-    let res = c.request(
-        "POST",
-        "/api/logout-all",
-        &[("Authorization", &bearer(&first))],
-        None,
-    );
+    let res = c.post_auth("/api/logout-all", &bearer(&first));
     assert_eq!(res.status, 200, "{}", res.text());
     for t in [&first, &second] {
         c.resource(&bearer(t)).assert_challenges(true);

@@ -41,12 +41,7 @@ fn json_audit_lines_name_user_method_result_and_source() {
         &[("Authorization", &bearer(&token))],
         None,
     );
-    c.request(
-        "POST",
-        "/api/logout-all",
-        &[("Authorization", &bearer(&token))],
-        None,
-    );
+    c.post_auth("/api/logout-all", &bearer(&token));
     let (status, _, _) = latch_cmd(
         &[
             "user",

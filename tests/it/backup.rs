@@ -30,19 +30,9 @@ fn backup_while_running_then_restore_into_an_empty_directory() {
     assert!(status.success(), "{stderr}");
     let live = c.token("alice", "alice-password");
     let revoked = c.token("alice", "alice-password");
-    c.request(
-        "POST",
-        "/logout",
-        &[("Authorization", &bearer(&revoked))],
-        None,
-    );
+    c.post_auth("/logout", &bearer(&revoked));
     let bobs = c.token("bob", "bob-password");
-    c.request(
-        "POST",
-        "/api/logout-all",
-        &[("Authorization", &bearer(&bobs))],
-        None,
-    );
+    c.post_auth("/api/logout-all", &bearer(&bobs));
     let auth = bearer(&live);
     let key = c
         .post_json(

@@ -68,25 +68,11 @@ fn pruning_never_revives_a_live_token() {
     c.register("alice", "alice-password");
     c.register("bob", "bob-password");
     let revoked = c.token("alice", "alice-password");
-    assert_eq!(
-        c.request(
-            "POST",
-            "/logout",
-            &[("Authorization", &bearer(&revoked))],
-            None
-        )
-        .status,
-        200
-    );
+    assert_eq!(c.post_auth("/logout", &bearer(&revoked)).status, 200);
     let before_cutoff = c.token("bob", "bob-password");
     assert_eq!(
-        c.request(
-            "POST",
-            "/api/logout-all",
-            &[("Authorization", &bearer(&before_cutoff))],
-            None
-        )
-        .status,
+        c.post_auth("/api/logout-all", &bearer(&before_cutoff))
+            .status,
         200
     );
     let store = server.app.auth.store();
@@ -165,15 +151,7 @@ fn a_second_cutoff_in_the_same_second_refuses_tokens_issued_between() {
     let c = server.client;
     c.register("alice", "alice-password");
     let first = c.token("alice", "alice-password");
-    let logout_all = |token: &str| {
-        c.request(
-            "POST",
-            "/api/logout-all",
-            &[("Authorization", &bearer(token))],
-            None,
-        )
-        .status
-    };
+    let logout_all = |token: &str| c.post_auth("/api/logout-all", &bearer(token)).status;
     assert_eq!(logout_all(&first), 200);
     // Issued after the first cutoff, in its second: fresh, accepted.
     let between = c.token("alice", "alice-password");

@@ -91,19 +91,7 @@ fn start() -> (TempDir, Server) {
     let server = Server::start(&dir, FA_CONFIG);
     let c = server.client();
     c.register("alice", "alice-password");
-    let (status, _, stderr) = latch_cmd(
-        &[
-            "user",
-            "groups",
-            "alice",
-            "admins",
-            "media",
-            "--config",
-            server.config_path.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{stderr}");
+    server.set_groups("alice", &["admins", "media"]);
     c.post_json(
         "/api/users",
         &json!({"username": "bob", "password": "bob-password", "email": "bob@example.test"}),
@@ -646,15 +634,6 @@ fn the_signed_in_page_and_logout() {
     // Logout everywhere kills sessions too.
     let cookie = session(&c, "alice", "alice-password");
     let token = c.token("alice", "alice-password");
-    assert_eq!(
-        c.request(
-            "POST",
-            "/api/logout-all",
-            &[("Authorization", &bearer(&token))],
-            None
-        )
-        .status,
-        200
-    );
+    assert_eq!(c.post_auth("/api/logout-all", &bearer(&token)).status, 200);
     assert_eq!(c.get("/auth", &[("Cookie", &cookie)]).status, 401);
 }

@@ -12,16 +12,7 @@ fn restart_keeps_users_and_revocations() {
     c.register("alice", "alice-password");
     let revoked = c.token("alice", "alice-password");
     let live = c.token("alice", "alice-password");
-    assert_eq!(
-        c.request(
-            "POST",
-            "/logout",
-            &[("Authorization", &bearer(&revoked))],
-            None
-        )
-        .status,
-        200
-    );
+    assert_eq!(c.post_auth("/logout", &bearer(&revoked)).status, 200);
 
     let server = server.restart();
     let c = server.client();

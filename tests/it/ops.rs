@@ -37,12 +37,7 @@ fn metrics_count_what_happens() {
     let token = c.token("alice", "alice-password");
     c.resource(&bearer(&token));
     c.resource(&bearer("eyJ.nope.nope"));
-    c.request(
-        "POST",
-        "/logout",
-        &[("Authorization", &bearer(&token))],
-        None,
-    );
+    c.post_auth("/logout", &bearer(&token));
     c.resource(&basic("bob", "wrong-password"));
     c.resource(&basic("bob", "wrong-password"));
     let res = c.get("/metrics", &[]);

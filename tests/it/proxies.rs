@@ -387,19 +387,7 @@ pub fn latch_for(dir: &TempDir, port: u16) -> Server {
         &json!({"username": "bob", "password": "bob-password", "email": "bob@example.test"}),
         &[],
     );
-    let (status, _, stderr) = latch_cmd(
-        &[
-            "user",
-            "groups",
-            "alice",
-            "admins",
-            "media",
-            "--config",
-            server.config_path.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{stderr}");
+    server.set_groups("alice", &["admins", "media"]);
     server
 }
 

@@ -129,12 +129,7 @@ fn logout_revokes_the_token() {
     let token = c.token("alice", "alice-password");
     let other = c.token("alice", "alice-password");
 
-    let res = c.request(
-        "POST",
-        "/logout",
-        &[("Authorization", &bearer(&token))],
-        None,
-    );
+    let res = c.post_auth("/logout", &bearer(&token));
     assert_eq!(res.status, 200, "{}", res.text());
 
     // Every way of presenting the revoked token is refused.
@@ -145,22 +140,12 @@ fn logout_revokes_the_token() {
     c.get(&format!("/api/resource?auth_token={token}"), &[])
         .assert_challenges(true);
     // Logging out twice is refused too.
-    c.request(
-        "POST",
-        "/logout",
-        &[("Authorization", &bearer(&token))],
-        None,
-    )
-    .assert_challenges(true);
+    c.post_auth("/logout", &bearer(&token))
+        .assert_challenges(true);
     // Other tokens of the same user still work.
     assert_eq!(c.resource(&bearer(&other)).status, 200);
     // Logout with a password has no token to revoke.
-    let res = c.request(
-        "POST",
-        "/logout",
-        &[("Authorization", &basic("alice", "alice-password"))],
-        None,
-    );
+    let res = c.post_auth("/logout", &basic("alice", "alice-password"));
     assert_eq!(res.status, 400);
     assert_eq!(res.error_code(), "invalid_request");
     // Logout with nothing is a 401.
@@ -279,21 +264,11 @@ fn concurrent_registrations_of_one_email() {
     let dir = TempDir::new("emailrace");
     let server = Server::start(&dir, "");
     let c = server.client();
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..12)
-            .map(|i| {
-                s.spawn(move || {
-                    c.post_json(
-                        "/api/users",
-                        &json!({"username": format!("racer{i}"), "password": "password-1", "email": "same@example.com"}),
-                        &[],
-                    )
-                    .status
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let statuses = register_at_once(
+        c,
+        12,
+        |i| json!({"username": format!("racer{i}"), "password": "password-1", "email": "same@example.com"}),
+    );
     assert_eq!(
         statuses.iter().filter(|&&s| s == 201).count(),
         1,
@@ -324,21 +299,11 @@ fn concurrent_registrations_of_one_name() {
     let dir = TempDir::new("race");
     let server = Server::start(&dir, "");
     let c = server.client();
-    let statuses: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..16)
-            .map(|i| {
-                s.spawn(move || {
-                    c.post_json(
-                        "/api/users",
-                        &json!({"username": "racer", "password": format!("password-{i}")}),
-                        &[],
-                    )
-                    .status
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let statuses = register_at_once(
+        c,
+        16,
+        |i| json!({"username": "racer", "password": format!("password-{i}")}),
+    );
     assert_eq!(
         statuses.iter().filter(|&&s| s == 201).count(),
         1,
@@ -349,4 +314,17 @@ fn concurrent_registrations_of_one_name() {
         15,
         "{statuses:?}"
     );
+}
+
+/// Sends `n` registrations at once, the i-th with `body(i)`; their statuses.
+fn register_at_once(c: Client, n: usize, body: impl Fn(usize) -> Value + Sync) -> Vec<u16> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let body = &body;
+                s.spawn(move || c.post_json("/api/users", &body(i), &[]).status)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }

@@ -216,6 +216,15 @@ impl Server {
         child.wait().unwrap();
     }
 
+    /// Sets `user`'s groups with `latch user groups` (over the admin socket).
+    pub fn set_groups(&self, user: &str, groups: &[&str]) {
+        let mut args = vec!["user", "groups", user];
+        args.extend_from_slice(groups);
+        args.extend_from_slice(&["--config", self.config_path.to_str().unwrap()]);
+        let (status, _, stderr) = latch_cmd(&args, &[]);
+        assert!(status.success(), "{stderr}");
+    }
+
     /// Stops and starts again on the same config (same data directory).
     pub fn restart(mut self) -> Server {
         assert!(self.terminate().success());
@@ -386,6 +395,11 @@ impl Client {
         let mut bytes = req.into_bytes();
         bytes.extend_from_slice(body.unwrap_or_default());
         self.raw(&bytes)
+    }
+
+    /// A bodiless POST with this `Authorization` value (logout, logout-all).
+    pub fn post_auth(&self, path: &str, authorization: &str) -> Response {
+        self.request("POST", path, &[("Authorization", authorization)], None)
     }
 
     pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
