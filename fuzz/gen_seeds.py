@@ -93,6 +93,11 @@ def main() -> None:
         "https://app.example.com\\@evil.com",
         "//evil.com",
         "javascript:alert(1)",
+        "https://app.example.com/@evil.com?x=@#@",
+        "https://a..example.com:0/",
+        "https://x;y.example.com/",
+        "https://[::ffff:1.2.3.4]/.example.com",
+        "https://example.com:8443?q",
     ]):
         write("redirect", f"url{i}", url)
 
