@@ -5,6 +5,8 @@
 //! when no server runs, so both apply the same rules.
 
 use std::collections::HashMap;
+
+use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -54,14 +56,17 @@ pub struct Accounts {
     metrics: Arc<Metrics>,
 }
 
-/// What forward auth passes on about a user.
+/// What forward auth passes on about a user, ready to be sent: the byte
+/// strings are shared, not copied, into every response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
     /// Username.
-    pub username: String,
+    pub username: Bytes,
     /// Email, or empty.
-    pub email: String,
-    /// Groups.
+    pub email: Bytes,
+    /// Groups, comma-separated.
+    pub groups_joined: Bytes,
+    /// Groups, for membership checks.
     pub groups: Vec<String>,
 }
 
@@ -185,7 +190,9 @@ impl Accounts {
             {
                 self.regulator.succeeded(u.id);
                 self.metrics.login(LoginResult::Success);
-                audit::password(login, Outcome::Success);
+                // A repeat of a success already audited within cache_ttl:
+                // counted in /metrics, logged only at debug level.
+                audit::password(login, Outcome::Repeated);
                 return Ok(u.clone());
             }
         }
@@ -314,8 +321,9 @@ impl Accounts {
             return Ok(None);
         };
         let profile = Arc::new(Profile {
-            username: user.username,
-            email: user.email.unwrap_or_default(),
+            username: Bytes::from(user.username),
+            email: Bytes::from(user.email.unwrap_or_default()),
+            groups_joined: Bytes::from(user.groups.join(",")),
             groups: user.groups,
         });
         let mut profiles = self.profiles.write().unwrap_or_else(|e| e.into_inner());

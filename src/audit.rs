@@ -4,7 +4,8 @@
 //! the source address; the subscriber adds the UTC time.
 //!
 //! Successful token and key verifications are not logged one by one (they
-//! are ordinary authorized requests, counted in `/metrics`). User-supplied
+//! are ordinary authorized requests, counted in `/metrics`), nor, at the
+//! info level, repeats of a password success still in the password cache. User-supplied
 //! strings are recorded with `Debug` formatting (quoted, CR and LF escaped)
 //! so they cannot forge lines; JSON output escapes them anyway. Passwords,
 //! tokens, keys and query strings are never passed here.
@@ -28,11 +29,17 @@ pub async fn scope<F: Future>(context: Context, f: F) -> F::Output {
     CONTEXT.scope(context, f).await
 }
 
-/// The source address, or `local` outside a request (the admin socket).
-fn source() -> String {
-    CONTEXT
-        .try_with(|c| c.source.to_string())
-        .unwrap_or_else(|_| "local".to_owned())
+/// The source address, or `local` outside a request (the admin socket);
+/// read only when a line is actually written.
+struct Source;
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match CONTEXT.try_with(|c| c.source) {
+            Ok(ip) => ip.fmt(f),
+            Err(_) => f.write_str("local"),
+        }
+    }
 }
 
 /// How a password check ended, for the audit line.
@@ -40,6 +47,9 @@ fn source() -> String {
 pub enum Outcome {
     /// Accepted.
     Success,
+    /// Accepted from the cache of recent successes (logged at debug level:
+    /// a script sending Basic on every request would flood the log).
+    Repeated,
     /// Wrong password or unknown user.
     Failure,
     /// Refused because the account is banned (the client cannot tell).
@@ -48,31 +58,31 @@ pub enum Outcome {
 
 /// A password check: `login` as given (a username or an email).
 pub fn password(login: &str, outcome: Outcome) {
-    let source = source();
     match outcome {
         Outcome::Success => {
-            tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "success", source, "password accepted")
+            tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "success", source = %Source, "password accepted")
+        }
+        Outcome::Repeated => {
+            tracing::debug!(target: "audit", event = "auth", method = "password", user = ?login, result = "success", cached = true, source = %Source, "password accepted again")
         }
         Outcome::Failure => {
-            tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "failure", source, "password refused")
+            tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "failure", source = %Source, "password refused")
         }
         Outcome::Banned => {
-            tracing::warn!(target: "audit", event = "auth", method = "password", user = ?login, result = "banned", source, "refused a login: the account is banned")
+            tracing::warn!(target: "audit", event = "auth", method = "password", user = ?login, result = "banned", source = %Source, "refused a login: the account is banned")
         }
     }
 }
 
 /// A refused token or API key (the user is unknown: nothing was verified).
 pub fn refused(method: &'static str, reason: &str) {
-    let source = source();
-    tracing::info!(target: "audit", event = "auth", method, result = "failure", reason, source, "credential refused");
+    tracing::info!(target: "audit", event = "auth", method, result = "failure", reason, source = %Source, "credential refused");
 }
 
 /// An event about a known user (a ban, a revocation, an account change,
 /// an admin command); `message` is a fixed description.
 pub fn user_event(event: &'static str, user_id: u64, message: &'static str) {
-    let source = source();
-    tracing::info!(target: "audit", event, user_id, source, "{message}");
+    tracing::info!(target: "audit", event, user_id, source = %Source, "{message}");
 }
 
 /// A command received on the admin socket.

@@ -14,6 +14,9 @@ use crate::crypto::{self, SigningKey};
 /// Tokens longer than this are refused unread.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
+/// Longest decoded claims accepted (latch's own are about 150 bytes).
+const MAX_CLAIMS_LEN: usize = 768;
+
 /// Bytes of randomness in a `jti`.
 pub const JTI_LEN: usize = 16;
 
@@ -155,7 +158,8 @@ impl Keys {
         if !entry.key.verify(signed.as_bytes(), &tag) {
             return Err(Invalid::Signature);
         }
-        let mut json = [0u8; MAX_TOKEN_LEN * 3 / 4 + 3];
+        // Our claims are well under this; a larger payload is not ours.
+        let mut json = [0u8; MAX_CLAIMS_LEN];
         let len =
             crypto::b64url_decode_into(payload.as_bytes(), &mut json).ok_or(Invalid::Malformed)?;
         let claims: ClaimsRef<'_> =

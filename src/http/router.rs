@@ -135,6 +135,11 @@ where
     .await;
     let res =     result.unwrap_or_else(|e| {
         match e.status() {
+            // A full hashing queue is load, not a fault: counted in
+            // /metrics (latch_hash_queue_depth), not logged per request.
+            503 if e.kind() == Kind::Busy => {
+                tracing::debug!(method = %parts.method, path = parts.uri.path(), "busy")
+            }
             500.. => {
                 tracing::error!(method = %parts.method, path = parts.uri.path(), cause = e.cause(), "request failed")
             }
