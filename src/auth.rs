@@ -19,6 +19,7 @@ use crate::metrics::{CredentialKind, Metrics};
 use crate::revoked::Revoked;
 use crate::store::{ApiKey, Store, User};
 use crate::token::{self, Claims, Keys};
+use crate::verified::VerifiedCache;
 
 /// A key's last use is written at most this often (seconds).
 pub const LAST_USED_EVERY: u64 = 60;
@@ -98,6 +99,8 @@ pub struct Auth {
     key_uses: Mutex<HashMap<[u8; 32], (u64, u64)>>,
     /// Revoked token ids, in memory (the store is the truth).
     revoked: Revoked,
+    /// Tokens whose signature this thread already checked.
+    verified: VerifiedCache,
 }
 
 impl Auth {
@@ -130,6 +133,7 @@ impl Auth {
             registration: config.registration,
             key_uses: Mutex::new(HashMap::new()),
             revoked: Revoked::default(),
+            verified: VerifiedCache::default(),
         })
     }
 
@@ -243,10 +247,15 @@ impl Auth {
             audit::refused("token", &reason);
             Error::with_cause(Kind::Unauthorized(Refusal::BadToken), reason)
         };
-        let v = self
-            .keys
-            .verify(token, self.now())
-            .map_err(|why| refused(&why))?;
+        let now = self.now();
+        let v = match self.verified.get(token, now) {
+            Some(v) => v,
+            None => {
+                let v = self.keys.verify(token, now).map_err(|why| refused(&why))?;
+                self.verified.put(token, &v);
+                v
+            }
+        };
         if self.revoked.contains(&v.jti, self.store())? {
             return Err(refused(&"revoked"));
         }

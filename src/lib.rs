@@ -39,6 +39,7 @@ pub mod regulation;
 pub mod revoked;
 pub mod store;
 pub mod token;
+pub mod verified;
 
 use std::future::Future;
 use std::sync::Arc;

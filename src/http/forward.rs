@@ -120,7 +120,8 @@ pub async fn check(
     }
     let mut res = response::empty(StatusCode::OK);
     let h = res.headers_mut();
-    let value = |b: &bytes::Bytes| HeaderValue::from_maybe_shared(b.clone()).map_err(Error::internal);
+    let value =
+        |b: &bytes::Bytes| HeaderValue::from_maybe_shared(b.clone()).map_err(Error::internal);
     h.insert(REMOTE_USER.clone(), value(&user.username)?);
     h.insert(REMOTE_GROUPS.clone(), value(&user.groups_joined)?);
     h.insert(REMOTE_EMAIL.clone(), value(&user.email)?);

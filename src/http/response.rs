@@ -22,8 +22,17 @@ const BASIC: HeaderValue = HeaderValue::from_static(r#"Basic realm="latch", char
 /// A JSON response. Every JSON response is `Cache-Control: no-store`: many
 /// carry tokens, and none is worth caching.
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
-    let body = serde_json::to_vec(value).expect("response bodies serialize");
-    let mut res = Response::new(Full::new(Bytes::from(body)));
+    json_raw(
+        status,
+        serde_json::to_vec(value)
+            .expect("response bodies serialize")
+            .into(),
+    )
+}
+
+/// A JSON response from bytes already serialized.
+pub fn json_raw(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut res = Response::new(Full::new(body));
     *res.status_mut() = status;
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, JSON);
