@@ -86,15 +86,6 @@ pub async fn check(
     peer: SocketAddr,
     flavor: Flavor,
 ) -> Result<Response<Body>> {
-    let fa = &app.config.forward_auth;
-    let original = if fa.trusts(peer.ip()) {
-        Original::from_headers(parts)
-    } else {
-        Original {
-            method: None,
-            url: None,
-        }
-    };
     let outcome = match api::credential(app, parts) {
         Ok((credential, _)) => app.auth.authenticate(&credential).await,
         Err(e) => Err(e),
@@ -102,13 +93,13 @@ pub async fn check(
     let who = match outcome {
         Ok(who) => who,
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
-            return Ok(unauthenticated(app, parts, &original, flavor, &e))
+            return Ok(unauthenticated(app, parts, peer, flavor, &e))
         }
         Err(e) => return Err(e),
     };
     let Some(user) = app.auth.accounts().profile(who.user_id)? else {
         let e = Error::unauthorized(crate::error::Refusal::BadToken);
-        return Ok(unauthenticated(app, parts, &original, flavor, &e));
+        return Ok(unauthenticated(app, parts, peer, flavor, &e));
     };
     let required = required_groups(parts);
     if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
@@ -157,13 +148,24 @@ fn is_browser(parts: &Parts) -> bool {
     accepts_html && !xhr
 }
 
+/// The answer for a request that is not (or no longer) signed in. Only
+/// here is the original request read from the proxy's headers: the
+/// allowed path does not need it.
 fn unauthenticated(
     app: &App,
     parts: &Parts,
-    original: &Original,
+    peer: SocketAddr,
     flavor: Flavor,
     e: &Error,
 ) -> Response<Body> {
+    let original = if app.config.forward_auth.trusts(peer.ip()) {
+        Original::from_headers(parts)
+    } else {
+        Original {
+            method: None,
+            url: None,
+        }
+    };
     let location = app
         .config
         .forward_auth
