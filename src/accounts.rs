@@ -253,21 +253,22 @@ impl Accounts {
         validate_password(new_password)?;
         let phc = self.hasher.hash(new_password.to_owned()).await?;
         let cutoff = self.new_cutoff(false)?;
-        if !self.store.change_password(user, phc, cutoff).await? {
+        // The caches follow the committed change even if the flush after
+        // it fails (the error still reaches the caller).
+        let changed = self.store.change_password(user, phc, cutoff).await;
+        if !matches!(changed, Ok(false)) {
+            self.remember_cutoff(user.id, cutoff);
+        }
+        if !changed? {
             return Err(Error::new(Kind::Conflict(
                 "the account changed meanwhile; try again",
             )));
         }
-        self.remember_cutoff(user.id, cutoff);
         self.metrics.revocation();
         audit::user_event(
             "password_change",
             user.id,
             "password changed; earlier tokens refused",
-        );
-        tracing::info!(
-            user_id = user.id,
-            "password changed; earlier tokens refused"
         );
         Ok(())
     }
@@ -275,8 +276,9 @@ impl Accounts {
     /// Refuses every token issued to `user_id` before now.
     pub async fn logout_all(&self, user_id: u64) -> Result<()> {
         let cutoff = self.new_cutoff(false)?;
-        self.store.set_cutoff(user_id, cutoff).await?;
+        let stored = self.store.set_cutoff(user_id, cutoff).await;
         self.remember_cutoff(user_id, cutoff);
+        stored?;
         self.metrics.revocation();
         audit::user_event("logout_all", user_id, "logged out everywhere");
         Ok(())
@@ -286,9 +288,10 @@ impl Accounts {
     /// and the name can be registered again.
     pub async fn delete(&self, user: &User) -> Result<()> {
         let cutoff = self.new_cutoff(true)?;
-        self.store.delete_user(user, cutoff).await?;
+        let stored = self.store.delete_user(user, cutoff).await;
         self.remember_cutoff(user.id, cutoff);
         self.forget_profile(user.id);
+        stored?;
         self.metrics.revocation();
         audit::user_event("delete", user.id, "deleted a user");
         Ok(())
@@ -300,8 +303,9 @@ impl Accounts {
         let updated = self
             .store
             .modify_user(user.id, |u| u.groups = groups.clone())
-            .await?;
+            .await;
         self.forget_profile(user.id);
+        let updated = updated?;
         audit::user_event("groups", user.id, "changed a user's groups");
         updated.ok_or_else(|| Error::new(Kind::NotFound))
     }

@@ -23,6 +23,36 @@ use crate::audit;
 use crate::error::{Error, Kind, Result};
 use crate::App;
 
+/// Numbers the temporary files of concurrent backups.
+static BACKUPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How long a backup client may stall before the server gives up on it.
+const BACKUP_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Exports into `tmp` (a private file in the data directory; writers wait
+/// only for this part), then sends it to the client, who may be slow
+/// without holding anyone up.
+fn export_then_send(
+    store: &crate::store::Store,
+    tmp: &Path,
+    mut stream: std::os::unix::net::UnixStream,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)?;
+        let mut out = std::io::BufWriter::new(file);
+        store.export(&mut out).map_err(std::io::Error::other)?;
+        out.flush()?;
+    }
+    stream.set_write_timeout(Some(BACKUP_SEND_TIMEOUT))?;
+    std::io::copy(&mut std::fs::File::open(tmp)?, &mut stream)?;
+    Ok(())
+}
+
 /// Longest request line accepted on the socket.
 const MAX_LINE: u64 = 64 * 1024;
 
@@ -276,18 +306,18 @@ async fn handle(mut stream: UnixStream, app: &App) -> std::io::Result<()> {
     }
     let request = serde_json::from_str::<Request>(&line);
     if let Ok(Request::Backup) = request {
-        // The export streams straight into the socket from a blocking
-        // thread: a large database never sits in memory.
         audit::admin("backup");
         let store = app.auth.store().clone();
         let stream = stream.into_std()?;
         stream.set_nonblocking(false)?;
+        let tmp = app.config.data_dir.join(format!(
+            ".backup-{}.tmp",
+            BACKUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         return tokio::task::spawn_blocking(move || {
-            let mut out = std::io::BufWriter::new(stream);
-            store
-                .export(&mut out)
-                .map(|_| ())
-                .map_err(std::io::Error::other)
+            let sent = export_then_send(&store, &tmp, stream);
+            let _ = std::fs::remove_file(&tmp);
+            sent
         })
         .await
         .map_err(std::io::Error::other)?;

@@ -310,6 +310,9 @@ const BACKUP_TREES: [&str; 9] = [
 /// The format version of backup files.
 const BACKUP_FORMAT: u32 = 1;
 
+/// The largest id a restore accepts, leaving room for ids to come.
+const MAX_ID: u64 = u64::MAX / 2;
+
 /// `meta` key of the id base (see `Store::id_base`).
 const ID_BASE: &str = "id_base";
 
@@ -481,15 +484,59 @@ impl Store {
                     .ok_or_else(|| bad("an entry is not base64"))
             };
             let (key, value) = (field("key")?, field("value")?);
+            // Every record is decoded and every key sized now, so a
+            // crafted file cannot leave a database that fails later.
+            let sized = |n: usize| {
+                if key.len() == n {
+                    Ok(())
+                } else {
+                    Err(bad("a key has the wrong size"))
+                }
+            };
             match tree {
                 "users" => {
+                    sized(8)?;
                     let id = be_u64(&key, "a user id")?;
                     decode_user(id, &value)?;
                     max_id = max_id.max(id);
                 }
-                "keys" => max_id = max_id.max(decode_key(&value)?.id),
-                "cutoffs" => max_id = max_id.max(decode_cutoff(&value)?.seq),
+                "keys" => {
+                    sized(32)?;
+                    max_id = max_id.max(decode_key(&value)?.id);
+                }
+                "cutoffs" => {
+                    sized(8)?;
+                    max_id = max_id.max(decode_cutoff(&value)?.seq);
+                }
+                "revoked" => {
+                    sized(crate::token::JTI_LEN)?;
+                    decode_expiry(&value)?;
+                }
+                "fresh" => {
+                    sized(crate::token::JTI_LEN)?;
+                    if value.len() != 17 {
+                        return Err(bad("a fresh-token record has the wrong size"));
+                    }
+                    decode_expiry(&value[..9])?;
+                }
+                "user_keys" => {
+                    sized(16)?;
+                    if value.len() != 32 {
+                        return Err(bad("a key index entry has the wrong size"));
+                    }
+                }
+                "usernames" | "emails" if value.len() != 8 => {
+                    return Err(bad("an index entry has the wrong size"));
+                }
+                "meta"
+                    if !(key == USER_COUNT.as_bytes() || key == b"max_ttl") || value.len() != 8 =>
+                {
+                    return Err(bad("an unexpected meta entry"));
+                }
                 _ => {}
+            }
+            if max_id > MAX_ID {
+                return Err(bad("an id is out of range"));
             }
             batch.insert(key, value);
             count += 1;
@@ -498,12 +545,15 @@ impl Store {
             return Err(bad("it ends early (truncated?)"));
         }
         let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        // The id base first, durably: should the restore die half-way, new
+        // ids still cannot collide with the records already written.
+        let base = self.id_base.max(max_id);
+        self.meta.insert(ID_BASE, &base.to_be_bytes())?;
+        self.db.flush()?;
+        self.id_base = base;
         for (name, batch) in batches {
             self.db.open_tree(name)?.apply_batch(batch)?;
         }
-        let base = self.id_base.max(max_id);
-        self.meta.insert(ID_BASE, &base.to_be_bytes())?;
-        self.id_base = base;
         self.db.flush()?;
         Ok(count)
     }
@@ -543,6 +593,10 @@ impl Store {
         let gate = self.shared();
         (&self.users, &self.usernames, &self.emails, &self.meta).transaction(
             |(users, names, emails, meta)| {
+                // An id is never reused; a collision is a bug, not a user.
+                if users.get(id_bytes)?.is_some() {
+                    return abort(Error::internal("a new user id is already taken"));
+                }
                 if names.get(&name_key)?.is_some() {
                     return abort(Error::new(Kind::Conflict("username is taken")));
                 }
@@ -860,7 +914,11 @@ impl Store {
 
     /// A fresh unique id (for keys).
     pub fn new_id(&self) -> Result<u64> {
-        Ok(self.id_base + self.db.generate_id()? + 1)
+        self.db
+            .generate_id()?
+            .checked_add(self.id_base + 1)
+            .filter(|&id| id <= MAX_ID)
+            .ok_or_else(|| Error::store("ids are exhausted"))
     }
 
     /// The key whose secret hashes to `hash`. One sled read.

@@ -200,3 +200,89 @@ fn backup_with_the_server_stopped() {
     assert!(first.lines().next().unwrap().contains("latch_backup"));
     assert!(first.lines().last().unwrap().contains("\"end\""));
 }
+
+#[test]
+fn crafted_backups_are_refused_before_anything_is_written() {
+    let dir = TempDir::new("crafted");
+    let server = Server::start(&dir, "");
+    server.client().register("alice", "alice-password");
+    let config = server.config_path.clone();
+    let file = dir.path().join("good.backup");
+    let (status, _, stderr) = latch_cmd(
+        &[
+            "backup",
+            file.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(server.stop().success());
+    let good = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = good.lines().collect();
+    let (header, body, count) = (lines[0], &lines[1..lines.len() - 1], lines.len() - 2);
+    let b64 = |bytes: &[u8]| latch::crypto::b64_encode(bytes);
+    let user_line = body
+        .iter()
+        .find(|l| l.contains("\"tree\":\"users\""))
+        .unwrap();
+    let user_value = serde_json::from_str::<Value>(user_line).unwrap()["value"].clone();
+    let crafted = [
+        (
+            "an id near u64::MAX",
+            json!({"tree": "users", "key": b64(&u64::MAX.to_be_bytes()), "value": user_value})
+                .to_string(),
+            "out of range",
+        ),
+        (
+            "a schema entry",
+            json!({"tree": "meta", "key": b64(b"schema"), "value": b64(&[0, 0, 0, 9])}).to_string(),
+            "unexpected meta",
+        ),
+        (
+            "a bad revocation",
+            json!({"tree": "revoked", "key": b64(&[1u8; 16]), "value": b64(&[7])}).to_string(),
+            "",
+        ),
+        (
+            "an unknown tree",
+            json!({"tree": "other", "key": b64(b"k"), "value": b64(b"v")}).to_string(),
+            "unknown tree",
+        ),
+    ];
+    for (what, extra, expect) in crafted {
+        let mut text = vec![header.to_owned()];
+        text.extend(body.iter().map(|l| l.to_string()));
+        text.push(extra);
+        text.push(json!({"end": count + 1}).to_string());
+        let path = dir.path().join("crafted.backup");
+        std::fs::write(&path, text.join("\n")).unwrap();
+        let target = TempDir::new("crafted-target");
+        let target_config = target.path().join("latch.toml");
+        std::fs::write(&target_config, config_text(target.path(), "")).unwrap();
+        let (status, _, stderr) = latch_cmd(
+            &[
+                "restore",
+                path.to_str().unwrap(),
+                "--config",
+                target_config.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(!status.success(), "{what} was restored");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        assert!(stderr.contains(expect), "{what}: {stderr}");
+        // Nothing was written: the good backup still restores there.
+        let (status, _, stderr) = latch_cmd(
+            &[
+                "restore",
+                file.to_str().unwrap(),
+                "--config",
+                target_config.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(status.success(), "{what}: {stderr}");
+    }
+}
