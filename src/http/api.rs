@@ -1,14 +1,13 @@
 //! Handlers for the JSON API. Each parses its input, calls the domain, and
 //! shapes the answer; none touches the store or the crypto directly.
 
-use bytes::Bytes;
-use hyper::body::Body as HttpBody;
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::request::ReadBody;
 use super::request::{self, Lookup, Source};
 use super::response::{self, Body};
 use crate::auth::{Identity, Issued, Via};
@@ -45,12 +44,11 @@ pub async fn authenticate(app: &App, parts: &Parts) -> Result<Identity> {
 }
 
 /// A JSON body within the configured size and time limits.
-async fn read_json<T, B>(app: &App, parts: &Parts, body: B) -> Result<T>
-where
-    T: serde::de::DeserializeOwned,
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+async fn read_json<T: serde::de::DeserializeOwned, B: ReadBody>(
+    app: &App,
+    parts: &Parts,
+    body: B,
+) -> Result<T> {
     let limits = &app.config.limits;
     request::json(parts, body, limits.max_body, limits.header_read_timeout).await
 }
@@ -63,11 +61,7 @@ struct Registration {
 }
 
 /// `POST /api/users`: 201 `{"id","username"}` with `Location`.
-pub async fn register<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn register<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     // Closed is 403 whatever the body says; do not even read it.
     app.auth.check_registration_open()?;
     let input: Registration = read_json(app, parts, body).await?;
@@ -138,11 +132,7 @@ struct Login {
 
 /// `POST /login` with JSON: the Flask-Security answer, plus `token` and
 /// `duration` at the top level.
-pub async fn login_json<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn login_json<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     let input: Login = read_json(app, parts, body).await?;
     let (Some(login), Some(password)) = (input.username.or(input.email), input.password) else {
         return Err(Error::bad_request(
@@ -219,11 +209,11 @@ struct PasswordChange {
 
 /// `PUT /api/users/me/password`: 204; the old password and every earlier
 /// token are refused afterwards. A wrong old password is 403.
-pub async fn change_password<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn change_password<B: ReadBody>(
+    app: &App,
+    parts: &Parts,
+    body: B,
+) -> Result<Response<Body>> {
     let who = authenticate(app, parts).await?;
     let input: PasswordChange = read_json(app, parts, body).await?;
     let (Some(old), Some(new)) = (input.old_password, input.new_password) else {
@@ -274,11 +264,7 @@ async fn key_manager(app: &App, parts: &Parts) -> Result<Identity> {
 }
 
 /// `POST /api/keys`: 201 `{"id","name","key"}`, the key shown this once.
-pub async fn create_key<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn create_key<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     let who = key_manager(app, parts).await?;
     let input: NewKeyRequest = read_json(app, parts, body).await?;
     let name = input

@@ -5,13 +5,12 @@
 //! per-form token bound to a cookie (`latch_form`), and form posts must
 //! come from latch's own origin; either failing is a 403.
 
-use bytes::Bytes;
-use hyper::body::Body as HttpBody;
 use hyper::header::{self};
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
 use super::api;
+use super::request::ReadBody;
 use super::request::{self, Source};
 use super::response::{self, Body};
 use crate::auth::Via;
@@ -245,11 +244,11 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// `POST /login` with a form: sets the session cookie and answers 303 to
 /// `rd` (when safe) or to the signed-in page. A failed login re-renders the
 /// form with one generic message and status 401.
-pub async fn login_submit<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn login_submit<B: ReadBody>(
+    app: &App,
+    parts: &Parts,
+    body: B,
+) -> Result<Response<Body>> {
     let limits = &app.config.limits;
     let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
     check_form(app, parts, &fields)?;
@@ -294,11 +293,7 @@ pub async fn home(app: &App, parts: &Parts) -> Result<Response<Body>> {
 /// `POST /logout`: a form post from the signed-in page revokes the session
 /// and clears the cookie (303 to the login page); an API call revokes the
 /// token it carries (200 JSON), clearing the cookie if that was it.
-pub async fn logout<B>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     if !request::is_form(parts) {
         let from_cookie = matches!(api::credential(app, parts), Ok((_, Source::Cookie)));
         let mut res = api::logout(app, parts).await?;

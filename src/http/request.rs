@@ -12,17 +12,29 @@ use serde::de::DeserializeOwned;
 use crate::credentials::{self, Credential, Malformed};
 use crate::error::{Error, Kind, Refusal, Result};
 
+/// A request body latch can read: hyper's `Incoming`, or `Full` when tests
+/// call the router directly.
+pub trait ReadBody:
+    HttpBody<Data = Bytes, Error: std::error::Error + Send + Sync + 'static>
+{
+}
+
+impl<T> ReadBody for T where
+    T: HttpBody<Data = Bytes, Error: std::error::Error + Send + Sync + 'static>
+{
+}
+
 /// The Flask-Security token header.
 pub static AUTHENTICATION_TOKEN: HeaderName = HeaderName::from_static("authentication-token");
 
 /// Reads a JSON body of at most `limit` bytes within `timeout`. A declared
 /// `Content-Length` over the limit is refused before anything is read.
-pub async fn json<T, B>(parts: &Parts, body: B, limit: usize, timeout: Duration) -> Result<T>
-where
-    T: DeserializeOwned,
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn json<T: DeserializeOwned, B: ReadBody>(
+    parts: &Parts,
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Result<T> {
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -37,11 +49,12 @@ where
 
 /// Reads the whole body, at most `limit` bytes, within `timeout` (408
 /// after it, so a slow sender cannot hold a connection open).
-pub async fn read_body<B>(parts: &Parts, body: B, limit: usize, timeout: Duration) -> Result<Bytes>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn read_body<B: ReadBody>(
+    parts: &Parts,
+    body: B,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes> {
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -165,16 +178,12 @@ fn authority_of(url: &str) -> Option<&str> {
 }
 
 /// The fields of an `application/x-www-form-urlencoded` body.
-pub async fn form<B>(
+pub async fn form<B: ReadBody>(
     parts: &Parts,
     body: B,
     limit: usize,
     timeout: Duration,
-) -> Result<Vec<(String, String)>>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+) -> Result<Vec<(String, String)>> {
     let bytes = read_body(parts, body, limit, timeout).await?;
     credentials::parse_form(&bytes).ok_or_else(|| Error::bad_request("the form is malformed"))
 }

@@ -22,8 +22,6 @@
 //! | `POST /api/keys`, `GET /api/keys` | create and list API keys |
 //! | `DELETE /api/keys/<id>` | delete an API key |
 
-use bytes::Bytes;
-use hyper::body::Body as HttpBody;
 use hyper::{Method, Request, Response};
 
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +30,7 @@ use std::time::Instant;
 use hyper::header;
 
 use super::forward::{self, Flavor};
+use super::request::ReadBody;
 use super::response::{self, Body};
 use super::{api, ops, pages, request};
 use crate::audit;
@@ -43,11 +42,7 @@ use crate::App;
 const MAX_SEGMENTS: usize = 4;
 
 /// Answers one request. Never fails: errors become their JSON responses here.
-pub async fn route<B>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body>
-where
-    B: HttpBody<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
+pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
     // Request smuggling: a message with both framings is refused and the
     // connection closed, whatever hyper chose to believe.
