@@ -59,15 +59,7 @@ fn backup_while_running_then_restore_into_an_empty_directory() {
 
     // Backup with the server running (over the admin socket).
     let file = dir.path().join("latch.backup");
-    let (status, stdout, stderr) = latch_cmd(
-        &[
-            "backup",
-            file.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (status, stdout, stderr) = latch_with(&["backup", file.to_str().unwrap()], &config);
     assert!(status.success(), "{stderr}");
     assert!(stdout.starts_with("wrote "), "{stdout}");
     assert!(!dir.path().join("latch.tmp").exists());
@@ -77,15 +69,7 @@ fn backup_while_running_then_restore_into_an_empty_directory() {
         "secrets in the backup"
     );
     // The running server refuses a restore into its own directory.
-    let (status, _, stderr) = latch_cmd(
-        &[
-            "restore",
-            file.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (status, _, stderr) = latch_with(&["restore", file.to_str().unwrap()], &config);
     assert!(!status.success());
     assert!(stderr.contains("stop the server"), "{stderr}");
     assert!(server.stop().success());
@@ -94,15 +78,8 @@ fn backup_while_running_then_restore_into_an_empty_directory() {
     let other = TempDir::new("restored");
     let restored_config = other.path().join("latch.toml");
     std::fs::write(&restored_config, config_text(other.path(), "")).unwrap();
-    let (status, stdout, stderr) = latch_cmd(
-        &[
-            "restore",
-            file.to_str().unwrap(),
-            "--config",
-            restored_config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (status, stdout, stderr) =
+        latch_with(&["restore", file.to_str().unwrap()], &restored_config);
     assert!(status.success(), "{stderr}");
     assert!(stdout.starts_with("restored "), "{stdout}");
     let server = Server::start_with(&restored_config);
@@ -144,15 +121,7 @@ fn backup_while_running_then_restore_into_an_empty_directory() {
     assert!(server.stop().success());
 
     // Not into a directory that holds data.
-    let (status, _, stderr) = latch_cmd(
-        &[
-            "restore",
-            file.to_str().unwrap(),
-            "--config",
-            restored_config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (status, _, stderr) = latch_with(&["restore", file.to_str().unwrap()], &restored_config);
     assert!(!status.success());
     assert!(stderr.contains("empty"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1);
@@ -164,15 +133,7 @@ fn backup_while_running_then_restore_into_an_empty_directory() {
     let third = TempDir::new("truncated");
     let third_config = third.path().join("latch.toml");
     std::fs::write(&third_config, config_text(third.path(), "")).unwrap();
-    let (status, _, stderr) = latch_cmd(
-        &[
-            "restore",
-            truncated.to_str().unwrap(),
-            "--config",
-            third_config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (status, _, stderr) = latch_with(&["restore", truncated.to_str().unwrap()], &third_config);
     assert!(!status.success());
     assert!(stderr.contains("truncated"), "{stderr}");
 }
@@ -185,15 +146,7 @@ fn backup_with_the_server_stopped() {
     let config = server.config_path.clone();
     assert!(server.stop().success());
     let file = dir.path().join("offline.backup");
-    let (status, stdout, stderr) = latch_cmd(
-        &[
-            "backup",
-            file.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (status, stdout, stderr) = latch_with(&["backup", file.to_str().unwrap()], &config);
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("wrote"), "{stdout}");
     let first = std::fs::read_to_string(&file).unwrap();
@@ -208,15 +161,7 @@ fn crafted_backups_are_refused_before_anything_is_written() {
     server.client().register("alice", "alice-password");
     let config = server.config_path.clone();
     let file = dir.path().join("good.backup");
-    let (status, _, stderr) = latch_cmd(
-        &[
-            "backup",
-            file.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (status, _, stderr) = latch_with(&["backup", file.to_str().unwrap()], &config);
     assert!(status.success(), "{stderr}");
     assert!(server.stop().success());
     let good = std::fs::read_to_string(&file).unwrap();
@@ -261,28 +206,12 @@ fn crafted_backups_are_refused_before_anything_is_written() {
         let target = TempDir::new("crafted-target");
         let target_config = target.path().join("latch.toml");
         std::fs::write(&target_config, config_text(target.path(), "")).unwrap();
-        let (status, _, stderr) = latch_cmd(
-            &[
-                "restore",
-                path.to_str().unwrap(),
-                "--config",
-                target_config.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let (status, _, stderr) = latch_with(&["restore", path.to_str().unwrap()], &target_config);
         assert!(!status.success(), "{what} was restored");
         assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
         assert!(stderr.contains(expect), "{what}: {stderr}");
         // Nothing was written: the good backup still restores there.
-        let (status, _, stderr) = latch_cmd(
-            &[
-                "restore",
-                file.to_str().unwrap(),
-                "--config",
-                target_config.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let (status, _, stderr) = latch_with(&["restore", file.to_str().unwrap()], &target_config);
         assert!(status.success(), "{what}: {stderr}");
     }
 }

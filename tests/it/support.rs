@@ -552,3 +552,10 @@ pub fn tokio_block_on<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+/// Runs `latch ARGS --config CONFIG`; returns (status, stdout, stderr).
+pub fn latch_with(args: &[&str], config: &Path) -> (ExitStatus, String, String) {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&["--config", config.to_str().unwrap()]);
+    latch_cmd(&all, &[])
+}
