@@ -584,12 +584,13 @@ impl Config {
             return Ok((key, None));
         }
         let key = crypto::random_bytes::<32>()?;
-        write_private(path, format!("{}\n", crypto::b64_encode(&key)).as_bytes()).map_err(|e| {
-            Error::config(format_args!(
-                "cannot create key file {}: {e}",
-                path.display()
-            ))
-        })?;
+        crate::fsutil::write_private(path, format!("{}\n", crypto::b64_encode(&key)).as_bytes())
+            .map_err(|e| {
+                Error::config(format_args!(
+                    "cannot create key file {}: {e}",
+                    path.display()
+                ))
+            })?;
         Ok((key.to_vec(), Some(path.clone())))
     }
 }
@@ -633,31 +634,6 @@ fn decode_key(text: &str, what: &str) -> Result<Vec<u8>> {
         )));
     }
     Ok(key)
-}
-
-/// Writes a new file only the owner can read, refusing to overwrite.
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    // The new directory entry must survive a crash too.
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
 }
 
 fn forward_auth(raw: RawForwardAuth, public_url: Option<&str>) -> Result<ForwardAuth> {

@@ -29,6 +29,7 @@ pub mod config;
 pub mod credentials;
 pub mod crypto;
 pub mod error;
+mod fsutil;
 pub mod hasher;
 pub mod http;
 pub mod metrics;

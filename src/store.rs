@@ -1056,17 +1056,8 @@ fn decode_cutoff(bytes: &[u8]) -> Result<Cutoff> {
 
 /// Writes the schema marker durably (file and directory entry).
 fn write_marker(marker: &Path) -> Result<()> {
-    let fail =
-        |e: std::io::Error| Error::store(format_args!("cannot write {}: {e}", marker.display()));
-    let mut file = std::fs::File::create(marker).map_err(fail)?;
-    std::io::Write::write_all(&mut file, format!("{SCHEMA_VERSION}\n").as_bytes()).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    if let Some(dir) = marker.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(fail)?;
-    }
-    Ok(())
+    crate::fsutil::write_private(marker, format!("{SCHEMA_VERSION}\n").as_bytes())
+        .map_err(|e| Error::store(format_args!("cannot write {}: {e}", marker.display())))
 }
 
 fn open_error(dir: &Path, e: sled::Error) -> Error {
