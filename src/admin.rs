@@ -337,8 +337,7 @@ async fn handle(mut stream: UnixStream, app: &App) -> std::io::Result<()> {
 /// Asks a server running on `data_dir` for a backup, written to `out`;
 /// `None` when no server listens there. The entry count on success.
 pub fn call_backup(data_dir: &Path, out: &mut impl Write) -> Result<Option<usize>> {
-    let path = socket_path(data_dir);
-    let Some(mut stream) = connect(&path)? else {
+    let Some((stream, path)) = send(data_dir, &Request::Backup)? else {
         return Ok(None);
     };
     let fail = |e: std::io::Error| {
@@ -347,9 +346,6 @@ pub fn call_backup(data_dir: &Path, out: &mut impl Write) -> Result<Option<usize
             path.display()
         ))
     };
-    let mut line = serde_json::to_vec(&Request::Backup).map_err(Error::internal)?;
-    line.push(b'\n');
-    stream.write_all(&line).map_err(fail)?;
     let mut last = String::new();
     for line in BufReader::new(stream).lines() {
         let line = line.map_err(fail)?;
@@ -363,6 +359,27 @@ pub fn call_backup(data_dir: &Path, out: &mut impl Write) -> Result<Option<usize
         .and_then(|n| usize::try_from(n).ok());
     end.map(Some)
         .ok_or_else(|| Error::config("the backup ended early; the server's log says why"))
+}
+
+/// Connects to a server running on `data_dir` and sends `request` (one
+/// JSON line); `None` when no server listens there.
+fn send(
+    data_dir: &Path,
+    request: &Request,
+) -> Result<Option<(std::os::unix::net::UnixStream, PathBuf)>> {
+    let path = socket_path(data_dir);
+    let Some(mut stream) = connect(&path)? else {
+        return Ok(None);
+    };
+    let mut line = serde_json::to_vec(request).map_err(Error::internal)?;
+    line.push(b'\n');
+    stream.write_all(&line).map_err(|e| {
+        Error::config(format_args!(
+            "the server at {} did not answer: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Some((stream, path)))
 }
 
 /// Connects to the admin socket; `None` when no server listens there.
@@ -387,8 +404,7 @@ fn connect(path: &Path) -> Result<Option<std::os::unix::net::UnixStream>> {
 /// Sends `request` to a server running on `data_dir`; `None` when no server
 /// listens there.
 pub fn call(data_dir: &Path, request: &Request) -> Result<Option<Reply>> {
-    let path = socket_path(data_dir);
-    let Some(mut stream) = connect(&path)? else {
+    let Some((stream, path)) = send(data_dir, request)? else {
         return Ok(None);
     };
     let fail = |e: std::io::Error| {
@@ -397,9 +413,6 @@ pub fn call(data_dir: &Path, request: &Request) -> Result<Option<Reply>> {
             path.display()
         ))
     };
-    let mut line = serde_json::to_vec(request).map_err(Error::internal)?;
-    line.push(b'\n');
-    stream.write_all(&line).map_err(fail)?;
     let mut reply = String::new();
     BufReader::new(stream).read_line(&mut reply).map_err(fail)?;
     serde_json::from_str(&reply).map(Some).map_err(|_| {
