@@ -3,7 +3,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use latch::crypto::{self, SigningKey};
-use latch::token::{Claims, Keys};
+use latch::token::{Audience, Claims, Keys};
 
 fn keys() -> Keys {
     Keys::new(SigningKey::new(&[7u8; 32]), vec![])
@@ -13,8 +13,10 @@ fn claims() -> Claims {
     Claims {
         sub: "12345".into(),
         name: "alice".into(),
+        aud: Audience::Api,
         iat: 1_800_000_000,
         exp: 1_800_000_600,
+        auth_time: 1_800_000_000,
         jti: crypto::b64url_encode(&[9u8; 16]),
     }
 }
@@ -54,11 +56,12 @@ fn credentials(c: &mut Criterion) {
             latch::credentials::cookie(black_box(cookie.as_bytes()), "latch_session").unwrap()
         })
     });
+    let scope = latch::redirect::Scope::Domain("example.com".into());
     c.bench_function("safe_redirect", |b| {
         b.iter(|| {
             latch::redirect::safe_redirect(
                 black_box("https://app.example.com/path?x=1"),
-                "example.com",
+                &scope,
                 false,
             )
         })

@@ -18,7 +18,7 @@ use crate::error::{Error, Kind, Refusal, Result};
 use crate::hasher::Hasher;
 use crate::metrics::{LoginResult, Metrics};
 use crate::password_cache::PasswordCache;
-use crate::regulation::Regulator;
+use crate::regulation::{Ban, Regulator};
 use crate::store::{Cutoff, NewUser, Store, User};
 use crate::token;
 
@@ -85,13 +85,17 @@ impl Accounts {
     ) -> Result<Accounts> {
         let max_ttl = store.raise_max_ttl(max_ttl)?;
         let cutoffs = store.cutoffs()?.into_iter().collect();
+        let regulator = Regulator::new(config.regulation);
+        for ban in store.bans(clock.now())? {
+            regulator.restore(ban);
+        }
         Ok(Accounts {
             hasher: Hasher::new(&config.hashing)?,
             store,
             clock,
             cutoffs: RwLock::new(cutoffs),
             max_ttl,
-            regulator: Regulator::new(config.regulation),
+            regulator,
             password_cache: PasswordCache::new(config.hashing.cache_ttl.as_secs())?,
             profiles: RwLock::new(HashMap::new()),
             profile_epoch: AtomicU64::new(0),
@@ -171,24 +175,26 @@ impl Accounts {
     }
 
     /// Checks a username (or email) and password. Unknown users, wrong
-    /// passwords and banned accounts cost the same scrypt work and get the
-    /// same refusal. Failures count towards a ban (see [`Regulator`]).
+    /// passwords and banned accounts or addresses cost the same scrypt work
+    /// and get the same refusal. Every guess counts towards a ban when it is
+    /// queued (see [`Regulator`]); the client address comes from the
+    /// request's audit context.
     pub async fn login(&self, login: &str, password: &str) -> Result<User> {
         let user = if login.contains('@') {
             self.store.user_by_email(login)?
         } else {
             self.store.user_by_name(login)?
         };
+        let user_id = user.as_ref().map(|u| u.id);
+        let source = audit::current_source();
         let now = self.clock.now();
-        let banned = user
-            .as_ref()
-            .is_some_and(|u| self.regulator.is_banned(u.id, now));
-        if let Some(u) = user.as_ref().filter(|_| !banned) {
-            if self
-                .password_cache
-                .hit(u.id, password, &u.password_hash, now)
+        if let Some(u) = user.as_ref() {
+            if !self.regulator.is_banned(user_id, source, now)
+                && self
+                    .password_cache
+                    .hit(u.id, password, &u.password_hash, now)
             {
-                self.regulator.succeeded(u.id);
+                self.regulator.cleared(u.id);
                 self.metrics.login(LoginResult::Success);
                 // A repeat of a success already audited within cache_ttl:
                 // counted in /metrics, logged only at debug level.
@@ -196,49 +202,64 @@ impl Accounts {
                 return Ok(u.clone());
             }
         }
+        let guess = self.regulator.begin(user_id, source, now);
         let phc = user.as_ref().map(|u| u.password_hash.clone());
-        let ok = self.hasher.verify(password.to_owned(), phc).await?;
+        let ok = match self.hasher.verify(password.to_owned(), phc).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.regulator.abandoned(guess);
+                return Err(e);
+            }
+        };
+        let now = self.clock.now();
+        if self.regulator.banned_now(&guess, now) {
+            self.metrics.login(LoginResult::Banned);
+            audit::password(login, Outcome::Banned);
+            return Err(Error::unauthorized(Refusal::BadPassword));
+        }
         match user {
-            Some(user) if ok && !banned => {
+            Some(user) if ok => {
+                self.regulator.succeeded(guess);
                 self.metrics.login(LoginResult::Success);
                 audit::password(login, Outcome::Success);
-                self.regulator.succeeded(user.id);
                 self.password_cache
                     .remember(user.id, password, &user.password_hash, now);
-                self.upgrade_hash(&user, password).await?;
+                self.rehash_if_needed(&user, password).await?;
                 Ok(user)
             }
-            Some(_) if banned => {
-                self.metrics.login(LoginResult::Banned);
-                audit::password(login, Outcome::Banned);
-                Err(Error::unauthorized(Refusal::BadPassword))
-            }
-            Some(user) => {
+            _ => {
                 self.metrics.login(LoginResult::Failure);
                 audit::password(login, Outcome::Failure);
-                if self.regulator.failed(user.id, self.clock.now()).is_some() {
-                    self.metrics.ban();
-                    audit::user_event(
-                        "ban",
-                        user.id,
-                        "banned an account after repeated failed logins",
-                    );
-                }
-                Err(Error::unauthorized(Refusal::BadPassword))
-            }
-            None => {
-                self.metrics.login(LoginResult::Failure);
-                audit::password(login, Outcome::Failure);
+                let bans = self.regulator.failed(guess, now);
+                self.store_bans(&bans).await?;
                 Err(Error::unauthorized(Refusal::BadPassword))
             }
         }
     }
 
-    /// Rehashes at the configured cost when the stored one is lower. Skipped
-    /// (and retried at the next login) when the hashing queue is full.
-    async fn upgrade_hash(&self, user: &User, password: &str) -> Result<()> {
+    /// Keeps new bans in the store (a restart does not lift them) and
+    /// audits them.
+    async fn store_bans(&self, bans: &[Ban]) -> Result<()> {
+        for &ban in bans {
+            self.metrics.ban();
+            match ban {
+                Ban::User(id, _) => {
+                    audit::user_event("ban", id, "banned an account after repeated failed logins")
+                }
+                Ban::Source(address, until) => audit::source_banned(address, until),
+            }
+            self.store.put_ban(ban).await?;
+        }
+        Ok(())
+    }
+
+    /// Rehashes at the configured cost when the stored one differs (in
+    /// either direction: the configured cost is the cost, and a login then
+    /// takes the same time for everyone). Skipped (and retried at the next
+    /// login) when the hashing queue is full.
+    async fn rehash_if_needed(&self, user: &User, password: &str) -> Result<()> {
         let stored = crypto::stored_cost(&user.password_hash)?;
-        if !stored.below(&self.hasher.cost()) {
+        if stored == self.hasher.cost() {
             return Ok(());
         }
         match self.hasher.hash(password.to_owned()).await {
@@ -308,6 +329,18 @@ impl Accounts {
         let updated = updated?;
         audit::user_event("groups", user.id, "changed a user's groups");
         updated.ok_or_else(|| Error::new(Kind::NotFound))
+    }
+
+    /// Sets or removes a user's email.
+    pub async fn set_email(&self, user_id: u64, email: Option<&str>) -> Result<User> {
+        if let Some(email) = email {
+            validate_email(email)?;
+        }
+        let updated = self.store.change_email(user_id, email).await;
+        self.forget_profile(user_id);
+        let user = updated?.ok_or_else(|| Error::unauthorized(Refusal::BadToken))?;
+        audit::user_event("email", user_id, "changed a user's email");
+        Ok(user)
     }
 
     /// The user's profile, from memory when it can; `None` for no user.

@@ -29,6 +29,14 @@ pub async fn scope<F: Future>(context: Context, f: F) -> F::Output {
     CONTEXT.scope(context, f).await
 }
 
+/// The client address of the request being handled; `None` outside a
+/// request (the admin socket, the CLI). Brute-force regulation counts
+/// guesses per address by it: the router sets it for every request, so
+/// no handler can forget to pass it.
+pub fn current_source() -> Option<IpAddr> {
+    CONTEXT.try_with(|c| c.source).ok()
+}
+
 /// The source address, or `local` outside a request (the admin socket);
 /// read only when a line is actually written.
 struct Source;
@@ -77,6 +85,11 @@ pub fn password(login: &str, outcome: Outcome) {
 /// A refused token or API key (the user is unknown: nothing was verified).
 pub fn refused(method: &'static str, reason: &str) {
     tracing::info!(target: "audit", event = "auth", method, result = "failure", reason, source = %Source, "credential refused");
+}
+
+/// A client address banned by regulation.
+pub fn source_banned(address: IpAddr, until: u64) {
+    tracing::warn!(target: "audit", event = "ban", banned = %address, until, source = %Source, "banned a client address after repeated failed logins");
 }
 
 /// An event about a known user (a ban, a revocation, an account change,

@@ -12,13 +12,13 @@ use crate::accounts::Accounts;
 use crate::audit;
 use crate::clock::Clock;
 use crate::config::{Config, Registration};
-use crate::credentials::{Credential, API_KEY_PREFIX};
+use crate::credentials::{Credential, Place, Presented, API_KEY_PREFIX};
 use crate::crypto::{self, SigningKey};
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::metrics::{CredentialKind, Metrics};
 use crate::revoked::Revoked;
 use crate::store::{ApiKey, Store, User};
-use crate::token::{self, Claims, Keys};
+use crate::token::{self, Audience, Claims, Keys};
 use crate::verified::VerifiedCache;
 
 /// A key's last use is written at most this often (seconds).
@@ -44,6 +44,18 @@ pub struct Identity {
     pub username: String,
     /// What proved it.
     pub via: Via,
+    /// When the password behind the credential was checked: now for a
+    /// password, the token's `auth_time` for a token, never for an API key.
+    pub auth_time: Option<u64>,
+}
+
+impl Identity {
+    /// Whether the password was proven within `window` seconds of `now`
+    /// (sensitive changes need this).
+    pub fn password_proven_within(&self, now: u64, window: u64) -> bool {
+        self.auth_time
+            .is_some_and(|t| t <= now && now - t <= window)
+    }
 }
 
 /// The kind of credential that proved an identity.
@@ -147,7 +159,8 @@ impl Auth {
         self.accounts.store()
     }
 
-    fn now(&self) -> u64 {
+    /// The current time from the one clock.
+    pub fn now(&self) -> u64 {
         self.accounts.clock().now()
     }
 
@@ -172,25 +185,29 @@ impl Auth {
         }
     }
 
-    /// Signs a new access token for `user`.
+    /// Signs a new API token for `user`, whose password was just checked.
     pub async fn issue(&self, user: &User) -> Result<Issued> {
-        self.issue_for(user, self.token_ttl).await
+        self.issue_for(user, Audience::Api, self.token_ttl).await
     }
 
     /// Signs a session token (the login page's cookie) for `user`: the same
-    /// format, revocable the same ways, with the session lifetime.
+    /// format, revocable the same ways, with the session lifetime and the
+    /// session audience (accepted only as the cookie).
     pub async fn issue_session(&self, user: &User) -> Result<Issued> {
-        self.issue_for(user, self.session_ttl).await
+        self.issue_for(user, Audience::Session, self.session_ttl)
+            .await
     }
 
-    async fn issue_for(&self, user: &User, ttl: u64) -> Result<Issued> {
+    async fn issue_for(&self, user: &User, aud: Audience, ttl: u64) -> Result<Issued> {
         let now = self.now();
         let jti = crypto::random_bytes::<{ token::JTI_LEN }>()?;
         let claims = Claims {
             sub: user.id.to_string(),
             name: user.username.clone(),
+            aud,
             iat: now,
             exp: now + ttl,
+            auth_time: now,
             jti: crypto::b64url_encode(&jti),
         };
         self.accounts
@@ -238,10 +255,10 @@ impl Auth {
         Ok(crypto::b64url_encode(&crypto::random_bytes::<16>()?))
     }
 
-    /// Verifies a token: MAC, expiry, then revocation and the user's cutoff,
-    /// both in memory. Does no writes and, once the revocations are loaded,
-    /// no reads.
-    pub fn verify_token(&self, token: &str) -> Result<Identity> {
+    /// Verifies a token for `audience`: MAC, expiry, audience, then
+    /// revocation and the user's cutoff, both in memory. Does no writes
+    /// and, once the revocations are loaded, no reads.
+    pub fn verify_token(&self, token: &str, audience: Audience) -> Result<Identity> {
         let refused = |why: &dyn std::fmt::Debug| {
             let reason = format!("{why:?}");
             audit::refused("token", &reason);
@@ -256,6 +273,9 @@ impl Auth {
                 v
             }
         };
+        if v.audience != audience {
+            return Err(refused(&"presented where its audience does not allow"));
+        }
         if self.revoked.contains(&v.jti, self.store())? {
             return Err(refused(&"revoked"));
         }
@@ -269,6 +289,7 @@ impl Auth {
                 jti: v.jti,
                 exp: v.exp,
             }),
+            auth_time: Some(v.auth_time),
         })
     }
 
@@ -301,30 +322,45 @@ impl Auth {
             user_id: key.user_id,
             username: key.username,
             via: Via::ApiKey(key.id),
+            auth_time: None,
         })
     }
 
-    /// Accepts any credential: a token, an API key, or a username and password.
-    pub async fn authenticate(&self, credential: &Credential<'_>) -> Result<Identity> {
-        let (kind, outcome) = match credential {
-            Credential::Token(t) if t.starts_with(API_KEY_PREFIX) => {
+    /// Accepts a credential by where it was presented, the one rule for
+    /// audiences: the session cookie holds only a session token; headers
+    /// and the query hold API tokens, API keys and (Basic) passwords.
+    pub async fn authenticate(&self, presented: &Presented<'_>) -> Result<Identity> {
+        let (kind, outcome) = match (&presented.credential, presented.place) {
+            (Credential::Token(t), Place::Cookie) => (
+                CredentialKind::Token,
+                self.verify_token(t, Audience::Session),
+            ),
+            (Credential::Token(t), _) if t.starts_with(API_KEY_PREFIX) => {
                 (CredentialKind::ApiKey, self.verify_key(t))
             }
-            Credential::Token(t) => (CredentialKind::Token, self.verify_token(t)),
-            Credential::Password { username, password } => (
+            (Credential::Token(t), _) => {
+                (CredentialKind::Token, self.verify_token(t, Audience::Api))
+            }
+            (Credential::Password { username, password }, _) => (
                 CredentialKind::Password,
                 self.accounts
                     .login(username, password)
                     .await
-                    .map(|user| Identity {
-                        user_id: user.id,
-                        username: user.username,
-                        via: Via::Password,
-                    }),
+                    .map(|user| self.password_identity(user)),
             ),
         };
         self.metrics().verification(kind, outcome.is_ok());
         outcome
+    }
+
+    /// The identity of a user whose password was just checked.
+    pub fn password_identity(&self, user: User) -> Identity {
+        Identity {
+            user_id: user.id,
+            username: user.username,
+            via: Via::Password,
+            auth_time: Some(self.now()),
+        }
     }
 
     /// The counters.
@@ -412,6 +448,15 @@ impl Auth {
         let deleted = self.store().delete_key(user_id, key_id).await?;
         if deleted {
             audit::user_event("key_deleted", user_id, "deleted an API key");
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes every API key of the user; returns how many.
+    pub async fn delete_all_keys(&self, user_id: u64) -> Result<usize> {
+        let deleted = self.store().delete_user_keys(user_id).await?;
+        if deleted > 0 {
+            audit::user_event("keys_revoked", user_id, "deleted every API key");
         }
         Ok(deleted)
     }

@@ -163,6 +163,9 @@ fn serve(config: Result<Config>) -> Result<()> {
             .map_err(|e| Error::config(format_args!("cannot listen on {addr}: {e}")))?;
         let local = listener.local_addr().map_err(Error::internal)?;
         let shutdown = shutdown_signal()?;
+        if let Some(ops) = app.ops_addr() {
+            eprintln!("ops listening on {ops}");
+        }
         eprintln!("listening on {local}");
         crate::notify::notify("READY=1");
         let shutdown = async {

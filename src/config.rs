@@ -48,14 +48,32 @@ struct Raw {
     forward_auth: RawForwardAuth,
     #[serde(default)]
     regulation: RawRegulation,
+    #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
+    ops: RawOps,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRegulation {
     max_retries: Option<u32>,
+    max_retries_per_source: Option<u32>,
     find_time: Option<RawDuration>,
     ban_time: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    public_profiles: Option<bool>,
+    reauth_window: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOps {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +318,24 @@ impl fmt::Display for IpNet {
     }
 }
 
+/// The JSON API's own settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Api {
+    /// Whether `GET /api/users/<id>` answers without a credential (the
+    /// REST-auth article's behaviour; it lets anyone list usernames).
+    pub public_profiles: bool,
+    /// How recently the password must have been proven (Basic, or a token's
+    /// `auth_time`) to create an API key or change the email.
+    pub reauth_window: Duration,
+}
+
+/// The operations listener (`/healthz`, `/metrics`, `/openapi.yaml`).
+#[derive(Debug, Clone, Copy)]
+pub struct Ops {
+    /// Where it listens; `None` turns it off.
+    pub listen: Option<SocketAddr>,
+}
+
 /// The validated configuration. `Debug` masks the key.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -332,6 +368,10 @@ pub struct Config {
     pub forward_auth: ForwardAuth,
     /// Brute-force regulation.
     pub regulation: crate::regulation::Settings,
+    /// The JSON API.
+    pub api: Api,
+    /// The operations listener.
+    pub ops: Ops,
 }
 
 impl Default for Config {
@@ -358,6 +398,8 @@ fn empty_raw() -> Raw {
         limits: RawLimits::default(),
         forward_auth: RawForwardAuth::default(),
         regulation: RawRegulation::default(),
+        api: RawApi::default(),
+        ops: RawOps::default(),
     }
 }
 
@@ -520,8 +562,27 @@ impl Config {
         };
         let regulation = crate::regulation::Settings {
             max_retries: raw.regulation.max_retries.unwrap_or(5),
+            max_retries_per_source: raw.regulation.max_retries_per_source.unwrap_or(20),
             find_time: secs(raw.regulation.find_time, "[regulation] find_time", 120)?,
             ban_time: secs(raw.regulation.ban_time, "[regulation] ban_time", 300)?,
+        };
+        let api = Api {
+            public_profiles: raw.api.public_profiles.unwrap_or(false),
+            reauth_window: match raw.api.reauth_window {
+                Some(d) => d.parse("[api] reauth_window")?,
+                None => Duration::from_secs(300),
+            },
+        };
+        let ops = Ops {
+            listen: match raw.ops.listen.as_deref().map(str::trim) {
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 9180))),
+                Some("") => None,
+                Some(text) => Some(text.parse().map_err(|_| {
+                    Error::config(format_args!(
+                        "config: [ops] listen = {text:?} is not a socket address like 127.0.0.1:9180 (empty turns it off)"
+                    ))
+                })?),
+            },
         };
         Ok(Config {
             listen,
@@ -546,6 +607,8 @@ impl Config {
             limits,
             forward_auth,
             regulation,
+            api,
+            ops,
         })
     }
 
@@ -814,8 +877,17 @@ impl fmt::Display for Config {
         let r = &self.regulation;
         writeln!(f, "\n[regulation]")?;
         writeln!(f, "max_retries = {}", r.max_retries)?;
+        writeln!(f, "max_retries_per_source = {}", r.max_retries_per_source)?;
         writeln!(f, "find_time = {}", r.find_time)?;
-        write!(f, "ban_time = {}", r.ban_time)
+        writeln!(f, "ban_time = {}", r.ban_time)?;
+        writeln!(f, "\n[api]")?;
+        writeln!(f, "public_profiles = {}", self.api.public_profiles)?;
+        writeln!(f, "reauth_window = {}", self.api.reauth_window.as_secs())?;
+        writeln!(f, "\n[ops]")?;
+        match self.ops.listen {
+            Some(addr) => write!(f, "listen = \"{addr}\""),
+            None => write!(f, "listen = \"\""),
+        }
     }
 }
 

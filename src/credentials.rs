@@ -31,6 +31,57 @@ pub enum Credential<'a> {
     },
 }
 
+/// Where a credential was presented. It decides what the credential may
+/// be: the session cookie holds only a session token; headers and the
+/// query hold API tokens, API keys or (Basic) a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// `Authorization` or `Authentication-Token`.
+    Header,
+    /// `?auth_token=`.
+    Query,
+    /// The session cookie.
+    Cookie,
+}
+
+/// A credential and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented<'a> {
+    /// What was presented.
+    pub credential: Credential<'a>,
+    /// Where.
+    pub place: Place,
+}
+
+/// What the username half of a Basic credential is. One rule, in this
+/// order: anything with an `@` is an email (tokens and keys never hold
+/// one), then the API key prefix, then the shape of a token; everything
+/// else is a username.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasicUser {
+    /// An email address: a password login.
+    Email,
+    /// An API key (`latch_...`), the password half unused.
+    ApiKey,
+    /// A token (REST-auth style), the password half unused.
+    Token,
+    /// A username: a password login.
+    Username,
+}
+
+/// Classifies the username half of a Basic credential (see [`BasicUser`]).
+pub fn classify_basic_user(username: &str) -> BasicUser {
+    if username.contains('@') {
+        BasicUser::Email
+    } else if username.starts_with(API_KEY_PREFIX) {
+        BasicUser::ApiKey
+    } else if token::looks_like_token(username) {
+        BasicUser::Token
+    } else {
+        BasicUser::Username
+    }
+}
+
 /// A credential that could not be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Malformed {
@@ -62,7 +113,7 @@ fn parse_basic(b64: &str) -> Result<Credential<'static>, Malformed> {
     let bytes = crypto::b64_decode(b64.as_bytes()).ok_or(Malformed::Basic)?;
     let text = String::from_utf8(bytes).map_err(|_| Malformed::Basic)?;
     let (username, password) = text.split_once(':').ok_or(Malformed::Basic)?;
-    if token::looks_like_token(username) || username.starts_with(API_KEY_PREFIX) {
+    if let BasicUser::Token | BasicUser::ApiKey = classify_basic_user(username) {
         // REST-auth style: the token (or API key) as username, the password
         // unused.
         return parse_token(username.as_bytes())
@@ -212,6 +263,30 @@ mod tests {
         let header = basic("latch_abc:");
         let cred = parse_authorization(header.as_bytes());
         assert_eq!(cred, Ok(Credential::Token("latch_abc".into())));
+    }
+
+    #[test]
+    fn anything_with_an_at_is_an_email_login() {
+        for email in [
+            "latch_fan@example.net",
+            "eyJane.doe@example.net",
+            "eyJ.a.b@example.net",
+            "a@b",
+        ] {
+            assert_eq!(classify_basic_user(email), BasicUser::Email, "{email}");
+            assert_eq!(
+                parse_authorization(basic(&format!("{email}:pw-pw-pw-pw")).as_bytes()),
+                Ok(Credential::Password {
+                    username: email.into(),
+                    password: "pw-pw-pw-pw".into()
+                }),
+                "{email}"
+            );
+        }
+        assert_eq!(classify_basic_user("latch_abc"), BasicUser::ApiKey);
+        assert_eq!(classify_basic_user("eyJa.b.c"), BasicUser::Token);
+        assert_eq!(classify_basic_user("eyJane"), BasicUser::Username);
+        assert_eq!(classify_basic_user("alice"), BasicUser::Username);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum Refusal {
     /// The `Authorization` header could not be parsed (bad base64, not
     /// UTF-8, no colon, an unknown scheme).
     Malformed,
+    /// The credential is good, but this change needs a password proven
+    /// recently (`[api] reauth_window`).
+    Stale,
 }
 
 /// The crate's error: a public [`Kind`] plus an optional private cause.
@@ -137,6 +140,7 @@ impl Error {
         match self.kind {
             Kind::BadRequest(_) => "invalid_request",
             Kind::Unauthorized(Refusal::BadToken) => "invalid_token",
+            Kind::Unauthorized(Refusal::Stale) => "reauthentication_required",
             Kind::Unauthorized(_) => "unauthorized",
             Kind::Forbidden(_) => "forbidden",
             Kind::NotFound => "not_found",
@@ -162,6 +166,9 @@ impl Error {
                 "a username and password are required here"
             }
             Kind::Unauthorized(Refusal::Malformed) => "malformed credentials",
+            Kind::Unauthorized(Refusal::Stale) => {
+                "this change needs a password proven in the last few minutes: get a new token with the password, or send it with Basic"
+            }
             Kind::NotFound => "not found",
             Kind::MethodNotAllowed(_) => "method not allowed",
             Kind::Timeout => "the request body did not arrive in time",

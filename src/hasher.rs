@@ -69,12 +69,24 @@ impl Hasher {
     }
 
     /// Checks `password` against `phc`, or against the dummy hash when there
-    /// is no user, so both cost the same. Returns false for the dummy.
+    /// is no user, so both cost the same. Returns false for the dummy. A
+    /// wrong password for a hash made at a lower cost (the cost was raised
+    /// since) is also checked against the dummy, so it costs what an
+    /// unknown user costs; a right one is rehashed by the caller, which
+    /// costs as much.
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.clone());
+        let cheaper = crypto::stored_cost(&phc)?.below(&self.cost);
+        let dummy = self.dummy.clone();
         let ok = self
-            .run(move || crypto::verify_password(&password, &phc))
+            .run(move || {
+                let ok = crypto::verify_password(&password, &phc)?;
+                if !ok && cheaper {
+                    let _ = crypto::verify_password(&password, &dummy)?;
+                }
+                Ok::<_, Error>(ok)
+            })
             .await??;
         Ok(ok && known)
     }

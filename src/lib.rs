@@ -60,7 +60,18 @@ pub struct App {
     /// The admin socket, bound by [`App::open`] so it exists before the
     /// server says it is listening; [`run`] takes it.
     admin: std::sync::Mutex<Option<std::os::unix::net::UnixListener>>,
+    /// The operations listener (`[ops] listen`), bound by [`App::open`] so
+    /// a busy port stops start-up; [`run`] takes it.
+    ops: std::sync::Mutex<Option<std::net::TcpListener>>,
+    /// Where the operations listener listens, when it does.
+    ops_addr: Option<std::net::SocketAddr>,
+    /// Peers already warned about for sending forwarding headers without
+    /// being trusted (bounded: a warning per peer, not per request).
+    warned: std::sync::Mutex<std::collections::HashSet<std::net::IpAddr>>,
 }
+
+/// Most untrusted peers remembered for [`App::warn_untrusted_proxy`].
+const MAX_WARNED: usize = 256;
 
 impl App {
     /// Opens the store and loads (or creates) the signing key. Fails with a
@@ -73,13 +84,50 @@ impl App {
         }
         let previous = config.read_previous_keys()?;
         let auth = auth::Auth::new(&config, store, &key, &previous, clock)?;
+        let ops = match config.ops.listen {
+            Some(addr) => Some(bind_ops(addr)?),
+            None => None,
+        };
+        let ops_addr = ops
+            .as_ref()
+            .map(|l| l.local_addr().map_err(Error::internal))
+            .transpose()?;
         let admin = admin::bind(&config.data_dir)?;
         Ok(App {
             config,
             auth,
             admin: std::sync::Mutex::new(Some(admin)),
+            ops: std::sync::Mutex::new(ops),
+            ops_addr,
+            warned: std::sync::Mutex::default(),
         })
     }
+
+    /// Where the operations listener listens (port 0 resolved), if it does.
+    pub fn ops_addr(&self) -> Option<std::net::SocketAddr> {
+        self.ops_addr
+    }
+
+    /// Logs, once per peer, that `peer` sends forwarding headers but is not
+    /// a trusted proxy: its forwarded URL, method and client address are
+    /// ignored, which behind a proxy looks like a broken redirect.
+    pub fn warn_untrusted_proxy(&self, peer: std::net::IpAddr) {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.len() < MAX_WARNED && warned.insert(peer) {
+            tracing::warn!(
+                %peer,
+                "a peer sends X-Forwarded-* or X-Original-* headers but is not in [forward_auth] trusted_proxies: they are ignored (the original URL, method and client address); add the proxy's address there if it is yours"
+            );
+        }
+    }
+}
+
+/// Binds the operations listener; a busy port stops start-up.
+fn bind_ops(addr: std::net::SocketAddr) -> Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| Error::config(format_args!("cannot listen on {addr} ([ops] listen): {e}")))?;
+    listener.set_nonblocking(true).map_err(Error::internal)?;
+    Ok(listener)
 }
 
 /// Serves `app` on `listener` (and the admin socket in the data directory)
@@ -111,7 +159,28 @@ pub async fn run(
         let app = app.clone();
         async move { app.auth.housekeeping().await }
     });
-    let served = http::serve(listener, app.clone(), shutdown).await;
+    let ops_listener = app.ops.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops = match ops_listener {
+        Some(listener) => {
+            let listener = TcpListener::from_std(listener).map_err(Error::internal)?;
+            let app = app.clone();
+            Some(tokio::spawn(async move {
+                let stopped = async {
+                    let _ = ops_stopped.await;
+                };
+                http::serve(listener, http::Listener::Ops, app, stopped).await
+            }))
+        }
+        None => None,
+    };
+    let served = http::serve(listener, http::Listener::Main, app.clone(), shutdown).await;
+    let _ = stop_ops.send(());
+    if let Some(ops) = ops {
+        if let Ok(Err(e)) = ops.await {
+            tracing::warn!("the operations listener failed: {e}");
+        }
+    }
     admin.abort();
     housekeeping.abort();
     let _ = std::fs::remove_file(admin::socket_path(&app.config.data_dir));

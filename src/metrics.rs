@@ -53,6 +53,15 @@ impl Route {
         Route::Other,
     ];
 
+    /// Whether browsers use it (forward auth and latch's pages): refusals
+    /// there are HTML pages for browsers.
+    pub fn is_page(self) -> bool {
+        matches!(
+            self,
+            Route::Login | Route::Logout | Route::Home | Route::Auth | Route::AuthNginx
+        )
+    }
+
     /// The `route` label.
     pub fn label(self) -> &'static str {
         match self {

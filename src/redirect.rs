@@ -3,11 +3,37 @@
 //! An open redirect on an authentication server hands phishers a trusted
 //! link, so `rd` is followed only when every part checks out: scheme
 //! `https` (or `http` when the cookie is not `Secure`), no userinfo, no
-//! backslashes, whitespace or control characters anywhere, and a host that
-//! is the allowed domain or ends with `.` + that domain.
+//! backslashes, whitespace or control characters anywhere, and a host
+//! within the allowed [`Scope`].
+
+/// Where `rd` may point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// This domain and its subdomains (the session cookie's `Domain`).
+    Domain(String),
+    /// Exactly this host (no `cookie_domain`: the cookie is host-only, so
+    /// only latch's own host, the `public_url` one, shares it).
+    Host(String),
+}
+
+impl Scope {
+    /// Whether `host` (lowercase) is inside this scope.
+    fn contains(&self, host: &str) -> bool {
+        match self {
+            Scope::Host(h) => host == h.to_ascii_lowercase(),
+            Scope::Domain(d) => {
+                let d = d.to_ascii_lowercase();
+                host == d
+                    || host
+                        .strip_suffix(d.as_str())
+                        .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1)
+            }
+        }
+    }
+}
 
 /// Returns `rd` when it is safe to redirect to, else `None`.
-pub fn safe_redirect<'a>(rd: &'a str, domain: &str, allow_http: bool) -> Option<&'a str> {
+pub fn safe_redirect<'a>(rd: &'a str, scope: &Scope, allow_http: bool) -> Option<&'a str> {
     if rd.len() > 4096 || rd.bytes().any(|b| !b.is_ascii_graphic() || b == b'\\') {
         return None;
     }
@@ -23,12 +49,7 @@ pub fn safe_redirect<'a>(rd: &'a str, domain: &str, allow_http: bool) -> Option<
         return None;
     }
     let host = host_of(authority)?.to_ascii_lowercase();
-    let domain = domain.to_ascii_lowercase();
-    let matches = host == domain
-        || host
-            .strip_suffix(domain.as_str())
-            .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1);
-    matches.then_some(rd)
+    scope.contains(&host).then_some(rd)
 }
 
 fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
@@ -84,7 +105,9 @@ pub fn encode_query_value(text: &str) -> String {
 mod tests {
     use super::*;
 
-    const D: &str = "example.com";
+    fn d() -> Scope {
+        Scope::Domain("example.com".into())
+    }
 
     #[test]
     fn good_targets() {
@@ -95,9 +118,9 @@ mod tests {
             "https://a.b.example.com:8443/x",
             "HTTPS://App.Example.COM/x",
         ] {
-            assert_eq!(safe_redirect(ok, D, false), Some(ok), "{ok}");
+            assert_eq!(safe_redirect(ok, &d(), false), Some(ok), "{ok}");
         }
-        assert!(safe_redirect("http://app.example.com/", D, true).is_some());
+        assert!(safe_redirect("http://app.example.com/", &d(), true).is_some());
     }
 
     #[test]
@@ -127,10 +150,30 @@ mod tests {
             "https://",
             "https:///example.com",
         ] {
-            assert_eq!(safe_redirect(bad, D, false), None, "{bad:?}");
+            assert_eq!(safe_redirect(bad, &d(), false), None, "{bad:?}");
         }
         // Scheme downgrade only when the cookie is not Secure.
-        assert!(safe_redirect("http://app.example.com/", D, false).is_none());
+        assert!(safe_redirect("http://app.example.com/", &d(), false).is_none());
+    }
+
+    #[test]
+    fn a_host_scope_is_that_host_only() {
+        let own = Scope::Host("auth.example.com".into());
+        for ok in [
+            "https://auth.example.com/",
+            "https://AUTH.example.com:8443/x",
+        ] {
+            assert_eq!(safe_redirect(ok, &own, false), Some(ok), "{ok}");
+        }
+        for bad in [
+            "https://evil.auth.example.com/",
+            "https://x.auth.example.com/",
+            "https://example.com/",
+            "https://app.example.com/",
+            "https://auth.example.com.evil.com/",
+        ] {
+            assert_eq!(safe_redirect(bad, &own, false), None, "{bad}");
+        }
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //!   tokens issued in the very second of their user's cutoff, after it
 //! - `keys`: SHA-256 of an API key → versioned [`ApiKey`] record
 //! - `user_keys`: user id (u64 BE) ++ key id (u64 BE) → SHA-256 of the key
+//! - `bans`: `u` ++ user id (u64 BE), or `s` ++ an IPv4 or IPv6 address
+//!   (4 or 16 bytes) → version byte + end of the ban (u64 BE); brute-force
+//!   bans, kept so a restart does not lift them (not in backups)
 //! - `meta`: `schema` → schema version (u32 BE); `user_count` (u64 BE);
 //!   `max_ttl` → the longest
 //!   token lifetime ever configured (u64 BE). The file `latch-schema`
@@ -21,6 +24,7 @@
 //! acknowledges something to a client returns only after sled has flushed.
 
 use std::io::{BufRead, Write};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
@@ -29,6 +33,7 @@ use sled::transaction::{abort, Transactional as _};
 use sled::{Db, Tree};
 
 use crate::error::{Error, Kind, Result};
+use crate::regulation::Ban;
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -285,6 +290,7 @@ pub struct Store {
     keys: Tree,
     user_keys: Tree,
     meta: Tree,
+    bans: Tree,
     /// Ids are `id_base` + sled's generated ids: a restored backup sets the
     /// base past every id it holds, so new ids never collide with them.
     id_base: u64,
@@ -353,6 +359,7 @@ impl Store {
             keys: db.open_tree("keys")?,
             user_keys: db.open_tree("user_keys")?,
             meta: db.open_tree("meta")?,
+            bans: db.open_tree("bans")?,
             id_base: 0,
             gate: Arc::default(),
             db,
@@ -691,6 +698,42 @@ impl Store {
         }
     }
 
+    /// Sets (or, with `None`, removes) a user's email and its unique index
+    /// entry in one transaction; a taken email is a 409. `None` when the
+    /// user does not exist.
+    pub async fn change_email(&self, id: u64, email: Option<&str>) -> Result<Option<User>> {
+        let key = id.to_be_bytes();
+        let new_index = email.map(index_key);
+        let gate = self.shared();
+        let updated = (&self.users, &self.emails).transaction(|(users, emails)| {
+            let Some(old) = users.get(key)? else {
+                return Ok(None);
+            };
+            let mut user = decode_user(id, &old)
+                .map_err(sled::transaction::ConflictableTransactionError::Abort)?;
+            if let Some(index) = &new_index {
+                match emails.get(index)? {
+                    Some(owner) if owner.as_ref() != key => {
+                        return abort(Error::new(Kind::Conflict("email is taken")));
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(old_email) = &user.email {
+                emails.remove(index_key(old_email))?;
+            }
+            if let Some(index) = &new_index {
+                emails.insert(index.as_slice(), &key)?;
+            }
+            user.email = email.map(str::to_owned);
+            users.insert(&key, encode_user(&user))?;
+            Ok(Some(user))
+        })?;
+        drop(gate);
+        self.flush().await?;
+        Ok(updated)
+    }
+
     /// Replaces a user's password hash and sets their cutoff in one
     /// transaction, so no earlier token outlives the old password.
     pub async fn change_password(
@@ -956,6 +999,28 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Deletes every key of a user; returns how many.
+    pub async fn delete_user_keys(&self, user_id: u64) -> Result<usize> {
+        let entries: Vec<(sled::IVec, sled::IVec)> = self
+            .user_keys
+            .scan_prefix(user_id.to_be_bytes())
+            .collect::<std::result::Result<_, _>>()?;
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let gate = self.shared();
+        (&self.keys, &self.user_keys).transaction(|(keys, user_keys)| {
+            for (index, hash) in &entries {
+                keys.remove(hash)?;
+                user_keys.remove(index)?;
+            }
+            Ok::<_, sled::transaction::ConflictableTransactionError<Error>>(())
+        })?;
+        drop(gate);
+        self.flush().await?;
+        Ok(entries.len())
+    }
+
     /// Records last-use times (off the request path; not acknowledged to
     /// anyone, so sled's periodic flush is enough). Keys deleted meanwhile
     /// stay deleted.
@@ -969,6 +1034,31 @@ impl Store {
             })?;
         }
         Ok(())
+    }
+
+    // ---- bans ----
+
+    /// Records a brute-force ban durably.
+    pub async fn put_ban(&self, ban: Ban) -> Result<()> {
+        let (key, until) = ban_key(ban);
+        {
+            let _gate = self.shared();
+            self.bans.insert(key, &encode_expiry(until))?;
+        }
+        self.flush().await
+    }
+
+    /// Every stored ban that has not ended at `now`.
+    pub fn bans(&self, now: u64) -> Result<Vec<Ban>> {
+        let mut out = Vec::new();
+        for entry in self.bans.iter() {
+            let (key, value) = entry?;
+            let until = decode_expiry(&value)?;
+            if until > now {
+                out.push(decode_ban(&key, until)?);
+            }
+        }
+        Ok(out)
     }
 
     // ---- housekeeping ----
@@ -1017,6 +1107,15 @@ impl Store {
                 removed += 1;
             }
         }
+        for entry in self.bans.iter() {
+            let (key, value) = entry?;
+            if decode_expiry(&value)? <= now {
+                let _ = self
+                    .bans
+                    .compare_and_swap(key, Some(value), None::<&[u8]>)?;
+                removed += 1;
+            }
+        }
         for entry in self.keys.iter() {
             let (hash, value) = entry?;
             let key = decode_key(&value)?;
@@ -1031,6 +1130,33 @@ impl Store {
             self.flush().await?;
         }
         Ok(removed)
+    }
+}
+
+/// The `bans` key of a ban, and its end.
+fn ban_key(ban: Ban) -> (Vec<u8>, u64) {
+    match ban {
+        Ban::User(id, until) => ([&b"u"[..], &id.to_be_bytes()].concat(), until),
+        Ban::Source(IpAddr::V4(ip), until) => ([&b"s"[..], &ip.octets()].concat(), until),
+        Ban::Source(IpAddr::V6(ip), until) => ([&b"s"[..], &ip.octets()].concat(), until),
+    }
+}
+
+fn decode_ban(key: &[u8], until: u64) -> Result<Ban> {
+    match key {
+        [b'u', id @ ..] => Ok(Ban::User(be_u64(id, "a ban key")?, until)),
+        [b's', ip @ ..] => match ip.len() {
+            4 => Ok(Ban::Source(
+                IpAddr::from(<[u8; 4]>::try_from(ip).expect("4 bytes")),
+                until,
+            )),
+            16 => Ok(Ban::Source(
+                IpAddr::from(<[u8; 16]>::try_from(ip).expect("16 bytes")),
+                until,
+            )),
+            _ => Err(Error::store("a ban key is corrupt")),
+        },
+        _ => Err(Error::store("a ban key is corrupt")),
     }
 }
 
@@ -1118,6 +1244,16 @@ mod tests {
         };
         assert_eq!(decode_cutoff(&encode_cutoff(c)).unwrap(), c);
         assert_eq!(decode_expiry(&encode_expiry(42)).unwrap(), 42);
+        for ban in [
+            Ban::User(7, 9),
+            Ban::Source("203.0.113.7".parse().unwrap(), 9),
+            Ban::Source("2001:db8::1".parse().unwrap(), 9),
+        ] {
+            let (key, until) = ban_key(ban);
+            assert_eq!(decode_ban(&key, until).unwrap(), ban);
+        }
+        assert!(decode_ban(b"s123", 1).is_err());
+        assert!(decode_ban(b"x", 1).is_err());
     }
 
     #[test]

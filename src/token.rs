@@ -6,6 +6,12 @@
 //! byte for byte with the one each known key produces, so `alg: none`,
 //! other algorithms and unknown keys are refused before any JSON is parsed.
 //! The MAC is checked (in constant time) before the claims are decoded.
+//!
+//! Every token names its audience (`aud`): `api` for tokens handed to
+//! clients (`/api/token`, the JSON login), `session` for the login page's
+//! cookie. The two are not interchangeable: a session token is accepted
+//! only as the cookie, an API token never as the cookie (see
+//! [`Audience`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +26,38 @@ const MAX_CLAIMS_LEN: usize = 768;
 /// Bytes of randomness in a `jti`.
 pub const JTI_LEN: usize = 16;
 
+/// Who a token is for. A leaked session cookie must not work as an API
+/// credential (it would mint API keys), and an API token must not work as
+/// a browser session; the audience is signed, so neither can be relabelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// A token for clients: accepted in headers (and `?auth_token=`), on
+    /// the API and on forward auth.
+    Api,
+    /// The login page's session: accepted only as the session cookie, on
+    /// forward auth and latch's own pages.
+    Session,
+}
+
+impl Audience {
+    /// The `aud` claim's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Api => "api",
+            Audience::Session => "session",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Audience> {
+        match text {
+            "api" => Some(Audience::Api),
+            "session" => Some(Audience::Session),
+            _ => None,
+        }
+    }
+}
+
 /// The claims latch writes, in the order it writes them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -28,10 +66,15 @@ pub struct Claims {
     pub sub: String,
     /// The username at the time of issue.
     pub name: String,
+    /// Who the token is for.
+    pub aud: Audience,
     /// Issued at, seconds since the epoch.
     pub iat: u64,
     /// Expires at, seconds since the epoch; refused from this second on.
     pub exp: u64,
+    /// When the password behind this token was checked (OpenID Connect's
+    /// `auth_time`): sensitive changes need it to be recent.
+    pub auth_time: u64,
     /// A unique id: base64url of 16 random bytes. Revocation is keyed on it.
     pub jti: String,
 }
@@ -43,8 +86,10 @@ struct ClaimsRef<'a> {
     sub: &'a str,
     #[serde(borrow)]
     name: std::borrow::Cow<'a, str>,
+    aud: &'a str,
     iat: u64,
     exp: u64,
+    auth_time: u64,
     jti: &'a str,
 }
 
@@ -55,10 +100,15 @@ pub struct Verified {
     pub user_id: u64,
     /// The username from `name`.
     pub name: String,
+    /// Who the token is for; callers compare it with where the token was
+    /// presented.
+    pub audience: Audience,
     /// Issued at.
     pub iat: u64,
     /// Expiry, kept so a revocation can be dropped once it no longer matters.
     pub exp: u64,
+    /// When the password behind the token was checked.
+    pub auth_time: u64,
     /// The decoded `jti`.
     pub jti: [u8; JTI_LEN],
 }
@@ -168,6 +218,7 @@ impl Keys {
             return Err(Invalid::Expired);
         }
         let user_id = parse_id(claims.sub).ok_or(Invalid::Claims)?;
+        let audience = Audience::parse(claims.aud).ok_or(Invalid::Claims)?;
         let mut jti = [0u8; JTI_LEN];
         if crypto::b64url_decode_into(claims.jti.as_bytes(), &mut jti) != Some(JTI_LEN) {
             return Err(Invalid::Claims);
@@ -175,8 +226,10 @@ impl Keys {
         Ok(Verified {
             user_id,
             name: claims.name.into_owned(),
+            audience,
             iat: claims.iat,
             exp: claims.exp,
+            auth_time: claims.auth_time,
             jti,
         })
     }
@@ -214,8 +267,10 @@ mod tests {
         Claims {
             sub: "7".into(),
             name: "alice".into(),
+            aud: Audience::Api,
             iat: 1000,
             exp,
+            auth_time: 1000,
             jti: crypto::b64url_encode(&[9u8; JTI_LEN]),
         }
     }
@@ -232,6 +287,8 @@ mod tests {
         assert_eq!(v.user_id, 7);
         assert_eq!(v.name, "alice");
         assert_eq!(v.jti, [9u8; JTI_LEN]);
+        assert_eq!(v.audience, Audience::Api);
+        assert_eq!(v.auth_time, 1000);
         let header = crypto::b64url_decode(segments(&token)[0].as_bytes()).unwrap();
         let header = String::from_utf8(header).unwrap();
         assert_eq!(
@@ -331,6 +388,42 @@ mod tests {
             segments(&rotated.sign(&claims(2000)))[0],
             segments(&token)[0]
         );
+    }
+
+    #[test]
+    fn audience_is_signed_and_required() {
+        let k = keys(1);
+        let mut session = claims(2000);
+        session.aud = Audience::Session;
+        assert_eq!(
+            k.verify(&k.sign(&session), 1500).unwrap().audience,
+            Audience::Session
+        );
+        // A token without `aud` or `auth_time` (as latch wrote before
+        // audiences existed), or with another audience, is refused.
+        let sign = |json: &str| {
+            let header = segments(&k.sign(&claims(2000)))[0].clone();
+            let signed = format!("{header}.{}", crypto::b64url_encode(json.as_bytes()));
+            let tag = SigningKey::new(&[1; 32]).sign(signed.as_bytes());
+            format!("{signed}.{}", crypto::b64url_encode(tag.as_ref()))
+        };
+        let jti = crypto::b64url_encode(&[9u8; JTI_LEN]);
+        for json in [
+            format!(r#"{{"sub":"7","name":"a","iat":1,"exp":2000,"jti":"{jti}"}}"#),
+            format!(r#"{{"sub":"7","name":"a","aud":"api","iat":1,"exp":2000,"jti":"{jti}"}}"#),
+            format!(
+                r#"{{"sub":"7","name":"a","aud":"admin","iat":1,"exp":2000,"auth_time":1,"jti":"{jti}"}}"#
+            ),
+            format!(
+                r#"{{"sub":"7","name":"a","aud":["api"],"iat":1,"exp":2000,"auth_time":1,"jti":"{jti}"}}"#
+            ),
+        ] {
+            assert_eq!(k.verify(&sign(&json), 1500), Err(Invalid::Claims), "{json}");
+        }
+        let ok = format!(
+            r#"{{"sub":"7","name":"a","aud":"api","iat":1,"exp":2000,"auth_time":1,"jti":"{jti}"}}"#
+        );
+        assert!(k.verify(&sign(&ok), 1500).is_ok());
     }
 
     #[test]

@@ -82,8 +82,10 @@ mod tests {
         Verified {
             user_id: 1,
             name: "alice".into(),
+            audience: crate::token::Audience::Api,
             iat: 0,
             exp,
+            auth_time: 0,
             jti: [1; 16],
         }
     }

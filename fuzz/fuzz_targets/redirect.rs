@@ -1,20 +1,34 @@
 //! `safe_redirect` on arbitrary text: never panics, and whatever it accepts
-//! is an http(s) URL on example.com or one of its subdomains, both by the
-//! simple reading below and by an independent WHATWG URL parser (the `url`
-//! crate, which parses the way browsers do).
+//! is an http(s) URL on example.com or one of its subdomains (or, for a
+//! host scope, on auth.example.com exactly), both by the simple reading
+//! below and by an independent WHATWG URL parser (the `url` crate, which
+//! parses the way browsers do).
 #![no_main]
 
-use latch::redirect::safe_redirect;
+use latch::redirect::{safe_redirect, Scope};
 use libfuzzer_sys::fuzz_target;
 
 const DOMAIN: &str = "example.com";
+const HOST: &str = "auth.example.com";
 
-fn in_domain(host: &str) -> bool {
+fn in_scope(host: &str, exact: bool) -> bool {
+    if exact {
+        return host == HOST;
+    }
     host == DOMAIN || (host.ends_with(".example.com") && host != ".example.com")
 }
 
-fn check(rd: &str, allow_http: bool) {
-    let Some(url) = safe_redirect(rd, DOMAIN, allow_http) else {
+fn scope(exact: bool) -> Scope {
+    if exact {
+        Scope::Host(HOST.into())
+    } else {
+        Scope::Domain(DOMAIN.into())
+    }
+}
+
+fn check(rd: &str, allow_http: bool, exact: bool) {
+    let in_domain = |host: &str| in_scope(host, exact);
+    let Some(url) = safe_redirect(rd, &scope(exact), allow_http) else {
         return;
     };
     assert_eq!(url, rd, "returned something other than its input");
@@ -55,10 +69,19 @@ fn check(rd: &str, allow_http: bool) {
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    check(&text, false);
-    check(&text, true);
-    // The stricter mode must accept a subset of the looser one.
-    if safe_redirect(&text, DOMAIN, false).is_some() {
-        assert!(safe_redirect(&text, DOMAIN, true).is_some(), "{text:?}");
+    for exact in [false, true] {
+        check(&text, false, exact);
+        check(&text, true, exact);
+        // The stricter mode must accept a subset of the looser one.
+        if safe_redirect(&text, &scope(exact), false).is_some() {
+            assert!(
+                safe_redirect(&text, &scope(exact), true).is_some(),
+                "{text:?}"
+            );
+        }
+    }
+    // A host scope accepts a subset of its domain's.
+    if safe_redirect(&text, &scope(true), true).is_some() {
+        assert!(safe_redirect(&text, &scope(false), true).is_some(), "{text:?}");
     }
 });

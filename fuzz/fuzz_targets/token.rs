@@ -20,8 +20,10 @@ fuzz_target!(|data: &[u8]| {
         let claims = Claims {
             sub: v.user_id.to_string(),
             name: v.name.clone(),
+            aud: v.audience,
             iat: v.iat,
             exp: v.exp,
+            auth_time: v.auth_time,
             jti: crypto::b64url_encode(&v.jti),
         };
         assert!(v.exp > NOW, "expired token accepted: {v:?}");

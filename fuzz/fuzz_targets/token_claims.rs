@@ -19,8 +19,10 @@ fuzz_target!(|payload: &[u8]| {
     let probe = Claims {
         sub: "1".into(),
         name: String::new(),
+        aud: latch::token::Audience::Api,
         iat: 0,
         exp: 1,
+        auth_time: 0,
         jti: String::new(),
     };
     let signed = keys.sign(&probe);
@@ -36,8 +38,10 @@ fuzz_target!(|payload: &[u8]| {
         let claims = Claims {
             sub: v.user_id.to_string(),
             name: v.name.clone(),
+            aud: v.audience,
             iat: v.iat,
             exp: v.exp,
+            auth_time: v.auth_time,
             jti: crypto::b64url_encode(&v.jti),
         };
         let resigned = keys.sign(&claims);

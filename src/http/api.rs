@@ -7,40 +7,50 @@ use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::extract::{self, Surface};
 use super::request::ReadBody;
-use super::request::{self, Lookup, Source};
+use super::request::{self};
 use super::response::{self, Body};
 use crate::auth::{Identity, Issued, Via};
-use crate::credentials::Credential;
+use crate::credentials::{Credential, Presented};
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::token;
 use crate::App;
 
-/// Where this server looks for credentials.
-pub fn lookup(app: &App) -> Lookup<'_> {
-    Lookup {
+/// Where the API looks for credentials: headers, and the query when
+/// enabled; never the session cookie (see [`extract`]).
+pub fn surface(app: &App) -> Surface<'static> {
+    Surface::Api {
         query: app.config.query_token,
-        cookie: Some(&app.config.forward_auth.cookie_name),
     }
 }
 
-/// The request's credential and where it came from; 401 when there is none.
-pub fn credential<'a>(app: &App, parts: &'a Parts) -> Result<(Credential<'a>, Source)> {
-    request::credential(parts, lookup(app))?.ok_or_else(|| Error::unauthorized(Refusal::Missing))
+/// The request's API credential; 401 when there is none.
+pub fn credential<'a>(app: &App, parts: &'a Parts) -> Result<Presented<'a>> {
+    extract::required(parts, surface(app))
 }
 
-/// Who the request is, from any credential form; 401 when none or refused.
-/// A session cookie on a state-changing request must come from latch's own
-/// origin (SameSite=Lax still lets sibling subdomains post).
+/// Who the request is, from any API credential form; 401 when none or
+/// refused.
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Identity> {
-    let (credential, source) = credential(app, parts)?;
-    if source == Source::Cookie
-        && !parts.method.is_safe()
-        && !request::same_origin(parts, app.config.public_url.as_deref())
-    {
-        return Err(Error::new(Kind::Forbidden("cross-site request refused")));
+    app.auth.authenticate(&credential(app, parts)?).await
+}
+
+/// Like [`authenticate`], but the password must have been proven within
+/// `[api] reauth_window`: Basic, or a token minted that recently. For the
+/// changes a stolen token must not make (new API keys, a new email).
+async fn authenticate_recent(app: &App, parts: &Parts) -> Result<Identity> {
+    let who = authenticate(app, parts).await?;
+    if let Via::ApiKey(_) = who.via {
+        return Err(Error::new(Kind::Forbidden(
+            "API keys cannot do this; use a token or the password",
+        )));
     }
-    app.auth.authenticate(&credential).await
+    let window = app.config.api.reauth_window.as_secs();
+    if !who.password_proven_within(app.auth.now(), window) {
+        return Err(Error::unauthorized(Refusal::Stale));
+    }
+    Ok(who)
 }
 
 /// A JSON body within the configured size and time limits.
@@ -88,8 +98,13 @@ pub async fn register<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<
     Ok(res)
 }
 
-/// `GET /api/users/<id>`: 200 `{"id","username"}`; 404 when absent.
-pub fn user(app: &App, id: &str) -> Result<Response<Body>> {
+/// `GET /api/users/<id>`: 200 `{"id","username"}`; 404 when absent. Needs
+/// a credential unless `[api] public_profiles` (ids are sequential, so
+/// anonymous lookups would list every username).
+pub async fn user(app: &App, parts: &Parts, id: &str) -> Result<Response<Body>> {
+    if !app.config.api.public_profiles {
+        authenticate(app, parts).await?;
+    }
     let user = token::parse_id(id)
         .map(|id| app.auth.accounts().user(id))
         .transpose()?
@@ -103,7 +118,7 @@ pub fn user(app: &App, id: &str) -> Result<Response<Body>> {
 
 /// `GET /api/token`: a username and password buy a token; a token cannot.
 pub async fn token(app: &App, parts: &Parts) -> Result<Response<Body>> {
-    let (Credential::Password { username, password }, _) = credential(app, parts)? else {
+    let Credential::Password { username, password } = credential(app, parts)?.credential else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
     let user = app.auth.accounts().login(&username, &password).await?;
@@ -190,14 +205,82 @@ pub async fn me(app: &App, parts: &Parts) -> Result<Response<Body>> {
     ))
 }
 
-/// `POST /api/logout-all`: every token issued to the caller before now is
-/// refused from now on.
-pub async fn logout_all(app: &App, parts: &Parts) -> Result<Response<Body>> {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogoutAll {
+    #[serde(default)]
+    revoke_keys: bool,
+}
+
+/// `POST /api/logout-all` (optionally `{"revoke_keys": true}`): every token
+/// and session issued to the caller before now is refused from now on;
+/// with `revoke_keys`, the API keys are deleted too.
+pub async fn logout_all<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     let who = authenticate(app, parts).await?;
+    let input: LogoutAll = read_optional_json(app, parts, body).await?;
     app.auth.accounts().logout_all(who.user_id).await?;
+    let keys = if input.revoke_keys {
+        app.auth.delete_all_keys(who.user_id).await?
+    } else {
+        0
+    };
     Ok(response::json(
         StatusCode::OK,
-        &json!({"message": "every earlier token is revoked"}),
+        &json!({"message": "every earlier token is revoked", "keys_revoked": keys}),
+    ))
+}
+
+/// A JSON body that may be absent (no body, or an empty one: the defaults).
+async fn read_optional_json<T: serde::de::DeserializeOwned + Default, B: ReadBody>(
+    app: &App,
+    parts: &Parts,
+    body: B,
+) -> Result<T> {
+    let limits = &app.config.limits;
+    let bytes =
+        request::read_body(parts, body, limits.max_body, limits.header_read_timeout).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    request::check_json_type(parts)?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| Error::bad_request("the body is not valid JSON of the expected shape"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileChange {
+    /// `Some(None)`: remove the email.
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` (`Some(None)`) from a missing one (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// `PATCH /api/users/me` `{"email": "..." | null}`: 200 with the record.
+/// Needs a password proven recently (see [`authenticate_recent`]).
+pub async fn update_me<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
+    let who = authenticate_recent(app, parts).await?;
+    let input: ProfileChange = read_json(app, parts, body).await?;
+    let Some(email) = input.email else {
+        return Err(Error::bad_request("nothing to change: send email"));
+    };
+    let user = app
+        .auth
+        .accounts()
+        .set_email(who.user_id, email.as_deref())
+        .await?;
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "groups": user.groups,
+        }),
     ))
 }
 
@@ -237,7 +320,7 @@ pub async fn change_password<B: ReadBody>(
 /// `DELETE /api/users/me` with Basic username:password: 204. A token or
 /// key alone is not enough.
 pub async fn delete_me(app: &App, parts: &Parts) -> Result<Response<Body>> {
-    let (Credential::Password { username, password }, _) = credential(app, parts)? else {
+    let Credential::Password { username, password } = credential(app, parts)?.credential else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
     let user = app.auth.accounts().login(&username, &password).await?;
@@ -264,8 +347,14 @@ async fn key_manager(app: &App, parts: &Parts) -> Result<Identity> {
 }
 
 /// `POST /api/keys`: 201 `{"id","name","key"}`, the key shown this once.
+/// Needs a password proven recently, so a stolen token cannot leave a
+/// key behind that outlives it.
 pub async fn create_key<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     let who = key_manager(app, parts).await?;
+    let window = app.config.api.reauth_window.as_secs();
+    if !who.password_proven_within(app.auth.now(), window) {
+        return Err(Error::unauthorized(Refusal::Stale));
+    }
     let input: NewKeyRequest = read_json(app, parts, body).await?;
     let name = input
         .name

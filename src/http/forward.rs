@@ -17,7 +17,8 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 
-use super::api;
+use super::extract::{self, Surface};
+use super::request;
 use super::response::{self, Body};
 use crate::credentials;
 use crate::error::{Error, Kind, Result};
@@ -86,8 +87,14 @@ pub async fn check(
     peer: SocketAddr,
     flavor: Flavor,
 ) -> Result<Response<Body>> {
-    let outcome = match api::credential(app, parts) {
-        Ok((credential, _)) => app.auth.authenticate(&credential).await,
+    // Before any credential: a query the proxy passed that cannot be read
+    // might have held a group requirement, so nobody gets in.
+    let required = required_groups(parts)?;
+    let surface = Surface::Forward {
+        cookie: &app.config.forward_auth.cookie_name,
+    };
+    let outcome = match extract::required(parts, surface) {
+        Ok(presented) => app.auth.authenticate(&presented).await,
         Err(e) => Err(e),
     };
     let who = match outcome {
@@ -101,13 +108,14 @@ pub async fn check(
         let e = Error::unauthorized(crate::error::Refusal::BadToken);
         return Ok(unauthenticated(app, parts, peer, flavor, &e));
     };
-    let required = required_groups(parts);
     if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
         tracing::info!(
             user_id = who.user_id,
             "forward auth: not in a required group"
         );
-        return Err(Error::new(Kind::Forbidden("not in a group allowed here")));
+        return Err(Error::new(Kind::Forbidden(
+            "this account is not in a group allowed here",
+        )));
     }
     let mut res = response::empty(StatusCode::OK);
     let h = res.headers_mut();
@@ -121,31 +129,21 @@ pub async fn check(
     Ok(res)
 }
 
-/// `?group=G&group=H`: the groups of which the user must have one.
-fn required_groups(parts: &Parts) -> Vec<String> {
+/// `?group=G&group=H`: the groups of which the user must have one. A
+/// query that cannot be read (a broken `%` escape, not UTF-8) is a 400:
+/// it must never read as "no group required".
+fn required_groups(parts: &Parts) -> Result<Vec<String>> {
     let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    credentials::parse_form(query.as_bytes())
-        .unwrap_or_default()
+    let pairs = credentials::parse_form(query.as_bytes()).ok_or_else(|| {
+        Error::bad_request("the forward-auth query cannot be read; nobody gets in")
+    })?;
+    Ok(pairs
         .into_iter()
         .filter(|(k, v)| k == "group" && !v.is_empty())
         .map(|(_, v)| v)
-        .collect()
-}
-
-/// A browser: it accepts HTML and is not a script's XHR.
-fn is_browser(parts: &Parts) -> bool {
-    let accepts_html = parts.headers.get_all(header::ACCEPT).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.to_ascii_lowercase().contains("text/html"))
-    });
-    let xhr = parts
-        .headers
-        .get("x-requested-with")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
-    accepts_html && !xhr
+        .collect())
 }
 
 /// The answer for a request that is not (or no longer) signed in. Only
@@ -175,7 +173,9 @@ fn unauthenticated(
             Some(url) => format!("{login}?rd={}", encode_query_value(url)),
             None => login.clone(),
         });
-    if let (Flavor::Redirecting, Some(location), true) = (flavor, &location, is_browser(parts)) {
+    if let (Flavor::Redirecting, Some(location), true) =
+        (flavor, &location, request::is_browser(parts))
+    {
         let method = original.method.as_ref().unwrap_or(&parts.method);
         let status = if method == Method::GET || method == Method::HEAD {
             StatusCode::FOUND

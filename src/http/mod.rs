@@ -1,6 +1,7 @@
 //! The HTTP server: accept loop, hyper `http1` connections, graceful drain.
 
 pub mod api;
+pub mod extract;
 pub mod forward;
 pub mod ops;
 pub mod pages;
@@ -29,10 +30,20 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// How long in-flight requests get to finish after shutdown is asked for.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Which of latch's listeners a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The public one: the API, forward auth, the pages.
+    Main,
+    /// `[ops] listen`: `/healthz`, `/metrics`, `/openapi.yaml`.
+    Ops,
+}
+
 /// Serves `listener` until `shutdown` resolves, then stops accepting and
 /// lets open requests finish (up to [`DRAIN_TIMEOUT`]).
 pub async fn serve(
     listener: TcpListener,
+    kind: Listener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
@@ -73,7 +84,12 @@ pub async fn serve(
         let app = app.clone();
         let service = service_fn(move |req| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(router::route(&app, req, peer).await) }
+            async move {
+                Ok::<_, Infallible>(match kind {
+                    Listener::Main => router::route(&app, req, peer).await,
+                    Listener::Ops => ops::route(&app, req).await,
+                })
+            }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {

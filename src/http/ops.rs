@@ -1,12 +1,53 @@
-//! Operations endpoints: `/healthz`, `/metrics` and `/openapi.yaml`.
+//! The operations listener (`[ops] listen`, loopback by default): a
+//! router of its own for what an operator's tools read and the public
+//! should not.
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 while the store answers, else 503 (also on the main listener) |
+//! | `GET /metrics` | the Prometheus text exposition |
+//! | `GET /openapi.yaml` | the OpenAPI 3 description of the main listener |
 
 use hyper::header::{self, HeaderValue};
-use hyper::{Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use super::request::ReadBody;
 use super::response::{self, Body};
 use crate::error::{Error, Kind, Result};
+use crate::metrics::Route;
 use crate::App;
+
+/// Answers one request on the operations listener.
+pub async fn route<B: ReadBody>(app: &App, req: Request<B>) -> Response<Body> {
+    let (parts, _body) = req.into_parts();
+    if let Some(refused) = super::router::smuggling(&parts) {
+        return refused;
+    }
+    let started = std::time::Instant::now();
+    let get = matches!(parts.method, Method::GET | Method::HEAD);
+    let (route, result) = match (get, parts.uri.path()) {
+        (true, "/healthz") => (Route::Healthz, healthz(app).await),
+        (true, "/metrics") => (Route::Metrics, Ok(metrics(app))),
+        (true, "/openapi.yaml") => (Route::OpenApi, Ok(openapi())),
+        (false, "/healthz") => (Route::Healthz, Err(not_allowed())),
+        (false, "/metrics") => (Route::Metrics, Err(not_allowed())),
+        (false, "/openapi.yaml") => (Route::OpenApi, Err(not_allowed())),
+        _ => (Route::Other, Err(Error::new(Kind::NotFound))),
+    };
+    let res = result.unwrap_or_else(|e| {
+        super::router::log_refusal(&parts, &e);
+        response::error(&e)
+    });
+    app.auth
+        .metrics()
+        .request(route, res.status().as_u16(), started.elapsed());
+    res
+}
+
+fn not_allowed() -> Error {
+    Error::new(Kind::MethodNotAllowed("GET, HEAD"))
+}
 
 /// `GET /healthz`: 200 while the store answers (a read and a flush), else 503.
 pub async fn healthz(app: &App) -> Result<Response<Body>> {

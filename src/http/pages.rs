@@ -1,22 +1,25 @@
 //! The browser pages: `GET /login`, `POST /login` (form), `GET /` (the
-//! signed-in page) and the form `POST /logout`.
+//! signed-in page), `POST /logout` and `GET /logout?rd=`, and the HTML
+//! page browsers get instead of a JSON error.
 //!
 //! Plain HTML forms: no JavaScript, no external assets. Forms carry a
 //! per-form token bound to a cookie (`latch_form`), and form posts must
-//! come from latch's own origin; either failing is a 403.
+//! come from latch's own origin; either failing is a 403. The pages read
+//! only the session cookie, never a header or query credential.
 
 use hyper::header::{self};
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
 use super::api;
+use super::extract::{self, Surface};
 use super::request::ReadBody;
-use super::request::{self, Source};
+use super::request::{self};
 use super::response::{self, Body};
 use crate::auth::Via;
-use crate::credentials::{self, Credential};
+use crate::credentials;
 use crate::error::{Error, Kind, Result};
-use crate::redirect;
+use crate::redirect::{self, Scope};
 use crate::App;
 
 /// The cookie holding the nonce that form tokens are bound to.
@@ -139,7 +142,7 @@ fn set_session(app: &App, res: &mut Response<Body>, value: &str, max_age: u64) {
 
 /// The form nonce from the browser's cookie, or a new one to set.
 fn form_nonce(app: &App, parts: &Parts) -> Result<(String, bool)> {
-    match request::session_cookie(parts, FORM_COOKIE) {
+    match extract::cookie_value(parts, FORM_COOKIE) {
         Some(nonce)
             if nonce.len() <= 64
                 && nonce
@@ -178,16 +181,16 @@ fn with_form(
     Ok(res)
 }
 
-/// Where `rd` may send the browser, if anywhere.
+/// Where `rd` may send the browser, if anywhere: within the cookie's
+/// domain when one is set, else to the `public_url` host exactly (the
+/// host-only cookie goes nowhere else).
 fn safe_rd<'a>(app: &App, rd: Option<&'a str>) -> Option<&'a str> {
     let fa = &app.config.forward_auth;
-    let domain = fa.cookie_domain.clone().or_else(|| {
-        app.config
-            .public_url
-            .as_deref()
-            .and_then(redirect::url_host)
-    })?;
-    redirect::safe_redirect(rd?, &domain, !fa.cookie_secure)
+    let scope = match &fa.cookie_domain {
+        Some(domain) => Scope::Domain(domain.clone()),
+        None => Scope::Host(redirect::url_host(app.config.public_url.as_deref()?)?),
+    };
+    redirect::safe_redirect(rd?, &scope, !fa.cookie_secure)
 }
 
 fn query_param(parts: &Parts, name: &str) -> Option<String> {
@@ -197,10 +200,17 @@ fn query_param(parts: &Parts, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// The identity behind a valid session (or any other credential), if any.
+/// Where the pages look for a credential: the session cookie only.
+fn surface(app: &App) -> Surface<'_> {
+    Surface::Page {
+        cookie: &app.config.forward_auth.cookie_name,
+    }
+}
+
+/// The identity behind a valid session cookie, if any.
 async fn signed_in(app: &App, parts: &Parts) -> Option<crate::auth::Identity> {
-    let (credential, _) = api::credential(app, parts).ok()?;
-    app.auth.authenticate(&credential).await.ok()
+    let presented = extract::credential(parts, surface(app)).ok()??;
+    app.auth.authenticate(&presented).await.ok()
 }
 
 /// `GET /login?rd=...`: the form; already signed in with a safe `rd`,
@@ -208,9 +218,7 @@ async fn signed_in(app: &App, parts: &Parts) -> Option<crate::auth::Identity> {
 pub async fn login_form(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let rd = query_param(parts, "rd");
     if let Some(target) = safe_rd(app, rd.as_deref()) {
-        if request::session_cookie(parts, &app.config.forward_auth.cookie_name).is_some()
-            && signed_in(app, parts).await.is_some()
-        {
+        if signed_in(app, parts).await.is_some() {
             return Ok(response::redirect(StatusCode::FOUND, target));
         }
     }
@@ -226,7 +234,16 @@ fn check_form(app: &App, parts: &Parts, fields: &[(String, String)]) -> Result<(
         return Err(forbidden());
     }
     let token = field(fields, "csrf").unwrap_or("");
-    let nonce = request::session_cookie(parts, FORM_COOKIE).unwrap_or("");
+    let Some(nonce) = extract::cookie_value(parts, FORM_COOKIE) else {
+        // The commonest cause by far: a Secure cookie set over plain http,
+        // which the browser silently dropped.
+        if app.config.forward_auth.cookie_secure && request::posted_over_http(parts) {
+            return Err(Error::new(Kind::Forbidden(
+                "the sign-in form's cookie was not kept: this page is plain http while [forward_auth] cookie_secure = true; serve latch over https, or set cookie_secure = false on a plain-http network",
+            )));
+        }
+        return Err(forbidden());
+    };
     if app.auth.check_form_token(token, nonce) {
         Ok(())
     } else {
@@ -291,33 +308,104 @@ pub async fn home(app: &App, parts: &Parts) -> Result<Response<Body>> {
 }
 
 /// `POST /logout`: a form post from the signed-in page revokes the session
-/// and clears the cookie (303 to the login page); an API call revokes the
-/// token it carries (200 JSON), clearing the cookie if that was it.
+/// and clears the cookie (303 to the login page). Otherwise an API call: a
+/// token in a header is revoked (200 JSON, the Flask-Security logout); with
+/// no header credential, the session cookie is, from latch's own origin.
 pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     if !request::is_form(parts) {
-        let from_cookie = matches!(api::credential(app, parts), Ok((_, Source::Cookie)));
-        let mut res = api::logout(app, parts).await?;
-        if from_cookie {
-            set_session(app, &mut res, "", 0);
+        if extract::credential(parts, api::surface(app))?.is_some() {
+            return api::logout(app, parts).await;
         }
+        if !request::same_origin(parts, app.config.public_url.as_deref()) {
+            return Err(Error::new(Kind::Forbidden("cross-site request refused")));
+        }
+        let presented = extract::required(parts, surface(app))?;
+        let who = app.auth.authenticate(&presented).await?;
+        if let Via::Token(token) = who.via {
+            app.auth.revoke(who.user_id, token).await?;
+        }
+        let mut res = response::json(
+            StatusCode::OK,
+            &serde_json::json!({"message": "logged out"}),
+        );
+        set_session(app, &mut res, "", 0);
         return Ok(res);
     }
     let limits = &app.config.limits;
     let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
     check_form(app, parts, &fields)?;
-    let name = &app.config.forward_auth.cookie_name;
-    if let Some(value) = request::session_cookie(parts, name) {
-        if let Ok(who) = app
-            .auth
-            .authenticate(&Credential::Token(value.into()))
-            .await
-        {
-            if let Via::Token(token) = who.via {
-                app.auth.revoke(who.user_id, token).await?;
-            }
-        }
-    }
+    end_session(app, parts).await?;
     let mut res = response::redirect(StatusCode::SEE_OTHER, "/login");
     set_session(app, &mut res, "", 0);
     Ok(res)
+}
+
+/// `GET /logout?rd=`: signs out (the session cookie is revoked and
+/// cleared) and follows `rd` under the login page's rules, else goes to
+/// the login page. For apps that offer a plain sign-out link.
+pub async fn logout_link(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    end_session(app, parts).await?;
+    let rd = query_param(parts, "rd");
+    let target = safe_rd(app, rd.as_deref()).unwrap_or("/login");
+    let mut res = response::redirect(StatusCode::FOUND, target);
+    set_session(app, &mut res, "", 0);
+    Ok(res)
+}
+
+/// Revokes the session the cookie holds, if it holds a live one.
+async fn end_session(app: &App, parts: &Parts) -> Result<()> {
+    let Ok(Some(presented)) = extract::credential(parts, surface(app)) else {
+        return Ok(());
+    };
+    if let Ok(who) = app.auth.authenticate(&presented).await {
+        if let Via::Token(token) = who.via {
+            app.auth.revoke(who.user_id, token).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The page a browser gets instead of a JSON error: the status, the
+/// reason, and ways forward (latch's own pages, when `public_url` says
+/// where they are: these pages are often served on the app's host).
+pub fn error_page(app: &App, e: &Error) -> Response<Body> {
+    let json = response::error(e);
+    let status = json.status();
+    let links = match &app.config.public_url {
+        Some(url) => format!(
+            r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> · <a href="{url}/">Your account</a></p>"#,
+            url = escape(url),
+            login = escape(&redirect::encode_query_value(&format!("{url}/login"))),
+        ),
+        None => String::new(),
+    };
+    let title = status.canonical_reason().unwrap_or("Refused");
+    let body = format!(
+        r#"<h1>{title}</h1>
+<p role="alert" id="reason">{reason}.</p>
+{links}"#,
+        title = escape(title),
+        reason = escape(&capitalised(e.public_message())),
+    );
+    let mut res = response::html(status, page(title, &body));
+    // Keep what the status calls for (challenges, Allow, Retry-After).
+    for name in [
+        header::WWW_AUTHENTICATE,
+        header::ALLOW,
+        header::RETRY_AFTER,
+        header::CONNECTION,
+    ] {
+        for value in json.headers().get_all(&name) {
+            res.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    res
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }

@@ -1,16 +1,17 @@
-//! Reading requests: bounded JSON bodies and the credential a request carries.
+//! Reading requests: bounded bodies (JSON, forms) and the same-origin check.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Limited};
+use http_body_util::BodyExt as _;
 use hyper::body::Body as HttpBody;
-use hyper::header::{self, HeaderName};
+use hyper::header;
 use hyper::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::credentials::{self, Credential, Malformed};
-use crate::error::{Error, Kind, Refusal, Result};
+use crate::credentials;
+use crate::error::{Error, Kind, Result};
 
 /// A request body latch can read: hyper's `Incoming`, or `Full` when tests
 /// call the router directly.
@@ -24,9 +25,6 @@ impl<T> ReadBody for T where
 {
 }
 
-/// The Flask-Security token header.
-pub static AUTHENTICATION_TOKEN: HeaderName = HeaderName::from_static("authentication-token");
-
 /// Reads a JSON body of at most `limit` bytes within `timeout`. A declared
 /// `Content-Length` over the limit is refused before anything is read.
 pub async fn json<T: DeserializeOwned, B: ReadBody>(
@@ -35,6 +33,14 @@ pub async fn json<T: DeserializeOwned, B: ReadBody>(
     limit: usize,
     timeout: Duration,
 ) -> Result<T> {
+    check_json_type(parts)?;
+    let bytes = read_body(parts, body, limit, timeout).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|_| Error::bad_request("the body is not valid JSON of the expected shape"))
+}
+
+/// 415 unless the body is declared JSON (or its type is not declared).
+pub fn check_json_type(parts: &Parts) -> Result<()> {
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
@@ -42,13 +48,20 @@ pub async fn json<T: DeserializeOwned, B: ReadBody>(
             return Err(Error::new(Kind::UnsupportedMediaType));
         }
     }
-    let bytes = read_body(parts, body, limit, timeout).await?;
-    serde_json::from_slice(&bytes)
-        .map_err(|_| Error::bad_request("the body is not valid JSON of the expected shape"))
+    Ok(())
 }
 
+/// How much of a refused body is read and thrown away before the 413, so
+/// that clients which send the whole body before reading (Python's
+/// `http.client`, `requests`) get to read the answer instead of a reset
+/// connection; nginx's lingering close does the same.
+const LINGER_BYTES: usize = 8 << 20;
+/// How long that may take.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+
 /// Reads the whole body, at most `limit` bytes, within `timeout` (408
-/// after it, so a slow sender cannot hold a connection open).
+/// after it, so a slow sender cannot hold a connection open). Over the
+/// limit, declared or sent: 413, after draining what is left (bounded).
 pub async fn read_body<B: ReadBody>(
     parts: &Parts,
     body: B,
@@ -60,84 +73,52 @@ pub async fn read_body<B: ReadBody>(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = std::pin::pin!(body);
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(body.as_mut()).await;
         return Err(Error::new(Kind::PayloadTooLarge));
     }
-    let collected = tokio::time::timeout(timeout, Limited::new(body, limit).collect())
-        .await
-        .map_err(|_| Error::new(Kind::Timeout))?;
-    match collected {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                Error::with_cause(Kind::BadRequest("the request body could not be read"), e)
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    return Ok(None);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(Some(buf.freeze()))
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(Error::new(Kind::Timeout)),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => {
+            drain(body.as_mut()).await;
             Err(Error::new(Kind::PayloadTooLarge))
         }
-        Err(e) => Err(Error::with_cause(
-            Kind::BadRequest("the request body could not be read"),
-            e,
-        )),
     }
 }
 
-/// Where a credential was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// `Authorization` or `Authentication-Token`.
-    Header,
-    /// `?auth_token=`.
-    Query,
-    /// The session cookie.
-    Cookie,
-}
-
-/// Which optional credential places to look in.
-#[derive(Debug, Clone, Copy)]
-pub struct Lookup<'a> {
-    /// `?auth_token=` (config `query_token`).
-    pub query: bool,
-    /// The session cookie's name, where cookies count.
-    pub cookie: Option<&'a str>,
-}
-
-/// The credential a request carries, looked for in this order:
-/// `Authorization` (Bearer or Basic), `Authentication-Token`, then
-/// `?auth_token=` and the session cookie when `lookup` allows. `None` when
-/// there is none; an unparsable one is a 401.
-pub fn credential<'a>(
-    parts: &'a Parts,
-    lookup: Lookup<'_>,
-) -> Result<Option<(Credential<'a>, Source)>> {
-    let found = if let Some(v) = parts.headers.get(header::AUTHORIZATION) {
-        credentials::parse_authorization(v.as_bytes()).map(|c| (c, Source::Header))
-    } else if let Some(v) = parts.headers.get(&AUTHENTICATION_TOKEN) {
-        credentials::parse_token(v.as_bytes()).map(|t| (Credential::Token(t), Source::Header))
-    } else if let Some(found) = lookup
-        .query
-        .then(|| parts.uri.query().and_then(credentials::query_token))
-        .flatten()
-    {
-        found.map(|t| (Credential::Token(t), Source::Query))
-    } else if let Some(value) = lookup.cookie.and_then(|name| session_cookie(parts, name)) {
-        credentials::parse_token(value.as_bytes()).map(|t| (Credential::Token(t), Source::Cookie))
-    } else {
-        return Ok(None);
+/// Reads and discards the rest of a body, up to [`LINGER_BYTES`] within
+/// [`LINGER_TIME`].
+async fn drain<B: ReadBody>(mut body: std::pin::Pin<&mut B>) {
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Ok(data) = frame.into_data() {
+                seen += data.len();
+                if seen > LINGER_BYTES {
+                    break;
+                }
+            }
+        }
     };
-    found.map(Some).map_err(|m| {
-        Error::unauthorized(match m {
-            Malformed::Basic => Refusal::Malformed,
-            Malformed::Token => Refusal::BadToken,
-        })
-    })
-}
-
-/// The non-empty value of cookie `name` (a cleared cookie may linger as
-/// an empty value: that is no credential).
-pub fn session_cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .find_map(|v| credentials::cookie(v.as_bytes(), name))
-        .filter(|v| !v.is_empty())
+    let _ = tokio::time::timeout(LINGER_TIME, discard).await;
 }
 
 /// Whether a browser request comes from latch's own pages: its `Origin`
@@ -167,6 +148,76 @@ pub fn same_origin(parts: &Parts, public_url: Option<&str>) -> bool {
         Some(Some(authority)) => authority.eq_ignore_ascii_case(&own),
         Some(None) => false,
     }
+}
+
+/// Whether a form was posted from a plain-http page, as its `Origin` (else
+/// its `Referer`) says.
+pub fn posted_over_http(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::ORIGIN)
+        .or_else(|| parts.headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        })
+}
+
+/// A browser: it accepts HTML and is not a script's XHR.
+pub fn is_browser(parts: &Parts) -> bool {
+    let accepts_html = parts.headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.to_ascii_lowercase().contains("text/html"))
+    });
+    let xhr = parts
+        .headers
+        .get("x-requested-with")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("xmlhttprequest"));
+    accepts_html && !xhr
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy,
+/// the rightmost `X-Forwarded-For` entry that is not a trusted proxy
+/// itself. Entries to its left were written by the client (or proxies
+/// nobody vouches for) and are never believed; an entry that is not an
+/// address stops the walk at the last believed hop.
+pub fn client_address(
+    headers: &hyper::HeaderMap,
+    peer: IpAddr,
+    trusts: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
+    if !trusts(peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let values: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let Some(ip) = parse_forwarded_address(entry.trim()) else {
+            return client;
+        };
+        client = ip;
+        if !trusts(ip) {
+            return ip;
+        }
+    }
+    client
+}
+
+/// An address as proxies write it in `X-Forwarded-For`: bare, or (some)
+/// with a port: `203.0.113.7`, `203.0.113.7:4711`, `[2001:db8::1]:4711`.
+fn parse_forwarded_address(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    text.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|s| s.ip().to_canonical())
 }
 
 /// `host[:port]` of an absolute http(s) URL.
@@ -199,4 +250,76 @@ pub fn is_form(parts: &Parts) -> bool {
             ct.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(values: &[&str]) -> hyper::HeaderMap {
+        let mut h = hyper::HeaderMap::new();
+        for v in values {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// Trusted: loopback and 10.0.0.0/8.
+    fn trusted(ip: IpAddr) -> bool {
+        ip.is_loopback() || matches!(ip, IpAddr::V4(v4) if v4.octets()[0] == 10)
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_hop() {
+        let lo = ip("127.0.0.1");
+        for (values, expected) in [
+            (&["6.6.6.6, 203.0.113.7"][..], "203.0.113.7"),
+            (&["203.0.113.7"], "203.0.113.7"),
+            (&["6.6.6.6, 203.0.113.7, 10.0.0.2"], "203.0.113.7"),
+            (&["6.6.6.6", "203.0.113.7"], "203.0.113.7"),
+            (&["6.6.6.6,203.0.113.7:4711"], "203.0.113.7"),
+            (&["[2001:db8::7]:4711"], "2001:db8::7"),
+            (&["::ffff:203.0.113.7"], "203.0.113.7"),
+            // All trusted: the leftmost trusted hop.
+            (&["10.0.0.3, 10.0.0.2"], "10.0.0.3"),
+            // Garbage where a proxy should have written: the last believed hop.
+            (&["6.6.6.6, garbage"], "127.0.0.1"),
+            (&["6.6.6.6, garbage, 10.0.0.2"], "10.0.0.2"),
+            (&[], "127.0.0.1"),
+        ] {
+            assert_eq!(
+                client_address(&xff(values), lo, trusted),
+                ip(expected),
+                "{values:?}"
+            );
+        }
+        // From an untrusted peer the header is not read at all.
+        assert_eq!(
+            client_address(&xff(&["6.6.6.6"]), ip("198.51.100.1"), trusted),
+            ip("198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn plain_http_posts_are_recognised() {
+        let parts = |h: &[(&str, &str)]| {
+            let mut b = hyper::Request::builder();
+            for (n, v) in h {
+                b = b.header(*n, *v);
+            }
+            b.body(()).unwrap().into_parts().0
+        };
+        assert!(posted_over_http(&parts(&[("Origin", "http://auth.lan")])));
+        assert!(posted_over_http(&parts(&[(
+            "Referer",
+            "HTTP://auth.lan/login"
+        )])));
+        assert!(!posted_over_http(&parts(&[("Origin", "https://auth.lan")])));
+        assert!(!posted_over_http(&parts(&[("Origin", "null")])));
+        assert!(!posted_over_http(&parts(&[])));
+    }
 }

@@ -1,26 +1,31 @@
-//! The router: one `match` on method and path segments.
+//! The router: one `match` on method and path segments. `HEAD` is
+//! answered wherever `GET` is (hyper sends the head without the body).
 //!
 //! | route | handler |
 //! |---|---|
 //! | `POST /api/users` | register |
-//! | `GET /api/users/<id>` | a user's public record |
+//! | `GET /api/users/<id>` | a user's public record (a credential unless `public_profiles`) |
 //! | `GET /api/token` | trade Basic username:password for a token |
 //! | `GET /api/resource` | the REST-auth protected resource |
 //! | `GET /login` | the login page |
 //! | `POST /login` | form login (session cookie) or JSON login (Flask-Security shape) |
 //! | `POST /logout` | revoke the presented token, or the session (form) |
+//! | `GET /logout?rd=` | sign out and follow `rd` |
 //! | `GET /` | the signed-in page |
 //! | any `/auth` | forward auth for Traefik and Caddy (redirects browsers) |
 //! | any `/auth/nginx` | forward auth for nginx `auth_request` (never redirects) |
 //! | `GET /healthz` | 200 while the store answers, else 503 |
-//! | `GET /metrics` | Prometheus text format |
-//! | `GET /openapi.yaml` | the OpenAPI 3 description of all of the above |
 //! | `GET /api/users/me` | the caller's record with email and groups |
+//! | `PATCH /api/users/me` | change the email (recent password) |
 //! | `DELETE /api/users/me` | delete the caller's account (Basic password) |
 //! | `PUT /api/users/me/password` | change the password, revoke earlier tokens |
-//! | `POST /api/logout-all` | revoke every earlier token of the caller |
-//! | `POST /api/keys`, `GET /api/keys` | create and list API keys |
+//! | `POST /api/logout-all` | revoke every earlier token (and, asked, every key) of the caller |
+//! | `POST /api/keys`, `GET /api/keys` | create (recent password) and list API keys |
 //! | `DELETE /api/keys/<id>` | delete an API key |
+//!
+//! `/metrics` and `/openapi.yaml` are on the operations listener (see
+//! [`super::ops`]). Browsers (by `Accept`) get an HTML page instead of a
+//! JSON error on forward auth and latch's own pages.
 
 use hyper::{Method, Request, Response};
 
@@ -32,7 +37,7 @@ use hyper::header;
 use super::forward::{self, Flavor};
 use super::request::ReadBody;
 use super::response::{self, Body};
-use super::{api, ops, pages, request};
+use super::{api, pages, request};
 use crate::audit;
 use crate::error::{Error, Kind, Result};
 use crate::metrics::Route::{self, *};
@@ -41,22 +46,12 @@ use crate::App;
 /// Paths deeper than this are 404 without further thought.
 const MAX_SEGMENTS: usize = 4;
 
-/// Answers one request. Never fails: errors become their JSON responses here.
+/// Answers one request. Never fails: errors become their JSON responses
+/// (or, for browsers on the pages and forward auth, HTML pages) here.
 pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    // Request smuggling: a message with both framings is refused and the
-    // connection closed, whatever hyper chose to believe.
-    if parts.headers.contains_key(header::CONTENT_LENGTH)
-        && parts.headers.contains_key(header::TRANSFER_ENCODING)
-    {
-        let mut res = response::error(&Error::bad_request(
-            "Content-Length and Transfer-Encoding together are not allowed",
-        ));
-        res.headers_mut().insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-        return res;
+    if let Some(refused) = smuggling(&parts) {
+        return refused;
     }
     let started = Instant::now();
     let mut buf = [""; MAX_SEGMENTS];
@@ -64,38 +59,46 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
     let context = audit::Context {
         source: client_address(app, &parts, peer),
     };
+    // HEAD is GET without the body (hyper leaves the body out).
+    let method = match parts.method {
+        Method::HEAD => &Method::GET,
+        ref m => m,
+    };
     let (route, result): (Route, Result<Response<Body>>) = audit::scope(context, async {
-        match (&parts.method, segments) {
+        match (method, segments) {
             (&Method::POST, Some(["api", "users"])) => {
                 (Users, api::register(app, &parts, body).await)
             }
             (_, Some(["api", "users"])) => (Users, Err(not_allowed("POST"))),
             (&Method::GET, Some(["api", "users", "me"])) => (Me, api::me(app, &parts).await),
+            (&Method::PATCH, Some(["api", "users", "me"])) => {
+                (Me, api::update_me(app, &parts, body).await)
+            }
             (&Method::DELETE, Some(["api", "users", "me"])) => {
                 (Me, api::delete_me(app, &parts).await)
             }
-            (_, Some(["api", "users", "me"])) => (Me, Err(not_allowed("GET, DELETE"))),
+            (_, Some(["api", "users", "me"])) => (Me, Err(not_allowed("GET, HEAD, PATCH, DELETE"))),
             (&Method::PUT, Some(["api", "users", "me", "password"])) => {
                 (Password, api::change_password(app, &parts, body).await)
             }
             (_, Some(["api", "users", "me", "password"])) => (Password, Err(not_allowed("PUT"))),
-            (&Method::GET, Some(["api", "users", id])) => (User, api::user(app, id)),
-            (_, Some(["api", "users", _])) => (User, Err(not_allowed("GET"))),
+            (&Method::GET, Some(["api", "users", id])) => (User, api::user(app, &parts, id).await),
+            (_, Some(["api", "users", _])) => (User, Err(not_allowed("GET, HEAD"))),
             (&Method::GET, Some(["api", "token"])) => (Token, api::token(app, &parts).await),
-            (_, Some(["api", "token"])) => (Token, Err(not_allowed("GET"))),
+            (_, Some(["api", "token"])) => (Token, Err(not_allowed("GET, HEAD"))),
             (&Method::GET, Some(["api", "resource"])) => {
                 (Resource, api::resource(app, &parts).await)
             }
-            (_, Some(["api", "resource"])) => (Resource, Err(not_allowed("GET"))),
+            (_, Some(["api", "resource"])) => (Resource, Err(not_allowed("GET, HEAD"))),
             (&Method::POST, Some(["api", "logout-all"])) => {
-                (LogoutAll, api::logout_all(app, &parts).await)
+                (LogoutAll, api::logout_all(app, &parts, body).await)
             }
             (_, Some(["api", "logout-all"])) => (LogoutAll, Err(not_allowed("POST"))),
             (&Method::POST, Some(["api", "keys"])) => {
                 (Keys, api::create_key(app, &parts, body).await)
             }
             (&Method::GET, Some(["api", "keys"])) => (Keys, api::list_keys(app, &parts).await),
-            (_, Some(["api", "keys"])) => (Keys, Err(not_allowed("GET, POST"))),
+            (_, Some(["api", "keys"])) => (Keys, Err(not_allowed("GET, HEAD, POST"))),
             (&Method::DELETE, Some(["api", "keys", id])) => {
                 (Key, api::delete_key(app, &parts, id).await)
             }
@@ -105,11 +108,12 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
                 (Login, pages::login_submit(app, &parts, body).await)
             }
             (&Method::POST, Some(["login"])) => (Login, api::login_json(app, &parts, body).await),
-            (_, Some(["login"])) => (Login, Err(not_allowed("GET, POST"))),
+            (_, Some(["login"])) => (Login, Err(not_allowed("GET, HEAD, POST"))),
+            (&Method::GET, Some(["logout"])) => (Logout, pages::logout_link(app, &parts).await),
             (&Method::POST, Some(["logout"])) => (Logout, pages::logout(app, &parts, body).await),
-            (_, Some(["logout"])) => (Logout, Err(not_allowed("POST"))),
+            (_, Some(["logout"])) => (Logout, Err(not_allowed("GET, HEAD, POST"))),
             (&Method::GET, Some([""])) => (Home, pages::home(app, &parts).await),
-            (_, Some([""])) => (Home, Err(not_allowed("GET"))),
+            (_, Some([""])) => (Home, Err(not_allowed("GET, HEAD"))),
             (_, Some(["auth"])) => (
                 Auth,
                 forward::check(app, &parts, peer, Flavor::Redirecting).await,
@@ -118,35 +122,19 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
                 AuthNginx,
                 forward::check(app, &parts, peer, Flavor::Nginx).await,
             ),
-            (&Method::GET, Some(["healthz"])) => (Healthz, ops::healthz(app).await),
-            (_, Some(["healthz"])) => (Healthz, Err(not_allowed("GET"))),
-            (&Method::GET, Some(["metrics"])) => (Metrics, Ok(ops::metrics(app))),
-            (_, Some(["metrics"])) => (Metrics, Err(not_allowed("GET"))),
-            (&Method::GET, Some(["openapi.yaml"])) => (OpenApi, Ok(ops::openapi())),
-            (_, Some(["openapi.yaml"])) => (OpenApi, Err(not_allowed("GET"))),
+            (&Method::GET, Some(["healthz"])) => (Healthz, super::ops::healthz(app).await),
+            (_, Some(["healthz"])) => (Healthz, Err(not_allowed("GET, HEAD"))),
             _ => (Other, Err(Error::new(Kind::NotFound))),
         }
     })
     .await;
-    let res =     result.unwrap_or_else(|e| {
-        match e.status() {
-            // A full hashing queue is load, not a fault: counted in
-            // /metrics (latch_hash_queue_depth), not logged per request.
-            503 if e.kind() == Kind::Busy => {
-                tracing::debug!(method = %parts.method, path = parts.uri.path(), "busy")
-            }
-            500.. => {
-                tracing::error!(method = %parts.method, path = parts.uri.path(), cause = e.cause(), "request failed")
-            }
-            _ => tracing::debug!(
-                method = %parts.method,
-                path = parts.uri.path(),
-                status = e.status(),
-                cause = e.cause(),
-                "request refused"
-            ),
+    let res = result.unwrap_or_else(|e| {
+        log_refusal(&parts, &e);
+        if route.is_page() && request::is_browser(&parts) && !is_json_body(&parts) {
+            pages::error_page(app, &e)
+        } else {
+            response::error(&e)
         }
-        response::error(&e)
     });
     app.auth
         .metrics()
@@ -154,26 +142,66 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
     res
 }
 
-/// The client's address for the audit log: the peer, or, when the peer is
-/// a trusted proxy, the first address of its `X-Forwarded-For`.
+/// Request smuggling: a message with both framings is refused and the
+/// connection closed, whatever hyper chose to believe.
+pub fn smuggling(parts: &hyper::http::request::Parts) -> Option<Response<Body>> {
+    if !(parts.headers.contains_key(header::CONTENT_LENGTH)
+        && parts.headers.contains_key(header::TRANSFER_ENCODING))
+    {
+        return None;
+    }
+    let mut res = response::error(&Error::bad_request(
+        "Content-Length and Transfer-Encoding together are not allowed",
+    ));
+    res.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+    Some(res)
+}
+
+/// Logs a refused request: our own failures at error level (with the
+/// cause), a full hashing queue not at all (it is load, counted in
+/// `latch_hash_queue_depth`), anything else at debug level.
+pub fn log_refusal(parts: &hyper::http::request::Parts, e: &Error) {
+    let (method, path) = (&parts.method, parts.uri.path());
+    match e.status() {
+        503 if e.kind() == Kind::Busy => tracing::debug!(%method, path, "busy"),
+        500.. => tracing::error!(%method, path, cause = e.cause(), "request failed"),
+        status => tracing::debug!(%method, path, status, cause = e.cause(), "request refused"),
+    }
+}
+
+fn is_json_body(parts: &hyper::http::request::Parts) -> bool {
+    parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("json"))
+}
+
+/// The client's address for the audit log and regulation (see
+/// [`request::client_address`]). A peer that sends forwarding headers but
+/// is not in `trusted_proxies` is warned about once.
 fn client_address(app: &App, parts: &hyper::http::request::Parts, peer: SocketAddr) -> IpAddr {
-    app.config
-        .forward_auth
-        .trusts(peer.ip())
-        .then(|| {
-            parts
-                .headers
-                .get("x-forwarded-for")?
-                .to_str()
-                .ok()?
-                .split(',')
-                .next()?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .flatten()
-        .unwrap_or_else(|| peer.ip())
+    let fa = &app.config.forward_auth;
+    let peer = peer.ip().to_canonical();
+    if !fa.trusts(peer) && forwards(parts) {
+        app.warn_untrusted_proxy(peer);
+    }
+    request::client_address(&parts.headers, peer, |ip| fa.trusts(ip))
+}
+
+/// Whether the request carries a proxy's forwarding headers.
+fn forwards(parts: &hyper::http::request::Parts) -> bool {
+    [
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-uri",
+        "x-original-url",
+    ]
+    .iter()
+    .any(|h| parts.headers.contains_key(*h))
 }
 
 fn not_allowed(allow: &'static str) -> Error {

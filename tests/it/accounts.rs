@@ -182,7 +182,13 @@ fn account_deletion() {
     c.resource(&bearer(&key)).assert_challenges(true);
     c.resource(&basic("alice", "alice-password"))
         .assert_challenges(false);
-    assert_eq!(c.get(&format!("/api/users/{id}"), &[]).status, 404);
+    c.register("carol", "carol-password");
+    let carol = basic("carol", "carol-password");
+    assert_eq!(
+        c.get(&format!("/api/users/{id}"), &[("Authorization", &carol)])
+            .status,
+        404
+    );
     // The name is free again, under a new id; the old token stays dead.
     let new_id = c.register("alice", "another-password");
     assert_ne!(new_id, id);

@@ -20,7 +20,9 @@ fn json_audit_lines_name_user_method_result_and_source() {
         "/api/resource",
         &[
             ("Authorization", &basic("alice", "wrong-password")),
-            ("X-Forwarded-For", "203.0.113.9, 10.0.0.1"),
+            // The client wrote the left entry; the proxy (loopback,
+            // trusted) appended the address it saw.
+            ("X-Forwarded-For", "6.6.6.6, 203.0.113.9"),
         ],
     );
     c.resource(&bearer("eyJ.forged.token"));

@@ -137,12 +137,14 @@ fn unknown_routes_and_wrong_methods() {
     }
     for (method, path, allow) in [
         ("GET", "/api/users", "POST"),
-        ("DELETE", "/api/users/1", "GET"),
-        ("POST", "/api/token", "GET"),
-        ("PUT", "/api/resource", "GET"),
-        ("PUT", "/login", "GET, POST"),
-        ("DELETE", "/", "GET"),
-        ("GET", "/logout", "POST"),
+        ("DELETE", "/api/users/1", "GET, HEAD"),
+        ("POST", "/api/token", "GET, HEAD"),
+        ("PUT", "/api/resource", "GET, HEAD"),
+        ("PUT", "/login", "GET, HEAD, POST"),
+        ("DELETE", "/", "GET, HEAD"),
+        ("PUT", "/logout", "GET, HEAD, POST"),
+        ("PUT", "/api/users/me", "GET, HEAD, PATCH, DELETE"),
+        ("GET", "/api/logout-all", "POST"),
     ] {
         let res = c.request(method, path, &[], None);
         assert_eq!(res.status, 405, "{method} {path}");

@@ -325,7 +325,9 @@ fn login_page_sets_the_session_cookie_and_follows_only_safe_rd() {
         claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
         43200
     );
-    assert_eq!(c.resource(&bearer(token)).status, 200);
+    // A session token, not an API token: no use on the API.
+    assert_eq!(claims["aud"], "session");
+    c.resource(&bearer(token)).assert_challenges(true);
 
     let good = [
         "https://app.example.test/x",
@@ -568,18 +570,11 @@ fn the_signed_in_page_and_logout() {
     let token = csrf(&page);
     let (form_cookie, _) = set_cookie(&res, "latch_form").unwrap();
     let cookies = format!("{cookie}; latch_form={form_cookie}");
-    // The session works on the API too; a cross-site state change does not.
-    assert_eq!(
-        c.get("/api/users/me", &[("Cookie", &cookie)]).json()["username"],
-        "alice"
-    );
-    let res = c.request(
-        "POST",
-        "/api/logout-all",
-        &[("Cookie", &cookie), ("Origin", "http://evil.test")],
-        None,
-    );
-    assert_eq!(res.status, 403);
+    // The session cookie is no API credential.
+    c.get("/api/users/me", &[("Cookie", &cookie)])
+        .assert_challenges(false);
+    let res = c.request("POST", "/api/logout-all", &[("Cookie", &cookie)], None);
+    res.assert_challenges(false);
     // A cross-site logout form is refused and changes nothing.
     let body = format!("csrf={}", latch::redirect::encode_query_value(&token));
     let form_ct = ("Content-Type", "application/x-www-form-urlencoded");
@@ -621,8 +616,9 @@ fn the_signed_in_page_and_logout() {
     );
     c.get("/auth/nginx", &[("Cookie", &cookie)])
         .assert_challenges(true);
+    // (The API never reads the cookie at all.)
     c.get("/api/resource", &[("Cookie", &cookie)])
-        .assert_challenges(true);
+        .assert_challenges(false);
     assert_eq!(c.get("/", &[BROWSER, ("Cookie", &cookie)]).status, 302);
 
     // An API-style logout with the cookie revokes it and clears it too.

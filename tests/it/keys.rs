@@ -175,7 +175,7 @@ fn bad_key_requests() {
         .assert_challenges(false);
     assert_eq!(
         c.request("PUT", "/api/keys", &[], None).header("allow"),
-        Some("GET, POST")
+        Some("GET, HEAD, POST")
     );
     assert_eq!(
         c.request("GET", "/api/keys/1", &[], None).header("allow"),

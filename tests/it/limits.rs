@@ -59,7 +59,7 @@ fn content_length_with_transfer_encoding_is_refused_and_closed() {
         .write_all(
             b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
               Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
-              GET /api/users/1 HTTP/1.1\r\nHost: x\r\n\r\n",
+              GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
         )
         .unwrap();
     stream
@@ -79,7 +79,7 @@ fn idle_keep_alive_connections_are_closed() {
     let (_dir, server) = start("[limits]\nheader_read_timeout = 1\n[scrypt]\nlog_n = 4\n");
     let mut stream = TcpStream::connect(server.addr).unwrap();
     stream
-        .write_all(b"GET /api/users/1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let res = read_response(&mut stream).unwrap();
     assert_eq!(res.status, 200);
@@ -102,7 +102,7 @@ fn many_idle_connections_do_not_stop_service() {
     let (_dir, server) = start("");
     let idle = idle_connections(&server, 200);
     let began = Instant::now();
-    assert_eq!(server.client().get("/api/users/1", &[]).status, 200);
+    assert_eq!(server.client().get("/healthz", &[]).status, 200);
     assert!(
         began.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -116,7 +116,7 @@ fn many_idle_connections_do_not_stop_service() {
         start("[limits]\nmax_connections = 16\nheader_read_timeout = 1\n[scrypt]\nlog_n = 4\n");
     let idle = idle_connections(&server, 40);
     let began = Instant::now();
-    assert_eq!(server.client().get("/api/users/1", &[]).status, 200);
+    assert_eq!(server.client().get("/healthz", &[]).status, 200);
     let waited = began.elapsed();
     assert!(waited < Duration::from_secs(6), "{waited:?}");
     drop(idle);

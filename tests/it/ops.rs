@@ -6,15 +6,70 @@ use crate::support::*;
 fn healthz_answers_while_the_store_does() {
     let dir = TempDir::new("healthz");
     let server = Server::start(&dir, "");
-    let res = server.client().get("/healthz", &[]);
-    assert_eq!(res.status, 200);
-    assert_eq!(res.json(), json!({"status": "ok"}));
-    assert_eq!(
-        server
-            .client()
-            .request("POST", "/healthz", &[], None)
-            .status,
-        405
+    // On both listeners.
+    for c in [server.client(), server.ops()] {
+        let res = c.get("/healthz", &[]);
+        assert_eq!(res.status, 200);
+        assert_eq!(res.json(), json!({"status": "ok"}));
+        let res = c.request("POST", "/healthz", &[], None);
+        assert_eq!(res.status, 405);
+        assert_eq!(res.header("allow"), Some("GET, HEAD"));
+        let head = c.raw(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+    }
+}
+
+#[test]
+fn operations_have_their_own_listener() {
+    let dir = TempDir::new("opslisten");
+    let server = Server::start(&dir, "");
+    let (main, ops) = (server.client(), server.ops());
+    assert_ne!(server.addr, server.ops_addr.unwrap());
+    for path in ["/metrics", "/openapi.yaml"] {
+        assert_eq!(
+            main.get(path, &[]).status,
+            404,
+            "{path} on the public listener"
+        );
+        assert_eq!(ops.get(path, &[]).status, 200, "{path}");
+        assert_eq!(ops.request("POST", path, &[], None).status, 405, "{path}");
+    }
+    // The operations listener serves nothing else.
+    for path in ["/api/resource", "/login", "/auth", "/"] {
+        assert_eq!(ops.get(path, &[]).status, 404, "{path}");
+    }
+    let log = server.log();
+    assert!(
+        log.contains(&format!("ops listening on {}", server.ops_addr.unwrap())),
+        "{log}"
+    );
+}
+
+#[test]
+fn an_empty_ops_listen_turns_it_off_and_a_busy_port_stops_start_up() {
+    let dir = TempDir::new("opsoff");
+    let server = Server::start(&dir, "[ops]\nlisten = \"\"\n");
+    assert_eq!(server.ops_addr, None);
+    assert!(!server.log().contains("ops listening"));
+    assert_eq!(server.client().get("/healthz", &[]).status, 200);
+    // Another server whose ops port is the first one's main port.
+    let busy = TempDir::new("opsbusy");
+    let config = busy.path().join("latch.toml");
+    std::fs::write(
+        &config,
+        config_text(
+            busy.path(),
+            &format!("[ops]\nlisten = \"{}\"\n", server.addr),
+        ),
+    )
+    .unwrap();
+    let log = Server::try_start(&config).err().expect("start-up stops");
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].starts_with("latch: cannot listen on") && lines[0].contains("[ops] listen"),
+        "{log}"
     );
 }
 
@@ -40,7 +95,9 @@ fn metrics_count_what_happens() {
     c.post_auth("/logout", &bearer(&token));
     c.resource(&basic("bob", "wrong-password"));
     c.resource(&basic("bob", "wrong-password"));
-    let res = c.get("/metrics", &[]);
+    // Not on the public listener: only on the operations one.
+    assert_eq!(c.get("/metrics", &[]).status, 404);
+    let res = server.ops().get("/metrics", &[]);
     assert_eq!(res.status, 200);
     assert_eq!(
         res.header("content-type"),
@@ -89,17 +146,18 @@ fn metrics_count_what_happens() {
         3.0
     );
     assert_eq!(value(&text, "latch_hash_queue_depth"), 0.0);
-    // 8 requests before this one, all in the histogram.
+    // 9 requests before this one (the 404 for /metrics on the public
+    // listener too), all in the histogram.
     assert_eq!(
         value(&text, "latch_http_request_duration_seconds_count"),
-        8.0
+        9.0
     );
     assert_eq!(
         value(
             &text,
             "latch_http_request_duration_seconds_bucket{le=\"+Inf\"}"
         ),
-        8.0
+        9.0
     );
     // Every sample line is well formed: name{labels} number.
     for line in text.lines().filter(|l| !l.starts_with('#')) {

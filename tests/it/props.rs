@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use latch::crypto::{self, SigningKey};
-use latch::token::{Claims, Keys};
+use latch::token::{Audience, Claims, Keys};
 use proptest::prelude::*;
 
 use crate::support::*;
@@ -20,8 +20,10 @@ fn valid_token() -> String {
     keys().sign(&Claims {
         sub: "1".into(),
         name: "alice".into(),
+        aud: Audience::Api,
         iat: 1000,
         exp: 5000,
+        auth_time: 1000,
         jti: crypto::b64url_encode(&[1u8; 16]),
     })
 }
@@ -59,7 +61,7 @@ proptest! {
 
     #[test]
     fn redirects_only_ever_go_to_the_domain(rd in "(https?://|//|/|javascript:)?[a-zA-Z0-9.@:/\\\\%?#_-]{0,40}", http in any::<bool>()) {
-        if let Some(ok) = latch::redirect::safe_redirect(&rd, "example.com", http) {
+        if let Some(ok) = latch::redirect::safe_redirect(&rd, &latch::redirect::Scope::Domain("example.com".into()), http) {
             let lower = ok.to_ascii_lowercase();
             let rest = lower.strip_prefix("https://").or_else(|| if http { lower.strip_prefix("http://") } else { None });
             prop_assert!(rest.is_some(), "{ok}");

@@ -55,7 +55,10 @@ fn readme_walkthroughs_run_verbatim() {
     let server = Server::try_start_in(
         std::path::Path::new(example),
         Some(dir.path()),
-        &[("LATCH_LISTEN", "127.0.0.1:0")],
+        &[
+            ("LATCH_LISTEN", "127.0.0.1:0"),
+            ("LATCH_OPS__LISTEN", "127.0.0.1:0"),
+        ],
     )
     .unwrap_or_else(|log| panic!("the example config does not start:\n{log}"));
     assert!(dir.path().join("latch-data").join("secret.key").exists());
@@ -116,7 +119,16 @@ fn the_example_config_documents_every_key() {
     );
     let mut checked = 0;
     for key in &top {
-        if ["scrypt", "limits", "forward_auth", "regulation"].contains(&key.as_str()) {
+        if [
+            "scrypt",
+            "limits",
+            "forward_auth",
+            "regulation",
+            "api",
+            "ops",
+        ]
+        .contains(&key.as_str())
+        {
             assert!(
                 text.contains(&format!("[{key}]")),
                 "config/latch.toml has no [{key}]"

@@ -6,7 +6,8 @@ use crate::support::*;
 #[test]
 fn rest_auth_walkthrough() {
     let dir = TempDir::new("restauth");
-    let server = Server::start(&dir, "");
+    // As the example config: profiles are public, as in the article.
+    let server = Server::start(&dir, "[api]\npublic_profiles = true\n");
     let c = server.client();
 
     // Register.
@@ -176,7 +177,11 @@ fn closed_registration() {
                 .request("POST", "/api/users", &[("Content-Type", ct)], Some(body));
         assert_eq!(res.status, 403, "{ct} {body:?}");
     }
-    assert_eq!(server.client().get("/api/users/1", &[]).status, 404);
+    // No user, and no credential: 401 before anything is looked up.
+    server
+        .client()
+        .get("/api/users/1", &[])
+        .assert_challenges(false);
 }
 
 #[test]

@@ -49,7 +49,13 @@ impl Drop for TempDir {
 /// scrypt, open registration, the fixed key. `extra` lines are appended
 /// (top-level keys must come before any table, so `extra` goes first).
 pub fn config_text(dir: &Path, extra: &str) -> String {
-    let has = |key: &str| extra.lines().any(|l| l.trim_start().starts_with(key));
+    // Top-level keys only: those before the first table.
+    let has = |key: &str| {
+        extra
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .any(|l| l.trim_start().starts_with(key))
+    };
     let mut text = String::new();
     text.push_str(extra);
     text.push('\n');
@@ -77,6 +83,10 @@ pub fn config_text(dir: &Path, extra: &str) -> String {
     if !extra.contains("[scrypt]") {
         out.push_str("\n[scrypt]\nlog_n = 4\n");
     }
+    // Several servers run at once: each picks its own operations port.
+    if !extra.contains("[ops]") {
+        out.push_str("\n[ops]\nlisten = \"127.0.0.1:0\"\n");
+    }
     out
 }
 
@@ -84,6 +94,8 @@ pub fn config_text(dir: &Path, extra: &str) -> String {
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The operations listener, when the server said it has one.
+    pub ops_addr: Option<SocketAddr>,
     /// Everything the server wrote to stderr so far.
     log: Arc<Mutex<String>>,
     pub config_path: PathBuf,
@@ -134,11 +146,16 @@ impl Server {
             let log = log.clone();
             std::thread::spawn(move || {
                 let mut tx = Some(tx);
+                // "ops listening on" (when there is an ops listener) comes
+                // just before "listening on".
+                let mut ops = None;
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if let Some(addr) = line.strip_prefix("listening on ") {
+                    if let Some(addr) = line.strip_prefix("ops listening on ") {
+                        ops = Some(addr.parse::<SocketAddr>().unwrap());
+                    } else if let Some(addr) = line.strip_prefix("listening on ") {
                         if let Some(tx) = tx.take() {
-                            let _ = tx.send(addr.parse::<SocketAddr>().unwrap());
+                            let _ = tx.send((addr.parse::<SocketAddr>().unwrap(), ops));
                         }
                     }
                     let mut log = log.lock().unwrap();
@@ -148,9 +165,10 @@ impl Server {
             });
         }
         match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(addr) => Ok(Server {
+            Ok((addr, ops_addr)) => Ok(Server {
                 child: Some(child),
                 addr,
+                ops_addr,
                 log,
                 config_path: config_path.to_owned(),
             }),
@@ -165,6 +183,13 @@ impl Server {
 
     pub fn client(&self) -> Client {
         Client { addr: self.addr }
+    }
+
+    /// A client for the operations listener.
+    pub fn ops(&self) -> Client {
+        Client {
+            addr: self.ops_addr.expect("the server has an ops listener"),
+        }
     }
 
     /// What the server logged so far.

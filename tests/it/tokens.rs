@@ -1,7 +1,7 @@
 //! Forged, expired and malformed tokens, against the real server.
 
 use latch::crypto::{self, SigningKey};
-use latch::token::{Claims, Keys};
+use latch::token::{Audience, Claims, Keys};
 
 use crate::support::*;
 
@@ -16,8 +16,10 @@ fn claims(sub: u64, name: &str, iat: u64, exp: u64) -> Claims {
     Claims {
         sub: sub.to_string(),
         name: name.into(),
+        aud: Audience::Api,
         iat,
         exp,
+        auth_time: iat,
         jti: crypto::b64url_encode(&[7u8; 16]),
     }
 }
@@ -203,7 +205,9 @@ fn tokens_are_standard_jwts() {
     assert_eq!(claims["exp"].as_u64().unwrap(), iat + 300);
     let jti = crypto::b64url_decode(claims["jti"].as_str().unwrap().as_bytes()).unwrap();
     assert_eq!(jti.len(), 16);
-    assert_eq!(claims.as_object().unwrap().len(), 5);
+    assert_eq!(claims["aud"], "api");
+    assert_eq!(claims["auth_time"], iat);
+    assert_eq!(claims.as_object().unwrap().len(), 7);
     // Verifiable by anyone holding the key: plain HMAC-SHA256 over the
     // first two segments.
     let key = SigningKey::new(&crypto::b64_decode(TEST_KEY.as_bytes()).unwrap());

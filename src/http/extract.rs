@@ -1,0 +1,159 @@
+//! Which credential a request carries, and from where: the one place that
+//! decides where each surface looks.
+//!
+//! | surface | looks at, in this order |
+//! |---|---|
+//! | the API (`/api/*`, the JSON login and logout) | `Authorization`, `Authentication-Token`, `?auth_token=` (when enabled) |
+//! | forward auth (`/auth`, `/auth/nginx`) | `Authorization`, `Authentication-Token`, the session cookie |
+//! | latch's pages (`/`, `/login`, `/logout`) | the session cookie |
+//!
+//! The API never reads the cookie, and forward auth never reads the query
+//! (a link carrying `?auth_token=` would sign the victim in as someone else).
+//! What a credential found in each place may be is the domain's rule
+//! ([`crate::auth::Auth::authenticate`]): a session token only as the
+//! cookie, never elsewhere; the cookie holds nothing else.
+
+use hyper::header::{self, HeaderName};
+use hyper::http::request::Parts;
+
+use crate::credentials::{self, Credential, Malformed, Place, Presented};
+use crate::error::{Error, Refusal, Result};
+
+/// The Flask-Security token header.
+pub static AUTHENTICATION_TOKEN: HeaderName = HeaderName::from_static("authentication-token");
+
+/// Which of latch's surfaces is asking.
+#[derive(Debug, Clone, Copy)]
+pub enum Surface<'a> {
+    /// The JSON API; `query` says whether `?auth_token=` is accepted.
+    Api {
+        /// `query_token` from the config.
+        query: bool,
+    },
+    /// Forward auth: headers, then the session cookie of this name.
+    Forward {
+        /// The session cookie's name.
+        cookie: &'a str,
+    },
+    /// latch's own pages: the session cookie of this name only.
+    Page {
+        /// The session cookie's name.
+        cookie: &'a str,
+    },
+}
+
+/// The credential a request carries on `surface`; `None` when there is
+/// none; an unparsable one is a 401.
+pub fn credential<'a>(parts: &'a Parts, surface: Surface<'_>) -> Result<Option<Presented<'a>>> {
+    let (headers, query, cookie) = match surface {
+        Surface::Api { query } => (true, query, None),
+        Surface::Forward { cookie } => (true, false, Some(cookie)),
+        Surface::Page { cookie } => (false, false, Some(cookie)),
+    };
+    let found = if let Some(v) = headers
+        .then(|| parts.headers.get(header::AUTHORIZATION))
+        .flatten()
+    {
+        credentials::parse_authorization(v.as_bytes()).map(|c| (c, Place::Header))
+    } else if let Some(v) = headers
+        .then(|| parts.headers.get(&AUTHENTICATION_TOKEN))
+        .flatten()
+    {
+        credentials::parse_token(v.as_bytes()).map(|t| (Credential::Token(t), Place::Header))
+    } else if let Some(found) = query
+        .then(|| parts.uri.query().and_then(credentials::query_token))
+        .flatten()
+    {
+        found.map(|t| (Credential::Token(t), Place::Query))
+    } else if let Some(value) = cookie.and_then(|name| cookie_value(parts, name)) {
+        credentials::parse_token(value.as_bytes()).map(|t| (Credential::Token(t), Place::Cookie))
+    } else {
+        return Ok(None);
+    };
+    found
+        .map(|(credential, place)| Some(Presented { credential, place }))
+        .map_err(|m| {
+            Error::unauthorized(match m {
+                Malformed::Basic => Refusal::Malformed,
+                Malformed::Token => Refusal::BadToken,
+            })
+        })
+}
+
+/// Like [`credential`], but 401 when there is none.
+pub fn required<'a>(parts: &'a Parts, surface: Surface<'_>) -> Result<Presented<'a>> {
+    credential(parts, surface)?.ok_or_else(|| Error::unauthorized(Refusal::Missing))
+}
+
+/// The non-empty value of cookie `name` (a cleared cookie may linger as
+/// an empty value: that is no credential).
+pub fn cookie_value<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .find_map(|v| credentials::cookie(v.as_bytes(), name))
+        .filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = hyper::Request::builder().uri(uri);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    const API: Surface = Surface::Api { query: true };
+    const FORWARD: Surface = Surface::Forward { cookie: "s" };
+    const PAGE: Surface = Surface::Page { cookie: "s" };
+
+    fn place(p: &Parts, surface: Surface) -> Option<Place> {
+        credential(p, surface).unwrap().map(|c| c.place)
+    }
+
+    #[test]
+    fn each_surface_looks_only_where_it_may() {
+        let cookie = parts("/x", &[("Cookie", "a=1; s=tok")]);
+        assert_eq!(place(&cookie, API), None, "the API never reads the cookie");
+        assert_eq!(place(&cookie, FORWARD), Some(Place::Cookie));
+        assert_eq!(place(&cookie, PAGE), Some(Place::Cookie));
+
+        let query = parts("/x?auth_token=tok", &[]);
+        assert_eq!(place(&query, API), Some(Place::Query));
+        assert_eq!(place(&query, Surface::Api { query: false }), None);
+        assert_eq!(
+            place(&query, FORWARD),
+            None,
+            "forward auth never reads the query"
+        );
+        assert_eq!(place(&query, PAGE), None);
+
+        let header = parts("/x", &[("Authorization", "Bearer tok")]);
+        assert_eq!(place(&header, API), Some(Place::Header));
+        assert_eq!(place(&header, FORWARD), Some(Place::Header));
+        assert_eq!(place(&header, PAGE), None, "pages read the cookie only");
+    }
+
+    #[test]
+    fn headers_win_over_the_cookie_on_forward_auth() {
+        let both = parts(
+            "/auth?auth_token=q",
+            &[("Cookie", "s=c"), ("Authentication-Token", "h")],
+        );
+        let found = credential(&both, FORWARD).unwrap().unwrap();
+        assert_eq!(found.place, Place::Header);
+        assert_eq!(found.credential, Credential::Token("h".into()));
+    }
+
+    #[test]
+    fn an_empty_cookie_is_no_credential() {
+        let p = parts("/", &[("Cookie", "s=")]);
+        assert_eq!(place(&p, PAGE), None);
+        assert!(required(&p, PAGE).is_err());
+    }
+}
