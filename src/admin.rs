@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::accounts::Accounts;
 use crate::audit;
+use crate::auth::Auth;
 use crate::error::{Error, Kind, Result};
 use crate::App;
 
@@ -99,6 +99,38 @@ pub enum Request {
     },
     /// Stream a consistent export of the database (see `Store::export`).
     Backup,
+    /// List a user's API keys, or revoke one or all of them.
+    Keys {
+        /// Username.
+        username: String,
+        /// What to revoke, if anything.
+        revoke: Option<Revoke>,
+    },
+}
+
+/// Which keys `latch user keys --revoke` takes back.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Revoke {
+    /// The key with this id.
+    One(u64),
+    /// Every key of the user.
+    All,
+}
+
+/// An API key as `latch user keys` shows it (never the secret).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Id.
+    pub id: u64,
+    /// The name its owner gave it.
+    pub name: String,
+    /// Created, seconds since the epoch.
+    pub created_at: u64,
+    /// Refused from then on, if set.
+    pub expires_at: Option<u64>,
+    /// Last use, about to the minute.
+    pub last_used_at: Option<u64>,
 }
 
 /// A user as `latch user list` shows it.
@@ -128,6 +160,11 @@ pub enum Reply {
         /// Users by id.
         users: Vec<UserInfo>,
     },
+    /// A user's keys.
+    Keys {
+        /// Keys by id.
+        keys: Vec<KeyInfo>,
+    },
     /// Refused or failed; one line for the operator.
     Failed {
         /// Why.
@@ -135,9 +172,9 @@ pub enum Reply {
     },
 }
 
-/// Runs a command against `accounts`. Failures become [`Reply::Failed`]
+/// Runs a command against `auth`. Failures become [`Reply::Failed`]
 /// with one line fit for the operator.
-pub async fn execute(accounts: &Accounts, request: Request) -> Reply {
+pub async fn execute(auth: &Auth, request: Request) -> Reply {
     audit::admin(match request {
         Request::Add { .. } => "add",
         Request::List => "list",
@@ -145,14 +182,19 @@ pub async fn execute(accounts: &Accounts, request: Request) -> Reply {
         Request::Del { .. } => "del",
         Request::Groups { .. } => "groups",
         Request::Backup => "backup",
+        Request::Keys { revoke: None, .. } => "keys",
+        Request::Keys {
+            revoke: Some(_), ..
+        } => "keys_revoke",
     });
-    match run_command(accounts, request).await {
+    match run_command(auth, request).await {
         Ok(reply) => reply,
         Err(error) => Reply::Failed { error },
     }
 }
 
-async fn run_command(accounts: &Accounts, request: Request) -> std::result::Result<Reply, String> {
+async fn run_command(auth: &Auth, request: Request) -> std::result::Result<Reply, String> {
+    let accounts = auth.accounts();
     let user = |name: &str| {
         accounts.user_named(name).map_err(|e| match e.kind() {
             Kind::NotFound => format!("no user named {name:?}"),
@@ -204,6 +246,37 @@ async fn run_command(accounts: &Accounts, request: Request) -> std::result::Resu
             done(format!("deleted user {}", u.username))
         }
         Request::Backup => Err("a backup streams; use `latch backup`".to_owned()),
+        Request::Keys { username, revoke } => {
+            let u = user(&username)?;
+            match revoke {
+                None => {
+                    let keys = auth
+                        .list_keys(u.id)
+                        .map_err(|e| describe(&e))?
+                        .into_iter()
+                        .map(|k| KeyInfo {
+                            id: k.id,
+                            name: k.name,
+                            created_at: k.created_at,
+                            expires_at: k.expires_at,
+                            last_used_at: k.last_used_at,
+                        })
+                        .collect();
+                    Ok(Reply::Keys { keys })
+                }
+                Some(Revoke::One(id)) => {
+                    if auth.delete_key(u.id, id).await.map_err(|e| describe(&e))? {
+                        done(format!("revoked key {id} of {}", u.username))
+                    } else {
+                        Err(format!("{} has no key {id}", u.username))
+                    }
+                }
+                Some(Revoke::All) => {
+                    let n = auth.delete_all_keys(u.id).await.map_err(|e| describe(&e))?;
+                    done(format!("revoked {n} keys of {}", u.username))
+                }
+            }
+        }
         Request::Groups { username, groups } => {
             let u = user(&username)?;
             let u = accounts
@@ -294,17 +367,29 @@ pub async fn serve(listener: std::os::unix::net::UnixListener, app: Arc<App>) {
     }
 }
 
-async fn handle(mut stream: UnixStream, app: &App) -> std::io::Result<()> {
+/// Reads the one request line: UTF-8, at most [`MAX_LINE`] bytes. `None`
+/// when it is not UTF-8 or too long (nothing is guessed from a partial
+/// line).
+async fn read_request_line(stream: &mut UnixStream) -> std::io::Result<Option<String>> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    // The client sends one line and then only reads, so buffering cannot
+    // swallow anything that matters.
+    let mut reader = tokio::io::BufReader::new(stream).take(MAX_LINE);
     let mut line = String::new();
-    // One line, read byte by byte so nothing after it is consumed.
-    let mut byte = [0u8; 1];
-    while !line.ends_with('\n') && (line.len() as u64) < MAX_LINE {
-        if tokio::io::AsyncReadExt::read(&mut stream, &mut byte).await? == 0 {
-            break;
-        }
-        line.push(char::from(byte[0]));
+    match reader.read_line(&mut line).await {
+        Ok(_) if line.ends_with('\n') => Ok(Some(line)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
     }
-    let request = serde_json::from_str::<Request>(&line);
+}
+
+async fn handle(mut stream: UnixStream, app: &App) -> std::io::Result<()> {
+    let line = read_request_line(&mut stream).await?;
+    let request = line
+        .as_deref()
+        .ok_or(())
+        .and_then(|l| serde_json::from_str::<Request>(l).map_err(|_| ()));
     if let Ok(Request::Backup) = request {
         audit::admin("backup");
         let store = app.auth.store().clone();
@@ -323,9 +408,9 @@ async fn handle(mut stream: UnixStream, app: &App) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?;
     }
     let reply = match request {
-        Ok(request) => execute(app.auth.accounts(), request).await,
-        Err(_) => Reply::Failed {
-            error: "malformed admin request".into(),
+        Ok(request) => execute(&app.auth, request).await,
+        Err(()) => Reply::Failed {
+            error: "malformed admin request (one line of UTF-8 JSON, at most 64 KiB)".into(),
         },
     };
     let mut out = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;

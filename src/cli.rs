@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use crate::accounts::Accounts;
-use crate::admin::{self, Reply, Request, UserInfo};
-use crate::config::{Config, KeySource, LogFormat};
+use crate::admin::{self, KeyInfo, Reply, Request, Revoke, UserInfo};
+use crate::auth::Auth;
+use crate::config::{Config, ConfigFile, KeySource, LogFormat};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::{crypto, App, Clock};
@@ -40,8 +40,11 @@ enum Command {
     },
     /// Write a consistent backup of the database to FILE (works while the server runs)
     Backup {
-        /// The backup file to write (replaced atomically)
+        /// The backup file to write (created with mode 0600; `-` writes to standard output)
         file: PathBuf,
+        /// Replace FILE if it exists (atomically)
+        #[arg(long)]
+        force: bool,
         /// Config file (same lookup as `serve`)
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -102,6 +105,17 @@ enum UserCommand {
         /// The groups
         groups: Vec<String>,
     },
+    /// List a user's API keys, or revoke one or all of them
+    Keys {
+        /// Username
+        name: String,
+        /// Revoke the key with this id
+        #[arg(long, value_name = "ID", conflicts_with = "all")]
+        revoke: Option<u64>,
+        /// Revoke every key of the user
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 /// Parses the command line and runs it.
@@ -125,12 +139,16 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve { config } => serve(Config::load(config.as_deref())),
+        Command::Serve { config } => serve(load(config)),
         Command::Keygen => keygen(),
-        Command::CheckConfig { config } => check_config(Config::load(config.as_deref())),
-        Command::User { config, command } => user(Config::load(config.as_deref()), command),
-        Command::Backup { file, config } => backup(Config::load(config.as_deref()), &file),
-        Command::Restore { file, config } => restore(Config::load(config.as_deref()), &file),
+        Command::CheckConfig { config } => check_config(ConfigFile::locate(config.as_deref())),
+        Command::User { config, command } => user(load(config), command),
+        Command::Backup {
+            file,
+            force,
+            config,
+        } => backup(load(config), &file, force),
+        Command::Restore { file, config } => restore(load(config), &file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,6 +157,11 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Finds the configuration the same way for every subcommand and loads it.
+fn load(flag: Option<PathBuf>) -> Result<Config> {
+    Config::load_from(&ConfigFile::locate(flag.as_deref()))
 }
 
 fn serve(config: Result<Config>) -> Result<()> {
@@ -155,6 +178,9 @@ fn serve(config: Result<Config>) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::config(format_args!("cannot start the runtime: {e}")))?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     runtime.block_on(async {
         let app = App::open(config, Clock::system())?;
         let addr = app.config.listen;
@@ -207,9 +233,22 @@ fn keygen() -> Result<()> {
     print(crypto::b64_encode(&crypto::random_bytes::<32>()?))
 }
 
-fn check_config(config: Result<Config>) -> Result<()> {
-    let config = config?;
+/// Validates and prints the effective configuration, with which file it
+/// came from first (a TOML comment) and the traps found on stderr.
+fn check_config(file: ConfigFile) -> Result<()> {
+    let config = Config::load_from(&file)?;
     let key = config.read_key()?;
+    let mut warnings = config.warnings();
+    if let (None, KeySource::File(path)) = (&key, &config.key) {
+        warnings.push(format!(
+            "secret_key_file {} does not exist: `latch serve` will create it with a new key (tokens signed with any other key are refused)",
+            path.display()
+        ));
+    }
+    for warning in &warnings {
+        eprintln!("latch: warning: {warning}");
+    }
+    print(format_args!("# {file}"))?;
     print(&config)?;
     if let (None, KeySource::File(path)) = (key, &config.key) {
         print(format_args!(
@@ -247,6 +286,14 @@ fn user(config: Result<Config>, command: UserCommand) -> Result<()> {
             username: name,
             groups,
         },
+        UserCommand::Keys { name, revoke, all } => Request::Keys {
+            username: name,
+            revoke: match (revoke, all) {
+                (Some(id), _) => Some(Revoke::One(id)),
+                (None, true) => Some(Revoke::All),
+                (None, false) => None,
+            },
+        },
     };
     let reply = match admin::call(&config.data_dir, &request)? {
         Some(reply) => reply,
@@ -255,6 +302,7 @@ fn user(config: Result<Config>, command: UserCommand) -> Result<()> {
     match reply {
         Reply::Done { message } => print(message),
         Reply::Users { users } => print_users(&users),
+        Reply::Keys { keys } => print_keys(&keys),
         Reply::Failed { error } => Err(Error::config(error)),
     }
 }
@@ -275,16 +323,17 @@ fn offline(config: &Config, request: Request) -> Result<Reply> {
         .enable_all()
         .build()
         .map_err(Error::internal)?;
+    // Wired as the server wires it. Offline commands never sign or verify
+    // a token, so a key that cannot be read here (it may be root's) is
+    // replaced by a throwaway one rather than refused.
+    let key = match config.read_key() {
+        Ok(Some(key)) => key,
+        _ => crypto::random_bytes::<32>()?.to_vec(),
+    };
     runtime.block_on(async {
-        let accounts = Accounts::new(
-            config,
-            store,
-            Clock::system(),
-            config.token_ttl.as_secs(),
-            Default::default(),
-        )?;
-        let reply = admin::execute(&accounts, request).await;
-        accounts.store().flush().await?;
+        let auth = Auth::new(config, store, &key, &[], Clock::system())?;
+        let reply = admin::execute(&auth, request).await;
+        auth.store().flush().await?;
         Ok(reply)
     })
 }
@@ -317,6 +366,23 @@ fn read_password(name: &str, from_stdin: bool) -> Result<String> {
     Ok(first)
 }
 
+fn print_keys(keys: &[KeyInfo]) -> Result<()> {
+    let when = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
+    let rows: Vec<[String; 5]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.id.to_string(),
+                k.name.clone(),
+                k.created_at.to_string(),
+                when(k.expires_at),
+                when(k.last_used_at),
+            ]
+        })
+        .collect();
+    print_table(["ID", "NAME", "CREATED", "EXPIRES", "LAST_USED"], &rows)
+}
+
 fn print_users(users: &[UserInfo]) -> Result<()> {
     let rows: Vec<[String; 4]> = users
         .iter()
@@ -333,15 +399,20 @@ fn print_users(users: &[UserInfo]) -> Result<()> {
             ]
         })
         .collect();
-    let header = ["ID", "USERNAME", "EMAIL", "GROUPS"].map(String::from);
-    let mut widths = [0usize; 4];
-    for row in std::iter::once(&header).chain(&rows) {
+    print_table(["ID", "USERNAME", "EMAIL", "GROUPS"], &rows)
+}
+
+/// Columns padded to their widest cell, the header first.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Result<()> {
+    let header = header.map(String::from);
+    let mut widths = [0usize; N];
+    for row in std::iter::once(&header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in std::iter::once(&header).chain(&rows) {
+    for row in std::iter::once(&header).chain(rows) {
         let line: Vec<String> = row
             .iter()
             .zip(widths)
@@ -354,26 +425,93 @@ fn print_users(users: &[UserInfo]) -> Result<()> {
 }
 
 /// `latch backup FILE`: from the running server over the admin socket, or
-/// from the database directly when none runs. Written to `FILE.tmp`, then
-/// renamed, so a failed backup never replaces a good one.
-fn backup(config: Result<Config>, file: &std::path::Path) -> Result<()> {
+/// from the database directly when none runs. The file holds password and
+/// key hashes: it is created with mode 0600 whatever the umask, never
+/// replaces an existing file without `--force`, and appears only once
+/// complete (written to a private temporary file, synced, then linked or,
+/// with `--force`, renamed into place). `-` writes to standard output.
+fn backup(config: Result<Config>, file: &std::path::Path, force: bool) -> Result<()> {
     use std::io::Write as _;
     let config = config?;
-    let tmp = file.with_extension("tmp");
+    if file == std::path::Path::new("-") {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let count = export(&config, &mut out)?;
+        out.flush()
+            .map_err(|e| Error::config(format_args!("cannot write the backup: {e}")))?;
+        eprintln!("wrote {count} entries to standard output");
+        return Ok(());
+    }
+    if !force && file.symlink_metadata().is_ok() {
+        return Err(Error::config(format_args!(
+            "{} exists; use --force to replace it",
+            file.display()
+        )));
+    }
+    let tmp = temporary_beside(file)?;
     let fail =
-        |e: std::io::Error| Error::config(format_args!("cannot write {}: {e}", tmp.display()));
-    let count = {
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(fail)?);
-        let count = match admin::call_backup(&config.data_dir, &mut out)? {
-            Some(count) => count,
-            None => Store::open(&config.data_dir)?.export(&mut out)?,
+        |e: std::io::Error| Error::config(format_args!("cannot write {}: {e}", file.display()));
+    let written = (|| -> Result<usize> {
+        let count = {
+            let handle = std::fs::File::options()
+                .write(true)
+                .open(&tmp)
+                .map_err(fail)?;
+            let mut out = std::io::BufWriter::new(handle);
+            let count = export(&config, &mut out)?;
+            out.flush().map_err(fail)?;
+            out.get_ref().sync_all().map_err(fail)?;
+            count
         };
-        out.flush().map_err(fail)?;
-        out.get_ref().sync_all().map_err(fail)?;
-        count
+        if force {
+            std::fs::rename(&tmp, file).map_err(fail)?;
+        } else {
+            // link(2) never replaces: a file created meanwhile is kept.
+            std::fs::hard_link(&tmp, file).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::config(format_args!(
+                    "{} exists; use --force to replace it",
+                    file.display()
+                )),
+                _ => fail(e),
+            })?;
+        }
+        Ok(count)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    print(format_args!(
+        "wrote {} entries to {}",
+        written?,
+        file.display()
+    ))
+}
+
+/// The export, from the running server or from the database directly.
+fn export(config: &Config, out: &mut impl std::io::Write) -> Result<usize> {
+    match admin::call_backup(&config.data_dir, out)? {
+        Some(count) => Ok(count),
+        None => Store::open(&config.data_dir)?.export(out),
+    }
+}
+
+/// Creates an empty private (0600) file with a fresh name in `file`'s
+/// directory, exclusively.
+fn temporary_beside(file: &std::path::Path) -> Result<PathBuf> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
     };
-    std::fs::rename(&tmp, file).map_err(fail)?;
-    print(format_args!("wrote {count} entries to {}", file.display()))
+    let name = file
+        .file_name()
+        .map_or_else(|| "backup".into(), |n| n.to_string_lossy().into_owned());
+    let suffix = crypto::b64url_encode(&crypto::random_bytes::<6>()?);
+    let tmp = dir.join(format!(".{name}.{suffix}.tmp"));
+    std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::config(format_args!("cannot create {}: {e}", tmp.display())))?;
+    Ok(tmp)
 }
 
 /// `latch restore FILE`: into an empty data directory, server stopped.

@@ -292,6 +292,14 @@ impl IpNet {
         (prefix <= max).then_some(IpNet { addr, prefix })
     }
 
+    /// Whether every address in this network is a loopback address.
+    pub fn is_loopback_only(&self) -> bool {
+        match self.addr.to_canonical() {
+            IpAddr::V4(a) => a.is_loopback() && self.prefix >= 8,
+            IpAddr::V6(a) => a.is_loopback() && self.prefix == 128,
+        }
+    }
+
     /// Whether `ip` is inside this network (IPv4-mapped IPv6 counts as IPv4).
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip.to_canonical()) {
@@ -403,26 +411,78 @@ fn empty_raw() -> Raw {
     }
 }
 
+/// Which configuration file a command reads, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// Named with `--config`.
+    Flag(PathBuf),
+    /// Named by `$LATCH_CONFIG`.
+    Env(PathBuf),
+    /// [`SYSTEM_CONFIG`], which exists.
+    System(PathBuf),
+    /// None: built-in defaults (and `LATCH_*` variables).
+    Defaults,
+}
+
+impl ConfigFile {
+    /// `--config` if given, else `$LATCH_CONFIG`, else [`SYSTEM_CONFIG`] if
+    /// it exists, else the defaults.
+    pub fn locate(flag: Option<&Path>) -> ConfigFile {
+        if let Some(path) = flag {
+            return ConfigFile::Flag(path.to_path_buf());
+        }
+        if let Some(path) = std::env::var_os("LATCH_CONFIG") {
+            return ConfigFile::Env(PathBuf::from(path));
+        }
+        let system = PathBuf::from(SYSTEM_CONFIG);
+        if system.exists() {
+            return ConfigFile::System(system);
+        }
+        ConfigFile::Defaults
+    }
+
+    fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigFile::Flag(p) | ConfigFile::Env(p) | ConfigFile::System(p) => Some(p),
+            ConfigFile::Defaults => None,
+        }
+    }
+}
+
+/// "config /etc/latch/latch.toml (from --config)", for one stderr line.
+impl fmt::Display for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigFile::Flag(p) => write!(f, "config {} (from --config)", p.display()),
+            ConfigFile::Env(p) => write!(f, "config {} (from $LATCH_CONFIG)", p.display()),
+            ConfigFile::System(p) => write!(f, "config {}", p.display()),
+            ConfigFile::Defaults => f.write_str("no config file: built-in defaults"),
+        }
+    }
+}
+
 impl Config {
     /// Loads the configuration `serve` and the CLI use: `path` if given, else
     /// `$LATCH_CONFIG`, else [`SYSTEM_CONFIG`] if it exists, else defaults;
     /// then `LATCH_*` environment overrides (`LATCH_SCRYPT__LOG_N` for
     /// nested keys).
     pub fn load(path: Option<&Path>) -> Result<Config> {
-        let path = path
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("LATCH_CONFIG").map(PathBuf::from))
-            .or_else(|| Some(PathBuf::from(SYSTEM_CONFIG)).filter(|p| p.exists()));
+        Self::load_from(&ConfigFile::locate(path))
+    }
+
+    /// Loads the configuration from `file` (see [`ConfigFile::locate`]),
+    /// then the `LATCH_*` environment overrides.
+    pub fn load_from(file: &ConfigFile) -> Result<Config> {
+        let path = file.path();
         let mut builder = config::Config::builder();
-        if let Some(path) = &path {
+        if let Some(path) = path {
             if !path.is_file() {
                 return Err(Error::config(format_args!(
                     "config: cannot read {}: no such file",
                     path.display()
                 )));
             }
-            builder = builder
-                .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml));
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
         let env: HashMap<String, String> = std::env::vars()
             .filter(|(k, _)| {
@@ -612,6 +672,42 @@ impl Config {
         })
     }
 
+    /// The traps the README names, found in this configuration: each is one
+    /// line for the operator. `check-config` prints them and `serve` logs
+    /// them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let fa = &self.forward_auth;
+        let public_host = self
+            .public_url
+            .as_deref()
+            .and_then(crate::redirect::url_host);
+        if let (Some(domain), Some(host)) = (&fa.cookie_domain, &public_host) {
+            let covered = host == domain || host.ends_with(&format!(".{domain}"));
+            if !covered {
+                out.push(format!(
+                    "[forward_auth] cookie_domain = {domain:?} does not cover the public_url host {host:?}: the login page's cookie will not reach latch, and sign-ins loop"
+                ));
+            }
+        }
+        if let KeySource::File(path) = &self.key {
+            key_file_warnings(path, "secret_key_file", &mut out);
+        }
+        for source in &self.previous_keys {
+            if let KeySource::File(path) = source {
+                key_file_warnings(path, "previous_key_files", &mut out);
+            }
+        }
+        let loopback_only = fa.trusted_proxies.iter().all(IpNet::is_loopback_only);
+        if !self.listen.ip().is_loopback() && loopback_only {
+            out.push(format!(
+                "listen = \"{}\" is reachable from other hosts while [forward_auth] trusted_proxies trusts loopback only: a proxy on another host or in a container is not believed (its X-Forwarded-* headers are ignored); add its address to trusted_proxies",
+                self.listen
+            ));
+        }
+        out
+    }
+
     /// Reads the signing key; `None` when the key file does not exist yet.
     pub fn read_key(&self) -> Result<Option<Vec<u8>>> {
         match &self.key {
@@ -655,6 +751,20 @@ impl Config {
                 ))
             })?;
         Ok((key.to_vec(), Some(path.clone())))
+    }
+}
+
+/// A key file that others than its owner may read.
+fn key_file_warnings(path: &Path, key: &str, out: &mut Vec<String>) {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::metadata(path) {
+        Err(_) => {}
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o077 != 0 => out.push(format!(
+            "{key} {} is readable by its group or by others (mode {:o}): `chmod 600` it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        )),
+        Ok(_) => {}
     }
 }
 

@@ -37,14 +37,30 @@ fn check_config_masks_secrets() {
     let (status, stdout2, stderr) =
         latch_cmd(&["check-config", "--config", again.to_str().unwrap()], &[]);
     assert!(status.success(), "{stderr}");
-    assert_eq!(stdout, stdout2);
-    // LATCH_CONFIG is honoured when --config is absent.
+    // The first line says which file was read; the rest is the same.
+    let (first, rest) = stdout.split_once('\n').unwrap();
+    assert_eq!(
+        first,
+        format!("# config {} (from --config)", config.display())
+    );
+    let (first2, rest2) = stdout2.split_once('\n').unwrap();
+    assert_eq!(
+        first2,
+        format!("# config {} (from --config)", again.display())
+    );
+    assert_eq!(rest, rest2);
+    // LATCH_CONFIG is honoured when --config is absent, and named.
     let (status, stdout3, _) = latch_cmd(
         &["check-config"],
         &[("LATCH_CONFIG", config.to_str().unwrap())],
     );
     assert!(status.success());
-    assert_eq!(stdout, stdout3);
+    let (first3, rest3) = stdout3.split_once('\n').unwrap();
+    assert_eq!(
+        first3,
+        format!("# config {} (from $LATCH_CONFIG)", config.display())
+    );
+    assert_eq!(rest, rest3);
 }
 
 #[test]
