@@ -376,11 +376,21 @@ async fn read_request_line(stream: &mut UnixStream) -> std::io::Result<Option<St
     // swallow anything that matters.
     let mut reader = tokio::io::BufReader::new(stream).take(MAX_LINE);
     let mut line = String::new();
-    match reader.read_line(&mut line).await {
-        Ok(_) if line.ends_with('\n') => Ok(Some(line)),
-        Ok(_) => Ok(None),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Ok(None),
-        Err(e) => Err(e),
+    let read = reader.read_line(&mut line).await;
+    if read.is_ok() && line.ends_with('\n') {
+        return Ok(Some(line));
+    }
+    // Refused: read (a bounded amount of) what the client still sends, so
+    // the answer is not lost to a reset connection.
+    let mut rest = reader.into_inner().take(16 * MAX_LINE);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        tokio::io::copy(&mut rest, &mut tokio::io::sink()),
+    )
+    .await;
+    match read {
+        Err(e) if e.kind() != std::io::ErrorKind::InvalidData => Err(e),
+        _ => Ok(None),
     }
 }
 

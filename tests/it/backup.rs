@@ -154,6 +154,94 @@ fn backup_with_the_server_stopped() {
     assert!(first.lines().last().unwrap().contains("\"end\""));
 }
 
+/// Runs `latch backup ARGS --config CONFIG` under umask 022, as a shell would.
+fn backup_cmd(args: &[&str], config: &std::path::Path) -> std::process::Output {
+    let mut script = String::from("umask 022; exec \"$0\" backup");
+    for (i, _) in args.iter().enumerate() {
+        script.push_str(&format!(" \"${}\"", i + 1));
+    }
+    script.push_str(" --config \"$CONFIG\"");
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(LATCH)
+        .args(args)
+        .env("CONFIG", config)
+        .env_remove("LATCH_CONFIG")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn backup_files_are_private_and_never_overwritten_by_surprise() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("backupmode");
+    let server = Server::start(&dir, "");
+    server.client().register("alice", "alice-password");
+    let config = server.config_path.clone();
+    let file = dir.path().join("latch.backup");
+    let out = backup_cmd(&[file.to_str().unwrap()], &config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "under umask 022");
+    let first = std::fs::read(&file).unwrap();
+    // An existing file is kept unless --force says otherwise.
+    server.client().register("bob", "bob-password");
+    let out = backup_cmd(&[file.to_str().unwrap()], &config);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("exists") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), first, "unchanged");
+    // Not through a symlink either.
+    let link = dir.path().join("link.backup");
+    std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+    assert!(!backup_cmd(&[link.to_str().unwrap()], &config)
+        .status
+        .success());
+    assert!(!dir.path().join("elsewhere").exists());
+    let out = backup_cmd(&["--force", file.to_str().unwrap()], &config);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = std::fs::read_to_string(&file).unwrap();
+    assert!(second.len() > first.len() && second.contains("\"end\""));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // `-` is standard output; the export is the same kind of file.
+    let out = backup_cmd(&["-"], &config);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("{\"latch_backup\""), "{text}");
+    assert!(text.trim_end().ends_with('}') && text.contains("\"end\""));
+    assert!(!dir.path().join("-").exists());
+    // No temporary files are left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // The stdout export restores like any other.
+    let piped = dir.path().join("piped.backup");
+    std::fs::write(&piped, &text).unwrap();
+    let target = TempDir::new("backupmode-restore");
+    let target_config = target.path().join("latch.toml");
+    std::fs::write(&target_config, config_text(target.path(), "")).unwrap();
+    let (status, _, stderr) = latch_with(&["restore", piped.to_str().unwrap()], &target_config);
+    assert!(status.success(), "{stderr}");
+}
+
 #[test]
 fn crafted_backups_are_refused_before_anything_is_written() {
     let dir = TempDir::new("crafted");

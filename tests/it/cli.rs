@@ -113,3 +113,60 @@ fn help_everywhere() {
     assert!(status.success());
     assert!(stdout.starts_with("latch "));
 }
+
+#[test]
+fn check_config_warns_about_the_traps() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("traps");
+    let key_file = dir.path().join("secret.key");
+    std::fs::write(&key_file, format!("{TEST_KEY}\n")).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = dir.path().join("latch.toml");
+    let check = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let (status, stdout, stderr) = latch_with(&["check-config"], &config);
+        assert!(status.success(), "{stderr}");
+        assert!(
+            stdout.starts_with(&format!("# config {} (from --config)\n", config.display())),
+            "{stdout}"
+        );
+        stderr
+    };
+    let data = format!(
+        "data_dir = {:?}\n",
+        dir.path().join("data").display().to_string()
+    );
+    let stderr = check(&format!(
+        "listen = \"0.0.0.0:8080\"\n{data}secret_key_file = {:?}\npublic_url = \"https://auth.example.com\"\n[forward_auth]\ncookie_domain = \"example.org\"\n",
+        key_file.display().to_string()
+    ));
+    for expected in [
+        "cookie_domain = \"example.org\" does not cover the public_url host \"auth.example.com\"",
+        "is readable by its group or by others (mode 644)",
+        "listen = \"0.0.0.0:8080\" is reachable from other hosts while [forward_auth] trusted_proxies trusts loopback only",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} missing in\n{stderr}");
+    }
+    assert!(
+        stderr.lines().all(|l| l.starts_with("latch: warning: ")),
+        "{stderr}"
+    );
+    // A missing key file is named too (serve would create it).
+    let missing = dir.path().join("missing.key");
+    let stderr = check(&format!(
+        "{data}secret_key_file = {:?}\n",
+        missing.display().to_string()
+    ));
+    assert!(
+        stderr.contains("does not exist") && stderr.contains("missing.key"),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
+    // Fixed, the warnings go away.
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let stderr = check(&format!(
+        "listen = \"0.0.0.0:8080\"\n{data}secret_key_file = {:?}\npublic_url = \"https://auth.example.com\"\n[forward_auth]\ncookie_domain = \"example.com\"\ntrusted_proxies = [\"172.16.0.0/12\"]\n",
+        key_file.display().to_string()
+    ));
+    assert_eq!(stderr, "", "{stderr}");
+}

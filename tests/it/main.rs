@@ -2,6 +2,7 @@
 //! driven over HTTP on port 0.
 
 mod accounts;
+mod audience;
 mod audit;
 mod backup;
 mod browser;
@@ -11,11 +12,13 @@ mod credentials;
 mod durability;
 mod errors;
 mod forward;
+mod hostile;
 mod keys;
 mod lifecycle;
 mod limits;
 mod openapi;
 mod ops;
+mod pages;
 mod props;
 mod proxies;
 mod readme;

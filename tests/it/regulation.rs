@@ -220,3 +220,152 @@ fn unknown_users_wrong_passwords_and_bans_take_the_same_time() {
     assert!(lo > 0);
     assert!(hi <= lo * 2, "medians differ by more than 2x: {medians:?}");
 }
+
+#[test]
+fn parallel_guesses_cannot_slip_past_the_ban() {
+    // Hashes slow enough to overlap: guesses queue up behind the one
+    // hashing slot. Before, each was checked against the ban only when it
+    // arrived, so all ten got a real answer and the right one got in.
+    let (_dir, clock, server) = start(
+        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 0\n[scrypt]\nlog_n = 14\nmax_concurrent = 1\n",
+    );
+    let c = server.client;
+    let guesses: Vec<_> = (0..10)
+        .map(|i| {
+            let password = if i == 8 {
+                "alice-password"
+            } else {
+                "wrong-password"
+            };
+            let handle = std::thread::spawn(move || c.resource(&basic("alice", password)));
+            std::thread::sleep(std::time::Duration::from_millis(4));
+            handle
+        })
+        .collect();
+    let statuses: Vec<u16> = guesses
+        .into_iter()
+        .map(|h| h.join().unwrap().status)
+        .collect();
+    assert_eq!(statuses, [401; 10]);
+    // The ban holds, then ends.
+    assert_eq!(c.resource(&basic("alice", "alice-password")).status, 401);
+    clock.advance(300);
+    c.assert_alive("alice", "alice-password");
+}
+
+#[test]
+fn one_address_cannot_walk_through_many_accounts() {
+    let (_dir, clock, server) = start("[regulation]\nmax_retries_per_source = 3\n");
+    let c = server.client;
+    // From a trusted proxy (loopback), the client is the rightmost address
+    // the proxy did not vouch for.
+    let from = |source: &str, user: &str, password: &str| {
+        c.get(
+            "/api/resource",
+            &[
+                ("Authorization", &basic(user, password)),
+                ("X-Forwarded-For", source),
+            ],
+        )
+        .status
+    };
+    // Signing in never counts against an address.
+    for _ in 0..10 {
+        assert_eq!(from("203.0.113.5", "alice", "alice-password"), 200);
+    }
+    assert_eq!(from("203.0.113.5", "nobody1", "guess-one"), 401);
+    assert_eq!(from("203.0.113.5", "nobody2", "guess-two"), 401);
+    assert_eq!(from("203.0.113.5", "bob", "guess-three"), 401);
+    // Banned: every account, the right password too, from that address,
+    // whatever the client writes to the left of it.
+    assert_eq!(from("203.0.113.5", "alice", "alice-password"), 401);
+    assert_eq!(from("6.6.6.6, 203.0.113.5", "alice", "alice-password"), 401);
+    assert_eq!(from("203.0.113.5", "bob", "bob-password"), 401);
+    // Other addresses are not affected, and the accounts were not banned.
+    assert_eq!(from("203.0.113.6", "alice", "alice-password"), 200);
+    assert_eq!(from("203.0.113.6", "bob", "bob-password"), 200);
+    clock.advance(300);
+    assert_eq!(from("203.0.113.5", "alice", "alice-password"), 200);
+}
+
+#[test]
+fn bans_survive_a_restart() {
+    let dir = TempDir::new("banrestart");
+    let server = Server::start(
+        &dir,
+        "[regulation]\nmax_retries = 2\nmax_retries_per_source = 2\n[scrypt]\nlog_n = 4\n",
+    );
+    let c = server.client();
+    c.register("alice", "alice-password");
+    c.register("bob", "bob-password");
+    c.resource(&basic("alice", "wrong-password"));
+    c.resource(&basic("alice", "wrong-password"));
+    let xff = |source: &'static str| ("X-Forwarded-For", source);
+    for user in ["nobody1", "nobody2"] {
+        c.get(
+            "/api/resource",
+            &[
+                ("Authorization", &basic(user, "guess-guess")),
+                xff("203.0.113.9"),
+            ],
+        );
+    }
+    let server = server.restart();
+    let c = server.client();
+    assert_eq!(c.resource(&basic("alice", "alice-password")).status, 401);
+    let bob = basic("bob", "bob-password");
+    let res = c.get(
+        "/api/resource",
+        &[("Authorization", &bob), xff("203.0.113.9")],
+    );
+    assert_eq!(res.status, 401, "the address ban survived");
+    let res = c.get(
+        "/api/resource",
+        &[("Authorization", &bob), xff("203.0.113.10")],
+    );
+    assert_eq!(res.status, 200);
+    let log = server.log_containing("refused a login");
+    assert!(log.contains("result=\"banned\""), "{log}");
+}
+
+#[test]
+fn a_raised_cost_does_not_tell_known_users_from_unknown_ones() {
+    // Users registered at a low cost, then the cost raised: until they sign
+    // in again, a wrong password used to cost the old (cheap) hash, and an
+    // unknown user the new (dear) one.
+    let dir = TempDir::new("costraise");
+    let cheap = "[regulation]\nmax_retries = 0\nmax_retries_per_source = 0\n[scrypt]\nlog_n = 4\n";
+    let dear = "[regulation]\nmax_retries = 0\nmax_retries_per_source = 0\n[scrypt]\nlog_n = 13\n";
+    let server = Server::start(&dir, cheap);
+    server.client().register("alice", "alice-password");
+    server.client().register("bob", "bob-password");
+    assert!(server.stop().success());
+    let config = dir.path().join("latch.toml");
+    std::fs::write(&config, config_text(dir.path(), dear)).unwrap();
+    let server = Server::start_with(&config);
+    let c = server.client();
+    let time = |user: &str, password: &str| {
+        let start = std::time::Instant::now();
+        assert_eq!(c.resource(&basic(user, password)).status, 401);
+        start.elapsed().as_micros()
+    };
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for i in 0..15 {
+        unknown.push(time(&format!("nobody{i}"), "alice-password"));
+        wrong.push(time("alice", "wrong-password"));
+    }
+    let (unknown, wrong) = (median(unknown), median(wrong));
+    eprintln!("median µs: unknown {unknown} wrong (not yet rehashed) {wrong}");
+    assert!(
+        wrong * 2 >= unknown,
+        "a wrong password is cheaper: {wrong} vs {unknown}"
+    );
+    // A right password rehashes at the new cost; from then on it is the same.
+    c.assert_alive("bob", "bob-password");
+    let mut rehashed = Vec::new();
+    for _ in 0..5 {
+        rehashed.push(time("bob", "wrong-password"));
+    }
+    let rehashed = median(rehashed);
+    assert!(rehashed * 2 >= unknown, "{rehashed} vs {unknown}");
+}

@@ -237,6 +237,96 @@ fn lifecycle(running: bool) {
         &["add", "alice", "--password-stdin"],
         "third-password\n",
     );
+
+    // Non-ASCII passwords and emails arrive exactly as typed.
+    ok(
+        &config,
+        &[
+            "add",
+            "jurgen",
+            "--email",
+            "jürgen@exämple.net",
+            "--password-stdin",
+        ],
+        "pässwörd-ü-x\n",
+    );
+    fails(
+        &config,
+        &["add", "jürgen", "--password-stdin"],
+        "pässwörd-ü-x\n",
+        "username must be",
+    );
+    let list = ok(&config, &["list"], "");
+    assert!(list.contains("jürgen@exämple.net"), "{list}");
+    with_server(&|c| {
+        c.assert_alive("jurgen", "pässwörd-ü-x");
+        assert_eq!(
+            c.resource(&basic("jürgen@exämple.net", "pässwörd-ü-x"))
+                .status,
+            200
+        );
+        c.resource(&basic("jurgen", "pÃ¤sswÃ¶rd-Ã¼-x"))
+            .assert_challenges(false);
+    });
+    ok(
+        &config,
+        &["passwd", "jurgen", "--password-stdin"],
+        "nöuveau-mot-dé-passe\n",
+    );
+    with_server(&|c| c.assert_alive("jurgen", "nöuveau-mot-dé-passe"));
+
+    // API keys: listed (never the secret) and revoked from the CLI.
+    let keys = std::cell::RefCell::new(Vec::<String>::new());
+    with_server(&|c| {
+        for name in ["backup", "ci"] {
+            let res = c.post_json(
+                "/api/keys",
+                &json!({"name": name}),
+                &[("Authorization", &basic("bob", "bob-password"))],
+            );
+            assert_eq!(res.status, 201, "{}", res.text());
+            keys.borrow_mut()
+                .push(res.json()["key"].as_str().unwrap().to_owned());
+        }
+    });
+    let list = ok(&config, &["keys", "bob"], "");
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 3, "{list}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("LAST_USED"),
+        "{list}"
+    );
+    assert!(
+        lines[1].contains("backup") && lines[2].contains("ci"),
+        "{list}"
+    );
+    assert!(!list.contains("latch_"), "{list}");
+    let first_id = lines[1].split_whitespace().next().unwrap().to_owned();
+    let out = ok(&config, &["keys", "bob", "--revoke", &first_id], "");
+    assert!(
+        out.contains(&format!("revoked key {first_id} of bob")),
+        "{out}"
+    );
+    fails(
+        &config,
+        &["keys", "bob", "--revoke", &first_id],
+        "",
+        "has no key",
+    );
+    fails(&config, &["keys", "nobody"], "", "no user named");
+    with_server(&|c| {
+        let keys = keys.borrow();
+        c.resource(&bearer(&keys[0])).assert_challenges(true);
+        assert_eq!(c.resource(&bearer(&keys[1])).status, 200);
+    });
+    let out = ok(&config, &["keys", "bob", "--all"], "");
+    assert!(out.contains("revoked 1 keys of bob"), "{out}");
+    with_server(&|c| {
+        c.resource(&bearer(&keys.borrow()[1]))
+            .assert_challenges(true)
+    });
+    assert_eq!(ok(&config, &["keys", "bob"], "").lines().count(), 1);
+
     if let Some(server) = server {
         assert!(server.stop().success());
     }
@@ -254,7 +344,7 @@ fn user_commands_with_the_server_stopped() {
 
 #[test]
 fn user_help() {
-    for sub in ["add", "list", "passwd", "del", "groups"] {
+    for sub in ["add", "list", "passwd", "del", "groups", "keys"] {
         let (status, stdout, _) = latch_cmd(&["user", sub, "--help"], &[]);
         assert!(status.success(), "{sub}");
         assert!(stdout.contains("Usage: latch user"), "{sub}: {stdout}");
@@ -275,6 +365,24 @@ fn the_admin_socket_is_private() {
     let mut reply = String::new();
     std::io::Read::read_to_string(&mut stream, &mut reply).unwrap();
     assert!(reply.contains("malformed admin request"), "{reply}");
+    // Not UTF-8, or longer than a line may be: refused whole.
+    for garbage in [
+        b"{\"op\":\"list\"\xff}\n".to_vec(),
+        [
+            b"{\"op\":\"list\",\"x\":\"".to_vec(),
+            vec![b'a'; 70 * 1024],
+            b"\"}\n".to_vec(),
+        ]
+        .concat(),
+        b"{\"op\":\"list\"}".to_vec(),
+    ] {
+        let mut stream = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let _ = stream.write_all(&garbage);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut reply = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut reply).unwrap();
+        assert!(reply.contains("malformed admin request"), "{reply}");
+    }
     server.client().register("alice", "alice-password");
     // Removed on shutdown.
     assert!(server.stop().success());

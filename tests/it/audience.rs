@@ -1,0 +1,309 @@
+//! A leaked session cookie or token cannot leave a backdoor: session tokens
+//! are cookie-only, never an API credential in any spelling; new API keys
+//! and a new email need a password proven recently; logout everywhere can
+//! take the keys too. In-process, with the clock moved.
+
+use latch::Clock;
+
+use crate::forward::{session, FA_CONFIG};
+use crate::support::*;
+
+fn start() -> (TempDir, Clock, InProcess) {
+    let dir = TempDir::new("audience");
+    let clock = Clock::frozen();
+    let server = InProcess::start(&dir, FA_CONFIG, clock.clone());
+    server.client.register("alice", "alice-password");
+    (dir, clock, server)
+}
+
+/// Every way a token can be presented to the API, for `token`.
+fn spellings(token: &str) -> Vec<(&'static str, Vec<(String, String)>, &'static str)> {
+    let h = |n: &str, v: String| vec![(n.to_owned(), v)];
+    vec![
+        ("Bearer", h("Authorization", bearer(token)), ""),
+        ("Basic username", h("Authorization", basic(token, "x")), ""),
+        (
+            "Authentication-Token",
+            h("Authentication-Token", token.to_owned()),
+            "",
+        ),
+        ("query", vec![], "auth_token"),
+        ("cookie", h("Cookie", format!("latch_session={token}")), ""),
+    ]
+}
+
+/// Every authenticated route of the JSON API (and the Flask logout), as
+/// (method, path, JSON body).
+const API_ROUTES: &[(&str, &str, Option<&str>)] = &[
+    ("GET", "/api/resource", None),
+    ("GET", "/api/users/me", None),
+    (
+        "PATCH",
+        "/api/users/me",
+        Some(r#"{"email":"mallory@evil.test"}"#),
+    ),
+    ("DELETE", "/api/users/me", None),
+    (
+        "PUT",
+        "/api/users/me/password",
+        Some(r#"{"old_password":"alice-password","new_password":"owned-by-mallory"}"#),
+    ),
+    ("GET", "/api/users/1", None),
+    ("GET", "/api/token", None),
+    ("GET", "/api/keys", None),
+    (
+        "POST",
+        "/api/keys",
+        Some(r#"{"name":"backdoor","expires_in":315360000}"#),
+    ),
+    ("DELETE", "/api/keys/1", None),
+    ("POST", "/api/logout-all", None),
+    ("POST", "/logout", None),
+];
+
+fn send(
+    c: &Client,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    body: Option<&str>,
+    query: &str,
+    token: &str,
+) -> Response {
+    let path = if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{query}={token}")
+    };
+    let mut all: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    if body.is_some() {
+        all.push(("Content-Type", "application/json"));
+    }
+    c.request(method, &path, &all, body.map(str::as_bytes))
+}
+
+#[test]
+fn a_session_token_is_no_api_credential_in_any_spelling_on_any_route() {
+    let (_dir, _clock, server) = start();
+    let c = server.client;
+    let cookie = session(&c, "alice", "alice-password");
+    let token = cookie.strip_prefix("latch_session=").unwrap();
+    // The session is good where it belongs: forward auth.
+    assert_eq!(c.get("/auth", &[("Cookie", &cookie)]).status, 200);
+    for (spelling, headers, query) in spellings(token) {
+        for (method, path, body) in API_ROUTES {
+            if spelling == "cookie" && *path == "/logout" {
+                // latch's own logout page takes the cookie: that is a
+                // sign-out, tested with the pages.
+                continue;
+            }
+            let res = send(&c, method, path, &headers, *body, query, token);
+            assert_eq!(
+                res.status,
+                401,
+                "{spelling} on {method} {path}: {}",
+                res.text()
+            );
+        }
+    }
+    // Nothing changed: no key was made, the password and the email stand,
+    // and the session itself still works where it belongs.
+    let real = c.token("alice", "alice-password");
+    let keys = c.get("/api/keys", &[("Authorization", &bearer(&real))]);
+    assert_eq!(keys.json(), json!([]));
+    let me = c.get("/api/users/me", &[("Authorization", &bearer(&real))]);
+    assert_eq!(me.json()["email"], Value::Null);
+    assert_eq!(c.get("/auth", &[("Cookie", &cookie)]).status, 200);
+    c.assert_alive("alice", "alice-password");
+}
+
+#[test]
+fn the_reported_attack_a_cookie_as_bearer_mints_no_key() {
+    let (_dir, _clock, server) = start();
+    let c = server.client;
+    let cookie = session(&c, "alice", "alice-password");
+    let stolen = cookie.strip_prefix("latch_session=").unwrap();
+    let res = c.post_json(
+        "/api/keys",
+        &json!({"name": "backdoor", "expires_in": 315_360_000}),
+        &[("Authorization", &bearer(stolen))],
+    );
+    res.assert_challenges(true);
+    assert!(!res.text().contains("latch_"), "{}", res.text());
+}
+
+#[test]
+fn an_api_token_is_no_session_cookie() {
+    let (_dir, _clock, server) = start();
+    let c = server.client;
+    let token = c.token("alice", "alice-password");
+    // As a header on forward auth (scripts): fine. As the cookie: refused.
+    assert_eq!(
+        c.get("/auth", &[("Authorization", &bearer(&token))]).status,
+        200
+    );
+    let cookie = format!("latch_session={token}");
+    c.get("/auth/nginx", &[("Cookie", &cookie)])
+        .assert_challenges(true);
+    assert_eq!(
+        c.get("/", &[("Accept", "text/html"), ("Cookie", &cookie)])
+            .status,
+        302,
+        "the signed-in page does not take it either"
+    );
+}
+
+#[test]
+fn new_keys_and_emails_need_a_recent_password() {
+    let (_dir, clock, server) = start();
+    let c = server.client;
+    let token = c.token("alice", "alice-password");
+    let new_key = |auth: &str| {
+        c.post_json(
+            "/api/keys",
+            &json!({"name": "k"}),
+            &[("Authorization", auth)],
+        )
+    };
+    let new_email = |auth: &str, email: &str| {
+        c.request(
+            "PATCH",
+            "/api/users/me",
+            &[
+                ("Authorization", auth),
+                ("Content-Type", "application/json"),
+            ],
+            Some(json!({"email": email}).to_string().as_bytes()),
+        )
+    };
+    // Within the window (5 minutes by default): a fresh token will do.
+    assert_eq!(new_key(&bearer(&token)).status, 201);
+    assert_eq!(new_email(&bearer(&token), "alice@example.test").status, 200);
+    clock.advance(300);
+    assert_eq!(
+        new_key(&bearer(&token)).status,
+        201,
+        "the window's last second"
+    );
+    clock.advance(1);
+    // The token still works for everything else, but not for these.
+    assert_eq!(c.resource(&bearer(&token)).status, 200);
+    for res in [
+        new_key(&bearer(&token)),
+        new_email(&bearer(&token), "x@evil.test"),
+    ] {
+        res.assert_challenges(false);
+        assert_eq!(res.error_code(), "reauthentication_required");
+        assert!(res.json()["message"].as_str().unwrap().contains("password"));
+    }
+    // Basic proves the password now; so does a new token.
+    assert_eq!(new_key(&basic("alice", "alice-password")).status, 201);
+    let fresh = c.token("alice", "alice-password");
+    let res = new_email(&bearer(&fresh), "alice@example.org");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["email"], "alice@example.org");
+    // An API key never will.
+    let key = new_key(&bearer(&fresh)).json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(new_key(&bearer(&key)).status, 403);
+    assert_eq!(new_email(&bearer(&key), "k@evil.test").status, 403);
+    // The email moved: the old one is free, the new one logs in.
+    let res = c.post_json(
+        "/login",
+        &json!({"email": "alice@example.org", "password": "alice-password"}),
+        &[],
+    );
+    assert_eq!(res.status, 200);
+    c.register("bob", "bob-password");
+    let bob = basic("bob", "bob-password");
+    assert_eq!(new_email(&bob, "alice@example.test").status, 200, "freed");
+    assert_eq!(new_email(&bob, "ALICE@example.org").status, 409, "taken");
+    // Bad bodies are 400 and change nothing.
+    for body in [
+        r#"{}"#,
+        r#"{"email":"no-at-sign"}"#,
+        r#"{"email":3}"#,
+        r#"{"name":"x"}"#,
+    ] {
+        let res = c.request(
+            "PATCH",
+            "/api/users/me",
+            &[
+                ("Authorization", &bob),
+                ("Content-Type", "application/json"),
+            ],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(res.status, 400, "{body}");
+    }
+    // null removes the email.
+    let res = c.request(
+        "PATCH",
+        "/api/users/me",
+        &[
+            ("Authorization", &bob),
+            ("Content-Type", "application/json"),
+        ],
+        Some(br#"{"email":null}"#),
+    );
+    assert_eq!(res.json()["email"], Value::Null);
+}
+
+#[test]
+fn logout_everywhere_can_take_the_keys_too() {
+    let (_dir, _clock, server) = start();
+    let c = server.client;
+    let token = c.token("alice", "alice-password");
+    let key = c
+        .post_json(
+            "/api/keys",
+            &json!({"name": "k"}),
+            &[("Authorization", &bearer(&token))],
+        )
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = session(&c, "alice", "alice-password");
+    // Without revoke_keys: tokens and sessions go, keys stay.
+    let res = c.post_auth("/api/logout-all", &basic("alice", "alice-password"));
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()["keys_revoked"], 0);
+    assert_eq!(c.resource(&bearer(&key)).status, 200);
+    c.resource(&bearer(&token)).assert_challenges(true);
+    assert_eq!(c.get("/auth", &[("Cookie", &cookie)]).status, 401);
+    // Malformed asks change nothing.
+    for (ct, body) in [
+        ("application/json", "{not json"),
+        ("application/json", r#"{"revoke_keys":"yes"}"#),
+        ("application/json", r#"{"revoke":true}"#),
+        ("text/plain", r#"{"revoke_keys":true}"#),
+    ] {
+        let res = c.request(
+            "POST",
+            "/api/logout-all",
+            &[
+                ("Authorization", &basic("alice", "alice-password")),
+                ("Content-Type", ct),
+            ],
+            Some(body.as_bytes()),
+        );
+        assert!(matches!(res.status, 400 | 415), "{body}: {}", res.status);
+        assert_eq!(c.resource(&bearer(&key)).status, 200, "{body}");
+    }
+    // With it: the keys go too.
+    let res = c.post_json(
+        "/api/logout-all",
+        &json!({"revoke_keys": true}),
+        &[("Authorization", &basic("alice", "alice-password"))],
+    );
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()["keys_revoked"], 1);
+    c.resource(&bearer(&key)).assert_challenges(true);
+    c.assert_alive("alice", "alice-password");
+}
