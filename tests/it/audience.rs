@@ -16,19 +16,35 @@ fn start() -> (TempDir, Clock, InProcess) {
     (dir, clock, server)
 }
 
+/// One way of presenting a token: its name, the headers, and the query
+/// parameter (empty for none).
+struct Spelling {
+    name: &'static str,
+    headers: Vec<(String, String)>,
+    query: &'static str,
+}
+
 /// Every way a token can be presented to the API, for `token`.
-fn spellings(token: &str) -> Vec<(&'static str, Vec<(String, String)>, &'static str)> {
-    let h = |n: &str, v: String| vec![(n.to_owned(), v)];
+fn spellings(token: &str) -> Vec<Spelling> {
+    let h = |name, header: &str, value: String| Spelling {
+        name,
+        headers: vec![(header.to_owned(), value)],
+        query: "",
+    };
     vec![
-        ("Bearer", h("Authorization", bearer(token)), ""),
-        ("Basic username", h("Authorization", basic(token, "x")), ""),
-        (
+        h("Bearer", "Authorization", bearer(token)),
+        h("Basic username", "Authorization", basic(token, "x")),
+        h(
             "Authentication-Token",
-            h("Authentication-Token", token.to_owned()),
-            "",
+            "Authentication-Token",
+            token.to_owned(),
         ),
-        ("query", vec![], "auth_token"),
-        ("cookie", h("Cookie", format!("latch_session={token}")), ""),
+        Spelling {
+            name: "query",
+            headers: vec![],
+            query: "auth_token",
+        },
+        h("cookie", "Cookie", format!("latch_session={token}")),
     ]
 }
 
@@ -93,7 +109,12 @@ fn a_session_token_is_no_api_credential_in_any_spelling_on_any_route() {
     let token = cookie.strip_prefix("latch_session=").unwrap();
     // The session is good where it belongs: forward auth.
     assert_eq!(c.get("/auth", &[("Cookie", &cookie)]).status, 200);
-    for (spelling, headers, query) in spellings(token) {
+    for Spelling {
+        name: spelling,
+        headers,
+        query,
+    } in spellings(token)
+    {
         for (method, path, body) in API_ROUTES {
             if spelling == "cookie" && *path == "/logout" {
                 // latch's own logout page takes the cookie: that is a
