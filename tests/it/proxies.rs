@@ -1,94 +1,138 @@
-//! The real nginx (`auth_request`) and the real Caddy (`forward_auth` with
-//! `copy_headers`) in front of an upstream that echoes the headers it
-//! receives, with latch behind `/auth` and `/auth/nginx`. The proxy
-//! configurations are the README's, with ports filled in.
+//! The real Caddy (`forward_auth`), nginx (`auth_request`) and Traefik
+//! (ForwardAuth) in front of a WSGI app (Python's `wsgiref`) that answers
+//! with what it received, with latch behind `/auth` and `/auth/nginx`. The
+//! proxy configurations are the README's, with hosts and ports filled in.
+//! The test client connects from 127.0.0.2, so the client's address can be
+//! told apart from the proxies' (127.0.0.1, latch's only trusted proxy).
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::forward::{open_login, set_cookie, submit_login};
+use crate::forward::{csrf, set_cookie};
 use crate::support::*;
 
-/// An upstream app that answers every request with the headers it got.
+/// The upstream app: stdlib `wsgiref`, threaded and quiet. Every request
+/// gets JSON with the WSGI environ entries an app reads identity and paths
+/// from, and the raw header list as received. `GET /__upstream_hits`
+/// (asked directly, never through a proxy) tells how many requests it
+/// answered, itself not counted.
+const WSGI_APP: &str = r#"
+import json, sys, threading
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIServer, WSGIRequestHandler, make_server
+
+class Handler(WSGIRequestHandler):
+    def get_environ(self):
+        env = super().get_environ()
+        env["test.raw_headers"] = [[k, v] for k, v in self.headers.items()]
+        env["test.raw_path"] = self.path
+        return env
+
+    def log_message(self, *args):
+        pass
+
+class Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+hits = 0
+lock = threading.Lock()
+KEEP = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR")
+
+def app(environ, start_response):
+    global hits
+    if environ["test.raw_path"] == "/__upstream_hits":
+        with lock:
+            body = str(hits)
+    else:
+        with lock:
+            hits += 1
+        env = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k in KEEP}
+        body = json.dumps(
+            {"environ": env, "headers": environ["test.raw_headers"], "path": environ["test.raw_path"]},
+            separators=(",", ":"),
+        )
+    body = body.encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+server = make_server("127.0.0.1", 0, app, server_class=Server, handler_class=Handler)
+print(server.server_port, flush=True)
+server.serve_forever()
+"#;
+
+/// The upstream app process, killed on drop.
 pub struct Upstream {
     pub port: u16,
-    hits: Arc<AtomicUsize>,
+    child: Child,
 }
 
 impl Upstream {
     pub fn start() -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let counter = counter.clone();
-                std::thread::spawn(move || {
-                    let _ = echo(stream, &counter);
-                });
-            }
-        });
-        Upstream { port, hits }
-    }
-
-    fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-fn echo(mut stream: TcpStream, hits: &AtomicUsize) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    loop {
+        let mut child = Command::new("python3")
+            .args(["-c", WSGI_APP])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the upstream app");
         let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the upstream app did not start: {line:?}"));
+        Upstream { port, child }
+    }
+
+    /// How many requests reached the app so far.
+    pub fn hits(&self) -> u64 {
+        let res = Client {
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
         }
-        let mut headers = serde_json::Map::new();
-        let mut length = 0usize;
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h)?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                let (n, v) = (n.trim().to_ascii_lowercase(), v.trim().to_owned());
-                if n == "content-length" {
-                    length = v.parse().unwrap_or(0);
-                }
-                let entry = headers.entry(n).or_insert_with(|| Value::Array(vec![]));
-                entry.as_array_mut().unwrap().push(Value::String(v));
-            }
-        }
-        let mut body = vec![0u8; length];
-        std::io::Read::read_exact(&mut reader, &mut body)?;
-        hits.fetch_add(1, Ordering::SeqCst);
-        let body = json!({"request": line.trim_end(), "headers": headers}).to_string();
-        write!(
-            stream,
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
+        .get("/__upstream_hits", &[]);
+        assert_eq!(res.status, 200);
+        res.text().parse().unwrap()
     }
 }
 
-/// A proxy process, killed on drop.
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A proxy process, stopped on drop.
 pub struct Proxy {
     child: Child,
     pub port: u16,
-    log: std::path::PathBuf,
+    log: PathBuf,
+}
+
+impl Proxy {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        // SIGTERM first: nginx's master then stops its workers too.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -116,16 +160,25 @@ fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
     }
 }
 
-/// The README's Caddyfile, with ports filled in.
-pub fn caddyfile(port: u16, latch: u16, upstream: u16) -> String {
+/// The code block of `lang` between `<!-- marker:begin -->` and
+/// `<!-- marker:end -->` in the README.
+fn readme_block(marker: &str, lang: &str) -> String {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let begin = format!("<!-- {marker}:begin -->");
+    let end = format!("<!-- {marker}:end -->");
     let start = readme
-        .find("<!-- caddyfile:begin -->")
-        .expect("README has the Caddyfile");
-    let block = &readme[start..];
-    let code = &block[block.find("```caddyfile\n").unwrap() + 13..];
-    let code = &code[..code.find("```").unwrap()];
+        .find(&begin)
+        .unwrap_or_else(|| panic!("README has no {begin}"));
+    let block = &readme[start..start + readme[start..].find(&end).expect("an end marker")];
+    let fence = format!("```{lang}\n");
+    let code = &block[block.find(&fence).expect("a code block") + fence.len()..];
+    code[..code.find("```").unwrap()].to_owned()
+}
+
+/// The README's Caddyfile, with hosts and ports filled in.
+pub fn caddyfile(port: u16, latch: u16, upstream: u16) -> String {
+    let code = readme_block("caddyfile", "caddyfile");
     let global = "{\n\tadmin off\n\tauto_https off\n}\n\n";
     format!("{global}{code}")
         .replace(
@@ -161,29 +214,18 @@ pub fn start_caddy(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy
     Proxy { child, port, log }
 }
 
-/// The README's nginx server block, inside a minimal nginx.conf.
+/// The README's nginx block, inside a minimal nginx.conf.
 pub fn nginx_conf(dir: &Path, port: u16, latch: u16, upstream: u16) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
-        .find("<!-- nginx:begin -->")
-        .expect("README has the nginx block");
-    let block = &readme[start..];
-    let code = &block[block.find("```nginx\n").unwrap() + 9..];
-    let code = &code[..code.find("```").unwrap()];
-    let d = dir.display();
-    let code = code
+    let code = readme_block("nginx", "nginx")
         .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
-        .replace(
-            "server_name app.example.com;",
-            "server_name app.example.test;",
-        )
+        .replace(".example.com;", ".example.test;")
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{latch}"))
         .replace("127.0.0.1:3000", &format!("127.0.0.1:{upstream}"))
         .lines()
         .filter(|l| !l.trim_start().starts_with("ssl_"))
         .collect::<Vec<_>>()
         .join("\n");
+    let d = dir.display();
     format!(
         "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
          events {{ worker_connections 64; }}\n\
@@ -212,164 +254,444 @@ fn start_nginx(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
     Proxy { child, port, log }
 }
 
-/// A request to the proxy for `host` (app or auth) at `path`.
-fn via(proxy: &Proxy, host: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
-    let host = format!("{host}.example.test:{}", proxy.port);
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+/// Drops the TLS lines (`tls: {}` and the certificate files), since the
+/// tests speak plain http, like the `ssl_` lines of the nginx block.
+fn without_tls(code: &str) -> String {
+    code.lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            !["tls:", "certificates:", "- certFile:", "keyFile:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The README's Traefik static and dynamic configurations.
+pub fn traefik_configs(dir: &Path, port: u16, latch: u16, upstream: u16) -> (String, String) {
+    let dynamic_path = dir.join("latch.yml");
+    let static_config = without_tls(&readme_block("traefik-static", "yaml"))
+        .replace("\":443\"", &format!("\"127.0.0.1:{port}\""))
+        .replace(
+            "/etc/traefik/latch.yml",
+            dynamic_path.to_str().expect("a UTF-8 path"),
+        );
+    let dynamic = without_tls(&readme_block("traefik-dynamic", "yaml"))
+        .replace(".example.com`", ".example.test`")
+        .replace("127.0.0.1:8080", &format!("127.0.0.1:{latch}"))
+        .replace("127.0.0.1:3000", &format!("127.0.0.1:{upstream}"));
+    (static_config, dynamic)
+}
+
+fn start_traefik(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let (static_config, dynamic) = traefik_configs(dir.path(), port, latch, upstream);
+    let config = dir.path().join("traefik.yml");
+    std::fs::write(&config, static_config).unwrap();
+    std::fs::write(dir.path().join("latch.yml"), dynamic).unwrap();
+    let log = dir.path().join("traefik.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = Command::new("traefik")
+        .arg(format!("--configFile={}", config.display()))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    wait_for_port(port, &mut child, &log);
+    let proxy = Proxy { child, port, log };
+    // The routers come from the file provider a moment after the port
+    // opens; until then every request gets Traefik's 404.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while via(&proxy, "app", "GET", "/", &[JSON], b"").status == 404 {
+        assert!(Instant::now() < deadline, "no routers:\n{}", proxy.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The README's configuration starts without a single warning.
+    let log = proxy.log();
+    for level in ["WRN", "ERR", "FTL", "PNC"] {
+        assert!(!log.contains(level), "Traefik logged {level}:\n{log}");
+    }
+    proxy
+}
+
+/// Where the test client connects from: not the proxies' address.
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+/// A TCP connection to `to` from `source` (bound before connecting).
+fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let stream = tokio_block_on(async move {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(IpAddr::V4(source), 0))?;
+        socket.connect(to).await?.into_std()
+    })
+    .unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
+/// A request from 127.0.0.2 to the proxy for `host` (app or auth).
+fn via(
+    proxy: &Proxy,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}.example.test:{}\r\nConnection: close\r\n",
+        proxy.port
+    );
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
-    req.push_str("Content-Length: 0\r\n\r\n");
-    Client {
-        addr: format!("127.0.0.1:{}", proxy.port).parse().unwrap(),
-    }
-    .raw(req.as_bytes())
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let to = SocketAddr::from((Ipv4Addr::LOCALHOST, proxy.port));
+    let mut stream = connect_from(CLIENT_IP, to);
+    stream.write_all(&bytes).unwrap();
+    read_response_to(&mut stream, method == "HEAD").unwrap()
 }
 
 const BROWSER: (&str, &str) = ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+const JSON: (&str, &str) = ("Accept", "application/json");
+const XHR: (&str, &str) = ("X-Requested-With", "XMLHttpRequest");
 
-/// What the upstream saw of a request header, if anything.
-fn seen(res: &Response, header: &str) -> Vec<String> {
-    assert_eq!(res.status, 200, "{}", res.text());
-    res.json()["headers"][header]
-        .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
+/// Request headers, name and value.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+/// The four identity headers, as latch and the README spell them.
+const IDENTITY: [&str; 4] = [
+    "Remote-User",
+    "Remote-Groups",
+    "Remote-Email",
+    "Remote-Name",
+];
+
+/// A header name the way CGI, WSGI, PHP and nginx FastCGI turn it into a
+/// variable: uppercase, every character but a letter or digit as `_`.
+fn cgi_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
-/// The whole protected-app story through `proxy`.
-fn story(proxy: &Proxy, server: &Server, upstream: &Upstream, rd_scheme: &str) {
+/// Every spelling of `name` (such as `Remote-User`) that such a backend
+/// reads as the same variable: other cases, and each separator HTTP allows.
+fn spellings(name: &str) -> Vec<String> {
+    let (remote, rest) = name.split_once('-').unwrap();
+    let mut all = vec![
+        name.to_owned(),
+        name.to_ascii_lowercase().replace('-', "_"),
+        name.to_ascii_uppercase(),
+    ];
+    for sep in "_.~!+|#$%&'*^`".chars() {
+        all.push(format!("{remote}{sep}{rest}"));
+    }
+    all
+}
+
+/// Forged identity headers in every spelling, all four of them. Every
+/// value contains "evil".
+fn forged() -> Vec<(String, String)> {
+    let values = ["evil", "admins,evil", "evil@evil.test", "evil-name"];
+    IDENTITY
+        .iter()
+        .zip(values)
+        .flat_map(|(name, value)| spellings(name).into_iter().map(move |n| (n, value.into())))
+        .collect()
+}
+
+fn with_forged<'a>(
+    base: &[(&'a str, &'a str)],
+    forged: &'a [(String, String)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut all = base.to_vec();
+    all.extend(forged.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    all
+}
+
+/// Asserts the app got exactly latch's identity, `expected` in the order
+/// of [`IDENTITY`] (an empty value may also be absent), and nothing else
+/// that a backend would read as one of those four variables.
+fn assert_identity(res: &Response, expected: [&str; 4], what: &str) {
+    assert_eq!(res.status, 200, "{what}: {}", res.text());
+    let body = res.json();
+    for (name, value) in IDENTITY.iter().zip(expected) {
+        let var = format!("HTTP_{}", cgi_name(name));
+        let seen = body["environ"][&var].as_str().unwrap_or_default();
+        assert_eq!(seen, value, "{what}: {var} in {}", body["environ"]);
+    }
+    let mut seen = Vec::new();
+    for pair in body["headers"].as_array().unwrap() {
+        let (name, value) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+        let var = cgi_name(name);
+        assert!(
+            !(var.starts_with("REMOTE") && value.contains("evil")),
+            "{what}: a forged header reached the app: {name}: {value}"
+        );
+        if let Some(i) = IDENTITY.iter().position(|n| cgi_name(n) == var) {
+            assert_eq!(name, IDENTITY[i], "{what}: an alias reached the app");
+            assert_eq!(value, expected[i], "{what}: {name}");
+            seen.push(name);
+        }
+    }
+    seen.sort_unstable();
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(seen, unique, "{what}: a header came twice");
+    for (name, value) in IDENTITY.iter().zip(expected) {
+        assert!(
+            value.is_empty() || seen.contains(name),
+            "{what}: {name} missing"
+        );
+    }
+}
+
+/// The audit lines for `user`, once one is logged.
+fn audit_lines(server: &Server, user: &str) -> Vec<String> {
+    let needle = format!("user=\"{user}\"");
+    let log = server.log_containing(&needle);
+    log.lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Signs in on latch's login page, reached through the proxy; returns
+/// `latch_session=<token>`.
+fn sign_in(proxy: &Proxy, username: &str, password: &str, rd: &str) -> String {
+    let res = via(
+        proxy,
+        "auth",
+        "GET",
+        &format!("/login?rd={}", latch::redirect::encode_query_value(rd)),
+        &[BROWSER],
+        b"",
+    );
+    assert_eq!(res.status, 200, "{}", res.text());
+    let (nonce, _) = set_cookie(&res, "latch_form").expect("a form cookie");
+    let form_cookie = format!("latch_form={nonce}");
+    let enc = latch::redirect::encode_query_value;
+    let body = format!(
+        "csrf={}&username={}&password={}&rd={}",
+        enc(&csrf(&res.text())),
+        enc(username),
+        enc(password),
+        enc(rd)
+    );
+    let origin = format!("http://auth.example.test:{}", proxy.port);
+    let res = via(
+        proxy,
+        "auth",
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", &form_cookie),
+            ("Origin", &origin),
+            BROWSER,
+        ],
+        body.as_bytes(),
+    );
+    assert_eq!(res.status, 303, "{}", res.text());
+    assert_eq!(res.header("location"), Some(rd));
+    let (token, _) = set_cookie(&res, "latch_session").expect("a session cookie");
+    format!("latch_session={token}")
+}
+
+/// Paths an app reads as its admin area (`/admin` or under it, once
+/// decoded and cleaned, in any case).
+const ADMIN_PATHS: [&str; 11] = [
+    "/admin",
+    "/admin/",
+    "/admin/panel",
+    "//admin/x",
+    "/admin/../admin/x",
+    "/%61dmin/x",
+    "/./admin/x",
+    "/ADMIN/x",
+    "/admin%2Fx",
+    "/x/../admin",
+    "/Admin/",
+];
+
+/// The whole protected-app story through `proxy`. `refused` are the paths
+/// the proxy itself answers with 400.
+fn story(proxy: &Proxy, server: &Server, upstream: &Upstream, refused: &[&str]) {
     let c = server.client();
     let port = proxy.port;
-    let log = || std::fs::read_to_string(&proxy.log).unwrap_or_default();
+    let app = |method: &str, path: &str, headers: &[(&str, &str)]| {
+        via(proxy, "app", method, path, headers, b"")
+    };
 
-    // Not signed in: a browser goes to the login page, with the right rd.
-    let res = via(proxy, "app", "GET", "/some/page?x=1", &[BROWSER]);
-    assert_eq!(res.status, 302, "{}\n{}", res.text(), log());
-    let rd = format!("{rd_scheme}://app.example.test:{port}/some/page?x=1");
-    let expected = format!(
+    // Not signed in: browsers go to the login page with the right rd (302,
+    // or 303 for other methods); scripts and XHRs get the 401.
+    let rd = format!("http://app.example.test:{port}/some/page?x=1");
+    let login = format!(
         "http://auth.example.test:{port}/login?rd={}",
         latch::redirect::encode_query_value(&rd)
     );
-    assert_eq!(res.header("location"), Some(expected.as_str()));
-    // A script gets 401.
-    let res = via(
-        proxy,
-        "app",
-        "GET",
-        "/api/data",
-        &[("Accept", "application/json")],
-    );
-    assert_eq!(res.status, 401, "{}", res.text());
+    let cases: [(&str, Headers, u16); 9] = [
+        ("GET", &[BROWSER], 302),
+        ("HEAD", &[BROWSER], 302),
+        ("POST", &[BROWSER], 303),
+        ("DELETE", &[BROWSER], 303),
+        ("GET", &[JSON], 401),
+        ("GET", &[], 401),
+        ("POST", &[JSON], 401),
+        ("GET", &[BROWSER, XHR], 401),
+        ("POST", &[BROWSER, XHR], 401),
+    ];
+    for (method, headers, status) in cases {
+        let what = format!("{method} {headers:?}");
+        let res = app(method, "/some/page?x=1", headers);
+        assert_eq!(
+            res.status,
+            status,
+            "{what}: {}\n{}",
+            res.text(),
+            proxy.log()
+        );
+        assert_eq!(res.header("location"), Some(login.as_str()), "{what}");
+        if status == 401 {
+            let challenges = res.headers_named("www-authenticate");
+            assert!(
+                challenges
+                    .iter()
+                    .any(|c| c.starts_with(r#"Bearer realm="latch""#)),
+                "{what}: {challenges:?}"
+            );
+            if method != "HEAD" {
+                assert_eq!(res.error_code(), "unauthorized", "{what}");
+            }
+        }
+    }
     assert_eq!(
         upstream.hits(),
         0,
         "the upstream was reached without a login"
     );
 
-    // The login page sets the cookie and sends the browser back.
-    let form = open_login(&c, "");
-    let origin = format!("http://auth.example.test:{port}");
-    let res = submit_login(
-        &c,
-        &form,
-        "alice",
-        "alice-password",
-        Some(&rd),
-        &[("Origin", &origin)],
-    );
-    assert_eq!(res.status, 303, "{}", res.text());
-    assert_eq!(res.header("location"), Some(rd.as_str()));
-    let cookie = format!(
-        "latch_session={}",
-        set_cookie(&res, "latch_session").unwrap().0
-    );
+    // Signing in on latch's page, through the proxied auth host.
+    let alice = sign_in(proxy, "alice", "alice-password", &rd);
+    let bob = sign_in(proxy, "bob", "bob-password", &rd);
+    let bob_is = ["bob", "", "bob@example.test", "bob"];
+    let alice_is = ["alice", "admins,media", "", "alice"];
 
-    // With the cookie the upstream sees who it is; forged headers are gone.
-    let res = via(
-        proxy,
-        "app",
-        "GET",
-        "/some/page?x=1",
-        &[
-            BROWSER,
-            ("Cookie", &cookie),
-            ("Remote-User", "admin"),
-            ("Remote-Email", "boss@evil.test"),
-            ("Remote-Groups", "admins,root"),
-        ],
-    );
-    assert_eq!(seen(&res, "remote-user"), ["alice"], "{}", log());
-    assert_eq!(seen(&res, "remote-groups"), ["admins,media"]);
-    assert_eq!(seen(&res, "remote-name"), ["alice"]);
-    assert!(
-        seen(&res, "remote-email").iter().all(|e| e.is_empty()),
-        "{:?}",
-        seen(&res, "remote-email")
-    );
+    // Signed in, the app sees exactly who it is, whatever the client forged.
+    let forged = forged();
+    let token = c.token("bob", "bob-password");
+    let logins: [(&str, (&str, &str), [&str; 4]); 5] = [
+        ("bob's cookie", ("Cookie", &bob), bob_is),
+        ("alice's cookie", ("Cookie", &alice), alice_is),
+        ("bob's token", ("Authorization", &bearer(&token)), bob_is),
+        (
+            "bob's password",
+            ("Authorization", &basic("bob", "bob-password")),
+            bob_is,
+        ),
+        (
+            "alice's password",
+            ("Authorization", &basic("alice", "alice-password")),
+            alice_is,
+        ),
+    ];
+    for (what, credential, expected) in &logins {
+        let res = app(
+            "GET",
+            "/some/page?x=1",
+            &with_forged(&[BROWSER, *credential], &forged),
+        );
+        assert_identity(&res, *expected, what);
+        let environ = &res.json()["environ"];
+        assert_eq!(environ["PATH_INFO"], "/some/page");
+        assert_eq!(environ["QUERY_STRING"], "x=1");
+    }
+
     // Forged headers without a login never reach the upstream at all.
     let before = upstream.hits();
-    let res = via(
-        proxy,
-        "app",
-        "GET",
-        "/",
-        &[("Remote-User", "alice"), ("Accept", "application/json")],
-    );
-    assert_eq!(res.status, 401);
+    let res = app("GET", "/", &with_forged(&[JSON], &forged));
+    assert_eq!(res.status, 401, "{}", res.text());
+    let res = app("GET", "/", &with_forged(&[BROWSER], &forged));
+    assert_eq!(res.status, 302, "{}", res.text());
+    // Nor does a credential in the query: the client's query stays off /auth.
+    let res = app("GET", &format!("/?auth_token={token}"), &[JSON]);
+    assert_eq!(res.status, 401, "{}", res.text());
     assert_eq!(upstream.hits(), before);
+    // ... so a client's ?group= does not change what is required either.
+    let res = app("GET", "/some/page?group=admins", &[("Cookie", &bob)]);
+    assert_identity(&res, bob_is, "bob with ?group=admins");
 
-    // Bearer through the proxy, for scripts.
-    let token = c.token("bob", "bob-password");
-    let res = via(
-        proxy,
-        "app",
-        "GET",
-        "/api/data",
-        &[("Authorization", &bearer(&token)), ("Remote-User", "alice")],
-    );
-    assert_eq!(seen(&res, "remote-user"), ["bob"]);
-    assert_eq!(seen(&res, "remote-email"), ["bob@example.test"]);
-    // Basic with the password, too.
-    let res = via(
-        proxy,
-        "app",
-        "GET",
-        "/api/data",
-        &[("Authorization", &basic("bob", "bob-password"))],
-    );
-    assert_eq!(seen(&res, "remote-user"), ["bob"]);
+    // /admin, however spelled, is for the admins group only.
+    for path in ADMIN_PATHS {
+        let before = upstream.hits();
+        let res = app("GET", path, &[BROWSER, ("Cookie", &bob)]);
+        let status = if refused.contains(&path) { 400 } else { 403 };
+        assert_eq!(res.status, status, "bob {path}: {}", res.text());
+        assert_eq!(upstream.hits(), before, "bob reached {path}");
+        let res = app("GET", path, &[BROWSER, ("Cookie", &alice)]);
+        if refused.contains(&path) {
+            assert_eq!(res.status, 400, "alice {path}: {}", res.text());
+            assert_eq!(upstream.hits(), before, "alice reached {path}");
+        } else {
+            assert_identity(&res, alice_is, &format!("alice {path}"));
+        }
+    }
+    // A longer name is not the admin area.
+    let res = app("GET", "/administrator", &[("Cookie", &bob)]);
+    assert_identity(&res, bob_is, "bob /administrator");
 
-    // Groups: /admin needs "admins".
+    // The client's address, not its own X-Forwarded-For, in latch's audit
+    // log: through the app's forward auth and through the auth host.
+    let spoof = ("X-Forwarded-For", "6.6.6.6");
+    let res = app(
+        "GET",
+        "/some/page",
+        &[JSON, spoof, ("Authorization", &basic("xff-app", "wrong"))],
+    );
+    assert_eq!(res.status, 401, "{}", res.text());
     let res = via(
         proxy,
-        "app",
+        "auth",
         "GET",
-        "/admin/panel",
-        &[BROWSER, ("Cookie", &cookie)],
+        "/api/resource",
+        &[spoof, ("Authorization", &basic("xff-auth", "wrong"))],
+        b"",
     );
-    assert_eq!(seen(&res, "remote-user"), ["alice"]);
-    let res = via(
-        proxy,
-        "app",
-        "GET",
-        "/admin/panel",
-        &[("Authorization", &bearer(&token))],
-    );
-    assert_eq!(res.status, 403, "{}", res.text());
+    assert_eq!(res.status, 401, "{}", res.text());
+    for user in ["xff-app", "xff-auth"] {
+        for line in audit_lines(server, user) {
+            assert!(line.contains("source=127.0.0.2"), "{line}");
+        }
+    }
+    assert!(!server.log().contains("6.6.6.6"), "{}", server.log());
 
-    // Logout kills the old cookie value.
-    let res = c.request("POST", "/logout", &[("Cookie", &cookie)], None);
-    assert_eq!(res.status, 200);
+    // Logout (through the auth host) kills the cookie.
+    let origin = format!("http://auth.example.test:{port}");
     let res = via(
         proxy,
-        "app",
-        "GET",
-        "/some/page?x=1",
-        &[BROWSER, ("Cookie", &cookie)],
+        "auth",
+        "POST",
+        "/logout",
+        &[("Cookie", &alice), ("Origin", &origin)],
+        b"",
     );
+    assert_eq!(res.status, 200, "{}", res.text());
+    let res = app("GET", "/some/page?x=1", &[BROWSER, ("Cookie", &alice)]);
     assert_eq!(res.status, 302);
-    let res = via(proxy, "app", "GET", "/api/data", &[("Cookie", &cookie)]);
+    let res = app("GET", "/some/page?x=1", &[JSON, ("Cookie", &alice)]);
     assert_eq!(res.status, 401);
 }
 
@@ -377,7 +699,7 @@ pub fn latch_for(dir: &TempDir, port: u16) -> Server {
     let server = Server::start(
         dir,
         &format!(
-            "public_url = \"http://auth.example.test:{port}\"\n[forward_auth]\ncookie_domain = \"example.test\"\ncookie_secure = false\n"
+            "public_url = \"http://auth.example.test:{port}\"\n[forward_auth]\ncookie_domain = \"example.test\"\ncookie_secure = false\ntrusted_proxies = [\"127.0.0.1\"]\n"
         ),
     );
     let c = server.client();
@@ -391,29 +713,32 @@ pub fn latch_for(dir: &TempDir, port: u16) -> Server {
     server
 }
 
-#[test]
-fn caddy_forward_auth() {
-    if !require_program("caddy") {
+/// latch, the app and `start`'s proxy, then the story.
+fn run(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy, refused: &[&str]) {
+    if !require_program(name) || !require_program("python3") {
         return;
     }
-    let dir = TempDir::new("caddy");
+    let dir = TempDir::new(name);
     let upstream = Upstream::start();
     // The proxy port must be known before latch starts (public_url).
     let port = free_port();
     let server = latch_for(&dir, port);
-    let proxy = start_caddy(&dir, port, server.addr.port(), upstream.port);
-    story(&proxy, &server, &upstream, "http");
+    let proxy = start(&dir, port, server.addr.port(), upstream.port);
+    story(&proxy, &server, &upstream, refused);
+}
+
+#[test]
+fn caddy_forward_auth() {
+    run("caddy", start_caddy, &[]);
 }
 
 #[test]
 fn nginx_auth_request() {
-    if !require_program("nginx") {
-        return;
-    }
-    let dir = TempDir::new("nginx");
-    let upstream = Upstream::start();
-    let port = free_port();
-    let server = latch_for(&dir, port);
-    let proxy = start_nginx(&dir, port, server.addr.port(), upstream.port);
-    story(&proxy, &server, &upstream, "http");
+    run("nginx", start_nginx, &[]);
+}
+
+#[test]
+fn traefik_forward_auth() {
+    // Traefik refuses encoded slashes (encodedCharacters) outright.
+    run("traefik", start_traefik, &["/admin%2Fx"]);
 }
