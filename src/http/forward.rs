@@ -8,8 +8,11 @@
 //! (302, or 303 for methods other than GET/HEAD) and everyone else gets 401
 //! with the challenges and a `Location` naming the login page; on
 //! `/auth/nginx` it is always 401 with that `Location`, never a redirect.
-//! The original URL and method are read from `X-Forwarded-*` (Traefik,
-//! Caddy) or `X-Original-*` (nginx), only when the peer is a trusted proxy.
+//! The original URL and method are read, only when the peer is a trusted
+//! proxy, from the headers of the proxy each endpoint serves and no
+//! others: `X-Forwarded-*` on `/auth` (Traefik, Caddy), `X-Original-*` on
+//! `/auth/nginx`. (Caddy and Traefik pass a client's own `X-Original-URL`
+//! through; nginx passes a client's `X-Forwarded-*`.)
 
 use std::net::SocketAddr;
 
@@ -48,8 +51,9 @@ struct Original {
 }
 
 impl Original {
-    /// Reads the proxy's headers; callers only do so for trusted peers.
-    fn from_headers(parts: &Parts) -> Original {
+    /// Reads the headers `flavor`'s proxy sets; callers only do so for
+    /// trusted peers.
+    fn from_headers(parts: &Parts, flavor: Flavor) -> Original {
         let get = |name: &str| {
             parts
                 .headers
@@ -58,19 +62,23 @@ impl Original {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
         };
-        let method = get("x-forwarded-method")
-            .or_else(|| get("x-original-method"))
-            .and_then(|m| Method::from_bytes(m.as_bytes()).ok());
-        let url = match get("x-original-url") {
-            Some(url) => Some(url.to_owned()),
-            None => match (get("x-forwarded-proto"), get("x-forwarded-host")) {
-                (Some(proto), Some(host)) if matches!(proto, "http" | "https") => {
-                    let uri = get("x-forwarded-uri").unwrap_or("/");
-                    Some(format!("{proto}://{host}{uri}"))
-                }
-                _ => None,
-            },
+        let (method, url) = match flavor {
+            Flavor::Nginx => (
+                get("x-original-method"),
+                get("x-original-url").map(str::to_owned),
+            ),
+            Flavor::Redirecting => (
+                get("x-forwarded-method"),
+                match (get("x-forwarded-proto"), get("x-forwarded-host")) {
+                    (Some(proto), Some(host)) if matches!(proto, "http" | "https") => {
+                        let uri = get("x-forwarded-uri").unwrap_or("/");
+                        Some(format!("{proto}://{host}{uri}"))
+                    }
+                    _ => None,
+                },
+            ),
         };
+        let method = method.and_then(|m| Method::from_bytes(m.as_bytes()).ok());
         // Only plain absolute http(s) URLs go into a redirect.
         let url = url.filter(|u| {
             (u.starts_with("https://") || u.starts_with("http://"))
@@ -157,7 +165,7 @@ fn unauthenticated(
     e: &Error,
 ) -> Response<Body> {
     let original = if app.config.forward_auth.trusts(peer.ip()) {
-        Original::from_headers(parts)
+        Original::from_headers(parts, flavor)
     } else {
         Original {
             method: None,

@@ -328,3 +328,154 @@ fn logout_everywhere_can_take_the_keys_too() {
     c.resource(&bearer(&key)).assert_challenges(true);
     c.assert_alive("alice", "alice-password");
 }
+
+/// One user's credentials: two of each kind.
+struct Held {
+    user: String,
+    tokens: [String; 2],
+    sessions: [String; 2],
+    keys: [(u64, String); 2],
+}
+
+fn hold(c: &Client, user: &str) -> Held {
+    c.register(user, "first-password");
+    let token = || c.token(user, "first-password");
+    let key = |name: &str| {
+        let res = c.post_json(
+            "/api/keys",
+            &json!({"name": name}),
+            &[("Authorization", &basic(user, "first-password"))],
+        );
+        let v = res.json();
+        (
+            v["id"].as_u64().unwrap(),
+            v["key"].as_str().unwrap().to_owned(),
+        )
+    };
+    Held {
+        user: user.to_owned(),
+        tokens: [token(), token()],
+        sessions: [
+            session(c, user, "first-password"),
+            session(c, user, "first-password"),
+        ],
+        keys: [key("one"), key("two")],
+    }
+}
+
+/// Whether each of a pair still works: (first, second).
+fn alive(c: &Client, held: &Held, kind: &str) -> (bool, bool) {
+    let ok = |res: Response| res.status == 200;
+    let check = |i: usize| match kind {
+        "API tokens" => ok(c.resource(&bearer(&held.tokens[i]))),
+        "sessions" => ok(c.get("/auth", &[("Cookie", &held.sessions[i])])),
+        "API keys" => ok(c.resource(&bearer(&held.keys[i].1))),
+        other => panic!("unknown column {other}"),
+    };
+    (check(0), check(1))
+}
+
+/// The README's "what survives what" table, checked row by row: the event
+/// is done with the first of each pair, and each cell says what becomes
+/// of the pair.
+#[test]
+fn what_survives_what_is_what_the_readme_says() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("<!-- survives:begin -->").unwrap();
+    let end = readme.find("<!-- survives:end -->").unwrap();
+    let rows: Vec<Vec<String>> = readme[start..end]
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| {
+            l.trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_owned())
+                .collect()
+        })
+        .collect();
+    let header = &rows[0];
+    assert_eq!(header, &["event", "API tokens", "sessions", "API keys"]);
+    let dir = TempDir::new("survives");
+    let text = config_text(dir.path(), FA_CONFIG);
+    let config = dir.path().join("latch.toml");
+    std::fs::write(&config, &text).unwrap();
+    let server = InProcess::start(&dir, FA_CONFIG, Clock::system());
+    let c = server.client;
+    let mut checked = 0;
+    for (n, row) in rows[2..].iter().enumerate() {
+        let held = hold(&c, &format!("user{n}"));
+        let user = held.user.as_str();
+        let password = basic(user, "first-password");
+        let event = row[0].as_str();
+        let done = match event {
+            "`POST /logout` with a token" => {
+                c.post_auth("/logout", &bearer(&held.tokens[0])).status
+            }
+            "sign-out from the page, or `GET /logout`" => {
+                c.get("/logout", &[("Cookie", &held.sessions[0])]).status
+            }
+            "`POST /api/logout-all`" => c.post_auth("/api/logout-all", &password).status,
+            "`POST /api/logout-all` with `{\"revoke_keys\": true}`" => {
+                c.post_json(
+                    "/api/logout-all",
+                    &json!({"revoke_keys": true}),
+                    &[("Authorization", &password)],
+                )
+                .status
+            }
+            "password change (`PUT /api/users/me/password`, `latch user passwd`)" => {
+                c.request(
+                    "PUT",
+                    "/api/users/me/password",
+                    &[
+                        ("Authorization", &bearer(&held.tokens[0])),
+                        ("Content-Type", "application/json"),
+                    ],
+                    Some(br#"{"old_password":"first-password","new_password":"second-password"}"#),
+                )
+                .status
+            }
+            "`DELETE /api/keys/<id>`, `latch user keys NAME --revoke ID`" => {
+                c.request(
+                    "DELETE",
+                    &format!("/api/keys/{}", held.keys[0].0),
+                    &[("Authorization", &password)],
+                    None,
+                )
+                .status
+            }
+            "`latch user keys NAME --all`" => {
+                let (status, _, stderr) = latch_with(&["user", "keys", user, "--all"], &config);
+                assert!(status.success(), "{stderr}");
+                200
+            }
+            "account deleted (`DELETE /api/users/me`, `latch user del`)" => {
+                c.request(
+                    "DELETE",
+                    "/api/users/me",
+                    &[("Authorization", &password)],
+                    None,
+                )
+                .status
+            }
+            other => panic!("the test does not know the README's event {other:?}"),
+        };
+        assert!(matches!(done, 200 | 204 | 302), "{event}: {done}");
+        for (column, cell) in header.iter().zip(row).skip(1) {
+            let expected = match cell.as_str() {
+                "kept" => (true, true),
+                "that one refused" | "that one deleted" => (false, true),
+                "all refused" | "all deleted" => (false, false),
+                other => panic!("unknown cell {other:?}"),
+            };
+            assert_eq!(
+                alive(&c, &held, column),
+                expected,
+                "{event}: {column} should be {cell}"
+            );
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 8);
+}

@@ -228,3 +228,56 @@ fn untrusted_proxies_are_named_once_in_the_log() {
         1
     );
 }
+
+#[test]
+fn each_endpoint_reads_only_its_own_proxys_headers() {
+    let (_dir, server) = start("");
+    let c = server.client;
+    // Caddy and Traefik pass a client's own X-Original-URL through, beside
+    // the X-Forwarded-* they set: /auth ignores it.
+    let res = c.get(
+        "/auth",
+        &[
+            BROWSER,
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.example.test"),
+            ("X-Forwarded-Uri", "/real"),
+            ("X-Forwarded-Method", "GET"),
+            ("X-Original-URL", "https://other.example.test/chosen"),
+            ("X-Original-Method", "POST"),
+        ],
+    );
+    assert_eq!(res.status, 302);
+    assert_eq!(
+        res.header("location"),
+        Some("http://auth.example.test/login?rd=https%3A%2F%2Fapp.example.test%2Freal")
+    );
+    // nginx passes a client's X-Forwarded-* through: /auth/nginx ignores them.
+    let res = c.get(
+        "/auth/nginx",
+        &[
+            ("X-Original-URL", "https://app.example.test/real"),
+            ("X-Original-Method", "GET"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "other.example.test"),
+            ("X-Forwarded-Uri", "/chosen"),
+        ],
+    );
+    res.assert_challenges(false);
+    assert_eq!(
+        res.header("location"),
+        Some("http://auth.example.test/login?rd=https%3A%2F%2Fapp.example.test%2Freal")
+    );
+    // Only X-Forwarded-* on /auth/nginx: no original URL at all.
+    let res = c.get(
+        "/auth/nginx",
+        &[
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "app.example.test"),
+        ],
+    );
+    assert_eq!(
+        res.header("location"),
+        Some("http://auth.example.test/login")
+    );
+}
