@@ -192,7 +192,7 @@ impl Accounts {
             if !self.regulator.is_banned(user_id, source, now)
                 && self
                     .password_cache
-                    .hit(u.id, password, &u.password_hash, now)
+                    .hit(u.id, password, &u.password_hash, source, now)
             {
                 self.regulator.cleared(u.id);
                 self.metrics.login(LoginResult::Success);
@@ -223,7 +223,7 @@ impl Accounts {
                 self.metrics.login(LoginResult::Success);
                 audit::password(login, Outcome::Success);
                 self.password_cache
-                    .remember(user.id, password, &user.password_hash, now);
+                    .remember(user.id, password, &user.password_hash, source, now);
                 self.rehash_if_needed(&user, password).await?;
                 Ok(user)
             }
@@ -235,6 +235,18 @@ impl Accounts {
                 Err(Error::unauthorized(Refusal::BadPassword))
             }
         }
+    }
+
+    /// Lifts a ban of an account or of a client address, in memory and in
+    /// the store. Returns whether one was stored.
+    pub async fn unban(&self, ban: Ban) -> Result<bool> {
+        self.regulator.lift(ban);
+        let stored = self.store.delete_ban(ban).await?;
+        match ban {
+            Ban::User(id, _) => audit::user_event("unban", id, "lifted a ban"),
+            Ban::Source(address, _) => audit::source_unbanned(address),
+        }
+        Ok(stored)
     }
 
     /// Keeps new bans in the store (a restart does not lift them) and
@@ -448,18 +460,25 @@ impl Accounts {
 /// `ａｄｍｉｎ`) and case-insensitive uniqueness is exact. No `@` (that marks
 /// an email at login), nothing shaped like a token or an API key.
 pub fn validate_username(name: &str) -> Result<()> {
-    let ok = is_name(name)
-        && !token::looks_like_token(name)
-        && !name
-            .to_ascii_lowercase()
-            .starts_with(crate::credentials::API_KEY_PREFIX);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::bad_request(
+    if !is_name(name) {
+        return Err(Error::bad_request(
             "username must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
-        ))
+        ));
     }
+    if name
+        .to_ascii_lowercase()
+        .starts_with(crate::credentials::API_KEY_PREFIX)
+    {
+        return Err(Error::bad_request(
+            "username must not start with latch_ (that marks an API key)",
+        ));
+    }
+    if token::looks_like_token(name) {
+        return Err(Error::bad_request(
+            "username must not look like a token (eyJ... with two dots)",
+        ));
+    }
+    Ok(())
 }
 
 fn is_name(name: &str) -> bool {

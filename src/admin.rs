@@ -99,6 +99,13 @@ pub enum Request {
     },
     /// Stream a consistent export of the database (see `Store::export`).
     Backup,
+    /// Lift the brute-force ban of an account or of a client address.
+    Unban {
+        /// The account, by name.
+        username: Option<String>,
+        /// The client address.
+        address: Option<std::net::IpAddr>,
+    },
     /// List a user's API keys, or revoke one or all of them.
     Keys {
         /// Username.
@@ -175,18 +182,27 @@ pub enum Reply {
 /// Runs a command against `auth`. Failures become [`Reply::Failed`]
 /// with one line fit for the operator.
 pub async fn execute(auth: &Auth, request: Request) -> Reply {
-    audit::admin(match request {
-        Request::Add { .. } => "add",
-        Request::List => "list",
-        Request::Passwd { .. } => "passwd",
-        Request::Del { .. } => "del",
-        Request::Groups { .. } => "groups",
-        Request::Backup => "backup",
-        Request::Keys { revoke: None, .. } => "keys",
+    let (op, target) = match &request {
+        Request::Add { username, .. } => ("add", Some(username.clone())),
+        Request::List => ("list", None),
+        Request::Passwd { username, .. } => ("passwd", Some(username.clone())),
+        Request::Del { username } => ("del", Some(username.clone())),
+        Request::Groups { username, .. } => ("groups", Some(username.clone())),
+        Request::Backup => ("backup", None),
+        Request::Unban { username, address } => (
+            "unban",
+            username.clone().or_else(|| address.map(|a| a.to_string())),
+        ),
         Request::Keys {
-            revoke: Some(_), ..
-        } => "keys_revoke",
-    });
+            username,
+            revoke: None,
+        } => ("keys", Some(username.clone())),
+        Request::Keys {
+            username,
+            revoke: Some(_),
+        } => ("keys_revoke", Some(username.clone())),
+    };
+    audit::admin(op, target.as_deref());
     match run_command(auth, request).await {
         Ok(reply) => reply,
         Err(error) => Reply::Failed { error },
@@ -246,6 +262,23 @@ async fn run_command(auth: &Auth, request: Request) -> std::result::Result<Reply
             done(format!("deleted user {}", u.username))
         }
         Request::Backup => Err("a backup streams; use `latch backup`".to_owned()),
+        Request::Unban { username, address } => {
+            use crate::regulation::Ban;
+            let (ban, what) = match (username, address) {
+                (Some(name), None) => {
+                    let u = user(&name)?;
+                    (Ban::User(u.id, 0), u.username)
+                }
+                (None, Some(address)) => (Ban::Source(address, 0), address.to_string()),
+                _ => return Err("name an account or an address".to_owned()),
+            };
+            let stored = accounts.unban(ban).await.map_err(|e| describe(&e))?;
+            done(if stored {
+                format!("lifted the ban of {what}")
+            } else {
+                format!("{what} was not banned (its failure count is reset)")
+            })
+        }
         Request::Keys { username, revoke } => {
             let u = user(&username)?;
             match revoke {
@@ -273,7 +306,8 @@ async fn run_command(auth: &Auth, request: Request) -> std::result::Result<Reply
                 }
                 Some(Revoke::All) => {
                     let n = auth.delete_all_keys(u.id).await.map_err(|e| describe(&e))?;
-                    done(format!("revoked {n} keys of {}", u.username))
+                    let keys = if n == 1 { "key" } else { "keys" };
+                    done(format!("revoked {n} {keys} of {}", u.username))
                 }
             }
         }
@@ -401,7 +435,7 @@ async fn handle(mut stream: UnixStream, app: &App) -> std::io::Result<()> {
         .ok_or(())
         .and_then(|l| serde_json::from_str::<Request>(l).map_err(|_| ()));
     if let Ok(Request::Backup) = request {
-        audit::admin("backup");
+        audit::admin("backup", None);
         let store = app.auth.store().clone();
         let stream = stream.into_std()?;
         stream.set_nonblocking(false)?;

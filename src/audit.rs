@@ -92,13 +92,26 @@ pub fn source_banned(address: IpAddr, until: u64) {
     tracing::warn!(target: "audit", event = "ban", banned = %address, until, source = %Source, "banned a client address after repeated failed logins");
 }
 
+/// A client address's ban lifted by an operator.
+pub fn source_unbanned(address: IpAddr) {
+    tracing::warn!(target: "audit", event = "unban", address = %address, source = "local", "lifted the ban of a client address");
+}
+
 /// An event about a known user (a ban, a revocation, an account change,
 /// an admin command); `message` is a fixed description.
 pub fn user_event(event: &'static str, user_id: u64, message: &'static str) {
     tracing::info!(target: "audit", event, user_id, source = %Source, "{message}");
 }
 
-/// A command received on the admin socket.
-pub fn admin(op: &'static str) {
-    tracing::info!(target: "audit", event = "admin", op, source = "local", "admin command");
+/// A command received on the admin socket, about `target` (a username or
+/// an address, Debug-escaped) when it names one.
+pub fn admin(op: &'static str, target: Option<&str>) {
+    match target {
+        Some(target) => {
+            tracing::info!(target: "audit", event = "admin", op, user = ?target, source = "local", "admin command")
+        }
+        None => {
+            tracing::info!(target: "audit", event = "admin", op, source = "local", "admin command")
+        }
+    }
 }

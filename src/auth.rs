@@ -259,28 +259,30 @@ impl Auth {
     /// revocation and the user's cutoff, both in memory. Does no writes
     /// and, once the revocations are loaded, no reads.
     pub fn verify_token(&self, token: &str, audience: Audience) -> Result<Identity> {
-        let refused = |why: &dyn std::fmt::Debug| {
-            let reason = format!("{why:?}");
-            audit::refused("token", &reason);
+        let refused = |reason: &str| {
+            audit::refused("token", reason);
             Error::with_cause(Kind::Unauthorized(Refusal::BadToken), reason)
         };
         let now = self.now();
         let v = match self.verified.get(token, now) {
             Some(v) => v,
             None => {
-                let v = self.keys.verify(token, now).map_err(|why| refused(&why))?;
+                let v = self
+                    .keys
+                    .verify(token, now)
+                    .map_err(|why| refused(&format!("{why:?}")))?;
                 self.verified.put(token, &v);
                 v
             }
         };
         if v.audience != audience {
-            return Err(refused(&"presented where its audience does not allow"));
+            return Err(refused("presented where its audience does not allow"));
         }
         if self.revoked.contains(&v.jti, self.store())? {
-            return Err(refused(&"revoked"));
+            return Err(refused("revoked"));
         }
         if !self.accounts.token_allowed(v.user_id, v.iat, &v.jti)? {
-            return Err(refused(&"issued before the user's cutoff"));
+            return Err(refused("issued before the user's cutoff"));
         }
         Ok(Identity {
             user_id: v.user_id,

@@ -51,7 +51,7 @@ enum Command {
     },
     /// Load a backup into an empty data directory (with the server stopped)
     Restore {
-        /// The backup file to read
+        /// The backup file to read (`-` reads standard input)
         file: PathBuf,
         /// Config file (same lookup as `serve`)
         #[arg(long, short, value_name = "PATH")]
@@ -104,6 +104,15 @@ enum UserCommand {
         name: String,
         /// The groups
         groups: Vec<String>,
+    },
+    /// Lift the brute-force ban of an account (NAME) or of a client address
+    Unban {
+        /// Username
+        #[arg(required_unless_present = "address", conflicts_with = "address")]
+        name: Option<String>,
+        /// A client address instead of an account
+        #[arg(long, value_name = "ADDR")]
+        address: Option<std::net::IpAddr>,
     },
     /// List a user's API keys, or revoke one or all of them
     Keys {
@@ -286,6 +295,10 @@ fn user(config: Result<Config>, command: UserCommand) -> Result<()> {
             username: name,
             groups,
         },
+        UserCommand::Unban { name, address } => Request::Unban {
+            username: name,
+            address,
+        },
         UserCommand::Keys { name, revoke, all } => Request::Keys {
             username: name,
             revoke: match (revoke, all) {
@@ -367,20 +380,41 @@ fn read_password(name: &str, from_stdin: bool) -> Result<String> {
 }
 
 fn print_keys(keys: &[KeyInfo]) -> Result<()> {
-    let when = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
+    let when = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), utc);
     let rows: Vec<[String; 5]> = keys
         .iter()
         .map(|k| {
             [
                 k.id.to_string(),
                 k.name.clone(),
-                k.created_at.to_string(),
+                utc(k.created_at),
                 when(k.expires_at),
                 when(k.last_used_at),
             ]
         })
         .collect();
     print_table(["ID", "NAME", "CREATED", "EXPIRES", "LAST_USED"], &rows)
+}
+
+/// Seconds since the epoch as `2026-11-29T22:30:00Z` (UTC).
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86400, secs % 86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
 }
 
 fn print_users(users: &[UserInfo]) -> Result<()> {
@@ -517,8 +551,14 @@ fn temporary_beside(file: &std::path::Path) -> Result<PathBuf> {
 /// `latch restore FILE`: into an empty data directory, server stopped.
 fn restore(config: Result<Config>, file: &std::path::Path) -> Result<()> {
     let config = config?;
-    let input = std::fs::File::open(file)
-        .map_err(|e| Error::config(format_args!("cannot read {}: {e}", file.display())))?;
+    let input: Box<dyn std::io::Read> = if file == std::path::Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(file)
+                .map_err(|e| Error::config(format_args!("cannot read {}: {e}", file.display())))?,
+        )
+    };
     let mut store = Store::open(&config.data_dir).map_err(|e| {
         if e.to_string().contains("in use") {
             Error::config(format_args!("{e}; stop the server before restoring"))
@@ -527,8 +567,27 @@ fn restore(config: Result<Config>, file: &std::path::Path) -> Result<()> {
         }
     })?;
     let count = store.restore(std::io::BufReader::new(input))?;
+    if let (Ok(None), KeySource::File(path)) = (config.read_key(), &config.key) {
+        eprintln!(
+            "latch: warning: the key file {} does not exist: restore the key that signed the tokens there before starting, or `latch serve` makes a new one (users and passwords survive; tokens and sessions do not)",
+            path.display()
+        );
+    }
     print(format_args!(
         "restored {count} entries into {}",
         config.data_dir.display()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_795_991_400), "2026-11-29T22:30:00Z");
+        assert_eq!(utc(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
 }

@@ -496,6 +496,8 @@ impl Config {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("forward_auth.trusted_proxies")
+                .with_list_parse_key("previous_keys")
+                .with_list_parse_key("previous_key_files")
                 .source(Some(env)),
         );
         let raw: Raw = builder
@@ -525,7 +527,11 @@ impl Config {
         let data_dir = raw
             .data_dir
             .unwrap_or_else(|| PathBuf::from("./latch-data"));
-        let key = match (raw.secret_key, raw.secret_key_file) {
+        // An empty value (`LATCH_SECRET_KEY_FILE=`) is no value.
+        let key = match (
+            raw.secret_key.filter(|k| !k.trim().is_empty()),
+            raw.secret_key_file.filter(|p| !p.as_os_str().is_empty()),
+        ) {
             (Some(_), Some(_)) => {
                 return Err(Error::config(
                     "config: set either secret_key or secret_key_file, not both",
@@ -699,6 +705,31 @@ impl Config {
             }
         }
         let loopback_only = fa.trusted_proxies.iter().all(IpNet::is_loopback_only);
+        if fa.cookie_secure
+            && self.public_url.as_deref().is_some_and(|u| {
+                u.get(..7)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+            })
+        {
+            out.push(
+                "public_url is plain http while [forward_auth] cookie_secure = true: browsers drop Secure cookies on http, so signing in fails; serve latch over https, or set cookie_secure = false on a plain-http network".to_owned(),
+            );
+        }
+        if fa.trusted_proxies.iter().any(|net| net.prefix == 0) {
+            out.push(
+                "[forward_auth] trusted_proxies trusts every address: any client can write its own X-Forwarded-For (the address bans and logs use) and X-Forwarded-Host; list your proxies only".to_owned(),
+            );
+        }
+        if let Some(ops) = self.ops.listen.filter(|a| !a.ip().is_loopback()) {
+            out.push(format!(
+                "[ops] listen = \"{ops}\" serves /metrics and /openapi.yaml to other hosts; keep it on loopback unless a scraper elsewhere needs it"
+            ));
+        }
+        if self.api.public_profiles {
+            out.push(
+                "[api] public_profiles = true: anyone can read GET /api/users/<id> and, ids being increasing, list every username".to_owned(),
+            );
+        }
         if !self.listen.ip().is_loopback() && loopback_only {
             out.push(format!(
                 "listen = \"{}\" is reachable from other hosts while [forward_auth] trusted_proxies trusts loopback only: a proxy on another host or in a container is not believed (its X-Forwarded-* headers are ignored); add its address to trusted_proxies",
@@ -793,7 +824,27 @@ fn config_error(e: config::ConfigError) -> Error {
             !l.is_empty() && !excerpt.starts_with('|')
         })
         .collect();
-    Error::config(format_args!("config: {}", kept.join(": ")))
+    Error::config(format_args!("config: {}", redact_keys(&kept.join(": "))))
+}
+
+/// The config crate quotes the offending value in its errors; when the
+/// error is about a key (`secret_key`, `previous_keys`), every quoted
+/// value is masked, so a typo never puts a key in the journal.
+fn redact_keys(text: &str) -> String {
+    if !(text.contains("secret_key") || text.contains("previous_keys")) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        out.push('"');
+        // Odd pieces are inside quotes.
+        out.push_str(if i % 2 == 0 { "********" } else { part });
+    }
+    out
 }
 
 /// Decodes a base64 key and checks its length.
@@ -861,6 +912,9 @@ fn forward_auth(raw: RawForwardAuth, public_url: Option<&str>) -> Result<Forward
         ],
         Some(list) => list
             .iter()
+            // An empty entry (`LATCH_FORWARD_AUTH__TRUSTED_PROXIES=`) is
+            // no entry: an empty list trusts nobody.
+            .filter(|s| !s.trim().is_empty())
             .map(|s| {
                 IpNet::parse(s.trim()).ok_or_else(|| {
                     Error::config(format_args!(
@@ -1111,6 +1165,25 @@ mod tests {
             .unwrap()
             .contains("fd12::1".parse().unwrap()));
         assert!(IpNet::parse("1.2.3.4/40").is_none());
+    }
+
+    #[test]
+    fn errors_never_show_a_key() {
+        let secret = crypto::b64_encode(&[7u8; 32]);
+        for text in [
+            format!("previous_keys = \"{secret}\""),
+            format!("secret_key = [\"{secret}\"]"),
+            format!("previous_keys = [[\"{secret}\"]]"),
+            format!("secret_key = {{ a = \"{secret}\" }}"),
+        ] {
+            let e = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(!e.contains(&secret), "{e}");
+            assert!(!e.contains(&secret[..12]), "{e}");
+        }
+        let e = Config::from_toml("[forward_auth]\ncookie_secure = \"maybe\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"maybe\""), "other values are shown: {e}");
     }
 
     #[test]

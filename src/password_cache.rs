@@ -4,12 +4,15 @@
 //! Authelia's basic-auth cache do the same).
 //!
 //! Entries are keyed by HMAC-SHA256, under a key made fresh for each
-//! process, of the user id, the password and the user's stored hash: the
-//! password itself is never kept, and a password change (a new stored
-//! hash) or an account deletion (no stored hash to read) makes every old
-//! entry unreachable at once. Bans are checked before the cache.
+//! process, of the user id, the password, the user's stored hash and the
+//! client address: the password itself is never kept, a password change
+//! (a new stored hash) or an account deletion (no stored hash to read)
+//! makes every old entry unreachable at once, and the same password from
+//! another address costs a hash and an audit line of its own. Bans are
+//! checked before the cache.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use crate::crypto::{self, SigningKey};
@@ -38,8 +41,25 @@ impl PasswordCache {
         })
     }
 
-    fn entry_key(&self, user_id: u64, password: &str, stored_hash: &str) -> [u8; 32] {
-        let mut input = Vec::with_capacity(16 + password.len() + stored_hash.len());
+    fn entry_key(
+        &self,
+        user_id: u64,
+        password: &str,
+        stored_hash: &str,
+        source: Option<IpAddr>,
+    ) -> [u8; 32] {
+        let mut input = Vec::with_capacity(33 + password.len() + stored_hash.len());
+        match source.map(|ip| ip.to_canonical()) {
+            None => input.push(0),
+            Some(IpAddr::V4(ip)) => {
+                input.push(4);
+                input.extend_from_slice(&ip.octets());
+            }
+            Some(IpAddr::V6(ip)) => {
+                input.push(6);
+                input.extend_from_slice(&ip.octets());
+            }
+        }
         input.extend_from_slice(&user_id.to_be_bytes());
         input.extend_from_slice(&(password.len() as u64).to_be_bytes());
         input.extend_from_slice(password.as_bytes());
@@ -50,21 +70,35 @@ impl PasswordCache {
     }
 
     /// Whether this password was checked successfully against this stored
-    /// hash less than `ttl` ago.
-    pub fn hit(&self, user_id: u64, password: &str, stored_hash: &str, now: u64) -> bool {
+    /// hash, from this address, less than `ttl` ago.
+    pub fn hit(
+        &self,
+        user_id: u64,
+        password: &str,
+        stored_hash: &str,
+        source: Option<IpAddr>,
+        now: u64,
+    ) -> bool {
         if self.ttl == 0 {
             return false;
         }
-        let key = self.entry_key(user_id, password, stored_hash);
+        let key = self.entry_key(user_id, password, stored_hash, source);
         self.lock().get(&key).is_some_and(|&until| now < until)
     }
 
-    /// Remembers a successful check.
-    pub fn remember(&self, user_id: u64, password: &str, stored_hash: &str, now: u64) {
+    /// Remembers a successful check from `source`.
+    pub fn remember(
+        &self,
+        user_id: u64,
+        password: &str,
+        stored_hash: &str,
+        source: Option<IpAddr>,
+        now: u64,
+    ) {
         if self.ttl == 0 {
             return;
         }
-        let key = self.entry_key(user_id, password, stored_hash);
+        let key = self.entry_key(user_id, password, stored_hash, source);
         let mut entries = self.lock();
         if entries.len() >= MAX_ENTRIES {
             entries.retain(|_, &mut until| now < until);
@@ -89,16 +123,27 @@ impl PasswordCache {
 mod tests {
     use super::*;
 
+    const A: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7)));
+    const B: Option<IpAddr> = Some(IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 8)));
+
     #[test]
     fn remembers_only_the_same_user_password_and_hash() {
         let c = PasswordCache::new(60).unwrap();
-        assert!(!c.hit(1, "pw", "$h1", 0));
-        c.remember(1, "pw", "$h1", 0);
-        assert!(c.hit(1, "pw", "$h1", 59));
-        assert!(!c.hit(1, "pw", "$h1", 60), "expired");
-        assert!(!c.hit(1, "pw2", "$h1", 1));
-        assert!(!c.hit(2, "pw", "$h1", 1));
-        assert!(!c.hit(1, "pw", "$h2", 1), "a new stored hash invalidates");
+        assert!(!c.hit(1, "pw", "$h1", A, 0));
+        c.remember(1, "pw", "$h1", A, 0);
+        assert!(c.hit(1, "pw", "$h1", A, 59));
+        assert!(!c.hit(1, "pw", "$h1", A, 60), "expired");
+        assert!(!c.hit(1, "pw2", "$h1", A, 1));
+        assert!(!c.hit(2, "pw", "$h1", A, 1));
+        assert!(
+            !c.hit(1, "pw", "$h2", A, 1),
+            "a new stored hash invalidates"
+        );
+        assert!(
+            !c.hit(1, "pw", "$h1", B, 1),
+            "another address pays (and is audited)"
+        );
+        assert!(!c.hit(1, "pw", "$h1", None, 1));
         c.prune(61);
         assert!(c.lock().is_empty());
     }
@@ -106,11 +151,11 @@ mod tests {
     #[test]
     fn zero_ttl_disables_and_size_is_bounded() {
         let off = PasswordCache::new(0).unwrap();
-        off.remember(1, "pw", "$h", 0);
-        assert!(!off.hit(1, "pw", "$h", 0));
+        off.remember(1, "pw", "$h", A, 0);
+        assert!(!off.hit(1, "pw", "$h", A, 0));
         let c = PasswordCache::new(10).unwrap();
         for i in 0..(MAX_ENTRIES as u64 + 10) {
-            c.remember(i, "pw", "$h", 0);
+            c.remember(i, "pw", "$h", A, 0);
         }
         assert!(c.lock().len() <= MAX_ENTRIES);
     }
@@ -118,7 +163,7 @@ mod tests {
     #[test]
     fn never_stores_the_password() {
         let c = PasswordCache::new(10).unwrap();
-        c.remember(1, "hunter2-secret", "$h", 0);
+        c.remember(1, "hunter2-secret", "$h", A, 0);
         let debug = format!("{:?}", c.lock());
         assert!(!debug.contains("hunter2"));
     }

@@ -298,6 +298,18 @@ impl Regulator {
         self.users.clear_failures(user);
     }
 
+    /// Lifts a ban and forgets the counts behind it (`latch user unban`).
+    pub fn lift(&self, ban: Ban) {
+        match ban {
+            Ban::User(u, _) => {
+                self.users.lock().remove(&u);
+            }
+            Ban::Source(s, _) => {
+                self.sources.lock().remove(&s);
+            }
+        }
+    }
+
     /// Restores a stored ban (at start-up).
     pub fn restore(&self, ban: Ban) {
         match ban {

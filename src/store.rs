@@ -1048,6 +1048,17 @@ impl Store {
         self.flush().await
     }
 
+    /// Removes a stored ban (its end is ignored); whether there was one.
+    pub async fn delete_ban(&self, ban: Ban) -> Result<bool> {
+        let (key, _) = ban_key(ban);
+        let removed = {
+            let _gate = self.shared();
+            self.bans.remove(key)?.is_some()
+        };
+        self.flush().await?;
+        Ok(removed)
+    }
+
     /// Every stored ban that has not ended at `now`.
     pub fn bans(&self, now: u64) -> Result<Vec<Ban>> {
         let mut out = Vec::new();

@@ -100,7 +100,9 @@ pub async fn serve(
         });
     }
     drop(listener);
-    tracing::info!("shutting down: draining open connections");
+    if kind == Listener::Main {
+        tracing::info!("shutting down: draining open connections");
+    }
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()

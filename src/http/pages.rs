@@ -181,6 +181,12 @@ fn with_form(
     Ok(res)
 }
 
+/// One of latch's own pages: under `public_url` when it is set (latch never
+/// trusts `Host` for a `Location`), else the bare path.
+fn own_url(app: &App, path: &str) -> String {
+    format!("{}{path}", app.config.public_url.as_deref().unwrap_or(""))
+}
+
 /// Where `rd` may send the browser, if anywhere: within the cookie's
 /// domain when one is set, else to the `public_url` host exactly (the
 /// host-only cookie goes nowhere else).
@@ -291,7 +297,8 @@ pub async fn login_submit<B: ReadBody>(
         Err(e) => return Err(e),
     };
     let session = app.auth.issue_session(&user).await?;
-    let target = safe_rd(app, rd).unwrap_or("/");
+    let home = own_url(app, "/");
+    let target = safe_rd(app, rd).unwrap_or(&home);
     let mut res = response::redirect(StatusCode::SEE_OTHER, target);
     set_session(app, &mut res, &session.token, session.duration);
     Ok(res)
@@ -303,7 +310,10 @@ pub async fn home(app: &App, parts: &Parts) -> Result<Response<Body>> {
         Some(who) => with_form(app, parts, StatusCode::OK, |token| {
             signed_in_page(&who.username, token)
         }),
-        None => Ok(response::redirect(StatusCode::FOUND, "/login")),
+        None => Ok(response::redirect(
+            StatusCode::FOUND,
+            &own_url(app, "/login"),
+        )),
     }
 }
 
@@ -335,7 +345,7 @@ pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Re
     let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
     check_form(app, parts, &fields)?;
     end_session(app, parts).await?;
-    let mut res = response::redirect(StatusCode::SEE_OTHER, "/login");
+    let mut res = response::redirect(StatusCode::SEE_OTHER, &own_url(app, "/login"));
     set_session(app, &mut res, "", 0);
     Ok(res)
 }
@@ -346,7 +356,8 @@ pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Re
 pub async fn logout_link(app: &App, parts: &Parts) -> Result<Response<Body>> {
     end_session(app, parts).await?;
     let rd = query_param(parts, "rd");
-    let target = safe_rd(app, rd.as_deref()).unwrap_or("/login");
+    let login = own_url(app, "/login");
+    let target = safe_rd(app, rd.as_deref()).unwrap_or(&login);
     let mut res = response::redirect(StatusCode::FOUND, target);
     set_session(app, &mut res, "", 0);
     Ok(res)

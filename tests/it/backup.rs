@@ -240,6 +240,27 @@ fn backup_files_are_private_and_never_overwritten_by_surprise() {
     std::fs::write(&target_config, config_text(target.path(), "")).unwrap();
     let (status, _, stderr) = latch_with(&["restore", piped.to_str().unwrap()], &target_config);
     assert!(status.success(), "{stderr}");
+    // And `restore -` reads standard input.
+    let stdin_target = TempDir::new("backupmode-stdin");
+    let stdin_config = stdin_target.path().join("latch.toml");
+    std::fs::write(&stdin_config, config_text(stdin_target.path(), "")).unwrap();
+    let mut child = std::process::Command::new(LATCH)
+        .args(["restore", "-", "--config", stdin_config.to_str().unwrap()])
+        .env_remove("LATCH_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restored = Server::start_with(&stdin_config);
+    restored.client().assert_alive("alice", "alice-password");
 }
 
 #[test]

@@ -162,6 +162,22 @@ fn check_config_warns_about_the_traps() {
         "{stderr}"
     );
     assert!(!missing.exists());
+    // The other traps: Secure cookies on plain http, trusting everyone,
+    // metrics for everyone, usernames for everyone.
+    let stderr = check(&format!(
+        "{data}public_url = \"http://auth.lan\"\n[forward_auth]\ntrusted_proxies = [\"0.0.0.0/0\"]\n[api]\npublic_profiles = true\n[ops]\nlisten = \"0.0.0.0:9180\"\n"
+    ));
+    for expected in [
+        "public_url is plain http while [forward_auth] cookie_secure = true",
+        "trusted_proxies trusts every address",
+        "[ops] listen = \"0.0.0.0:9180\" serves /metrics",
+        "[api] public_profiles = true",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "{expected:?} missing in\n{stderr}"
+        );
+    }
     // Fixed, the warnings go away.
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let stderr = check(&format!(

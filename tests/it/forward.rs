@@ -354,7 +354,11 @@ fn login_page_sets_the_session_cookie_and_follows_only_safe_rd() {
     for rd in bad {
         let res = submit_login(&c, &form, "alice", "alice-password", Some(rd), &[ORIGIN]);
         assert_eq!(res.status, 303, "{rd}");
-        assert_eq!(res.header("location"), Some("/"), "{rd:?}");
+        assert_eq!(
+            res.header("location"),
+            Some("http://auth.example.test/"),
+            "{rd:?}"
+        );
     }
     // Already signed in: the login page sends a browser straight back.
     let cookie = format!("latch_session={token}");
@@ -390,7 +394,7 @@ fn scheme_downgrade_is_refused_when_the_cookie_is_secure() {
         Some("http://app.example.test/"),
         &[origin],
     );
-    assert_eq!(res.header("location"), Some("/"));
+    assert_eq!(res.header("location"), Some("https://auth.example.test/"));
     let (_, header) = set_cookie(&res, "latch_session").unwrap();
     assert!(header.contains("; Secure"), "{header}");
     let res = submit_login(
@@ -558,7 +562,10 @@ fn the_signed_in_page_and_logout() {
     let c = server.client();
     let res = c.get("/", &[BROWSER]);
     assert_eq!(res.status, 302);
-    assert_eq!(res.header("location"), Some("/login"));
+    assert_eq!(
+        res.header("location"),
+        Some("http://auth.example.test/login")
+    );
     let cookie = session(&c, "alice", "alice-password");
     let res = c.get("/", &[BROWSER, ("Cookie", &cookie)]);
     assert_eq!(res.status, 200);
@@ -598,7 +605,10 @@ fn the_signed_in_page_and_logout() {
         Some(body.as_bytes()),
     );
     assert_eq!(res.status, 303, "{}", res.text());
-    assert_eq!(res.header("location"), Some("/login"));
+    assert_eq!(
+        res.header("location"),
+        Some("http://auth.example.test/login")
+    );
     let (value, header) = set_cookie(&res, "latch_session").unwrap();
     assert_eq!(value, "");
     assert!(

@@ -123,7 +123,11 @@ fn without_a_cookie_domain_rd_goes_to_the_public_url_host_only() {
     ] {
         let res = submit_login(&c, &form, "alice", "alice-password", Some(rd), &[origin]);
         assert_eq!(res.status, 303, "{rd}: {}", res.text());
-        let expected = if followed { rd } else { "/" };
+        let expected = if followed {
+            rd
+        } else {
+            "https://auth.example.com/"
+        };
         assert_eq!(res.header("location"), Some(expected), "{rd}");
     }
 }

@@ -121,9 +121,12 @@ fn a_sign_out_link_ends_the_session_and_follows_a_safe_rd() {
             "?rd=https%3A%2F%2Fapp.example.test%2Fbye",
             "https://app.example.test/bye",
         ),
-        ("?rd=https%3A%2F%2Fevil.test%2F", "/login"),
-        ("?rd=%2F%2Fevil.test", "/login"),
-        ("", "/login"),
+        (
+            "?rd=https%3A%2F%2Fevil.test%2F",
+            "http://auth.example.test/login",
+        ),
+        ("?rd=%2F%2Fevil.test", "http://auth.example.test/login"),
+        ("", "http://auth.example.test/login"),
     ] {
         let cookie = session(&c, "alice", "alice-password");
         assert_eq!(c.get("/auth", &[("Cookie", &cookie)]).status, 200);
@@ -144,7 +147,10 @@ fn a_sign_out_link_ends_the_session_and_follows_a_safe_rd() {
     assert_eq!(res.status, 302);
     let res = c.get("/logout?rd=%zz", &[]);
     assert_eq!(res.status, 302);
-    assert_eq!(res.header("location"), Some("/login"));
+    assert_eq!(
+        res.header("location"),
+        Some("http://auth.example.test/login")
+    );
 }
 
 #[test]

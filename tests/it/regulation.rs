@@ -293,39 +293,70 @@ fn bans_survive_a_restart() {
     let dir = TempDir::new("banrestart");
     let server = Server::start(
         &dir,
-        "[regulation]\nmax_retries = 2\nmax_retries_per_source = 2\n[scrypt]\nlog_n = 4\n",
+        "[regulation]\nmax_retries = 2\nmax_retries_per_source = 3\n[scrypt]\nlog_n = 4\n",
     );
     let c = server.client();
     c.register("alice", "alice-password");
     c.register("bob", "bob-password");
-    c.resource(&basic("alice", "wrong-password"));
-    c.resource(&basic("alice", "wrong-password"));
-    let xff = |source: &'static str| ("X-Forwarded-For", source);
-    for user in ["nobody1", "nobody2"] {
+    // The client's address, as the trusted (loopback) proxy says.
+    let from = |c: &Client, source: &str, user: &str, password: &str| {
         c.get(
             "/api/resource",
             &[
-                ("Authorization", &basic(user, "guess-guess")),
-                xff("203.0.113.9"),
+                ("Authorization", &basic(user, password)),
+                ("X-Forwarded-For", source),
             ],
-        );
+        )
+        .status
+    };
+    // alice is banned (two wrong guesses, from two addresses: no address
+    // reaches its limit); 203.0.113.9 is banned (three wrong guesses).
+    from(&c, "203.0.113.21", "alice", "wrong-password");
+    from(&c, "203.0.113.22", "alice", "wrong-password");
+    for user in ["nobody1", "nobody2", "nobody3"] {
+        from(&c, "203.0.113.9", user, "guess-guess");
     }
     let server = server.restart();
     let c = server.client();
-    assert_eq!(c.resource(&basic("alice", "alice-password")).status, 401);
-    let bob = basic("bob", "bob-password");
-    let res = c.get(
-        "/api/resource",
-        &[("Authorization", &bob), xff("203.0.113.9")],
+    assert_eq!(
+        from(&c, "203.0.113.30", "alice", "alice-password"),
+        401,
+        "the account ban survived"
     );
-    assert_eq!(res.status, 401, "the address ban survived");
-    let res = c.get(
-        "/api/resource",
-        &[("Authorization", &bob), xff("203.0.113.10")],
+    assert_eq!(
+        from(&c, "203.0.113.9", "bob", "bob-password"),
+        401,
+        "the address ban survived"
     );
-    assert_eq!(res.status, 200);
+    assert_eq!(from(&c, "203.0.113.10", "bob", "bob-password"), 200);
     let log = server.log_containing("refused a login");
     assert!(log.contains("result=\"banned\""), "{log}");
+    // An operator lifts them at once.
+    let (status, stdout, stderr) = latch_with(&["user", "unban", "alice"], &server.config_path);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("lifted the ban of alice"), "{stdout}");
+    assert_eq!(from(&c, "203.0.113.30", "alice", "alice-password"), 200);
+    let (status, stdout, _) = latch_with(
+        &["user", "unban", "--address", "203.0.113.9"],
+        &server.config_path,
+    );
+    assert!(
+        status.success() && stdout.contains("lifted the ban of 203.0.113.9"),
+        "{stdout}"
+    );
+    assert_eq!(from(&c, "203.0.113.9", "bob", "bob-password"), 200);
+    let (status, stdout, _) = latch_with(&["user", "unban", "alice"], &server.config_path);
+    assert!(
+        status.success() && stdout.contains("was not banned"),
+        "{stdout}"
+    );
+    let (status, _, stderr) = latch_with(&["user", "unban"], &server.config_path);
+    assert!(!status.success(), "{stderr}");
+    // Lifted for good: a restart does not bring them back.
+    let server = server.restart();
+    let c = server.client();
+    assert_eq!(from(&c, "203.0.113.30", "alice", "alice-password"), 200);
+    assert_eq!(from(&c, "203.0.113.9", "bob", "bob-password"), 200);
 }
 
 #[test]

@@ -320,7 +320,7 @@ fn lifecycle(running: bool) {
         assert_eq!(c.resource(&bearer(&keys[1])).status, 200);
     });
     let out = ok(&config, &["keys", "bob", "--all"], "");
-    assert!(out.contains("revoked 1 keys of bob"), "{out}");
+    assert!(out.contains("revoked 1 key of bob"), "{out}");
     with_server(&|c| {
         c.resource(&bearer(&keys.borrow()[1]))
             .assert_challenges(true)
