@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto;
 use crate::error::{Error, Kind, Refusal, Result};
+use crate::flights::{Flights, Joined, Landed};
 use crate::hasher::Hasher;
 use crate::metrics::{LoginResult, Metrics};
 use crate::password_cache::PasswordCache;
@@ -43,6 +44,8 @@ pub struct Accounts {
     max_ttl: u64,
     /// Failed-login counts and bans.
     regulator: Regulator,
+    /// Identical password checks under way, made once.
+    flights: Flights,
     /// Recent successful password checks (Basic auth without a hash per request).
     password_cache: PasswordCache,
     /// Profiles (name, email, groups) by user id, for forward auth; every
@@ -96,6 +99,7 @@ impl Accounts {
             cutoffs: RwLock::new(cutoffs),
             max_ttl,
             regulator,
+            flights: Flights::default(),
             password_cache: PasswordCache::new(config.hashing.cache_ttl.as_secs())?,
             profiles: RwLock::new(HashMap::new()),
             profile_epoch: AtomicU64::new(0),
@@ -202,7 +206,51 @@ impl Accounts {
                 return Ok(u.clone());
             }
         }
-        let guess = self.regulator.begin(user_id, source, now);
+        let key = self.password_cache.flight_key(login, password, source);
+        loop {
+            match self.flights.join(key) {
+                Joined::Leader(flight) => {
+                    let result = self.check(login, password, user.clone(), source).await;
+                    flight.land(match &result {
+                        Ok(_) => Landed::Right,
+                        Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => Landed::Refused,
+                        Err(e) if e.kind() == Kind::Busy => Landed::Busy,
+                        Err(_) => Landed::Failed,
+                    });
+                    return result;
+                }
+                Joined::Follower(slot) => match (Flights::wait(slot).await, &user) {
+                    // The same password, checked a moment ago for this very
+                    // request's twin: one guess, one hash, one answer.
+                    (Some(Landed::Right), Some(user)) => {
+                        self.metrics.login(LoginResult::Success);
+                        audit::password(login, Outcome::Repeated);
+                        return Ok(user.clone());
+                    }
+                    (Some(Landed::Refused), _) => {
+                        self.metrics.login(LoginResult::Failure);
+                        audit::password(login, Outcome::Failure);
+                        return Err(Error::unauthorized(Refusal::BadPassword));
+                    }
+                    (Some(Landed::Busy), _) => return Err(Error::new(Kind::Busy)),
+                    // The leader vanished or failed: check again.
+                    _ => continue,
+                },
+            }
+        }
+    }
+
+    /// One password check: counted as a guess when queued, hashed, then
+    /// settled (see [`Regulator`]).
+    async fn check(
+        &self,
+        login: &str,
+        password: &str,
+        user: Option<User>,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<User> {
+        let user_id = user.as_ref().map(|u| u.id);
+        let guess = self.regulator.begin(user_id, source, self.clock.now());
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = match self.hasher.verify(password.to_owned(), phc).await {
             Ok(ok) => ok,

@@ -29,6 +29,7 @@ pub mod config;
 pub mod credentials;
 pub mod crypto;
 pub mod error;
+pub mod flights;
 mod fsutil;
 pub mod hasher;
 pub mod http;

@@ -69,6 +69,22 @@ impl PasswordCache {
         out
     }
 
+    /// The key under which identical checks in flight are shared (see
+    /// [`crate::flights`]): an HMAC of the login as given (case folded),
+    /// the password and the client address.
+    pub fn flight_key(&self, login: &str, password: &str, source: Option<IpAddr>) -> [u8; 32] {
+        let login = login.to_lowercase();
+        let mut input = Vec::with_capacity(40 + login.len() + password.len());
+        input.extend_from_slice(format!("{source:?}").as_bytes());
+        input.push(0);
+        input.extend_from_slice(&(login.len() as u64).to_be_bytes());
+        input.extend_from_slice(login.as_bytes());
+        input.extend_from_slice(password.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.key.sign(&input).as_ref());
+        out
+    }
+
     /// Whether this password was checked successfully against this stored
     /// hash, from this address, less than `ttl` ago.
     pub fn hit(

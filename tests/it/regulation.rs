@@ -232,12 +232,14 @@ fn parallel_guesses_cannot_slip_past_the_ban() {
     let c = server.client;
     let guesses: Vec<_> = (0..10)
         .map(|i| {
+            // A brute force: every guess different (identical guesses in
+            // flight together are one guess, checked once).
             let password = if i == 8 {
-                "alice-password"
+                "alice-password".to_owned()
             } else {
-                "wrong-password"
+                format!("wrong-password-{i}")
             };
-            let handle = std::thread::spawn(move || c.resource(&basic("alice", password)));
+            let handle = std::thread::spawn(move || c.resource(&basic("alice", &password)));
             std::thread::sleep(std::time::Duration::from_millis(4));
             handle
         })
@@ -399,4 +401,29 @@ fn a_raised_cost_does_not_tell_known_users_from_unknown_ones() {
     }
     let rehashed = median(rehashed);
     assert!(rehashed * 2 >= unknown, "{rehashed} vs {unknown}");
+}
+
+#[test]
+fn a_script_firing_the_same_credentials_at_once_is_one_guess() {
+    // Thirty requests with the same Basic credentials before the first is
+    // answered (a cold password cache): one hash, shared; not thirty
+    // guesses, which would ban the account on its own right password.
+    let (_dir, _clock, server) = start(
+        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 3\n[scrypt]\nlog_n = 14\nmax_concurrent = 1\n",
+    );
+    let c = server.client;
+    let run = |password: &'static str| {
+        let handles: Vec<_> = (0..30)
+            .map(|_| std::thread::spawn(move || c.resource(&basic("alice", password)).status))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<u16>>()
+    };
+    assert_eq!(run("alice-password"), [200; 30]);
+    // The same wrong password thirty times at once is one wrong guess too.
+    assert_eq!(run("wrong-password"), [401; 30]);
+    c.assert_alive("alice", "alice-password");
+    c.assert_alive("bob", "bob-password");
 }
