@@ -229,12 +229,16 @@ fn a_full_hashing_queue_answers_503_quickly() {
         "[scrypt]\nlog_n = 15\nmax_concurrent = 1\nmax_queue = 0\n",
     );
     let c = server.client();
-    c.register("alice", "alice-password");
+    // Eight different accounts: identical checks in flight together would
+    // share one hash.
+    for i in 0..8 {
+        c.register(&format!("user{i}"), "user-password");
+    }
     let results: Vec<(u16, Option<String>)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
-            .map(|_| {
+            .map(|i| {
                 s.spawn(move || {
-                    let res = c.resource(&basic("alice", "alice-password"));
+                    let res = c.resource(&basic(&format!("user{i}"), "user-password"));
                     (res.status, res.header("retry-after").map(str::to_owned))
                 })
             })
@@ -250,5 +254,5 @@ fn a_full_hashing_queue_answers_503_quickly() {
         busy.iter().all(|(_, r)| r.as_deref() == Some("1")),
         "{results:?}"
     );
-    c.assert_alive("alice", "alice-password");
+    c.assert_alive("user0", "user-password");
 }
