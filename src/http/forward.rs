@@ -121,9 +121,18 @@ pub async fn check(
             user_id = who.user_id,
             "forward auth: not in a required group"
         );
-        return Err(Error::new(Kind::Forbidden(
+        let e = Error::new(Kind::Forbidden(
             "this account is not in a group allowed here",
-        )));
+        ));
+        if !request::is_browser(parts) {
+            return Err(e);
+        }
+        let original = original(app, parts, peer, flavor);
+        return Ok(super::pages::error_page_back_to(
+            app,
+            &e,
+            original.url.as_deref(),
+        ));
     }
     let mut res = response::empty(StatusCode::OK);
     let h = res.headers_mut();
@@ -154,6 +163,18 @@ fn required_groups(parts: &Parts) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The request the proxy asks about, from a trusted proxy's headers only.
+fn original(app: &App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Original {
+    if app.config.forward_auth.trusts(peer.ip()) {
+        Original::from_headers(parts, flavor)
+    } else {
+        Original {
+            method: None,
+            url: None,
+        }
+    }
+}
+
 /// The answer for a request that is not (or no longer) signed in. Only
 /// here is the original request read from the proxy's headers: the
 /// allowed path does not need it.
@@ -164,14 +185,7 @@ fn unauthenticated(
     flavor: Flavor,
     e: &Error,
 ) -> Response<Body> {
-    let original = if app.config.forward_auth.trusts(peer.ip()) {
-        Original::from_headers(parts, flavor)
-    } else {
-        Original {
-            method: None,
-            url: None,
-        }
-    };
+    let original = original(app, parts, peer, flavor);
     let location = app
         .config
         .forward_auth

@@ -380,14 +380,26 @@ async fn end_session(app: &App, parts: &Parts) -> Result<()> {
 /// reason, and ways forward (latch's own pages, when `public_url` says
 /// where they are: these pages are often served on the app's host).
 pub fn error_page(app: &App, e: &Error) -> Response<Body> {
+    error_page_back_to(app, e, None)
+}
+
+/// [`error_page`], whose "sign in as someone else" comes back to `back`
+/// (the page that was refused) after the new sign-in.
+pub fn error_page_back_to(app: &App, e: &Error, back: Option<&str>) -> Response<Body> {
     let json = response::error(e);
     let status = json.status();
     let links = match &app.config.public_url {
-        Some(url) => format!(
-            r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> · <a href="{url}/">Your account</a></p>"#,
-            url = escape(url),
-            login = escape(&redirect::encode_query_value(&format!("{url}/login"))),
-        ),
+        Some(url) => {
+            let login = match back {
+                Some(back) => format!("{url}/login?rd={}", redirect::encode_query_value(back)),
+                None => format!("{url}/login"),
+            };
+            format!(
+                r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> · <a href="{url}/">Your account</a></p>"#,
+                url = escape(url),
+                login = escape(&redirect::encode_query_value(&login)),
+            )
+        }
         None => String::new(),
     };
     let title = status.canonical_reason().unwrap_or("Refused");

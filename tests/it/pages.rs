@@ -44,6 +44,42 @@ fn a_group_denial_is_a_page_for_browsers_and_json_for_scripts() {
         );
         assert!(!page.contains("<script"), "{page}");
         assert!(res.header("content-security-policy").is_some());
+        // Signing in as someone else comes back to the refused page.
+        if flavor == "/auth" {
+            let res = c.get(
+                &url,
+                &[
+                    BROWSER,
+                    ("Cookie", &bob),
+                    ("X-Forwarded-Proto", "https"),
+                    ("X-Forwarded-Host", "app.example.test"),
+                    ("X-Forwarded-Uri", "/admin/x"),
+                ],
+            );
+            let page = res.text();
+            let back = latch::redirect::encode_query_value(&format!(
+                "http://auth.example.test/login?rd={}",
+                latch::redirect::encode_query_value("https://app.example.test/admin/x")
+            ));
+            assert!(
+                page.contains(&format!(
+                    "href=\"http://auth.example.test/logout?rd={back}\""
+                )),
+                "{page}"
+            );
+            // Followed, the link signs out and lands on the login page
+            // that returns there.
+            let res = c.get(
+                &format!("/logout?rd={back}"),
+                &[BROWSER, ("Cookie", &session(&c, "bob", "bob-password"))],
+            );
+            assert_eq!(
+                res.header("location"),
+                Some(
+                    "http://auth.example.test/login?rd=https%3A%2F%2Fapp.example.test%2Fadmin%2Fx"
+                )
+            );
+        }
         // Scripts and XHRs keep the JSON.
         for extra in [&[][..], &[("X-Requested-With", "XMLHttpRequest")]] {
             let mut headers = vec![("Cookie", bob.as_str())];
