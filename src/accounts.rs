@@ -27,6 +27,10 @@ use crate::token;
 /// rules (NIST SP 800-63B).
 pub const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=1024;
 
+/// Seconds a cutoff is kept beyond the longest token lifetime before it is
+/// pruned (see [`Accounts::prune`]).
+const PRUNE_MARGIN: u64 = 600;
+
 /// Longest username or group name, in bytes (ASCII only).
 pub const MAX_NAME: usize = 64;
 
@@ -71,6 +75,19 @@ pub struct Profile {
     pub groups_joined: Bytes,
     /// Groups, for membership checks.
     pub groups: Vec<String>,
+}
+
+/// A password that checked out: the user, and the credential epoch that
+/// held when the check began. Tokens and keys made from it belong to that
+/// epoch, so a password change or logout everywhere that lands while the
+/// check runs still refuses them.
+#[derive(Debug, Clone)]
+pub struct Proven {
+    /// Who.
+    pub user: User,
+    /// The user's credential epoch when the check began (see
+    /// [`Accounts::epoch`]).
+    pub epoch: u64,
 }
 
 /// Most profiles kept in memory; beyond it the cache starts over.
@@ -183,13 +200,17 @@ impl Accounts {
     /// and get the same refusal. Every guess counts towards a ban when it is
     /// queued (see [`Regulator`]); the client address comes from the
     /// request's audit context.
-    pub async fn login(&self, login: &str, password: &str) -> Result<User> {
+    pub async fn login(&self, login: &str, password: &str) -> Result<Proven> {
         let user = if login.contains('@') {
             self.store.user_by_email(login)?
         } else {
             self.store.user_by_name(login)?
         };
         let user_id = user.as_ref().map(|u| u.id);
+        // Read before the check: what is proven is the password of this
+        // epoch.
+        let epoch = user_id.map_or(0, |id| self.epoch(id));
+        let proven = |user: User| Proven { user, epoch };
         let source = audit::current_source();
         let now = self.clock.now();
         if let Some(u) = user.as_ref() {
@@ -198,19 +219,22 @@ impl Accounts {
                     .password_cache
                     .hit(u.id, password, &u.password_hash, source, now)
             {
-                self.regulator.cleared(u.id);
+                self.regulator.cleared(u.id, source);
                 self.metrics.login(LoginResult::Success);
                 // A repeat of a success already audited within cache_ttl:
                 // counted in /metrics, logged only at debug level.
                 audit::password(login, Outcome::Repeated);
-                return Ok(u.clone());
+                return Ok(proven(u.clone()));
             }
         }
         let key = self.password_cache.flight_key(login, password, source);
         loop {
             match self.flights.join(key) {
                 Joined::Leader(flight) => {
-                    let result = self.check(login, password, user.clone(), source).await;
+                    let result = self
+                        .check(login, password, user.clone(), source)
+                        .await
+                        .map(proven);
                     flight.land(match &result {
                         Ok(_) => Landed::Right,
                         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => Landed::Refused,
@@ -225,7 +249,7 @@ impl Accounts {
                     (Some(Landed::Right), Some(user)) => {
                         self.metrics.login(LoginResult::Success);
                         audit::password(login, Outcome::Repeated);
-                        return Ok(user.clone());
+                        return Ok(proven(user.clone()));
                     }
                     (Some(Landed::Refused), _) => {
                         self.metrics.login(LoginResult::Failure);
@@ -250,7 +274,16 @@ impl Accounts {
         source: Option<std::net::IpAddr>,
     ) -> Result<User> {
         let user_id = user.as_ref().map(|u| u.id);
-        let guess = self.regulator.begin(user_id, source, self.clock.now());
+        let mut guess = self.regulator.begin(user_id, source, self.clock.now());
+        self.store_bans(&std::mem::take(&mut guess.new_bans))
+            .await?;
+        if guess.refused_at_once {
+            // A banned address: told at once, at no hashing cost (it learns
+            // only that it is banned, whatever the account).
+            self.metrics.login(LoginResult::Banned);
+            audit::password(login, Outcome::Banned);
+            return Err(Error::unauthorized(Refusal::BadPassword));
+        }
         let phc = user.as_ref().map(|u| u.password_hash.clone());
         let ok = match self.hasher.verify(password.to_owned(), phc).await {
             Ok(ok) => ok,
@@ -288,6 +321,12 @@ impl Accounts {
     /// Lifts a ban of an account or of a client address, in memory and in
     /// the store. Returns whether one was stored.
     pub async fn unban(&self, ban: Ban) -> Result<bool> {
+        let ban = match ban {
+            Ban::Source(address, until) => {
+                Ban::Source(crate::regulation::source_key(address), until)
+            }
+            user => user,
+        };
         self.regulator.lift(ban);
         let stored = self.store.delete_ban(ban).await?;
         match ban {
@@ -465,15 +504,20 @@ impl Accounts {
             .copied()
     }
 
-    /// Whether a token issued to `user_id` at `iat` survives the user's
-    /// cutoff. In the cutoff's own second, only tokens recorded as fresh
-    /// after this very cutoff do.
-    pub fn token_allowed(&self, user_id: u64, iat: u64, jti: &[u8]) -> Result<bool> {
+    /// The user's credential epoch: the sequence number of the cutoff in
+    /// force (0 before any). Each logout everywhere, password change and
+    /// deletion starts a new one.
+    pub fn epoch(&self, user_id: u64) -> u64 {
+        self.cutoff(user_id).map_or(0, |c| c.seq)
+    }
+
+    /// Whether a token of `epoch` is still good for `user_id`: only the
+    /// current epoch's are (none of a deleted account). A pruned cutoff
+    /// (older than every token it could refuse) leaves no epoch to compare.
+    pub fn token_allowed(&self, user_id: u64, epoch: u64) -> bool {
         match self.cutoff(user_id) {
-            None => Ok(true),
-            Some(c) if c.deleted || iat < c.at => Ok(false),
-            Some(c) if iat == c.at => Ok(self.store.fresh_seq(jti)? == Some(c.seq)),
-            Some(_) => Ok(true),
+            None => true,
+            Some(c) => !c.deleted && c.seq == epoch,
         }
     }
 
@@ -482,23 +526,26 @@ impl Accounts {
         self.cutoff(user_id).is_some_and(|c| c.deleted)
     }
 
-    /// Records `jti` as issued after its user's cutoff when that cutoff is
-    /// this very second, so [`Accounts::token_allowed`] can tell it apart.
-    pub async fn note_issued(&self, user_id: u64, iat: u64, jti: &[u8], exp: u64) -> Result<()> {
-        match self.cutoff(user_id) {
-            Some(c) if c.at == iat => self.store.add_fresh(jti, exp, c.seq).await,
-            _ => Ok(()),
-        }
-    }
-
     /// Prunes what can no longer matter, and forgets pruned cutoffs.
     pub async fn prune(&self) -> Result<usize> {
         let now = self.clock.now();
         self.regulator.prune(now);
         self.password_cache.prune(now);
-        let removed = self.store.prune(now, self.max_ttl).await?;
-        let kept: HashMap<u64, Cutoff> = self.store.cutoffs()?.into_iter().collect();
-        *self.cutoffs.write().unwrap_or_else(|e| e.into_inner()) = kept;
+        // The margin covers a password check that was already under way
+        // (queued, hashing) when its cutoff came: its token may be issued
+        // a little after the cutoff's second.
+        let (removed, pruned) = self
+            .store
+            .prune(now, self.max_ttl.saturating_add(PRUNE_MARGIN))
+            .await?;
+        // Only the cutoffs pruned, and only if no newer one replaced them
+        // meanwhile: a cutoff set while the store was being walked stays.
+        let mut cutoffs = self.cutoffs.write().unwrap_or_else(|e| e.into_inner());
+        for (user_id, seq) in pruned {
+            if cutoffs.get(&user_id).is_some_and(|c| c.seq == seq) {
+                cutoffs.remove(&user_id);
+            }
+        }
         Ok(removed)
     }
 }

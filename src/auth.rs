@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Proven};
 use crate::audit;
 use crate::clock::Clock;
 use crate::config::{Config, Registration};
@@ -47,6 +47,10 @@ pub struct Identity {
     /// When the password behind the credential was checked: now for a
     /// password, the token's `auth_time` for a token, never for an API key.
     pub auth_time: Option<u64>,
+    /// The user's credential epoch the credential belongs to (a password's
+    /// when its check began, a token's own); none for an API key. A key
+    /// is made only if the epoch is still current when it is stored.
+    pub epoch: Option<u64>,
 }
 
 impl Identity {
@@ -185,20 +189,31 @@ impl Auth {
         }
     }
 
-    /// Signs a new API token for `user`, whose password was just checked.
-    pub async fn issue(&self, user: &User) -> Result<Issued> {
-        self.issue_for(user, Audience::Api, self.token_ttl).await
+    /// Signs a new API token for a user whose password was just checked.
+    pub async fn issue(&self, proven: &Proven) -> Result<Issued> {
+        self.issue_for(proven, Audience::Api, self.token_ttl).await
     }
 
-    /// Signs a session token (the login page's cookie) for `user`: the same
-    /// format, revocable the same ways, with the session lifetime and the
-    /// session audience (accepted only as the cookie).
-    pub async fn issue_session(&self, user: &User) -> Result<Issued> {
-        self.issue_for(user, Audience::Session, self.session_ttl)
+    /// Signs a session token (the login page's cookie) for a user whose
+    /// password was just checked: the same format, revocable the same
+    /// ways, with the session lifetime and the session audience (accepted
+    /// only as the cookie).
+    pub async fn issue_session(&self, proven: &Proven) -> Result<Issued> {
+        self.issue_for(proven, Audience::Session, self.session_ttl)
             .await
     }
 
-    async fn issue_for(&self, user: &User, aud: Audience, ttl: u64) -> Result<Issued> {
+    /// Signs a token of the epoch the password was proven in. Should a
+    /// cutoff have come since, the token would be refused anyway: it is
+    /// not even handed out.
+    async fn issue_for(&self, proven: &Proven, aud: Audience, ttl: u64) -> Result<Issued> {
+        let user = &proven.user;
+        if self.accounts.epoch(user.id) != proven.epoch {
+            return Err(Error::with_cause(
+                Kind::Unauthorized(Refusal::BadPassword),
+                "the password changed (or everything was logged out) during the check",
+            ));
+        }
         let now = self.now();
         let jti = crypto::random_bytes::<{ token::JTI_LEN }>()?;
         let claims = Claims {
@@ -208,11 +223,9 @@ impl Auth {
             iat: now,
             exp: now + ttl,
             auth_time: now,
+            epoch: proven.epoch,
             jti: crypto::b64url_encode(&jti),
         };
-        self.accounts
-            .note_issued(user.id, now, &jti, claims.exp)
-            .await?;
         self.accounts.metrics().token_issued();
         Ok(Issued {
             token: self.keys.sign(&claims),
@@ -281,8 +294,10 @@ impl Auth {
         if self.revoked.contains(&v.jti, self.store())? {
             return Err(refused("revoked"));
         }
-        if !self.accounts.token_allowed(v.user_id, v.iat, &v.jti)? {
-            return Err(refused("issued before the user's cutoff"));
+        if !self.accounts.token_allowed(v.user_id, v.epoch) {
+            return Err(refused(
+                "of an earlier epoch (logged out everywhere, password changed, deleted)",
+            ));
         }
         Ok(Identity {
             user_id: v.user_id,
@@ -292,6 +307,7 @@ impl Auth {
                 exp: v.exp,
             }),
             auth_time: Some(v.auth_time),
+            epoch: Some(v.epoch),
         })
     }
 
@@ -325,6 +341,7 @@ impl Auth {
             username: key.username,
             via: Via::ApiKey(key.id),
             auth_time: None,
+            epoch: None,
         })
     }
 
@@ -348,7 +365,7 @@ impl Auth {
                 self.accounts
                     .login(username, password)
                     .await
-                    .map(|user| self.password_identity(user)),
+                    .map(|proven| self.password_identity(proven)),
             ),
         };
         self.metrics().verification(kind, outcome.is_ok());
@@ -356,12 +373,13 @@ impl Auth {
     }
 
     /// The identity of a user whose password was just checked.
-    pub fn password_identity(&self, user: User) -> Identity {
+    pub fn password_identity(&self, proven: Proven) -> Identity {
         Identity {
-            user_id: user.id,
-            username: user.username,
+            user_id: proven.user.id,
+            username: proven.user.username,
             via: Via::Password,
             auth_time: Some(self.now()),
+            epoch: Some(proven.epoch),
         }
     }
 
@@ -422,8 +440,13 @@ impl Auth {
             expires_at: expires_in.map(|s| now + s),
             last_used_at: None,
         };
+        // A key outlives password changes by design, so it may only be made
+        // from a proof of the current epoch, checked where it is stored.
+        let epoch = who
+            .epoch
+            .ok_or_else(|| Error::new(Kind::Forbidden("API keys cannot create API keys")))?;
         self.store()
-            .create_key(&key, &crypto::sha256(secret.as_bytes()))
+            .create_key(&key, &crypto::sha256(secret.as_bytes()), epoch)
             .await
             .map_err(|e| match e.kind() {
                 Kind::NotFound => Error::unauthorized(Refusal::BadToken),

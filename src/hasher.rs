@@ -6,8 +6,9 @@
 //! finds the queue full gets [`Kind::Busy`] at once (503 with `Retry-After`)
 //! instead of piling up behind a login flood.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
@@ -28,6 +29,10 @@ pub struct Hasher {
     /// A hash of nothing at the configured cost: unknown users are verified
     /// against it so they cost the same work as known ones.
     dummy: String,
+    /// How long one hash at the configured cost takes here, in µs (a
+    /// moving average of the ones done): a wrong password for a hash made
+    /// at another cost is answered no sooner than that.
+    typical_us: AtomicU64,
 }
 
 /// Decrements the waiting count when a queued caller leaves, however it leaves.
@@ -42,13 +47,25 @@ impl Drop for Waiting<'_> {
 impl Hasher {
     /// A pool with these settings.
     pub fn new(settings: &Hashing) -> Result<Hasher> {
+        let dummy = crypto::dummy_hash(settings.cost)?;
+        // One check against it, timed: the first estimate of a hash's time.
+        let started = Instant::now();
+        crypto::verify_password("", &dummy)?;
         Ok(Hasher {
             slots: Arc::new(Semaphore::new(settings.max_concurrent)),
             waiting: AtomicUsize::new(0),
             max_queue: settings.max_queue,
             cost: settings.cost,
-            dummy: crypto::dummy_hash(settings.cost)?,
+            dummy,
+            typical_us: AtomicU64::new(micros(started.elapsed())),
         })
+    }
+
+    /// Folds the time of a hash at the configured cost into the average.
+    fn observe(&self, took: Duration) {
+        let old = self.typical_us.load(Ordering::Relaxed);
+        let new = (old.saturating_mul(3) + micros(took)) / 4;
+        self.typical_us.store(new, Ordering::Relaxed);
     }
 
     /// The cost new hashes get.
@@ -71,23 +88,28 @@ impl Hasher {
     /// Checks `password` against `phc`, or against the dummy hash when there
     /// is no user, so both cost the same. Returns false for the dummy. A
     /// wrong password for a hash made at a lower cost (the cost was raised
-    /// since) is also checked against the dummy, so it costs what an
-    /// unknown user costs; a right one is rehashed by the caller, which
-    /// costs as much.
+    /// since) is answered no sooner than a hash at the configured cost
+    /// takes (a wait, not work), so it looks like an unknown user's; a
+    /// right one is rehashed by the caller, which costs as much.
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool> {
         let known = phc.is_some();
         let phc = phc.unwrap_or_else(|| self.dummy.clone());
-        let cheaper = crypto::stored_cost(&phc)?.below(&self.cost);
-        let dummy = self.dummy.clone();
-        let ok = self
+        let cost = crypto::stored_cost(&phc)?;
+        let (ok, took) = self
             .run(move || {
+                let started = Instant::now();
                 let ok = crypto::verify_password(&password, &phc)?;
-                if !ok && cheaper {
-                    let _ = crypto::verify_password(&password, &dummy)?;
-                }
-                Ok::<_, Error>(ok)
+                Ok::<_, Error>((ok, started.elapsed()))
             })
             .await??;
+        if cost == self.cost {
+            self.observe(took);
+        } else if !ok && cost.below(&self.cost) {
+            let typical = Duration::from_micros(self.typical_us.load(Ordering::Relaxed));
+            // The timer wakes on a millisecond tick, and the task after
+            // it: late.
+            tokio::time::sleep(typical.saturating_sub(took + TIMER_SLACK)).await;
+        }
         Ok(ok && known)
     }
 
@@ -114,6 +136,14 @@ impl Hasher {
         .await
         .map_err(Error::internal)
     }
+}
+
+/// How late a sleep ends, about: the timer wheel ticks every millisecond,
+/// then the task is scheduled (measured on the development machine).
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Brute-force regulation, after Authelia's: `max_retries` failed password
 //! checks for one account within `find_time` ban it for `ban_time`, and
 //! `max_retries_per_source` failed checks from one client address (any
-//! accounts, known or not) ban that address for `ban_time`.
+//! accounts, known or not) ban that address for `ban_time`. An IPv6
+//! client counts by its /64 network, which one host or LAN typically holds
+//! whole.
 //!
 //! A guess is counted when it is queued for hashing, not when the hash
 //! completes, so guesses sent in parallel cannot all slip in before the
@@ -9,20 +11,32 @@
 //! hashed), further ones are refused as if banned without being checked,
 //! and the ban itself starts when the last of them turns out wrong. When
 //! a hash completes the ban is checked again, and a right password that
-//! arrives during a ban is refused exactly like a wrong one (same answer,
-//! same scrypt work), so a ban reveals nothing, not even that an account
-//! exists. A right password outside a ban clears the account's count (and
-//! takes back its own guess from the address's count: an address is never
-//! banned for signing in). So at most `max_retries` guesses per account
-//! get a real answer per window, in sequence or in parallel, and a person
-//! who mistyped `max_retries - 1` times still gets in on the next try.
+//! arrives during a ban is refused exactly like a wrong one.
+//!
+//! What an answer may reveal, and so what costs a hash:
+//! - a guess refused because of its *account* is still hashed, and still
+//!   counts against its address, exactly as a guess for an account that
+//!   does not exist: an account's ban reveals nothing, not even that the
+//!   account exists;
+//! - a guess from a banned (or saturated) *address* is refused at once,
+//!   without a hash: that address learns only that it is banned, and
+//!   cannot keep the hashing pool busy.
+//!
+//! A right password outside a ban clears the account's failures that came
+//! from the same address (the person who mistyped), never those from
+//! others, so a script signing in regularly cannot wash away another
+//! address's guesses; and it takes back its own guess from the address's
+//! count: an address is never banned for signing in. So at most
+//! `max_retries` guesses per account get a real answer per window, in
+//! sequence or in parallel, and a person who mistyped `max_retries - 1`
+//! times still gets in on the next try.
 //!
 //! Bans are kept in the store by the caller, so a restart does not lift
 //! them; the counts themselves live in memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 
 /// Regulation settings; a zero disables the part it governs.
@@ -43,14 +57,31 @@ pub struct Settings {
 pub enum Ban {
     /// An account, until this second (exclusive).
     User(u64, u64),
-    /// A client address, until this second (exclusive).
+    /// A client address (see [`source_key`]), until this second
+    /// (exclusive).
     Source(IpAddr, u64),
+}
+
+/// What an address counts as: IPv4 (and IPv4-mapped IPv6) addresses
+/// whole, IPv6 addresses by their /64 network.
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        v4 => v4,
+    }
+}
+
+/// One counted guess: when, and from which address (key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Failure {
+    at: u64,
+    from: Option<IpAddr>,
 }
 
 #[derive(Default)]
 struct Entry {
-    /// Times of recent failures, oldest first, at most the limit.
-    failures: VecDeque<u64>,
+    /// Recent guesses counted as failures, oldest first, at most the limit.
+    failures: VecDeque<Failure>,
     /// Banned until this second (exclusive), if banned.
     banned_until: Option<u64>,
 }
@@ -59,6 +90,17 @@ impl Entry {
     fn banned(&self, now: u64) -> bool {
         self.banned_until.is_some_and(|until| now < until)
     }
+}
+
+/// How a table took a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admitted {
+    /// The table is off.
+    Unlimited,
+    /// Counted (as a failure until it proves right).
+    Counted,
+    /// Banned, or the count is full: refused unchecked.
+    Refused,
 }
 
 /// Failure counts and bans for one kind of key.
@@ -93,9 +135,10 @@ impl<K: Hash + Eq + Copy> Table<K> {
         self.limit > 0 && self.lock().get(&key).is_some_and(|e| e.banned(now))
     }
 
-    /// Counts a guess queued at `now`, unless the key is banned or already
-    /// has `limit` guesses counted (then it is refused unchecked).
-    fn admit(&self, key: K, now: u64) -> Admitted {
+    /// Counts a guess queued at `now` from `from`, unless the key is banned
+    /// or already has `limit` guesses counted (then it is refused
+    /// unchecked).
+    fn admit(&self, key: K, now: u64, from: Option<IpAddr>) -> Admitted {
         if self.limit == 0 {
             return Admitted::Unlimited;
         }
@@ -108,14 +151,14 @@ impl<K: Hash + Eq + Copy> Table<K> {
         while entry
             .failures
             .front()
-            .is_some_and(|&t| t.saturating_add(self.find_time) <= now)
+            .is_some_and(|f| f.at.saturating_add(self.find_time) <= now)
         {
             entry.failures.pop_front();
         }
         if entry.failures.len() >= self.limit as usize {
             return Admitted::Refused;
         }
-        entry.failures.push_back(now);
+        entry.failures.push_back(Failure { at: now, from });
         Admitted::Counted
     }
 
@@ -133,19 +176,21 @@ impl<K: Hash + Eq + Copy> Table<K> {
         Some(until)
     }
 
-    /// Takes back one failure counted at `at` (a guess that turned out
-    /// right, or never got an answer).
-    fn uncount(&self, key: K, at: u64) {
+    /// Takes back one failure counted at `at` from `from` (a guess that
+    /// turned out right, or never got an answer).
+    fn uncount(&self, key: K, at: u64, from: Option<IpAddr>) {
         if let Some(entry) = self.lock().get_mut(&key) {
-            if let Some(i) = entry.failures.iter().rposition(|&t| t == at) {
+            let mine = Failure { at, from };
+            if let Some(i) = entry.failures.iter().rposition(|f| *f == mine) {
                 entry.failures.remove(i);
             }
         }
     }
 
-    fn clear_failures(&self, key: K) {
+    /// Forgets the failures that came from `from`.
+    fn clear_failures_from(&self, key: K, from: Option<IpAddr>) {
         if let Some(entry) = self.lock().get_mut(&key) {
-            entry.failures.clear();
+            entry.failures.retain(|f| f.from != from);
         }
     }
 
@@ -162,7 +207,7 @@ impl<K: Hash + Eq + Copy> Table<K> {
             e.banned(now)
                 || e.failures
                     .back()
-                    .is_some_and(|&t| t.saturating_add(self.find_time) > now)
+                    .is_some_and(|f| f.at.saturating_add(self.find_time) > now)
         });
     }
 
@@ -172,30 +217,27 @@ impl<K: Hash + Eq + Copy> Table<K> {
     }
 }
 
-/// How a table took a guess.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Admitted {
-    /// The table is off.
-    Unlimited,
-    /// Counted (as a failure until it proves right).
-    Counted,
-    /// Banned, or the count is full: refused unchecked.
-    Refused,
-}
-
 /// A password guess on its way through the hashing queue.
 #[derive(Debug)]
 #[must_use = "a guess must end as succeeded, failed or abandoned"]
 pub struct Guess {
     user: Option<u64>,
+    /// The address's key (see [`source_key`]).
     source: Option<IpAddr>,
     /// When it was counted.
     at: u64,
-    /// Whether the account's and the address's tables counted it.
+    /// Whether the account's and the address's tables still hold it as
+    /// counted (to settle or take back).
     counted: (bool, bool),
-    /// Refused when queued: a ban held, or the count was full. It is still
-    /// hashed, so the refusal costs what a wrong password costs.
+    /// Refused when queued: a ban held, or the count was full. Refused for
+    /// its account, it is still hashed, so the refusal costs what a wrong
+    /// password costs.
     pub refused: bool,
+    /// Refused for its address: answered at once, without a hash.
+    pub refused_at_once: bool,
+    /// Bans its queueing already completed (a guess refused for its
+    /// account is a failure for its address right away).
+    pub new_bans: Vec<Ban>,
 }
 
 /// Failure counts and bans per account and per client address.
@@ -216,34 +258,43 @@ impl Regulator {
     /// Whether the account or the address is banned at `now`.
     pub fn is_banned(&self, user: Option<u64>, source: Option<IpAddr>, now: u64) -> bool {
         user.is_some_and(|u| self.users.banned(u, now))
-            || source.is_some_and(|s| self.sources.banned(s, now))
+            || source.is_some_and(|s| self.sources.banned(source_key(s), now))
     }
 
     /// Counts a guess as it is queued: as a failure, until it proves
     /// right. A guess made during a ban, or beyond the count, is refused
-    /// unchecked and not counted.
+    /// unchecked (see [`Guess`]).
     pub fn begin(&self, user: Option<u64>, source: Option<IpAddr>, now: u64) -> Guess {
-        let by_user = user.map_or(Admitted::Unlimited, |u| self.users.admit(u, now));
-        let by_source = match by_user {
-            Admitted::Refused => Admitted::Refused,
-            _ => source.map_or(Admitted::Unlimited, |s| self.sources.admit(s, now)),
-        };
-        let guess = Guess {
+        let source = source.map(source_key);
+        let by_source = source.map_or(Admitted::Unlimited, |s| self.sources.admit(s, now, None));
+        let mut guess = Guess {
             user,
             source,
             at: now,
-            counted: (by_user == Admitted::Counted, by_source == Admitted::Counted),
-            refused: by_user == Admitted::Refused || by_source == Admitted::Refused,
+            counted: (false, by_source == Admitted::Counted),
+            refused: by_source == Admitted::Refused,
+            refused_at_once: by_source == Admitted::Refused,
+            new_bans: Vec::new(),
         };
         if guess.refused {
-            // Refused by the address: the account's count takes it back.
-            if let (true, Some(u)) = (guess.counted.0, user) {
-                self.users.uncount(u, now);
+            return guess;
+        }
+        match user.map_or(Admitted::Unlimited, |u| self.users.admit(u, now, source)) {
+            Admitted::Counted => guess.counted.0 = true,
+            Admitted::Unlimited => {}
+            Admitted::Refused => {
+                // Refused for its account: for its address, a failure now,
+                // as a guess for an account that does not exist would be.
+                guess.refused = true;
+                if let (true, Some(s)) = (guess.counted.1, source) {
+                    guess.new_bans.extend(
+                        self.sources
+                            .settle_failure(s, now)
+                            .map(|t| Ban::Source(s, t)),
+                    );
+                }
+                guess.counted.1 = false;
             }
-            return Guess {
-                counted: (false, false),
-                ..guess
-            };
         }
         guess
     }
@@ -251,7 +302,9 @@ impl Regulator {
     /// Whether `guess` must be refused as banned now that its hash is done:
     /// refused when queued, or a ban started meanwhile.
     pub fn banned_now(&self, guess: &Guess, now: u64) -> bool {
-        guess.refused || self.is_banned(guess.user, guess.source, now)
+        guess.refused
+            || guess.user.is_some_and(|u| self.users.banned(u, now))
+            || guess.source.is_some_and(|s| self.sources.banned(s, now))
     }
 
     /// A wrong password (outside a ban): returns the bans it completes,
@@ -271,31 +324,32 @@ impl Regulator {
         bans
     }
 
-    /// A right password outside a ban: the account's failures are cleared
-    /// and this guess is taken back from the address's count.
+    /// A right password outside a ban: the account's failures from this
+    /// address are cleared, and this guess is taken back from the
+    /// address's count.
     pub fn succeeded(&self, guess: Guess) {
         if let Some(u) = guess.user {
-            self.users.clear_failures(u);
+            self.users.clear_failures_from(u, guess.source);
         }
         if let (true, Some(s)) = (guess.counted.1, guess.source) {
-            self.sources.uncount(s, guess.at);
+            self.sources.uncount(s, guess.at, None);
         }
     }
 
     /// A guess that got no answer (the hashing queue was full): taken back.
     pub fn abandoned(&self, guess: Guess) {
         if let (true, Some(u)) = (guess.counted.0, guess.user) {
-            self.users.uncount(u, guess.at);
+            self.users.uncount(u, guess.at, guess.source);
         }
         if let (true, Some(s)) = (guess.counted.1, guess.source) {
-            self.sources.uncount(s, guess.at);
+            self.sources.uncount(s, guess.at, None);
         }
     }
 
     /// A right password that needed no hash (remembered from a recent
-    /// check): clears the account's failures.
-    pub fn cleared(&self, user: u64) {
-        self.users.clear_failures(user);
+    /// check from this address): clears the account's failures from it.
+    pub fn cleared(&self, user: u64, source: Option<IpAddr>) {
+        self.users.clear_failures_from(user, source.map(source_key));
     }
 
     /// Lifts a ban and forgets the counts behind it (`latch user unban`).
@@ -305,7 +359,7 @@ impl Regulator {
                 self.users.lock().remove(&u);
             }
             Ban::Source(s, _) => {
-                self.sources.lock().remove(&s);
+                self.sources.lock().remove(&source_key(s));
             }
         }
     }
@@ -314,7 +368,7 @@ impl Regulator {
     pub fn restore(&self, ban: Ban) {
         match ban {
             Ban::User(u, until) => self.users.ban(u, until),
-            Ban::Source(s, until) => self.sources.ban(s, until),
+            Ban::Source(s, until) => self.sources.ban(source_key(s), until),
         }
     }
 
@@ -337,14 +391,21 @@ mod tests {
     };
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7));
+    const OTHER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 8));
 
-    /// A wrong guess for `user` from `IP` at `t`; returns the bans it started.
-    fn fail(r: &Regulator, user: u64, t: u64) -> Vec<Ban> {
-        let g = r.begin(Some(user), Some(IP), t);
-        if r.banned_now(&g, t) {
-            return Vec::new();
+    /// A wrong guess for `user` from `from` at `t`; returns the bans it
+    /// started.
+    fn fail_from(r: &Regulator, user: u64, from: IpAddr, t: u64) -> Vec<Ban> {
+        let g = r.begin(Some(user), Some(from), t);
+        let mut bans = g.new_bans.clone();
+        if !r.banned_now(&g, t) {
+            bans.extend(r.failed(g, t));
         }
-        r.failed(g, t)
+        bans
+    }
+
+    fn fail(r: &Regulator, user: u64, t: u64) -> Vec<Ban> {
+        fail_from(r, user, IP, t)
     }
 
     #[test]
@@ -361,9 +422,10 @@ mod tests {
             !r.is_banned(Some(2), None, 30),
             "other accounts are unaffected"
         );
-        // Guesses during a ban are refused, not counted, and do not extend it.
+        // Guesses during a ban are refused, hashed all the same, and do not
+        // extend it.
         let g = r.begin(Some(1), None, 60);
-        assert!(g.refused);
+        assert!(g.refused && !g.refused_at_once);
         assert!(r.failed(g, 60).is_empty());
         assert!(!r.is_banned(Some(1), None, 80));
     }
@@ -405,7 +467,6 @@ mod tests {
     fn a_ban_started_meanwhile_refuses_a_right_password_in_flight() {
         let r = Regulator::new(S);
         let right = r.begin(Some(1), None, 5);
-        // Meanwhile the address-independent account count fills and bans.
         let _ = fail(&r, 1, 5);
         let wrong = r.begin(Some(1), None, 5);
         assert_eq!(r.failed(wrong, 5), vec![Ban::User(1, 55)]);
@@ -425,23 +486,43 @@ mod tests {
     }
 
     #[test]
-    fn success_clears_the_account_and_takes_back_its_own_guess() {
+    fn success_clears_only_its_own_addresss_failures() {
         let r = Regulator::new(S);
-        let _ = fail(&r, 1, 0);
-        let _ = fail(&r, 1, 1);
+        let _ = fail_from(&r, 1, OTHER, 0);
+        let _ = fail_from(&r, 1, IP, 1);
+        // The owner signs in from IP: IP's failure goes, OTHER's stays.
         let right = r.begin(Some(1), Some(IP), 2);
         assert!(!r.banned_now(&right, 2));
         r.succeeded(right);
-        assert!(fail(&r, 1, 3).is_empty(), "the account's count was cleared");
-        // The address saw 3 wrong guesses and a right one: 3 count, and
-        // two more wrong ones (for other accounts) ban it.
-        assert!(fail(&r, 2, 4).is_empty());
-        assert_eq!(fail(&r, 3, 5), vec![Ban::Source(IP, 55)]);
-        assert!(
-            r.is_banned(Some(9), Some(IP), 6),
-            "any account, that address"
-        );
-        assert!(!r.is_banned(Some(9), None, 6));
+        let _ = fail_from(&r, 1, OTHER, 3);
+        assert_eq!(fail_from(&r, 1, OTHER, 4), vec![Ban::User(1, 54)]);
+    }
+
+    #[test]
+    fn a_regular_sign_in_does_not_wash_away_another_addresss_guesses() {
+        // A script signs in between an attacker's guesses, from elsewhere.
+        let r = Regulator::new(S);
+        let mut banned = false;
+        for t in 0..3 {
+            let script = r.begin(Some(1), Some(IP), t);
+            r.succeeded(script);
+            r.cleared(1, Some(IP));
+            banned |= !fail_from(&r, 1, OTHER, t).is_empty();
+        }
+        assert!(banned && r.is_banned(Some(1), None, 3));
+    }
+
+    #[test]
+    fn success_takes_back_its_own_guess_from_the_address() {
+        let r = Regulator::new(S);
+        for _ in 0..10 {
+            let right = r.begin(Some(1), Some(IP), 1);
+            r.succeeded(right);
+        }
+        for user in 2..6 {
+            assert!(fail(&r, user, 2).is_empty(), "{user}");
+        }
+        assert_eq!(fail(&r, 6, 2), vec![Ban::Source(IP, 52)]);
     }
 
     #[test]
@@ -451,6 +532,9 @@ mod tests {
             assert!(fail(&r, user, 1).is_empty(), "{user}");
         }
         assert_eq!(fail(&r, 4, 1), vec![Ban::Source(IP, 51)]);
+        // Now refused at once, for any account: no hash.
+        let g = r.begin(Some(9), Some(IP), 2);
+        assert!(g.refused && g.refused_at_once);
         // Unknown accounts count too.
         let r = Regulator::new(S);
         for _ in 0..4 {
@@ -459,6 +543,47 @@ mod tests {
         }
         let g = r.begin(None, Some(IP), 1);
         assert_eq!(r.failed(g, 1), vec![Ban::Source(IP, 51)]);
+    }
+
+    #[test]
+    fn a_banned_account_counts_against_the_address_as_an_unknown_one_does() {
+        // Twenty-one guesses for one account from one address end the same
+        // way whether the account exists (and gets banned) or not.
+        for exists in [true, false] {
+            let r = Regulator::new(S);
+            let mut bans = Vec::new();
+            for t in 0..7 {
+                let user = exists.then_some(1);
+                let g = r.begin(user, Some(IP), t);
+                bans.extend(g.new_bans.clone());
+                if !r.banned_now(&g, t) {
+                    bans.extend(r.failed(g, t));
+                }
+            }
+            assert!(
+                bans.contains(&Ban::Source(IP, 54)),
+                "exists {exists}: {bans:?}"
+            );
+            assert!(r.is_banned(None, Some(IP), 6), "exists {exists}");
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let r = Regulator::new(S);
+        for n in 1..5u16 {
+            let ip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, n));
+            assert!(fail_from(&r, u64::from(n), ip, 1).is_empty());
+        }
+        let fifth = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0xffff, 0, 0, 9));
+        let net = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 0, 0, 0, 0));
+        assert_eq!(fail_from(&r, 9, fifth, 1), vec![Ban::Source(net, 51)]);
+        let neighbour = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 3, 0, 0, 0, 1));
+        assert!(!r.is_banned(None, Some(neighbour), 2));
+        assert_eq!(
+            source_key("::ffff:203.0.113.7".parse().unwrap()),
+            "203.0.113.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -489,6 +614,8 @@ mod tests {
         assert!(r.is_banned(Some(7), None, 89));
         assert!(!r.is_banned(Some(7), None, 90));
         assert!(r.is_banned(None, Some(IP), 79));
+        r.lift(Ban::Source(IP, 0));
+        assert!(!r.is_banned(None, Some(IP), 79));
     }
 
     #[test]

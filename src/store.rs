@@ -8,7 +8,9 @@
 //! - `cutoffs`: user id → versioned [`Cutoff`]: tokens issued before it are
 //!   refused (logout everywhere, password change, deletion)
 //! - `fresh`: token `jti` → version byte + expiry + cutoff seq (u64 BE):
-//!   tokens issued in the very second of their user's cutoff, after it
+//!   written by versions before credential epochs (tokens issued in the
+//!   very second of their user's cutoff); read by nobody now, pruned as
+//!   they expire, kept in backups
 //! - `keys`: SHA-256 of an API key → versioned [`ApiKey`] record
 //! - `user_keys`: user id (u64 BE) ++ key id (u64 BE) → SHA-256 of the key
 //! - `bans`: `u` ++ user id (u64 BE), or `s` ++ an IPv4 or IPv6 address
@@ -892,28 +894,6 @@ impl Store {
             .collect()
     }
 
-    /// Records a token issued in its user's cutoff second, after the
-    /// cutoff numbered `seq`.
-    pub async fn add_fresh(&self, jti: &[u8], exp: u64, seq: u64) -> Result<()> {
-        let mut value = [0u8; 17];
-        value[..9].copy_from_slice(&encode_expiry(exp));
-        value[9..].copy_from_slice(&seq.to_be_bytes());
-        {
-            let _gate = self.shared();
-            self.fresh.insert(jti, &value)?;
-        }
-        self.flush().await
-    }
-
-    /// The cutoff `seq` that `jti` was recorded as fresh after, if any.
-    pub fn fresh_seq(&self, jti: &[u8]) -> Result<Option<u64>> {
-        match self.fresh.get(jti)? {
-            Some(v) if v.len() == 17 => Ok(Some(be_u64(&v[9..], "a fresh-token record")?)),
-            Some(_) => Err(Error::store("a fresh-token record is corrupt")),
-            None => Ok(None),
-        }
-    }
-
     /// Every stored revocation: (jti, expiry).
     pub fn revocations(&self) -> Result<Vec<([u8; crate::token::JTI_LEN], u64)>> {
         self.revoked
@@ -935,22 +915,39 @@ impl Store {
 
     // ---- API keys ----
 
-    /// Stores a new key under the hash of its secret. The key's `id` must
-    /// come from [`Store::new_id`].
-    pub async fn create_key(&self, key: &ApiKey, hash: &[u8; 32]) -> Result<()> {
+    /// Stores a new key under the hash of its secret, if the owner still
+    /// exists and its credential epoch (the seq of its cutoff, 0 for none)
+    /// is still `epoch`: NotFound otherwise. The key's `id` must come from
+    /// [`Store::new_id`].
+    pub async fn create_key(&self, key: &ApiKey, hash: &[u8; 32], epoch: u64) -> Result<()> {
         let record = encode_key(key);
         let index = user_key_index(key.user_id, key.id);
+        let owner = key.user_id.to_be_bytes();
         let gate = self.shared();
-        (&self.users, &self.keys, &self.user_keys).transaction(|(users, keys, user_keys)| {
-            // The owner may have been deleted since the request was
-            // authenticated; a key must not outlive its account.
-            if users.get(key.user_id.to_be_bytes())?.is_none() {
-                return abort(Error::new(Kind::NotFound));
-            }
-            keys.insert(hash, record.as_slice())?;
-            user_keys.insert(&index, hash)?;
-            Ok(())
-        })?;
+        (&self.users, &self.cutoffs, &self.keys, &self.user_keys).transaction(
+            |(users, cutoffs, keys, user_keys)| {
+                // The owner may have been deleted, or its password changed,
+                // since the request was authenticated; a key must not outlive
+                // the proof it was made with.
+                if users.get(owner)?.is_none() {
+                    return abort(Error::new(Kind::NotFound));
+                }
+                let current = match cutoffs.get(owner)? {
+                    Some(bytes) => {
+                        decode_cutoff(&bytes)
+                            .map_err(sled::transaction::ConflictableTransactionError::Abort)?
+                            .seq
+                    }
+                    None => 0,
+                };
+                if current != epoch {
+                    return abort(Error::new(Kind::NotFound));
+                }
+                keys.insert(hash, record.as_slice())?;
+                user_keys.insert(&index, hash)?;
+                Ok(())
+            },
+        )?;
         drop(gate);
         self.flush().await
     }
@@ -1093,9 +1090,12 @@ impl Store {
     /// Drops what can no longer matter at `now`: revocations and fresh
     /// records of expired tokens, cutoffs older than every token they could
     /// refuse (`max_ttl`), and expired API keys. Returns entries removed.
-    pub async fn prune(&self, now: u64, max_ttl: u64) -> Result<usize> {
+    /// Returns how many entries went, and the cutoffs that went (user id,
+    /// seq), so the caller drops exactly those from memory.
+    pub async fn prune(&self, now: u64, max_ttl: u64) -> Result<(usize, Vec<(u64, u64)>)> {
         let gate = self.shared();
         let mut removed = 0;
+        let mut cutoffs = Vec::new();
         for tree in [&self.revoked, &self.fresh] {
             for entry in tree.iter() {
                 let (jti, value) = entry?;
@@ -1112,9 +1112,12 @@ impl Store {
             // Every token with iat <= cutoff.at has exp <= cutoff.at + max_ttl.
             if cutoff.at.saturating_add(max_ttl) < now {
                 // Only if unchanged meanwhile.
-                let _ = self
+                let swapped = self
                     .cutoffs
-                    .compare_and_swap(id, Some(value), None::<&[u8]>)?;
+                    .compare_and_swap(&id, Some(value), None::<&[u8]>)?;
+                if swapped.is_ok() {
+                    cutoffs.push((be_u64(&id, "a cutoff key")?, cutoff.seq));
+                }
                 removed += 1;
             }
         }
@@ -1140,7 +1143,7 @@ impl Store {
         if removed > 0 {
             self.flush().await?;
         }
-        Ok(removed)
+        Ok((removed, cutoffs))
     }
 }
 

@@ -75,6 +75,11 @@ pub struct Claims {
     /// When the password behind this token was checked (OpenID Connect's
     /// `auth_time`): sensitive changes need it to be recent.
     pub auth_time: u64,
+    /// The user's credential epoch when the password was checked: each
+    /// logout everywhere, password change or deletion starts a new one, and
+    /// only tokens of the current epoch are accepted. (A login whose check
+    /// began before a password reset yields a token of the old epoch.)
+    pub epoch: u64,
     /// A unique id: base64url of 16 random bytes. Revocation is keyed on it.
     pub jti: String,
 }
@@ -90,6 +95,7 @@ struct ClaimsRef<'a> {
     iat: u64,
     exp: u64,
     auth_time: u64,
+    epoch: u64,
     jti: &'a str,
 }
 
@@ -109,6 +115,8 @@ pub struct Verified {
     pub exp: u64,
     /// When the password behind the token was checked.
     pub auth_time: u64,
+    /// The user's credential epoch it belongs to.
+    pub epoch: u64,
     /// The decoded `jti`.
     pub jti: [u8; JTI_LEN],
 }
@@ -230,6 +238,7 @@ impl Keys {
             iat: claims.iat,
             exp: claims.exp,
             auth_time: claims.auth_time,
+            epoch: claims.epoch,
             jti,
         })
     }
@@ -271,6 +280,7 @@ mod tests {
             iat: 1000,
             exp,
             auth_time: 1000,
+            epoch: 0,
             jti: crypto::b64url_encode(&[9u8; JTI_LEN]),
         }
     }
@@ -412,16 +422,16 @@ mod tests {
             format!(r#"{{"sub":"7","name":"a","iat":1,"exp":2000,"jti":"{jti}"}}"#),
             format!(r#"{{"sub":"7","name":"a","aud":"api","iat":1,"exp":2000,"jti":"{jti}"}}"#),
             format!(
-                r#"{{"sub":"7","name":"a","aud":"admin","iat":1,"exp":2000,"auth_time":1,"jti":"{jti}"}}"#
+                r#"{{"sub":"7","name":"a","aud":"admin","iat":1,"exp":2000,"auth_time":1,"epoch":0,"jti":"{jti}"}}"#
             ),
             format!(
-                r#"{{"sub":"7","name":"a","aud":["api"],"iat":1,"exp":2000,"auth_time":1,"jti":"{jti}"}}"#
+                r#"{{"sub":"7","name":"a","aud":["api"],"iat":1,"exp":2000,"auth_time":1,"epoch":0,"jti":"{jti}"}}"#
             ),
         ] {
             assert_eq!(k.verify(&sign(&json), 1500), Err(Invalid::Claims), "{json}");
         }
         let ok = format!(
-            r#"{{"sub":"7","name":"a","aud":"api","iat":1,"exp":2000,"auth_time":1,"jti":"{jti}"}}"#
+            r#"{{"sub":"7","name":"a","aud":"api","iat":1,"exp":2000,"auth_time":1,"epoch":0,"jti":"{jti}"}}"#
         );
         assert!(k.verify(&sign(&ok), 1500).is_ok());
     }

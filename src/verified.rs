@@ -86,6 +86,7 @@ mod tests {
             iat: 0,
             exp,
             auth_time: 0,
+            epoch: 0,
             jti: [1; 16],
         }
     }

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
             iat: v.iat,
             exp: v.exp,
             auth_time: v.auth_time,
+            epoch: v.epoch,
             jti: crypto::b64url_encode(&v.jti),
         };
         assert!(v.exp > NOW, "expired token accepted: {v:?}");

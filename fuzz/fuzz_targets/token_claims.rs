@@ -23,6 +23,7 @@ fuzz_target!(|payload: &[u8]| {
         iat: 0,
         exp: 1,
         auth_time: 0,
+        epoch: 0,
         jti: String::new(),
     };
     let signed = keys.sign(&probe);
@@ -42,6 +43,7 @@ fuzz_target!(|payload: &[u8]| {
             iat: v.iat,
             exp: v.exp,
             auth_time: v.auth_time,
+            epoch: v.epoch,
             jti: crypto::b64url_encode(&v.jti),
         };
         let resigned = keys.sign(&claims);

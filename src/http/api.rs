@@ -160,7 +160,7 @@ pub async fn login_json<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Resul
         StatusCode::OK,
         &json!({
             "meta": {"code": 200},
-            "response": {"user": {"id": user.id.to_string(), "authentication_token": token}},
+            "response": {"user": {"id": user.user.id.to_string(), "authentication_token": token}},
             "token": token,
             "duration": duration,
         }),
@@ -313,7 +313,7 @@ pub async fn change_password<B: ReadBody>(
         }
         Err(e) => return Err(e),
     };
-    app.auth.accounts().set_password(&user, &new).await?;
+    app.auth.accounts().set_password(&user.user, &new).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
@@ -324,7 +324,7 @@ pub async fn delete_me(app: &App, parts: &Parts) -> Result<Response<Body>> {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
     let user = app.auth.accounts().login(&username, &password).await?;
-    app.auth.accounts().delete(&user).await?;
+    app.auth.accounts().delete(&user.user).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 

@@ -20,6 +20,7 @@ fn claims(sub: u64, name: &str, iat: u64, exp: u64) -> Claims {
         iat,
         exp,
         auth_time: iat,
+        epoch: 0,
         jti: crypto::b64url_encode(&[7u8; 16]),
     }
 }
@@ -207,7 +208,8 @@ fn tokens_are_standard_jwts() {
     assert_eq!(jti.len(), 16);
     assert_eq!(claims["aud"], "api");
     assert_eq!(claims["auth_time"], iat);
-    assert_eq!(claims.as_object().unwrap().len(), 7);
+    assert_eq!(claims["epoch"], 0);
+    assert_eq!(claims.as_object().unwrap().len(), 8);
     // Verifiable by anyone holding the key: plain HMAC-SHA256 over the
     // first two segments.
     let key = SigningKey::new(&crypto::b64_decode(TEST_KEY.as_bytes()).unwrap());
