@@ -64,8 +64,21 @@ pub enum Outcome {
     Banned,
 }
 
-/// A password check: `login` as given (a username or an email).
+/// Longest login recorded as given; longer ones are cut (a password typed
+/// into the username field should not land in the log whole).
+const MAX_LOGGED_LOGIN: usize = 64;
+
+/// A password check: `login` as given (a username or an email), cut to
+/// [`MAX_LOGGED_LOGIN`] characters.
 pub fn password(login: &str, outcome: Outcome) {
+    let cut;
+    let login = match login.char_indices().nth(MAX_LOGGED_LOGIN) {
+        Some((end, _)) => {
+            cut = format!("{}…", &login[..end]);
+            cut.as_str()
+        }
+        None => login,
+    };
     match outcome {
         Outcome::Success => {
             tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "success", source = %Source, "password accepted")

@@ -289,7 +289,18 @@ impl IpNet {
         };
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(IpNet { addr, prefix })
+        if prefix > max {
+            return None;
+        }
+        // ::ffff:a.b.c.d/n is a.b.c.d/(n - 96): peers are compared in their
+        // IPv4 form, so that is what the network must be to match them.
+        match addr.to_canonical() {
+            IpAddr::V4(v4) if addr.is_ipv6() && prefix >= 96 => Some(IpNet {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            }),
+            _ => Some(IpNet { addr, prefix }),
+        }
     }
 
     /// Whether every address in this network is a loopback address.
@@ -714,6 +725,11 @@ impl Config {
             out.push(
                 "public_url is plain http while [forward_auth] cookie_secure = true: browsers drop Secure cookies on http, so signing in fails; serve latch over https, or set cookie_secure = false on a plain-http network".to_owned(),
             );
+        }
+        if let Some(domain) = fa.cookie_domain.as_deref().filter(|d| !d.contains('.')) {
+            out.push(format!(
+                "[forward_auth] cookie_domain = {domain:?} is a single label: the login page follows rd to any host under it (evil.{domain} too); name your own domain, such as example.{domain}"
+            ));
         }
         if fa.trusted_proxies.iter().any(|net| net.prefix == 0) {
             out.push(
@@ -1165,6 +1181,13 @@ mod tests {
             .unwrap()
             .contains("fd12::1".parse().unwrap()));
         assert!(IpNet::parse("1.2.3.4/40").is_none());
+        // IPv4-mapped networks match the IPv4 peers they name.
+        let mapped = IpNet::parse("::ffff:127.0.0.1").unwrap();
+        assert!(mapped.contains("127.0.0.1".parse().unwrap()));
+        assert_eq!(mapped.to_string(), "127.0.0.1/32");
+        let mapped = IpNet::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("10.1.2.3".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
     }
 
     #[test]

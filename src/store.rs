@@ -341,6 +341,22 @@ impl Store {
                     ))
                 })?;
         }
+        // The database holds password and key hashes: owner only, even
+        // when the directory was made beforehand with a looser mode.
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            if let Ok(meta) = std::fs::metadata(dir) {
+                if meta.permissions().mode() & 0o077 != 0 {
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                        .map_err(|e| {
+                            Error::store(format_args!(
+                                "data directory {} is open to other users and cannot be made private: {e}",
+                                dir.display()
+                            ))
+                        })?;
+                }
+            }
+        }
         // sled may panic on some damaged files; that is a corrupt database,
         // reported like any other, not a crash loop.
         let opened =

@@ -31,8 +31,13 @@ pub fn credential<'a>(app: &App, parts: &'a Parts) -> Result<Presented<'a>> {
 }
 
 /// Who the request is, from any API credential form; 401 when none or
-/// refused.
+/// refused. A state-changing request from another site's page is refused
+/// first: a browser may hold cached Basic credentials for latch and send
+/// them along (scripts send no `Origin`).
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Identity> {
+    if !parts.method.is_safe() && !request::same_origin(parts, app.config.public_url.as_deref()) {
+        return Err(Error::new(Kind::Forbidden("cross-site request refused")));
+    }
     app.auth.authenticate(&credential(app, parts)?).await
 }
 
@@ -216,7 +221,8 @@ struct LogoutAll {
 /// and session issued to the caller before now is refused from now on;
 /// with `revoke_keys`, the API keys are deleted too.
 pub async fn logout_all<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
-    let who = authenticate(app, parts).await?;
+    // A key may not end the sessions and keys it was made beside.
+    let who = key_manager(app, parts).await?;
     let input: LogoutAll = read_optional_json(app, parts, body).await?;
     app.auth.accounts().logout_all(who.user_id).await?;
     let keys = if input.revoke_keys {
@@ -334,13 +340,14 @@ struct NewKeyRequest {
     expires_in: Option<u64>,
 }
 
-/// Keys are managed with a password or a token, never with another key,
-/// so a leaked key cannot mint more.
+/// Keys (and sessions: logout everywhere) are managed with a password or
+/// a token, never with an API key, so a leaked key cannot mint more or
+/// wipe the others.
 async fn key_manager(app: &App, parts: &Parts) -> Result<Identity> {
     let who = authenticate(app, parts).await?;
     if let Via::ApiKey(_) = who.via {
         return Err(Error::new(Kind::Forbidden(
-            "API keys cannot manage API keys; use a token or the password",
+            "API keys cannot manage API keys or sessions; use a token or the password",
         )));
     }
     Ok(who)

@@ -210,5 +210,19 @@ fn unauthenticated(
     if let Some(value) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
         res.headers_mut().insert(header::LOCATION, value);
     }
+    if from_a_browser(parts) {
+        // This 401 reaches a page's fetch on the app's own site: a Basic
+        // challenge would make the browser ask for latch's password there.
+        response::bearer_challenge_only(&mut res);
+    }
     res
+}
+
+/// Whether a browser sent the request (any kind: page, fetch, XHR):
+/// browsers send `Sec-Fetch-Mode` on every request, older ones
+/// `X-Requested-With` on XHRs, and pages accept HTML.
+fn from_a_browser(parts: &Parts) -> bool {
+    parts.headers.contains_key("sec-fetch-mode")
+        || parts.headers.contains_key("x-requested-with")
+        || request::is_browser(parts)
 }

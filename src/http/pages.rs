@@ -354,7 +354,10 @@ pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Re
 /// cleared) and follows `rd` under the login page's rules, else goes to
 /// the login page. For apps that offer a plain sign-out link.
 pub async fn logout_link(app: &App, parts: &Parts) -> Result<Response<Body>> {
-    end_session(app, parts).await?;
+    // HEAD (link checkers, some prefetchers) answers without signing out.
+    if parts.method != hyper::Method::HEAD {
+        end_session(app, parts).await?;
+    }
     let rd = query_param(parts, "rd");
     let login = own_url(app, "/login");
     let target = safe_rd(app, rd.as_deref()).unwrap_or(&login);

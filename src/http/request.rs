@@ -75,7 +75,15 @@ pub async fn read_body<B: ReadBody>(
         .and_then(|v| v.parse::<u64>().ok());
     let mut body = std::pin::pin!(body);
     if declared.is_some_and(|n| n > limit as u64) {
-        drain(body.as_mut()).await;
+        // A client waiting for `100 Continue` has sent nothing yet: reading
+        // would invite the body in just to throw it away.
+        let waiting = parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waiting {
+            drain(body.as_mut()).await;
+        }
         return Err(Error::new(Kind::PayloadTooLarge));
     }
     let read = async {

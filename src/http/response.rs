@@ -90,6 +90,22 @@ pub fn error(e: &Error) -> Response<Body> {
     res
 }
 
+/// Leaves only the Bearer challenge on a 401 that a browser will see on
+/// someone else's page (a Basic one pops up a password dialog there).
+pub fn bearer_challenge_only(res: &mut Response<Body>) {
+    let bearer: Vec<HeaderValue> = res
+        .headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter(|v| v.as_bytes().starts_with(b"Bearer"))
+        .cloned()
+        .collect();
+    res.headers_mut().remove(header::WWW_AUTHENTICATE);
+    for value in bearer {
+        res.headers_mut().append(header::WWW_AUTHENTICATE, value);
+    }
+}
+
 const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
 
 /// An HTML page. Never cached, never framed, no scripts or external

@@ -50,9 +50,6 @@ const MAX_SEGMENTS: usize = 4;
 /// (or, for browsers on the pages and forward auth, HTML pages) here.
 pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    if let Some(refused) = smuggling(&parts) {
-        return refused;
-    }
     let started = Instant::now();
     let mut buf = [""; MAX_SEGMENTS];
     let segments = segments(parts.uri.path(), &mut buf);
@@ -140,24 +137,6 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
         .metrics()
         .request(route, res.status().as_u16(), started.elapsed());
     res
-}
-
-/// Request smuggling: a message with both framings is refused and the
-/// connection closed, whatever hyper chose to believe.
-pub fn smuggling(parts: &hyper::http::request::Parts) -> Option<Response<Body>> {
-    if !(parts.headers.contains_key(header::CONTENT_LENGTH)
-        && parts.headers.contains_key(header::TRANSFER_ENCODING))
-    {
-        return None;
-    }
-    let mut res = response::error(&Error::bad_request(
-        "Content-Length and Transfer-Encoding together are not allowed",
-    ));
-    res.headers_mut().insert(
-        header::CONNECTION,
-        header::HeaderValue::from_static("close"),
-    );
-    Some(res)
 }
 
 /// Logs a refused request: our own failures at error level (with the

@@ -479,3 +479,87 @@ fn what_survives_what_is_what_the_readme_says() {
     }
     assert_eq!(checked, 8);
 }
+
+#[test]
+fn an_api_key_cannot_end_sessions_or_wipe_keys() {
+    let (_dir, _clock, server) = start();
+    let c = server.client;
+    let password = basic("alice", "alice-password");
+    let key = c
+        .post_json(
+            "/api/keys",
+            &json!({"name": "script"}),
+            &[("Authorization", &password)],
+        )
+        .json()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cookie = session(&c, "alice", "alice-password");
+    for body in [None, Some(json!({"revoke_keys": true}))] {
+        let res = match &body {
+            None => c.post_auth("/api/logout-all", &bearer(&key)),
+            Some(b) => c.post_json("/api/logout-all", b, &[("Authorization", &bearer(&key))]),
+        };
+        assert_eq!(res.status, 403, "{body:?}: {}", res.text());
+    }
+    assert_eq!(c.resource(&bearer(&key)).status, 200);
+    assert_eq!(c.get("/auth", &[("Cookie", &cookie)]).status, 200);
+}
+
+#[test]
+fn a_cross_site_page_cannot_spend_cached_basic_credentials() {
+    // A browser that once answered latch's Basic challenge sends the
+    // credentials again, even on another site's form post or fetch.
+    let (_dir, _clock, server) = start();
+    let c = server.client;
+    let password = basic("alice", "alice-password");
+    let evil = ("Origin", "https://evil.test");
+    let res = c.request(
+        "POST",
+        "/api/keys",
+        &[
+            ("Authorization", &password),
+            evil,
+            ("Content-Type", "text/plain"),
+        ],
+        Some(br#"{"name":"csrf"}"#),
+    );
+    assert_eq!(res.status, 403, "{}", res.text());
+    let res = c.request(
+        "POST",
+        "/api/logout-all",
+        &[("Authorization", &password), evil],
+        None,
+    );
+    assert_eq!(res.status, 403);
+    let res = c.request(
+        "PATCH",
+        "/api/users/me",
+        &[
+            ("Authorization", &password),
+            ("Referer", "https://evil.test/page"),
+            ("Content-Type", "application/json"),
+        ],
+        Some(br#"{"email":"evil@evil.test"}"#),
+    );
+    assert_eq!(res.status, 403);
+    let keys = c.get("/api/keys", &[("Authorization", &password)]);
+    assert_eq!(keys.json(), json!([]));
+    // From latch's own origin, or from a script (no Origin), it works.
+    let res = c.post_json(
+        "/api/keys",
+        &json!({"name": "own"}),
+        &[
+            ("Authorization", &password),
+            ("Origin", "http://auth.example.test"),
+        ],
+    );
+    assert_eq!(res.status, 201);
+    let res = c.post_json(
+        "/api/keys",
+        &json!({"name": "script"}),
+        &[("Authorization", &password)],
+    );
+    assert_eq!(res.status, 201);
+}

@@ -137,3 +137,15 @@ fn user_supplied_strings_cannot_forge_lines() {
         "{refused}"
     );
 }
+
+#[test]
+fn a_password_typed_as_the_username_is_not_logged_whole() {
+    let dir = TempDir::new("auditcut");
+    let server = Server::start(&dir, "");
+    let c = server.client();
+    let typed = format!("{}-the-end-of-a-long-passphrase", "x".repeat(80));
+    c.resource(&basic(&typed, "anything"));
+    let log = server.log_containing("password refused");
+    assert!(!log.contains("the-end-of-a-long-passphrase"), "{log}");
+    assert!(log.contains(&format!("{}…", "x".repeat(64))), "{log}");
+}

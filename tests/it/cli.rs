@@ -165,13 +165,14 @@ fn check_config_warns_about_the_traps() {
     // The other traps: Secure cookies on plain http, trusting everyone,
     // metrics for everyone, usernames for everyone.
     let stderr = check(&format!(
-        "{data}public_url = \"http://auth.lan\"\n[forward_auth]\ntrusted_proxies = [\"0.0.0.0/0\"]\n[api]\npublic_profiles = true\n[ops]\nlisten = \"0.0.0.0:9180\"\n"
+        "{data}public_url = \"http://auth.lan\"\n[forward_auth]\ncookie_domain = \"lan\"\ntrusted_proxies = [\"0.0.0.0/0\"]\n[api]\npublic_profiles = true\n[ops]\nlisten = \"0.0.0.0:9180\"\n"
     ));
     for expected in [
         "public_url is plain http while [forward_auth] cookie_secure = true",
         "trusted_proxies trusts every address",
         "[ops] listen = \"0.0.0.0:9180\" serves /metrics",
         "[api] public_profiles = true",
+        "cookie_domain = \"lan\" is a single label",
     ] {
         assert!(
             stderr.contains(expected),

@@ -137,13 +137,19 @@ fn traefik_and_caddy_contract_unauthenticated() {
     assert_eq!(res.status, 303);
     assert_eq!(res.header("location"), Some(LOGIN_WITH_RD));
     // Scripts get a 401 with the challenges, and the login page named.
-    for extra in [
-        &[("Accept", "application/json")][..],
-        &[],
-        &[BROWSER, ("X-Requested-With", "XMLHttpRequest")],
-    ] {
+    for extra in [&[("Accept", "application/json")][..], &[]] {
         let res = c.get("/auth", &with(traefik("GET"), extra));
         res.assert_challenges(false);
+        assert_eq!(res.header("location"), Some(LOGIN_WITH_RD), "{extra:?}");
+    }
+    // A page's fetch or XHR gets the 401 too, with no Basic challenge (it
+    // would pop up a password dialog on the app's site).
+    for extra in [
+        &[BROWSER, ("X-Requested-With", "XMLHttpRequest")][..],
+        &[("Sec-Fetch-Mode", "cors"), ("Accept", "*/*")],
+    ] {
+        let res = c.get("/auth", &with(traefik("GET"), extra));
+        res.assert_browser_challenge(false);
         assert_eq!(res.header("location"), Some(LOGIN_WITH_RD), "{extra:?}");
     }
     // A refused token: the same, with invalid_token for scripts.
@@ -234,13 +240,15 @@ fn nginx_contract_never_redirects() {
         ("X-Original-Method", "GET"),
     ];
     let res = c.get("/auth/nginx", &with(nginx.to_vec(), &[BROWSER]));
-    res.assert_challenges(false);
+    res.assert_browser_challenge(false);
     assert_eq!(res.header("location"), Some(LOGIN_WITH_RD));
     let res = c.get(
         "/auth/nginx",
         &with(nginx.to_vec(), &[BROWSER, ("Cookie", "latch_session=nope")]),
     );
-    res.assert_challenges(true);
+    res.assert_browser_challenge(true);
+    let res = c.get("/auth/nginx", &with(nginx.to_vec(), &[]));
+    res.assert_challenges(false);
     let cookie = session(&c, "alice", "alice-password");
     let res = c.get("/auth/nginx", &with(nginx.to_vec(), &[("Cookie", &cookie)]));
     assert_eq!(res.status, 200);

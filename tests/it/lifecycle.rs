@@ -256,3 +256,16 @@ fn a_full_hashing_queue_answers_503_quickly() {
     );
     c.assert_alive("user0", "user-password");
 }
+
+#[test]
+fn a_data_directory_made_beforehand_is_made_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("dirmode");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = Server::start(&dir, "");
+    server.client().register("alice", "alice-password");
+    let mode = std::fs::metadata(&data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the password hashes are in there");
+}

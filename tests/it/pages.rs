@@ -226,7 +226,12 @@ fn head_works_wherever_get_does() {
             "HEAD {path}"
         );
     }
-    // The pages' HEAD did not sign anybody out (GET /logout with no cookie).
+    // HEAD /logout, even with the cookie (a link checker), signs nobody out.
+    let head = c.raw(
+        format!("HEAD /logout HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{cookie_line}\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(head.status, 302);
     assert_eq!(c.get("/auth", &[("Cookie", &cookie)]).status, 200);
 }
 
@@ -270,5 +275,23 @@ print(res.status, json.loads(res.read())["error"], res.getheader("Connection"))
     );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines, ["413 payload_too_large close"; 3], "{stdout}");
+    server.client.assert_alive("alice", "alice-password");
+}
+
+#[test]
+fn a_client_waiting_to_continue_is_refused_before_it_sends() {
+    let (_dir, server) = start("");
+    let mut stream = std::net::TcpStream::connect(server.client.addr).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let res = read_response(&mut stream).unwrap();
+    assert_eq!(res.status, 413, "no 100 Continue first");
     server.client.assert_alive("alice", "alice-password");
 }

@@ -512,8 +512,15 @@ fn sign_in(proxy: &Proxy, username: &str, password: &str, rd: &str) -> String {
 }
 
 /// Paths an app reads as its admin area (`/admin` or under it, once
-/// decoded and cleaned, in any case).
-const ADMIN_PATHS: [&str; 11] = [
+/// decoded and cleaned, in any case; with `;` path parameters and `..;`
+/// as Java servlet containers read them; with `\` as Node does).
+const ADMIN_PATHS: [&str; 17] = [
+    "/admin;/secret",
+    "/admin;jsessionid=x/secret",
+    "/admin;x",
+    "/x/..;/admin/secret",
+    "/..;/admin/secret",
+    "/admin\\secret",
     "/admin",
     "/admin/",
     "/admin/panel",
@@ -739,6 +746,7 @@ fn nginx_auth_request() {
 
 #[test]
 fn traefik_forward_auth() {
-    // Traefik refuses encoded slashes (encodedCharacters) outright.
-    run("traefik", start_traefik, &["/admin%2Fx"]);
+    // Traefik refuses encoded slashes (encodedCharacters) and raw
+    // backslashes outright.
+    run("traefik", start_traefik, &["/admin%2Fx", "/admin\\secret"]);
 }

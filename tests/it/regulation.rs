@@ -433,3 +433,44 @@ fn a_script_firing_the_same_credentials_at_once_is_one_guess() {
     c.assert_alive("alice", "alice-password");
     c.assert_alive("bob", "bob-password");
 }
+
+#[test]
+fn a_banned_address_costs_no_hashing_and_a_regular_sign_in_washes_nothing() {
+    let (_dir, _clock, server) = start(
+        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 3\n[scrypt]\nlog_n = 15\nmax_concurrent = 1\n",
+    );
+    let c = server.client;
+    let from = |source: &str, user: &str, password: &str| {
+        let started = std::time::Instant::now();
+        let status = c
+            .get(
+                "/api/resource",
+                &[
+                    ("Authorization", &basic(user, password)),
+                    ("X-Forwarded-For", source),
+                ],
+            )
+            .status;
+        (status, started.elapsed())
+    };
+    // A script signs in from .5 between an attacker's guesses from .6:
+    // its successes do not wash the attacker's failures away.
+    for guess in ["guess-1", "guess-2", "guess-3"] {
+        assert_eq!(from("203.0.113.5", "alice", "alice-password").0, 200);
+        assert_eq!(from("203.0.113.6", "alice", guess).0, 401);
+    }
+    let (status, _) = from("203.0.113.5", "alice", "alice-password");
+    assert_eq!(status, 401, "alice is banned after three wrong guesses");
+    // .6 is banned now too (three failures); its requests are answered at
+    // once, without occupying the hashing pool.
+    let (_, one_hash) = from("203.0.113.7", "bob", "bob-password");
+    let started = std::time::Instant::now();
+    for user in ["bob", "nobody", "alice"] {
+        assert_eq!(from("203.0.113.6", user, "whatever-pw").0, 401);
+    }
+    let three = started.elapsed();
+    assert!(
+        three < one_hash,
+        "three answers to a banned address took {three:?}, one hash {one_hash:?}"
+    );
+}

@@ -310,6 +310,18 @@ impl Response {
         self.json()["error"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// Asserts a 401 with only the Bearer challenge, as forward auth answers
+    /// a browser (a Basic challenge would pop up a dialog on the app's page).
+    pub fn assert_browser_challenge(&self, invalid_token: bool) {
+        assert_eq!(self.status, 401, "{}", self.text());
+        let expected = if invalid_token {
+            r#"Bearer realm="latch", error="invalid_token""#
+        } else {
+            r#"Bearer realm="latch""#
+        };
+        assert_eq!(self.headers_named("www-authenticate"), [expected]);
+    }
+
     /// Asserts a 401 with both challenges; `invalid_token` says whether the
     /// Bearer challenge carries `error="invalid_token"`.
     pub fn assert_challenges(&self, invalid_token: bool) {
