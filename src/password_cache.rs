@@ -49,23 +49,18 @@ impl PasswordCache {
         source: Option<IpAddr>,
     ) -> [u8; 32] {
         let mut input = Vec::with_capacity(33 + password.len() + stored_hash.len());
-        match source.map(|ip| ip.to_canonical()) {
-            None => input.push(0),
-            Some(IpAddr::V4(ip)) => {
-                input.push(4);
-                input.extend_from_slice(&ip.octets());
-            }
-            Some(IpAddr::V6(ip)) => {
-                input.push(6);
-                input.extend_from_slice(&ip.octets());
-            }
-        }
+        push_source(&mut input, source);
         input.extend_from_slice(&user_id.to_be_bytes());
         input.extend_from_slice(&(password.len() as u64).to_be_bytes());
         input.extend_from_slice(password.as_bytes());
         input.extend_from_slice(stored_hash.as_bytes());
+        self.mac(&input)
+    }
+
+    /// HMAC-SHA256 under this process's key.
+    fn mac(&self, input: &[u8]) -> [u8; 32] {
         let mut out = [0u8; 32];
-        out.copy_from_slice(self.key.sign(&input).as_ref());
+        out.copy_from_slice(self.key.sign(input).as_ref());
         out
     }
 
@@ -74,15 +69,12 @@ impl PasswordCache {
     /// the password and the client address.
     pub fn flight_key(&self, login: &str, password: &str, source: Option<IpAddr>) -> [u8; 32] {
         let login = login.to_lowercase();
-        let mut input = Vec::with_capacity(40 + login.len() + password.len());
-        input.extend_from_slice(format!("{source:?}").as_bytes());
-        input.push(0);
+        let mut input = Vec::with_capacity(25 + login.len() + password.len());
+        push_source(&mut input, source);
         input.extend_from_slice(&(login.len() as u64).to_be_bytes());
         input.extend_from_slice(login.as_bytes());
         input.extend_from_slice(password.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(self.key.sign(&input).as_ref());
-        out
+        self.mac(&input)
     }
 
     /// Whether this password was checked successfully against this stored
@@ -132,6 +124,21 @@ impl PasswordCache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], u64>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Appends an address (or its absence) in a fixed-width form.
+fn push_source(input: &mut Vec<u8>, source: Option<IpAddr>) {
+    match source.map(|ip| ip.to_canonical()) {
+        None => input.push(0),
+        Some(IpAddr::V4(ip)) => {
+            input.push(4);
+            input.extend_from_slice(&ip.octets());
+        }
+        Some(IpAddr::V6(ip)) => {
+            input.push(6);
+            input.extend_from_slice(&ip.octets());
+        }
     }
 }
 

@@ -195,19 +195,21 @@ fn own_record(app: &App, who: &Identity) -> Result<crate::store::User> {
         .ok_or_else(|| Error::unauthorized(Refusal::BadToken))
 }
 
+/// The caller's own record as the API shows it.
+fn own_view(user: &crate::store::User) -> serde_json::Value {
+    json!({
+        "id": user.id,
+        "username": user.username,
+        "email": user.email,
+        "groups": user.groups,
+    })
+}
+
 /// `GET /api/users/me`: `{"id","username","email","groups"}`.
 pub async fn me(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let who = authenticate(app, parts).await?;
     let user = own_record(app, &who)?;
-    Ok(response::json(
-        StatusCode::OK,
-        &json!({
-            "id": user.id,
-            "username": user.username,
-            "email": user.email,
-            "groups": user.groups,
-        }),
-    ))
+    Ok(response::json(StatusCode::OK, &own_view(&user)))
 }
 
 #[derive(Deserialize, Default)]
@@ -279,15 +281,7 @@ pub async fn update_me<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result
         .accounts()
         .set_email(who.user_id, email.as_deref())
         .await?;
-    Ok(response::json(
-        StatusCode::OK,
-        &json!({
-            "id": user.id,
-            "username": user.username,
-            "email": user.email,
-            "groups": user.groups,
-        }),
-    ))
+    Ok(response::json(StatusCode::OK, &own_view(&user)))
 }
 
 #[derive(Deserialize)]

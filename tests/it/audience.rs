@@ -280,16 +280,7 @@ fn logout_everywhere_can_take_the_keys_too() {
     let (_dir, _clock, server) = start();
     let c = server.client;
     let token = c.token("alice", "alice-password");
-    let key = c
-        .post_json(
-            "/api/keys",
-            &json!({"name": "k"}),
-            &[("Authorization", &bearer(&token))],
-        )
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = c.new_key(&bearer(&token), "k");
     let cookie = session(&c, "alice", "alice-password");
     // Without revoke_keys: tokens and sessions go, keys stay.
     let res = c.post_auth("/api/logout-all", &basic("alice", "alice-password"));
@@ -485,16 +476,7 @@ fn an_api_key_cannot_end_sessions_or_wipe_keys() {
     let (_dir, _clock, server) = start();
     let c = server.client;
     let password = basic("alice", "alice-password");
-    let key = c
-        .post_json(
-            "/api/keys",
-            &json!({"name": "script"}),
-            &[("Authorization", &password)],
-        )
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = c.new_key(&password, "script");
     let cookie = session(&c, "alice", "alice-password");
     for body in [None, Some(json!({"revoke_keys": true}))] {
         let res = match &body {

@@ -177,16 +177,7 @@ fn traefik_and_caddy_contract_authenticated() {
     let c = server.client();
     let cookie = session(&c, "alice", "alice-password");
     let token = c.token("alice", "alice-password");
-    let key = c
-        .post_json(
-            "/api/keys",
-            &json!({"name": "k"}),
-            &[("Authorization", &bearer(&token))],
-        )
-        .json()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = c.new_key(&bearer(&token), "k");
     let credentials = [
         ("Cookie", cookie.clone()),
         ("Cookie", format!("theme=dark; {cookie}; other=1")),

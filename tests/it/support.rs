@@ -470,6 +470,18 @@ impl Client {
         res.json()["token"].as_str().unwrap().to_owned()
     }
 
+    /// Creates an API key named `name` with this `Authorization` value,
+    /// asserting 201; returns the key.
+    pub fn new_key(&self, authorization: &str, name: &str) -> String {
+        let res = self.post_json(
+            "/api/keys",
+            &json!({"name": name}),
+            &[("Authorization", authorization)],
+        );
+        assert_eq!(res.status, 201, "{}", res.text());
+        res.json()["key"].as_str().unwrap().to_owned()
+    }
+
     /// `GET /api/resource` with this `Authorization` value.
     pub fn resource(&self, authorization: &str) -> Response {
         self.get("/api/resource", &[("Authorization", authorization)])
