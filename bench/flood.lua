@@ -1,9 +1,12 @@
 -- bench/flood.lua: the login flood of bench/run's scenario 4.
 --
 -- Every request is GET /api/token with HTTP Basic credentials that are new
--- each time (random username and password), so neither the password cache
--- nor anything else can answer without a full scrypt hash. latch answers
--- 401 (after the hash) or, when its hashing queue is full, 503 at once.
+-- each time (random username and password), from a client address that is
+-- new each time too (X-Forwarded-For, believed from loopback): a flood from
+-- many addresses, so neither the password cache nor a ban of one address
+-- (which latch answers at once, without hashing) can answer it without a
+-- full scrypt hash. latch answers 401 (after the hash) or, when its
+-- hashing queue is full, 503 at once.
 -- response() counts answers per status in each thread; done() adds them up
 -- and prints them with the usual stats (bench/stats.lua).
 
@@ -52,8 +55,11 @@ function request()
       math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
    local password = string.format("pw-%08x%08x%08x", math.random(0, 0x7fffffff),
       math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+   local source = string.format("10.%d.%d.%d", math.random(0, 255),
+      math.random(0, 255), math.random(1, 254))
    return wrk.format("GET", "/api/token",
-      { Authorization = "Basic " .. base64(user .. ":" .. password) })
+      { Authorization = "Basic " .. base64(user .. ":" .. password),
+        ["X-Forwarded-For"] = source })
 end
 
 function response(status, headers, body)
