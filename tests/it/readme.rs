@@ -70,6 +70,10 @@ fn readme_walkthroughs_run_verbatim() {
         run(&block(&readme, "flask"), &server),
         [200, 200, 200, 200, 401]
     );
+    assert_eq!(
+        run(&block(&readme, "accounts"), &server),
+        [200, 200, 200, 200, 204, 401, 200, 401, 204, 401, 204]
+    );
 }
 
 /// Every key the server accepts, as its own "unknown field" error lists
