@@ -13,6 +13,8 @@
 use std::future::Future;
 use std::net::IpAddr;
 
+use crate::model::UserId;
+
 tokio::task_local! {
     static CONTEXT: Context;
 }
@@ -112,7 +114,8 @@ pub fn source_unbanned(address: IpAddr) {
 
 /// An event about a known user (a ban, a revocation, an account change,
 /// an admin command); `message` is a fixed description.
-pub fn user_event(event: &'static str, user_id: u64, message: &'static str) {
+pub fn user_event(event: &'static str, user: UserId, message: &'static str) {
+    let user_id = user.get();
     tracing::info!(target: "audit", event, user_id, source = %Source, "{message}");
 }
 

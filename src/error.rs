@@ -1,17 +1,19 @@
 //! The one error type.
 //!
-//! An [`Error`] carries two things that never mix: what the client may see
-//! (its [`Kind`], which fixes the HTTP status, the JSON `error` code and the
-//! public message) and, for failures of our own making, an internal cause
-//! that is logged and never sent.
+//! An [`Error`] carries two things that never mix: what went wrong, as a
+//! client or an operator may be told (its [`Kind`] and the public message)
+//! and, for failures of our own making, an internal cause that is logged
+//! and never sent. It knows nothing of HTTP: `http::response` maps a
+//! [`Kind`] to a status and a JSON `error` code, and the CLI matches on
+//! [`Kind`], never on text.
 
 use std::fmt;
 
 /// What went wrong, as far as a client or an operator is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// The request is malformed: bad JSON, a missing field, a bad value. 400.
-    BadRequest(&'static str),
+    /// The input is malformed: bad JSON, a missing field, a bad value. 400.
+    Invalid(&'static str),
     /// No credential, or one that is refused. 401 with challenges.
     Unauthorized(Refusal),
     /// Authenticated (or not) but not allowed, e.g. registration closed. 403.
@@ -36,8 +38,10 @@ pub enum Kind {
     Internal,
     /// Configuration is invalid; start-up stops with this line.
     Config,
-    /// The database cannot be opened or read (locked, corrupt, too new).
+    /// The database cannot be opened or read (corrupt, too new).
     Store,
+    /// The database is in use by another process (a running server).
+    Locked,
 }
 
 /// Why a credential was refused, which decides the `WWW-Authenticate` detail.
@@ -98,9 +102,9 @@ impl Error {
         Self::with_cause(Kind::Store, message)
     }
 
-    /// A 400 with this public message.
-    pub fn bad_request(message: &'static str) -> Self {
-        Self::new(Kind::BadRequest(message))
+    /// Malformed input, with this public message.
+    pub fn invalid(message: &'static str) -> Self {
+        Self::new(Kind::Invalid(message))
     }
 
     /// A 401 for this reason.
@@ -118,47 +122,10 @@ impl Error {
         self.cause.as_deref()
     }
 
-    /// The HTTP status code for this error.
-    pub fn status(&self) -> u16 {
-        match self.kind {
-            Kind::BadRequest(_) => 400,
-            Kind::Unauthorized(_) => 401,
-            Kind::Forbidden(_) => 403,
-            Kind::NotFound => 404,
-            Kind::MethodNotAllowed(_) => 405,
-            Kind::Conflict(_) => 409,
-            Kind::Timeout => 408,
-            Kind::PayloadTooLarge => 413,
-            Kind::UnsupportedMediaType => 415,
-            Kind::Busy | Kind::Unavailable => 503,
-            Kind::Internal | Kind::Config | Kind::Store => 500,
-        }
-    }
-
-    /// The short machine-readable code of the JSON body.
-    pub fn code(&self) -> &'static str {
-        match self.kind {
-            Kind::BadRequest(_) => "invalid_request",
-            Kind::Unauthorized(Refusal::BadToken) => "invalid_token",
-            Kind::Unauthorized(Refusal::Stale) => "reauthentication_required",
-            Kind::Unauthorized(_) => "unauthorized",
-            Kind::Forbidden(_) => "forbidden",
-            Kind::NotFound => "not_found",
-            Kind::MethodNotAllowed(_) => "method_not_allowed",
-            Kind::Conflict(_) => "conflict",
-            Kind::Timeout => "request_timeout",
-            Kind::PayloadTooLarge => "payload_too_large",
-            Kind::UnsupportedMediaType => "unsupported_media_type",
-            Kind::Busy => "busy",
-            Kind::Unavailable => "unavailable",
-            Kind::Internal | Kind::Config | Kind::Store => "internal_error",
-        }
-    }
-
     /// The human message a client sees; never contains the cause.
     pub fn public_message(&self) -> &'static str {
         match self.kind {
-            Kind::BadRequest(m) | Kind::Forbidden(m) | Kind::Conflict(m) => m,
+            Kind::Invalid(m) | Kind::Forbidden(m) | Kind::Conflict(m) => m,
             Kind::Unauthorized(Refusal::Missing) => "authentication required",
             Kind::Unauthorized(Refusal::BadPassword) => "invalid username or password",
             Kind::Unauthorized(Refusal::BadToken) => "invalid or expired token",
@@ -167,7 +134,8 @@ impl Error {
             }
             Kind::Unauthorized(Refusal::Malformed) => "malformed credentials",
             Kind::Unauthorized(Refusal::Stale) => {
-                "this change needs a password proven in the last few minutes: get a new token with the password, or send it with Basic"
+                "this change needs a password proven in the last few minutes: get a new token \
+                 with the password, or send it with Basic"
             }
             Kind::NotFound => "not found",
             Kind::MethodNotAllowed(_) => "method not allowed",
@@ -176,7 +144,7 @@ impl Error {
             Kind::UnsupportedMediaType => "expected a JSON body (application/json)",
             Kind::Busy => "too many password checks in progress, retry shortly",
             Kind::Unavailable => "the store does not answer",
-            Kind::Internal | Kind::Config | Kind::Store => "internal server error",
+            Kind::Internal | Kind::Config | Kind::Store | Kind::Locked => "internal server error",
         }
     }
 }
@@ -186,7 +154,7 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.kind, &self.cause) {
-            (Kind::Config | Kind::Store, Some(cause)) => f.write_str(cause),
+            (Kind::Config | Kind::Store | Kind::Locked, Some(cause)) => f.write_str(cause),
             (_, Some(cause)) => write!(f, "{}: {}", self.public_message(), cause),
             (_, None) => f.write_str(self.public_message()),
         }

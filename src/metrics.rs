@@ -173,106 +173,151 @@ impl Metrics {
     /// The Prometheus text exposition, with the gauges passed in.
     pub fn render(&self, queue_depth: usize, users: usize) -> String {
         let mut out = String::with_capacity(4096);
-        let get = |a: &AtomicU64| a.load(Relaxed);
-        let _ = writeln!(out, "# HELP latch_logins_total Password checks, by result.");
-        let _ = writeln!(out, "# TYPE latch_logins_total counter");
-        for (i, result) in ["success", "failure", "banned"].iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "latch_logins_total{{result=\"{result}\"}} {}",
-                get(&self.logins[i])
-            );
+        for family in self.families(queue_depth, users) {
+            family.write(&mut out);
         }
-        let _ = writeln!(
-            out,
-            "# HELP latch_verifications_total Credentials verified, by kind and result."
-        );
-        let _ = writeln!(out, "# TYPE latch_verifications_total counter");
-        for (k, kind) in ["token", "api_key", "password"].iter().enumerate() {
-            for (r, result) in ["ok", "refused"].iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "latch_verifications_total{{kind=\"{kind}\",result=\"{result}\"}} {}",
-                    get(&self.verifications[k][r])
-                );
-            }
-        }
-        for (name, help, value) in [
-            (
+        out
+    }
+
+    /// Every metric family with its samples: the table `render` prints.
+    fn families(&self, queue_depth: usize, users: usize) -> [Family; 9] {
+        let counter = |name, help, value: &AtomicU64| {
+            Family::new(name, help, "counter").with("", String::new(), get(value))
+        };
+        [
+            self.logins_family(),
+            self.verifications_family(),
+            counter(
                 "latch_tokens_issued_total",
                 "Tokens and sessions issued.",
                 &self.tokens_issued,
             ),
-            (
+            counter(
                 "latch_revocations_total",
                 "Revocations: logouts, logouts everywhere, password changes, deletions.",
                 &self.revocations,
             ),
-            (
+            counter(
                 "latch_bans_total",
                 "Accounts banned by regulation.",
                 &self.bans,
             ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                get(value)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP latch_http_requests_total HTTP requests, by route and status class."
+            self.requests_family(),
+            self.latency_family(),
+            Family::new(
+                "latch_hash_queue_depth",
+                "Password checks waiting for a hashing slot.",
+                "gauge",
+            )
+            .with("", String::new(), queue_depth),
+            Family::new("latch_users", "Registered users.", "gauge").with("", String::new(), users),
+        ]
+    }
+
+    fn logins_family(&self) -> Family {
+        let mut f = Family::new(
+            "latch_logins_total",
+            "Password checks, by result.",
+            "counter",
         );
-        let _ = writeln!(out, "# TYPE latch_http_requests_total counter");
-        for (route, counts) in Route::ALL.iter().zip(&self.requests) {
-            for (c, count) in counts.iter().enumerate() {
-                let n = get(count);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "latch_http_requests_total{{route=\"{}\",status=\"{}xx\"}} {n}",
-                        route.label(),
-                        c + 1
-                    );
-                }
+        for (result, n) in ["success", "failure", "banned"].iter().zip(&self.logins) {
+            f = f.with("", format!("result=\"{result}\""), get(n));
+        }
+        f
+    }
+
+    fn verifications_family(&self) -> Family {
+        let mut f = Family::new(
+            "latch_verifications_total",
+            "Credentials verified, by kind and result.",
+            "counter",
+        );
+        for (kind, counts) in ["token", "api_key", "password"]
+            .iter()
+            .zip(&self.verifications)
+        {
+            for (result, n) in ["ok", "refused"].iter().zip(counts) {
+                f = f.with("", format!("kind=\"{kind}\",result=\"{result}\""), get(n));
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP latch_http_request_duration_seconds Time to answer a request."
+        f
+    }
+
+    /// Requests per route and status class; classes never seen are left out.
+    fn requests_family(&self) -> Family {
+        let mut f = Family::new(
+            "latch_http_requests_total",
+            "HTTP requests, by route and status class.",
+            "counter",
         );
-        let _ = writeln!(out, "# TYPE latch_http_request_duration_seconds histogram");
+        for (route, counts) in Route::ALL.iter().zip(&self.requests) {
+            for (class, n) in (1..).zip(counts).filter(|(_, n)| get(n) > 0) {
+                let labels = format!("route=\"{}\",status=\"{class}xx\"", route.label());
+                f = f.with("", labels, get(n));
+            }
+        }
+        f
+    }
+
+    fn latency_family(&self) -> Family {
+        let mut f = Family::new(
+            "latch_http_request_duration_seconds",
+            "Time to answer a request.",
+            "histogram",
+        );
         let mut cumulative = 0;
-        for (bound, count) in BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += get(count);
-            let _ = writeln!(
-                out,
-                "latch_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
+        for (bound, n) in BUCKETS.iter().zip(&self.latency_buckets) {
+            cumulative += get(n);
+            f = f.with("_bucket", format!("le=\"{bound}\""), cumulative);
         }
         let count = get(&self.latency_count);
-        let _ = writeln!(
-            out,
-            "latch_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "latch_http_request_duration_seconds_sum {}",
-            get(&self.latency_sum_micros) as f64 / 1e6
-        );
-        let _ = writeln!(out, "latch_http_request_duration_seconds_count {count}");
-        let _ = writeln!(
-            out,
-            "# HELP latch_hash_queue_depth Password checks waiting for a hashing slot."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE latch_hash_queue_depth gauge\nlatch_hash_queue_depth {queue_depth}"
-        );
-        let _ = writeln!(out, "# HELP latch_users Registered users.");
-        let _ = writeln!(out, "# TYPE latch_users gauge\nlatch_users {users}");
-        out
+        let sum = get(&self.latency_sum_micros) as f64 / 1e6;
+        f.with("_bucket", "le=\"+Inf\"".to_owned(), count)
+            .with("_sum", String::new(), sum)
+            .with("_count", String::new(), count)
+    }
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Relaxed)
+}
+
+/// One metric family: `# HELP`, `# TYPE`, then its samples.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    /// Name suffix (`_bucket`, ...), labels without braces, value.
+    samples: Vec<(&'static str, String, String)>,
+}
+
+impl Family {
+    fn new(name: &'static str, help: &'static str, kind: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    fn with(mut self, suffix: &'static str, labels: String, value: impl ToString) -> Family {
+        self.samples.push((suffix, labels, value.to_string()));
+        self
+    }
+
+    fn write(&self, out: &mut String) {
+        let Family {
+            name, help, kind, ..
+        } = self;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (suffix, labels, value) in &self.samples {
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name}{suffix} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{suffix}{{{labels}}} {value}");
+            }
+        }
     }
 }
 

@@ -6,6 +6,8 @@
 //! backslashes, whitespace or control characters anywhere, and a host
 //! within the allowed [`Scope`].
 
+use crate::config::net::{host_of, strip_prefix_ignore_case};
+
 /// Where `rd` may point.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -50,42 +52,6 @@ pub fn safe_redirect<'a>(rd: &'a str, scope: &Scope, allow_http: bool) -> Option
     }
     let host = host_of(authority)?.to_ascii_lowercase();
     scope.contains(&host).then_some(rd)
-}
-
-fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = text.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &text[prefix.len()..])
-}
-
-/// The host of `host[:port]`, checking the port is numeric; IPv6 literals
-/// (`[::1]`) are returned with their brackets.
-fn host_of(authority: &str) -> Option<&str> {
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        let (h, rest) = authority.split_at(end + 1);
-        (h, rest.strip_prefix(':'))
-    } else {
-        match authority.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        }
-    };
-    if host.is_empty()
-        || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return None;
-    }
-    Some(host)
-}
-
-/// The host of an absolute http(s) URL (for the allowed domain when only
-/// `public_url` is configured).
-pub fn url_host(url: &str) -> Option<String> {
-    let rest = strip_prefix_ignore_case(url, "https://")
-        .or_else(|| strip_prefix_ignore_case(url, "http://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    host_of(authority).map(str::to_ascii_lowercase)
 }
 
 /// Percent-encodes `text` for a query value (unreserved characters kept).
@@ -182,10 +148,5 @@ mod tests {
             encode_query_value("https://a.b/c?d=e&f"),
             "https%3A%2F%2Fa.b%2Fc%3Fd%3De%26f"
         );
-        assert_eq!(
-            url_host("https://Auth.Example.com:8443/x").as_deref(),
-            Some("auth.example.com")
-        );
-        assert_eq!(url_host("ftp://x"), None);
     }
 }

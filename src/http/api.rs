@@ -1,5 +1,7 @@
-//! Handlers for the JSON API. Each parses its input, calls the domain, and
-//! shapes the answer; none touches the store or the crypto directly.
+//! Handlers for the JSON API. Each parses its input, calls one service
+//! method and shapes the answer. They own the API's JSON shapes and its
+//! rules on which credential may do what; they never run a domain flow
+//! themselves (no password checks, no record reloads).
 
 use hyper::header::{self, HeaderValue};
 use hyper::http::request::Parts;
@@ -11,23 +13,15 @@ use super::extract::{self, Surface};
 use super::request::ReadBody;
 use super::request::{self};
 use super::response::{self, Body};
-use crate::auth::{Identity, Issued, Via};
 use crate::credentials::{Credential, Presented};
 use crate::error::{Error, Kind, Refusal, Result};
-use crate::token;
+use crate::model::{Identity, Issued, KeyId, User, UserId, Via};
 use crate::App;
 
-/// Where the API looks for credentials: headers, and the query when
-/// enabled; never the session cookie (see [`extract`]).
-pub fn surface(app: &App) -> Surface<'static> {
-    Surface::Api {
-        query: app.config.query_token,
-    }
-}
-
-/// The request's API credential; 401 when there is none.
-pub fn credential<'a>(app: &App, parts: &'a Parts) -> Result<Presented<'a>> {
-    extract::required(parts, surface(app))
+/// The request's API credential (headers, and the query when enabled;
+/// never the session cookie); 401 when there is none.
+fn credential<'a>(app: &App, parts: &'a Parts) -> Result<Presented<'a>> {
+    extract::required(parts, Surface::api(&app.config))
 }
 
 /// Who the request is, from any API credential form; 401 when none or
@@ -38,7 +32,7 @@ pub async fn authenticate(app: &App, parts: &Parts) -> Result<Identity> {
     if !parts.method.is_safe() && !request::same_origin(parts, app.config.public_url.as_deref()) {
         return Err(Error::new(Kind::Forbidden("cross-site request refused")));
     }
-    app.auth.authenticate(&credential(app, parts)?).await
+    app.service.authenticate(&credential(app, parts)?).await
 }
 
 /// Like [`authenticate`], but the password must have been proven within
@@ -51,8 +45,13 @@ async fn authenticate_recent(app: &App, parts: &Parts) -> Result<Identity> {
             "API keys cannot do this; use a token or the password",
         )));
     }
+    recent(app, who)
+}
+
+/// `who`, if their password was proven within `[api] reauth_window`.
+fn recent(app: &App, who: Identity) -> Result<Identity> {
     let window = app.config.api.reauth_window.as_secs();
-    if !who.password_proven_within(app.auth.now(), window) {
+    if !who.password_proven_within(app.service.now(), window) {
         return Err(Error::unauthorized(Refusal::Stale));
     }
     Ok(who)
@@ -78,13 +77,13 @@ struct Registration {
 /// `POST /api/users`: 201 `{"id","username"}` with `Location`.
 pub async fn register<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     // Closed is 403 whatever the body says; do not even read it.
-    app.auth.check_registration_open()?;
+    app.service.check_registration_open()?;
     let input: Registration = read_json(app, parts, body).await?;
     let (Some(username), Some(password)) = (input.username, input.password) else {
-        return Err(Error::bad_request("username and password are required"));
+        return Err(Error::invalid("username and password are required"));
     };
     let user = app
-        .auth
+        .service
         .register(&username, &password, input.email.as_deref())
         .await?;
     let mut res = response::json(
@@ -110,8 +109,8 @@ pub async fn user(app: &App, parts: &Parts, id: &str) -> Result<Response<Body>> 
     if !app.config.api.public_profiles {
         authenticate(app, parts).await?;
     }
-    let user = token::parse_id(id)
-        .map(|id| app.auth.accounts().user(id))
+    let user = UserId::parse(id)
+        .map(|id| app.service.user(id))
         .transpose()?
         .flatten()
         .ok_or_else(|| Error::new(Kind::NotFound))?;
@@ -126,8 +125,8 @@ pub async fn token(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let Credential::Password { username, password } = credential(app, parts)?.credential else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
-    let user = app.auth.accounts().login(&username, &password).await?;
-    let Issued { token, duration } = app.auth.issue(&user).await?;
+    let proven = app.service.login(&username, &password).await?;
+    let Issued { token, duration } = app.service.issue(&proven).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({"token": token, "duration": duration}),
@@ -155,17 +154,17 @@ struct Login {
 pub async fn login_json<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     let input: Login = read_json(app, parts, body).await?;
     let (Some(login), Some(password)) = (input.username.or(input.email), input.password) else {
-        return Err(Error::bad_request(
+        return Err(Error::invalid(
             "username (or email) and password are required",
         ));
     };
-    let user = app.auth.accounts().login(&login, &password).await?;
-    let Issued { token, duration } = app.auth.issue(&user).await?;
+    let proven = app.service.login(&login, &password).await?;
+    let Issued { token, duration } = app.service.issue(&proven).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({
             "meta": {"code": 200},
-            "response": {"user": {"id": user.user.id.to_string(), "authentication_token": token}},
+            "response": {"user": {"id": proven.user.id.to_string(), "authentication_token": token}},
             "token": token,
             "duration": duration,
         }),
@@ -176,11 +175,11 @@ pub async fn login_json<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Resul
 pub async fn logout(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let who = authenticate(app, parts).await?;
     let Via::Token(token) = who.via else {
-        return Err(Error::bad_request(
+        return Err(Error::invalid(
             "logout revokes a token: send the token, not a password or an API key",
         ));
     };
-    app.auth.revoke(who.user_id, token).await?;
+    app.service.revoke(who.user_id, token).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({"message": "logged out"}),
@@ -188,15 +187,14 @@ pub async fn logout(app: &App, parts: &Parts) -> Result<Response<Body>> {
 }
 
 /// The caller's own record; 401 if it vanished (deleted meanwhile).
-fn own_record(app: &App, who: &Identity) -> Result<crate::store::User> {
-    app.auth
-        .accounts()
+fn own_record(app: &App, who: &Identity) -> Result<User> {
+    app.service
         .user(who.user_id)?
         .ok_or_else(|| Error::unauthorized(Refusal::BadToken))
 }
 
 /// The caller's own record as the API shows it.
-fn own_view(user: &crate::store::User) -> serde_json::Value {
+fn own_view(user: &User) -> serde_json::Value {
     json!({
         "id": user.id,
         "username": user.username,
@@ -226,9 +224,9 @@ pub async fn logout_all<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Resul
     // A key may not end the sessions and keys it was made beside.
     let who = key_manager(app, parts).await?;
     let input: LogoutAll = read_optional_json(app, parts, body).await?;
-    app.auth.accounts().logout_all(who.user_id).await?;
+    app.service.logout_all(who.user_id).await?;
     let keys = if input.revoke_keys {
-        app.auth.delete_all_keys(who.user_id).await?
+        app.service.delete_all_keys(who.user_id).await?
     } else {
         0
     };
@@ -252,7 +250,7 @@ async fn read_optional_json<T: serde::de::DeserializeOwned + Default, B: ReadBod
     }
     request::check_json_type(parts)?;
     serde_json::from_slice(&bytes)
-        .map_err(|_| Error::bad_request("the body is not valid JSON of the expected shape"))
+        .map_err(|_| Error::invalid("the body is not valid JSON of the expected shape"))
 }
 
 #[derive(Deserialize)]
@@ -274,13 +272,9 @@ pub async fn update_me<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result
     let who = authenticate_recent(app, parts).await?;
     let input: ProfileChange = read_json(app, parts, body).await?;
     let Some(email) = input.email else {
-        return Err(Error::bad_request("nothing to change: send email"));
+        return Err(Error::invalid("nothing to change: send email"));
     };
-    let user = app
-        .auth
-        .accounts()
-        .set_email(who.user_id, email.as_deref())
-        .await?;
+    let user = app.service.set_email(who.user_id, email.as_deref()).await?;
     Ok(response::json(StatusCode::OK, &own_view(&user)))
 }
 
@@ -300,20 +294,9 @@ pub async fn change_password<B: ReadBody>(
     let who = authenticate(app, parts).await?;
     let input: PasswordChange = read_json(app, parts, body).await?;
     let (Some(old), Some(new)) = (input.old_password, input.new_password) else {
-        return Err(Error::bad_request(
-            "old_password and new_password are required",
-        ));
+        return Err(Error::invalid("old_password and new_password are required"));
     };
-    crate::accounts::validate_password(&new)?;
-    let user = own_record(app, &who)?;
-    let user = match app.auth.accounts().login(&user.username, &old).await {
-        Ok(user) => user,
-        Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
-            return Err(Error::new(Kind::Forbidden("the old password is wrong")))
-        }
-        Err(e) => return Err(e),
-    };
-    app.auth.accounts().set_password(&user.user, &new).await?;
+    app.service.change_password(who.user_id, &old, &new).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
@@ -323,8 +306,7 @@ pub async fn delete_me(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let Credential::Password { username, password } = credential(app, parts)?.credential else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
-    let user = app.auth.accounts().login(&username, &password).await?;
-    app.auth.accounts().delete(&user.user).await?;
+    app.service.delete_account(&username, &password).await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 
@@ -351,16 +333,15 @@ async fn key_manager(app: &App, parts: &Parts) -> Result<Identity> {
 /// Needs a password proven recently, so a stolen token cannot leave a
 /// key behind that outlives it.
 pub async fn create_key<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
-    let who = key_manager(app, parts).await?;
-    let window = app.config.api.reauth_window.as_secs();
-    if !who.password_proven_within(app.auth.now(), window) {
-        return Err(Error::unauthorized(Refusal::Stale));
-    }
+    let who = recent(app, key_manager(app, parts).await?)?;
     let input: NewKeyRequest = read_json(app, parts, body).await?;
     let name = input
         .name
-        .ok_or_else(|| Error::bad_request("name is required"))?;
-    let new = app.auth.create_key(&who, &name, input.expires_in).await?;
+        .ok_or_else(|| Error::invalid("name is required"))?;
+    let new = app
+        .service
+        .create_key(&who, &name, input.expires_in)
+        .await?;
     Ok(response::json(
         StatusCode::CREATED,
         &json!({"id": new.key.id, "name": new.key.name, "key": new.secret}),
@@ -371,7 +352,7 @@ pub async fn create_key<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Resul
 pub async fn list_keys(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let who = key_manager(app, parts).await?;
     let keys: Vec<_> = app
-        .auth
+        .service
         .list_keys(who.user_id)?
         .into_iter()
         .map(|k| {
@@ -390,8 +371,8 @@ pub async fn list_keys(app: &App, parts: &Parts) -> Result<Response<Body>> {
 /// `DELETE /api/keys/<id>`: 204; 404 for a key that is not the caller's.
 pub async fn delete_key(app: &App, parts: &Parts, id: &str) -> Result<Response<Body>> {
     let who = key_manager(app, parts).await?;
-    let id = token::parse_id(id).ok_or_else(|| Error::new(Kind::NotFound))?;
-    if app.auth.delete_key(who.user_id, id).await? {
+    let id = KeyId::parse(id).ok_or_else(|| Error::new(Kind::NotFound))?;
+    if app.service.delete_key(who.user_id, id).await? {
         Ok(response::empty(StatusCode::NO_CONTENT))
     } else {
         Err(Error::new(Kind::NotFound))

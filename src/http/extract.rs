@@ -10,12 +10,13 @@
 //! The API never reads the cookie, and forward auth never reads the query
 //! (a link carrying `?auth_token=` would sign the victim in as someone else).
 //! What a credential found in each place may be is the domain's rule
-//! ([`crate::auth::Auth::authenticate`]): a session token only as the
+//! ([`crate::service::Service::authenticate`]): a session token only as the
 //! cookie, never elsewhere; the cookie holds nothing else.
 
 use hyper::header::{self, HeaderName};
 use hyper::http::request::Parts;
 
+use crate::config::Config;
 use crate::credentials::{self, Credential, Malformed, Place, Presented};
 use crate::error::{Error, Refusal, Result};
 
@@ -40,6 +41,29 @@ pub enum Surface<'a> {
         /// The session cookie's name.
         cookie: &'a str,
     },
+}
+
+impl Surface<'_> {
+    /// The API's: headers, and the query when `query_token` is on.
+    pub fn api(config: &Config) -> Surface<'static> {
+        Surface::Api {
+            query: config.query_token,
+        }
+    }
+
+    /// Forward auth's: headers, then the session cookie.
+    pub fn forward(config: &Config) -> Surface<'_> {
+        Surface::Forward {
+            cookie: &config.forward_auth.cookie_name,
+        }
+    }
+
+    /// The pages': the session cookie only.
+    pub fn page(config: &Config) -> Surface<'_> {
+        Surface::Page {
+            cookie: &config.forward_auth.cookie_name,
+        }
+    }
 }
 
 /// The credential a request carries on `surface`; `None` when there is

@@ -24,7 +24,8 @@ use super::extract::{self, Surface};
 use super::request;
 use super::response::{self, Body};
 use crate::credentials;
-use crate::error::{Error, Kind, Result};
+use crate::error::{Error, Kind, Refusal, Result};
+use crate::model::Profile;
 use crate::redirect::encode_query_value;
 use crate::App;
 
@@ -98,42 +99,59 @@ pub async fn check(
     // Before any credential: a query the proxy passed that cannot be read
     // might have held a group requirement, so nobody gets in.
     let required = required_groups(parts)?;
-    let surface = Surface::Forward {
-        cookie: &app.config.forward_auth.cookie_name,
-    };
-    let outcome = match extract::required(parts, surface) {
-        Ok(presented) => app.auth.authenticate(&presented).await,
+    let outcome = match extract::required(parts, Surface::forward(&app.config)) {
+        Ok(presented) => app.service.authenticate(&presented).await,
         Err(e) => Err(e),
     };
-    let who = match outcome {
-        Ok(who) => who,
+    let profile = match outcome {
+        Ok(who) => app.service.profile(who.user_id).map(|p| (who, p)),
+        Err(e) => Err(e),
+    };
+    let (who, user) = match profile {
+        Ok((who, Some(user))) => (who, user),
+        Ok((_, None)) => {
+            let e = Error::unauthorized(Refusal::BadToken);
+            return Ok(unauthenticated(app, parts, peer, flavor, &e));
+        }
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
             return Ok(unauthenticated(app, parts, peer, flavor, &e))
         }
         Err(e) => return Err(e),
     };
-    let Some(user) = app.auth.accounts().profile(who.user_id)? else {
-        let e = Error::unauthorized(crate::error::Refusal::BadToken);
-        return Ok(unauthenticated(app, parts, peer, flavor, &e));
-    };
     if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
         tracing::info!(
-            user_id = who.user_id,
+            user_id = who.user_id.get(),
             "forward auth: not in a required group"
         );
-        let e = Error::new(Kind::Forbidden(
-            "this account is not in a group allowed here",
-        ));
-        if !request::is_browser(parts) {
-            return Err(e);
-        }
-        let original = original(app, parts, peer, flavor);
-        return Ok(super::pages::error_page_back_to(
-            app,
-            &e,
-            original.url.as_deref(),
-        ));
+        return not_in_group(app, parts, peer, flavor);
     }
+    allowed(&user)
+}
+
+/// 403: signed in, but in none of the required groups. A browser gets a
+/// page that offers to sign in as someone else and come back.
+fn not_in_group(
+    app: &App,
+    parts: &Parts,
+    peer: SocketAddr,
+    flavor: Flavor,
+) -> Result<Response<Body>> {
+    let e = Error::new(Kind::Forbidden(
+        "this account is not in a group allowed here",
+    ));
+    if !request::is_browser(parts) {
+        return Err(e);
+    }
+    let original = original(app, parts, peer, flavor);
+    Ok(super::pages::error_page_back_to(
+        app,
+        &e,
+        original.url.as_deref(),
+    ))
+}
+
+/// 200 with the `Remote-*` headers.
+fn allowed(user: &Profile) -> Result<Response<Body>> {
     let mut res = response::empty(StatusCode::OK);
     let h = res.headers_mut();
     let value =
@@ -153,9 +171,8 @@ fn required_groups(parts: &Parts) -> Result<Vec<String>> {
     let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) else {
         return Ok(Vec::new());
     };
-    let pairs = credentials::parse_form(query.as_bytes()).ok_or_else(|| {
-        Error::bad_request("the forward-auth query cannot be read; nobody gets in")
-    })?;
+    let pairs = credentials::parse_form(query.as_bytes())
+        .ok_or_else(|| Error::invalid("the forward-auth query cannot be read; nobody gets in"))?;
     Ok(pairs
         .into_iter()
         .filter(|(k, v)| k == "group" && !v.is_empty())

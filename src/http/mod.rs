@@ -1,6 +1,20 @@
-//! The HTTP server: accept loop, hyper `http1` connections, graceful drain.
+//! HTTP: the server, the router and the handlers. Handlers parse a
+//! request, call one [`crate::service::Service`] method and shape the
+//! answer. This layer owns status codes, headers, cookies and pages; it
+//! never reaches the store or the hasher (they are private to the service,
+//! so the compiler refuses it).
+//!
+//! - `server.rs`: accept loop, connections, graceful drain;
+//! - [`router`]: one `match` from method and path to handler;
+//! - [`extract`]: credentials from a request, per surface (API, forward
+//!   auth, pages);
+//! - [`csrf`]: the login and logout forms' tokens;
+//! - [`api`], [`forward`], [`pages`], [`ops`]: the handlers;
+//! - [`request`], [`response`]: reading bodies and headers; building
+//!   answers, and the one map from an error's kind to a status.
 
 pub mod api;
+pub mod csrf;
 pub mod extract;
 pub mod forward;
 pub mod ops;
@@ -8,106 +22,6 @@ pub mod pages;
 pub mod request;
 pub mod response;
 pub mod router;
+mod server;
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
-
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-
-use crate::error::Result;
-use crate::App;
-
-/// Most bytes a request head (request line and headers) may take.
-const MAX_HEAD_BYTES: usize = 64 * 1024;
-
-/// How long in-flight requests get to finish after shutdown is asked for.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Which of latch's listeners a connection came in on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listener {
-    /// The public one: the API, forward auth, the pages.
-    Main,
-    /// `[ops] listen`: `/healthz`, `/metrics`, `/openapi.yaml`.
-    Ops,
-}
-
-/// Serves `listener` until `shutdown` resolves, then stops accepting and
-/// lets open requests finish (up to [`DRAIN_TIMEOUT`]).
-pub async fn serve(
-    listener: TcpListener,
-    kind: Listener,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-) -> Result<()> {
-    let limits = &app.config.limits;
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .keep_alive(true)
-        // A head over 64 KiB: 431 from hyper. (More than 100 headers is
-        // 431 too: hyper's default, left implicit because setting it makes
-        // hyper initialise its header arrays on every request.)
-        .max_header_size(MAX_HEAD_BYTES);
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
-    tokio::pin!(shutdown);
-    loop {
-        // At the limit, stop accepting: new connections wait in the
-        // kernel's backlog rather than being refused.
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.map_err(crate::Error::internal)?,
-            () = &mut shutdown => break,
-        };
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off a little
-                    // rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |req| {
-            let app = app.clone();
-            async move {
-                Ok::<_, Infallible>(match kind {
-                    Listener::Main => router::route(&app, req, peer).await,
-                    Listener::Ops => ops::route(&app, req).await,
-                })
-            }
-        });
-        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = conn.await {
-                tracing::debug!("connection ended: {e}");
-            }
-        });
-    }
-    drop(listener);
-    if kind == Listener::Main {
-        tracing::info!("shutting down: draining open connections");
-    }
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("drain timed out; closing the remaining connections");
-    }
-    Ok(())
-}
+pub use server::{serve, Listener};

@@ -36,7 +36,7 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>) -> Response<Body> {
         super::router::log_refusal(&parts, &e);
         response::error(&e)
     });
-    app.auth
+    app.service
         .metrics()
         .request(route, res.status().as_u16(), started.elapsed());
     res
@@ -48,7 +48,7 @@ fn not_allowed() -> Error {
 
 /// `GET /healthz`: 200 while the store answers (a read and a flush), else 503.
 pub async fn healthz(app: &App) -> Result<Response<Body>> {
-    match app.auth.check_store().await {
+    match app.service.check_store().await {
         Ok(()) => Ok(response::json(StatusCode::OK, &json!({"status": "ok"}))),
         Err(e) => {
             tracing::error!("health check failed: {e}");
@@ -59,12 +59,7 @@ pub async fn healthz(app: &App) -> Result<Response<Body>> {
 
 /// `GET /metrics`: the Prometheus text exposition.
 pub fn metrics(app: &App) -> Response<Body> {
-    let accounts = app.auth.accounts();
-    let text = app
-        .auth
-        .metrics()
-        .render(accounts.hasher().queue_depth(), accounts.user_count());
-    let mut res = Response::new(Body::from(text));
+    let mut res = Response::new(Body::from(app.service.metrics_text()));
     res.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -11,14 +11,14 @@ use hyper::header::{self};
 use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
-use super::api;
+use super::csrf::{Forms, FORM_TTL};
 use super::extract::{self, Surface};
 use super::request::ReadBody;
 use super::request::{self};
 use super::response::{self, Body};
-use crate::auth::Via;
 use crate::credentials;
 use crate::error::{Error, Kind, Result};
+use crate::model::{Identity, Via};
 use crate::redirect::{self, Scope};
 use crate::App;
 
@@ -141,7 +141,7 @@ fn set_session(app: &App, res: &mut Response<Body>, value: &str, max_age: u64) {
 }
 
 /// The form nonce from the browser's cookie, or a new one to set.
-fn form_nonce(app: &App, parts: &Parts) -> Result<(String, bool)> {
+fn form_nonce(parts: &Parts) -> Result<(String, bool)> {
     match extract::cookie_value(parts, FORM_COOKIE) {
         Some(nonce)
             if nonce.len() <= 64
@@ -151,7 +151,7 @@ fn form_nonce(app: &App, parts: &Parts) -> Result<(String, bool)> {
         {
             Ok((nonce.to_owned(), false))
         }
-        _ => Ok((app.auth.new_nonce()?, true)),
+        _ => Ok((Forms::new_nonce()?, true)),
     }
 }
 
@@ -162,8 +162,8 @@ fn with_form(
     status: StatusCode,
     render: impl FnOnce(&str) -> String,
 ) -> Result<Response<Body>> {
-    let (nonce, new) = form_nonce(app, parts)?;
-    let mut res = response::html(status, render(&app.auth.form_token(&nonce)));
+    let (nonce, new) = form_nonce(parts)?;
+    let mut res = response::html(status, render(&app.forms.token(&nonce, app.service.now())));
     if new {
         let secure = if app.config.forward_auth.cookie_secure {
             "; Secure"
@@ -174,7 +174,7 @@ fn with_form(
             &mut res,
             &format!(
                 "{FORM_COOKIE}={nonce}; Max-Age={}; HttpOnly; SameSite=Strict; Path=/{secure}",
-                crate::auth::FORM_TTL
+                FORM_TTL
             ),
         );
     }
@@ -194,7 +194,9 @@ fn safe_rd<'a>(app: &App, rd: Option<&'a str>) -> Option<&'a str> {
     let fa = &app.config.forward_auth;
     let scope = match &fa.cookie_domain {
         Some(domain) => Scope::Domain(domain.clone()),
-        None => Scope::Host(redirect::url_host(app.config.public_url.as_deref()?)?),
+        None => Scope::Host(crate::config::net::url_host(
+            app.config.public_url.as_deref()?,
+        )?),
     };
     redirect::safe_redirect(rd?, &scope, !fa.cookie_secure)
 }
@@ -206,17 +208,10 @@ fn query_param(parts: &Parts, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// Where the pages look for a credential: the session cookie only.
-fn surface(app: &App) -> Surface<'_> {
-    Surface::Page {
-        cookie: &app.config.forward_auth.cookie_name,
-    }
-}
-
 /// The identity behind a valid session cookie, if any.
-async fn signed_in(app: &App, parts: &Parts) -> Option<crate::auth::Identity> {
-    let presented = extract::credential(parts, surface(app)).ok()??;
-    app.auth.authenticate(&presented).await.ok()
+async fn signed_in(app: &App, parts: &Parts) -> Option<Identity> {
+    let presented = extract::credential(parts, Surface::page(&app.config)).ok()??;
+    app.service.authenticate(&presented).await.ok()
 }
 
 /// `GET /login?rd=...`: the form; already signed in with a safe `rd`,
@@ -250,7 +245,7 @@ fn check_form(app: &App, parts: &Parts, fields: &[(String, String)]) -> Result<(
         }
         return Err(forbidden());
     };
-    if app.auth.check_form_token(token, nonce) {
+    if app.forms.check(token, nonce, app.service.now()) {
         Ok(())
     } else {
         Err(forbidden())
@@ -280,8 +275,8 @@ pub async fn login_submit<B: ReadBody>(
         field(&fields, "username").unwrap_or(""),
         field(&fields, "password").unwrap_or(""),
     );
-    let user = match app.auth.accounts().login(username, password).await {
-        Ok(user) => user,
+    let proven = match app.service.login(username, password).await {
+        Ok(proven) => proven,
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
             let mut res = with_form(app, parts, StatusCode::UNAUTHORIZED, |token| {
                 login_page(rd, token, Some("Invalid username or password."))
@@ -296,7 +291,7 @@ pub async fn login_submit<B: ReadBody>(
         }
         Err(e) => return Err(e),
     };
-    let session = app.auth.issue_session(&user).await?;
+    let session = app.service.issue_session(&proven).await?;
     let home = own_url(app, "/");
     let target = safe_rd(app, rd).unwrap_or(&home);
     let mut res = response::redirect(StatusCode::SEE_OTHER, target);
@@ -317,22 +312,19 @@ pub async fn home(app: &App, parts: &Parts) -> Result<Response<Body>> {
     }
 }
 
-/// `POST /logout`: a form post from the signed-in page revokes the session
-/// and clears the cookie (303 to the login page). Otherwise an API call: a
-/// token in a header is revoked (200 JSON, the Flask-Security logout); with
-/// no header credential, the session cookie is, from latch's own origin.
+/// `POST /logout` without a header credential (the router sends those to
+/// the API's logout): a form post from the signed-in page revokes the
+/// session and clears the cookie (303 to the login page); a script's call
+/// from latch's own origin revokes the session cookie (200 JSON).
 pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     if !request::is_form(parts) {
-        if extract::credential(parts, api::surface(app))?.is_some() {
-            return api::logout(app, parts).await;
-        }
         if !request::same_origin(parts, app.config.public_url.as_deref()) {
             return Err(Error::new(Kind::Forbidden("cross-site request refused")));
         }
-        let presented = extract::required(parts, surface(app))?;
-        let who = app.auth.authenticate(&presented).await?;
+        let presented = extract::required(parts, Surface::page(&app.config))?;
+        let who = app.service.authenticate(&presented).await?;
         if let Via::Token(token) = who.via {
-            app.auth.revoke(who.user_id, token).await?;
+            app.service.revoke(who.user_id, token).await?;
         }
         let mut res = response::json(
             StatusCode::OK,
@@ -368,12 +360,12 @@ pub async fn logout_link(app: &App, parts: &Parts) -> Result<Response<Body>> {
 
 /// Revokes the session the cookie holds, if it holds a live one.
 async fn end_session(app: &App, parts: &Parts) -> Result<()> {
-    let Ok(Some(presented)) = extract::credential(parts, surface(app)) else {
+    let Ok(Some(presented)) = extract::credential(parts, Surface::page(&app.config)) else {
         return Ok(());
     };
-    if let Ok(who) = app.auth.authenticate(&presented).await {
+    if let Ok(who) = app.service.authenticate(&presented).await {
         if let Via::Token(token) = who.via {
-            app.auth.revoke(who.user_id, token).await?;
+            app.service.revoke(who.user_id, token).await?;
         }
     }
     Ok(())

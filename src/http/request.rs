@@ -10,6 +10,7 @@ use hyper::header;
 use hyper::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use crate::config::net::authority_of;
 use crate::credentials;
 use crate::error::{Error, Kind, Result};
 
@@ -36,7 +37,7 @@ pub async fn json<T: DeserializeOwned, B: ReadBody>(
     check_json_type(parts)?;
     let bytes = read_body(parts, body, limit, timeout).await?;
     serde_json::from_slice(&bytes)
-        .map_err(|_| Error::bad_request("the body is not valid JSON of the expected shape"))
+        .map_err(|_| Error::invalid("the body is not valid JSON of the expected shape"))
 }
 
 /// 415 unless the body is declared JSON (or its type is not declared).
@@ -90,7 +91,7 @@ pub async fn read_body<B: ReadBody>(
         let mut buf = bytes::BytesMut::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| {
-                Error::with_cause(Kind::BadRequest("the request body could not be read"), e)
+                Error::with_cause(Kind::Invalid("the request body could not be read"), e)
             })?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > limit {
@@ -228,14 +229,6 @@ fn parse_forwarded_address(text: &str) -> Option<IpAddr> {
         .map(|s| s.ip().to_canonical())
 }
 
-/// `host[:port]` of an absolute http(s) URL.
-fn authority_of(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))?;
-    rest.split(['/', '?', '#']).next().filter(|a| !a.is_empty())
-}
-
 /// The fields of an `application/x-www-form-urlencoded` body.
 pub async fn form<B: ReadBody>(
     parts: &Parts,
@@ -244,7 +237,7 @@ pub async fn form<B: ReadBody>(
     timeout: Duration,
 ) -> Result<Vec<(String, String)>> {
     let bytes = read_body(parts, body, limit, timeout).await?;
-    credentials::parse_form(&bytes).ok_or_else(|| Error::bad_request("the form is malformed"))
+    credentials::parse_form(&bytes).ok_or_else(|| Error::invalid("the form is malformed"))
 }
 
 /// Whether the request body is a form (`application/x-www-form-urlencoded`).

@@ -47,6 +47,45 @@ pub fn empty(status: StatusCode) -> Response<Body> {
     res
 }
 
+/// The HTTP status for each kind of error.
+pub fn status(kind: Kind) -> StatusCode {
+    match kind {
+        Kind::Invalid(_) => StatusCode::BAD_REQUEST,
+        Kind::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        Kind::Forbidden(_) => StatusCode::FORBIDDEN,
+        Kind::NotFound => StatusCode::NOT_FOUND,
+        Kind::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+        Kind::Conflict(_) => StatusCode::CONFLICT,
+        Kind::Timeout => StatusCode::REQUEST_TIMEOUT,
+        Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Kind::Busy | Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Kind::Internal | Kind::Config | Kind::Store | Kind::Locked => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+/// The short machine-readable code of an error's JSON body.
+pub fn code(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Invalid(_) => "invalid_request",
+        Kind::Unauthorized(Refusal::BadToken) => "invalid_token",
+        Kind::Unauthorized(Refusal::Stale) => "reauthentication_required",
+        Kind::Unauthorized(_) => "unauthorized",
+        Kind::Forbidden(_) => "forbidden",
+        Kind::NotFound => "not_found",
+        Kind::MethodNotAllowed(_) => "method_not_allowed",
+        Kind::Conflict(_) => "conflict",
+        Kind::Timeout => "request_timeout",
+        Kind::PayloadTooLarge => "payload_too_large",
+        Kind::UnsupportedMediaType => "unsupported_media_type",
+        Kind::Busy => "busy",
+        Kind::Unavailable => "unavailable",
+        Kind::Internal | Kind::Config | Kind::Store | Kind::Locked => "internal_error",
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorBody {
     error: &'static str,
@@ -56,11 +95,10 @@ struct ErrorBody {
 /// The response for an error: JSON `{"error","message"}`, the right status,
 /// and the headers that status calls for. Never includes the cause.
 pub fn error(e: &Error) -> Response<Body> {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut res = json(
-        status,
+        status(e.kind()),
         &ErrorBody {
-            error: e.code(),
+            error: code(e.kind()),
             message: e.public_message(),
         },
     );

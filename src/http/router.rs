@@ -33,7 +33,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use hyper::header;
+use hyper::http::request::Parts;
 
+use super::extract::{self, Surface};
 use super::forward::{self, Flavor};
 use super::request::ReadBody;
 use super::response::{self, Body};
@@ -107,7 +109,7 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
             (&Method::POST, Some(["login"])) => (Login, api::login_json(app, &parts, body).await),
             (_, Some(["login"])) => (Login, Err(not_allowed("GET, HEAD, POST"))),
             (&Method::GET, Some(["logout"])) => (Logout, pages::logout_link(app, &parts).await),
-            (&Method::POST, Some(["logout"])) => (Logout, pages::logout(app, &parts, body).await),
+            (&Method::POST, Some(["logout"])) => (Logout, logout(app, &parts, body).await),
             (_, Some(["logout"])) => (Logout, Err(not_allowed("GET, HEAD, POST"))),
             (&Method::GET, Some([""])) => (Home, pages::home(app, &parts).await),
             (_, Some([""])) => (Home, Err(not_allowed("GET, HEAD"))),
@@ -133,25 +135,38 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
             response::error(&e)
         }
     });
-    app.auth
+    app.service
         .metrics()
         .request(route, res.status().as_u16(), started.elapsed());
     res
 }
 
+/// `POST /logout`: a token in a header is the API's logout (the
+/// Flask-Security one); anything else is the pages' (a form, or the
+/// session cookie).
+async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
+    if !request::is_form(parts) && extract::credential(parts, Surface::api(&app.config))?.is_some()
+    {
+        return api::logout(app, parts).await;
+    }
+    pages::logout(app, parts, body).await
+}
+
 /// Logs a refused request: our own failures at error level (with the
 /// cause), a full hashing queue not at all (it is load, counted in
 /// `latch_hash_queue_depth`), anything else at debug level.
-pub fn log_refusal(parts: &hyper::http::request::Parts, e: &Error) {
+pub fn log_refusal(parts: &Parts, e: &Error) {
     let (method, path) = (&parts.method, parts.uri.path());
-    match e.status() {
+    let status = response::status(e.kind()).as_u16();
+    let cause = e.cause();
+    match status {
         503 if e.kind() == Kind::Busy => tracing::debug!(%method, path, "busy"),
-        500.. => tracing::error!(%method, path, cause = e.cause(), "request failed"),
-        status => tracing::debug!(%method, path, status, cause = e.cause(), "request refused"),
+        500.. => tracing::error!(%method, path, cause, "request failed"),
+        status => tracing::debug!(%method, path, status, cause, "request refused"),
     }
 }
 
-fn is_json_body(parts: &hyper::http::request::Parts) -> bool {
+fn is_json_body(parts: &Parts) -> bool {
     parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -162,7 +177,7 @@ fn is_json_body(parts: &hyper::http::request::Parts) -> bool {
 /// The client's address for the audit log and regulation (see
 /// [`request::client_address`]). A peer that sends forwarding headers but
 /// is not in `trusted_proxies` is warned about once.
-fn client_address(app: &App, parts: &hyper::http::request::Parts, peer: SocketAddr) -> IpAddr {
+fn client_address(app: &App, parts: &Parts, peer: SocketAddr) -> IpAddr {
     let fa = &app.config.forward_auth;
     let peer = peer.ip().to_canonical();
     if !fa.trusts(peer) && forwards(parts) {
@@ -172,7 +187,7 @@ fn client_address(app: &App, parts: &hyper::http::request::Parts, peer: SocketAd
 }
 
 /// Whether the request carries a proxy's forwarding headers.
-fn forwards(parts: &hyper::http::request::Parts) -> bool {
+fn forwards(parts: &Parts) -> bool {
     [
         "x-forwarded-for",
         "x-forwarded-host",

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use latch::model::UserId;
 use latch::Clock;
 
 use crate::support::*;
@@ -50,9 +51,9 @@ fn shutdown_drains_and_returns() {
     let start = std::time::Instant::now();
     drop(server);
     assert!(start.elapsed() < Duration::from_secs(5));
-    // The data is on disk: the store reopens with the user in it.
-    let store = latch::store::Store::open(&dir.path().join("data")).unwrap();
-    assert!(store.user_by_name("alice").unwrap().is_some());
+    // The data is on disk: the server reopens with the user in it.
+    let server = InProcess::start(&dir, "", Clock::system());
+    assert!(server.app.service.user_named("alice").is_ok());
 }
 
 #[test]
@@ -75,9 +76,7 @@ fn pruning_never_revives_a_live_token() {
             .status,
         200
     );
-    let store = server.app.auth.store();
-    assert_eq!(store.revocation_count(), 1);
-    let prune = || tokio_block_on(server.app.auth.prune()).unwrap();
+    let prune = || tokio_block_on(server.app.service.prune()).unwrap();
 
     // While the tokens live, pruning keeps what refuses them.
     for step in [0, 300, 299] {
@@ -86,22 +85,21 @@ fn pruning_never_revives_a_live_token() {
         c.resource(&bearer(&revoked)).assert_challenges(true);
         c.resource(&bearer(&before_cutoff)).assert_challenges(true);
     }
-    assert_eq!(store.revocation_count(), 1);
-    assert!(server.app.auth.accounts().cutoff(2).is_some());
+    let bob = UserId::new(2);
+    assert!(server.app.service.cutoff(bob).is_some());
 
     // Once they expired, the revocation goes; the cutoff stays for a
     // margin more (a login under way when it came may issue its token a
     // little later), then goes too. The tokens stay refused throughout.
     clock.advance(2);
-    assert_eq!(prune(), 1);
-    assert_eq!(store.revocation_count(), 0);
-    assert!(server.app.auth.accounts().cutoff(2).is_some());
+    assert_eq!(prune(), 1, "the revocation goes");
+    assert!(server.app.service.cutoff(bob).is_some());
     c.resource(&bearer(&before_cutoff)).assert_challenges(true);
     clock.advance(599);
     assert_eq!(prune(), 0);
     clock.advance(1);
-    assert_eq!(prune(), 1);
-    assert!(server.app.auth.accounts().cutoff(2).is_none());
+    assert_eq!(prune(), 1, "the cutoff goes");
+    assert!(server.app.service.cutoff(bob).is_none());
     c.resource(&bearer(&revoked)).assert_challenges(true);
     c.resource(&bearer(&before_cutoff)).assert_challenges(true);
     c.assert_alive("bob", "bob-password");
@@ -139,15 +137,15 @@ fn a_shorter_ttl_after_restart_does_not_prune_early() {
         clock.clone(),
     );
     clock.advance(1000);
-    assert_eq!(tokio_block_on(server.app.auth.prune()).unwrap(), 0);
+    assert_eq!(tokio_block_on(server.app.service.prune()).unwrap(), 0);
     server
         .client
         .resource(&bearer(&long))
         .assert_challenges(true);
     clock.advance(2601);
-    assert_eq!(tokio_block_on(server.app.auth.prune()).unwrap(), 0);
+    assert_eq!(tokio_block_on(server.app.service.prune()).unwrap(), 0);
     clock.advance(600);
-    assert_eq!(tokio_block_on(server.app.auth.prune()).unwrap(), 1);
+    assert_eq!(tokio_block_on(server.app.service.prune()).unwrap(), 1);
     server
         .client
         .resource(&bearer(&long))
@@ -184,24 +182,22 @@ fn a_login_under_way_when_the_password_changes_yields_nothing_that_lasts() {
     let server = InProcess::start(&dir, "", Clock::frozen());
     let c = server.client;
     c.register("alice", "alice-password");
-    let accounts = server.app.auth.accounts();
-    let proven = tokio_block_on(accounts.login("alice", "alice-password")).unwrap();
-    tokio_block_on(accounts.set_password(&proven.user, "reset-by-admin")).unwrap();
+    let service = &server.app.service;
+    let proven = tokio_block_on(service.login("alice", "alice-password")).unwrap();
+    tokio_block_on(service.set_password(&proven.user, "reset-by-admin")).unwrap();
     // No token is handed out from the stale proof...
-    let e = tokio_block_on(server.app.auth.issue(&proven))
+    let e = tokio_block_on(service.issue(&proven)).err().unwrap();
+    assert_eq!(status(&e), 401);
+    let e = tokio_block_on(service.issue_session(&proven))
         .err()
         .unwrap();
-    assert_eq!(e.status(), 401);
-    let e = tokio_block_on(server.app.auth.issue_session(&proven))
-        .err()
-        .unwrap();
-    assert_eq!(e.status(), 401);
+    assert_eq!(status(&e), 401);
     // ...nor a key, however recent the proof.
-    let who = server.app.auth.password_identity(proven.clone());
-    let e = tokio_block_on(server.app.auth.create_key(&who, "backdoor", None))
+    let who = service.password_identity(proven.clone());
+    let e = tokio_block_on(service.create_key(&who, "backdoor", None))
         .err()
         .unwrap();
-    assert_eq!(e.status(), 401);
+    assert_eq!(status(&e), 401);
     // And a token of the old epoch, were one signed, is refused.
     let keys = latch::token::Keys::new(
         latch::crypto::SigningKey::new(&latch::crypto::b64_decode(TEST_KEY.as_bytes()).unwrap()),
@@ -220,4 +216,9 @@ fn a_login_under_way_when_the_password_changes_yields_nothing_that_lasts() {
     });
     c.resource(&bearer(&stale)).assert_challenges(true);
     c.assert_alive("alice", "reset-by-admin");
+}
+
+/// The HTTP status an error maps to.
+fn status(e: &latch::Error) -> u16 {
+    latch::http::response::status(e.kind()).as_u16()
 }

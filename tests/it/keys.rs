@@ -208,10 +208,10 @@ fn keys_expire_and_record_their_last_use_at_most_once_a_minute() {
     let first_use = listed(&c)["last_used_at"].as_u64().unwrap();
     assert!(first_use >= created);
     // Written out by the housekeeping task; forced here.
-    server.app.auth.flush_key_uses().unwrap();
+    server.app.service.flush_key_uses().unwrap();
     clock.advance(30);
     assert_eq!(c.resource(&bearer(&key)).status, 200);
-    server.app.auth.flush_key_uses().unwrap();
+    server.app.service.flush_key_uses().unwrap();
     assert_eq!(
         listed(&c)["last_used_at"].as_u64().unwrap(),
         first_use,
@@ -219,7 +219,7 @@ fn keys_expire_and_record_their_last_use_at_most_once_a_minute() {
     );
     clock.advance(31);
     assert_eq!(c.resource(&bearer(&key)).status, 200);
-    server.app.auth.flush_key_uses().unwrap();
+    server.app.service.flush_key_uses().unwrap();
     assert_eq!(listed(&c)["last_used_at"].as_u64().unwrap(), first_use + 61);
 
     // Expiry: refused from expires_at on, before and after pruning.
@@ -228,7 +228,7 @@ fn keys_expire_and_record_their_last_use_at_most_once_a_minute() {
     clock.advance(1);
     c.resource(&bearer(&key)).assert_challenges(true);
     assert_eq!(listed(&c)["name"], "short");
-    let removed = tokio_block_on(server.app.auth.prune()).unwrap();
+    let removed = tokio_block_on(server.app.service.prune()).unwrap();
     assert!(removed >= 1, "{removed}");
     assert_eq!(
         c.get("/api/keys", &[("Authorization", &auth)]).json(),

@@ -146,31 +146,28 @@ fn a_short_key_file_is_refused() {
 #[test]
 fn login_upgrades_a_weaker_stored_hash() {
     let dir = TempDir::new("rehash");
-    let server = Server::start(&dir, "");
-    server.client().register("alice", "alice-password");
-    assert!(server.stop().success());
-    let cost_of = |dir: &TempDir| {
-        let store = latch::store::Store::open(&dir.path().join("data")).unwrap();
-        let user = store.user_by_name("alice").unwrap().unwrap();
+    let cost_of = |server: &InProcess| {
+        let user = server.app.service.user_named("alice").unwrap();
         latch::crypto::stored_cost(&user.password_hash)
             .unwrap()
             .log_n
     };
-    assert_eq!(cost_of(&dir), 4);
+    let server = InProcess::start(&dir, "", latch::Clock::system());
+    server.client.register("alice", "alice-password");
+    assert_eq!(cost_of(&server), 4);
+    drop(server);
 
-    let config = dir.path().join("latch.toml");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("log_n = 4", "log_n = 6");
-    std::fs::write(&config, text).unwrap();
-    let server = Server::start_with(&config);
-    server.client().assert_alive("alice", "alice-password");
-    assert!(server.stop().success());
-    assert_eq!(cost_of(&dir), 6);
+    // Restarted with a higher cost: the next login rehashes.
+    let stronger = "[scrypt]\nlog_n = 6";
+    let server = InProcess::start(&dir, stronger, latch::Clock::system());
+    assert_eq!(cost_of(&server), 4, "nothing changes before a login");
+    server.client.assert_alive("alice", "alice-password");
+    assert_eq!(cost_of(&server), 6);
+    drop(server);
 
     // The upgraded hash still checks the same password, and only it.
-    let server = Server::start_with(&config);
-    let c = server.client();
+    let server = InProcess::start(&dir, stronger, latch::Clock::system());
+    let c = &server.client;
     c.assert_alive("alice", "alice-password");
     c.resource(&basic("alice", "wrong-password"))
         .assert_challenges(false);

@@ -39,28 +39,9 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Mutex;
 
-/// Regulation settings; a zero disables the part it governs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Settings {
-    /// Failures for one account within `find_time` that ban it.
-    pub max_retries: u32,
-    /// Failures from one client address within `find_time` that ban it.
-    pub max_retries_per_source: u32,
-    /// The window failures are counted in, in seconds.
-    pub find_time: u64,
-    /// How long a ban lasts, in seconds.
-    pub ban_time: u64,
-}
+use crate::model::{Ban, UserId};
 
-/// A ban that a guess started, for the caller to store and audit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ban {
-    /// An account, until this second (exclusive).
-    User(u64, u64),
-    /// A client address (see [`source_key`]), until this second
-    /// (exclusive).
-    Source(IpAddr, u64),
-}
+pub use crate::config::Regulation as Settings;
 
 /// What an address counts as: IPv4 (and IPv4-mapped IPv6) addresses
 /// whole, IPv6 addresses by their /64 network.
@@ -221,7 +202,7 @@ impl<K: Hash + Eq + Copy> Table<K> {
 #[derive(Debug)]
 #[must_use = "a guess must end as succeeded, failed or abandoned"]
 pub struct Guess {
-    user: Option<u64>,
+    user: Option<UserId>,
     /// The address's key (see [`source_key`]).
     source: Option<IpAddr>,
     /// When it was counted.
@@ -242,7 +223,7 @@ pub struct Guess {
 
 /// Failure counts and bans per account and per client address.
 pub struct Regulator {
-    users: Table<u64>,
+    users: Table<UserId>,
     sources: Table<IpAddr>,
 }
 
@@ -256,7 +237,7 @@ impl Regulator {
     }
 
     /// Whether the account or the address is banned at `now`.
-    pub fn is_banned(&self, user: Option<u64>, source: Option<IpAddr>, now: u64) -> bool {
+    pub fn is_banned(&self, user: Option<UserId>, source: Option<IpAddr>, now: u64) -> bool {
         user.is_some_and(|u| self.users.banned(u, now))
             || source.is_some_and(|s| self.sources.banned(source_key(s), now))
     }
@@ -264,7 +245,7 @@ impl Regulator {
     /// Counts a guess as it is queued: as a failure, until it proves
     /// right. A guess made during a ban, or beyond the count, is refused
     /// unchecked (see [`Guess`]).
-    pub fn begin(&self, user: Option<u64>, source: Option<IpAddr>, now: u64) -> Guess {
+    pub fn begin(&self, user: Option<UserId>, source: Option<IpAddr>, now: u64) -> Guess {
         let source = source.map(source_key);
         let by_source = source.map_or(Admitted::Unlimited, |s| self.sources.admit(s, now, None));
         let mut guess = Guess {
@@ -348,7 +329,7 @@ impl Regulator {
 
     /// A right password that needed no hash (remembered from a recent
     /// check from this address): clears the account's failures from it.
-    pub fn cleared(&self, user: u64, source: Option<IpAddr>) {
+    pub fn cleared(&self, user: UserId, source: Option<IpAddr>) {
         self.users.clear_failures_from(user, source.map(source_key));
     }
 
@@ -383,6 +364,10 @@ impl Regulator {
 mod tests {
     use super::*;
 
+    fn u(n: u64) -> UserId {
+        UserId::new(n)
+    }
+
     const S: Settings = Settings {
         max_retries: 3,
         max_retries_per_source: 5,
@@ -396,7 +381,7 @@ mod tests {
     /// A wrong guess for `user` from `from` at `t`; returns the bans it
     /// started.
     fn fail_from(r: &Regulator, user: u64, from: IpAddr, t: u64) -> Vec<Ban> {
-        let g = r.begin(Some(user), Some(from), t);
+        let g = r.begin(Some(u(user)), Some(from), t);
         let mut bans = g.new_bans.clone();
         if !r.banned_now(&g, t) {
             bans.extend(r.failed(g, t));
@@ -413,21 +398,21 @@ mod tests {
         let r = Regulator::new(S);
         assert!(fail(&r, 1, 10).is_empty());
         assert!(fail(&r, 1, 20).is_empty());
-        assert!(!r.is_banned(Some(1), None, 20));
-        assert_eq!(fail(&r, 1, 30), vec![Ban::User(1, 80)]);
-        assert!(r.is_banned(Some(1), None, 30));
-        assert!(r.is_banned(Some(1), None, 79));
-        assert!(!r.is_banned(Some(1), None, 80));
+        assert!(!r.is_banned(Some(u(1)), None, 20));
+        assert_eq!(fail(&r, 1, 30), vec![Ban::User(u(1), 80)]);
+        assert!(r.is_banned(Some(u(1)), None, 30));
+        assert!(r.is_banned(Some(u(1)), None, 79));
+        assert!(!r.is_banned(Some(u(1)), None, 80));
         assert!(
-            !r.is_banned(Some(2), None, 30),
+            !r.is_banned(Some(u(2)), None, 30),
             "other accounts are unaffected"
         );
         // Guesses during a ban are refused, hashed all the same, and do not
         // extend it.
-        let g = r.begin(Some(1), None, 60);
+        let g = r.begin(Some(u(1)), None, 60);
         assert!(g.refused && !g.refused_at_once);
         assert!(r.failed(g, 60).is_empty());
-        assert!(!r.is_banned(Some(1), None, 80));
+        assert!(!r.is_banned(Some(u(1)), None, 80));
     }
 
     #[test]
@@ -435,10 +420,10 @@ mod tests {
         let r = Regulator::new(S);
         assert!(fail(&r, 1, 1).is_empty());
         assert!(fail(&r, 1, 2).is_empty());
-        let right = r.begin(Some(1), Some(IP), 3);
+        let right = r.begin(Some(u(1)), Some(IP), 3);
         assert!(!r.banned_now(&right, 3));
         r.succeeded(right);
-        assert!(!r.is_banned(Some(1), Some(IP), 3));
+        assert!(!r.is_banned(Some(u(1)), Some(IP), 3));
     }
 
     #[test]
@@ -447,7 +432,7 @@ mod tests {
         // the other seven are refused unchecked (a right password among
         // them too), and the three wrong ones start the ban.
         let r = Regulator::new(S);
-        let guesses: Vec<Guess> = (0..10).map(|_| r.begin(Some(1), None, 5)).collect();
+        let guesses: Vec<Guess> = (0..10).map(|_| r.begin(Some(u(1)), None, 5)).collect();
         assert!(guesses[..3].iter().all(|g| !g.refused));
         assert!(guesses[3..].iter().all(|g| g.refused));
         let mut bans = Vec::new();
@@ -456,20 +441,20 @@ mod tests {
                 bans.extend(r.failed(g, 6));
             }
         }
-        assert_eq!(bans, vec![Ban::User(1, 56)]);
+        assert_eq!(bans, vec![Ban::User(u(1), 56)]);
         // A right password arriving now is refused and lifts nothing.
-        let late = r.begin(Some(1), None, 7);
+        let late = r.begin(Some(u(1)), None, 7);
         assert!(r.banned_now(&late, 7));
-        assert!(r.is_banned(Some(1), None, 7));
+        assert!(r.is_banned(Some(u(1)), None, 7));
     }
 
     #[test]
     fn a_ban_started_meanwhile_refuses_a_right_password_in_flight() {
         let r = Regulator::new(S);
-        let right = r.begin(Some(1), None, 5);
+        let right = r.begin(Some(u(1)), None, 5);
         let _ = fail(&r, 1, 5);
-        let wrong = r.begin(Some(1), None, 5);
-        assert_eq!(r.failed(wrong, 5), vec![Ban::User(1, 55)]);
+        let wrong = r.begin(Some(u(1)), None, 5);
+        assert_eq!(r.failed(wrong, 5), vec![Ban::User(u(1), 55)]);
         assert!(r.banned_now(&right, 6));
     }
 
@@ -482,7 +467,7 @@ mod tests {
             fail(&r, 1, 100).is_empty(),
             "the first is out of the window"
         );
-        assert_eq!(fail(&r, 1, 120), vec![Ban::User(1, 170)]);
+        assert_eq!(fail(&r, 1, 120), vec![Ban::User(u(1), 170)]);
     }
 
     #[test]
@@ -491,11 +476,11 @@ mod tests {
         let _ = fail_from(&r, 1, OTHER, 0);
         let _ = fail_from(&r, 1, IP, 1);
         // The owner signs in from IP: IP's failure goes, OTHER's stays.
-        let right = r.begin(Some(1), Some(IP), 2);
+        let right = r.begin(Some(u(1)), Some(IP), 2);
         assert!(!r.banned_now(&right, 2));
         r.succeeded(right);
         let _ = fail_from(&r, 1, OTHER, 3);
-        assert_eq!(fail_from(&r, 1, OTHER, 4), vec![Ban::User(1, 54)]);
+        assert_eq!(fail_from(&r, 1, OTHER, 4), vec![Ban::User(u(1), 54)]);
     }
 
     #[test]
@@ -504,19 +489,19 @@ mod tests {
         let r = Regulator::new(S);
         let mut banned = false;
         for t in 0..3 {
-            let script = r.begin(Some(1), Some(IP), t);
+            let script = r.begin(Some(u(1)), Some(IP), t);
             r.succeeded(script);
-            r.cleared(1, Some(IP));
+            r.cleared(u(1), Some(IP));
             banned |= !fail_from(&r, 1, OTHER, t).is_empty();
         }
-        assert!(banned && r.is_banned(Some(1), None, 3));
+        assert!(banned && r.is_banned(Some(u(1)), None, 3));
     }
 
     #[test]
     fn success_takes_back_its_own_guess_from_the_address() {
         let r = Regulator::new(S);
         for _ in 0..10 {
-            let right = r.begin(Some(1), Some(IP), 1);
+            let right = r.begin(Some(u(1)), Some(IP), 1);
             r.succeeded(right);
         }
         for user in 2..6 {
@@ -533,7 +518,7 @@ mod tests {
         }
         assert_eq!(fail(&r, 4, 1), vec![Ban::Source(IP, 51)]);
         // Now refused at once, for any account: no hash.
-        let g = r.begin(Some(9), Some(IP), 2);
+        let g = r.begin(Some(u(9)), Some(IP), 2);
         assert!(g.refused && g.refused_at_once);
         // Unknown accounts count too.
         let r = Regulator::new(S);
@@ -553,7 +538,7 @@ mod tests {
             let r = Regulator::new(S);
             let mut bans = Vec::new();
             for t in 0..7 {
-                let user = exists.then_some(1);
+                let user = exists.then_some(u(1));
                 let g = r.begin(user, Some(IP), t);
                 bans.extend(g.new_bans.clone());
                 if !r.banned_now(&g, t) {
@@ -590,11 +575,11 @@ mod tests {
     fn abandoned_guesses_are_taken_back() {
         let r = Regulator::new(S);
         for _ in 0..10 {
-            let g = r.begin(Some(1), Some(IP), 1);
+            let g = r.begin(Some(u(1)), Some(IP), 1);
             assert!(!g.refused);
             r.abandoned(g);
         }
-        assert!(!r.is_banned(Some(1), Some(IP), 1));
+        assert!(!r.is_banned(Some(u(1)), Some(IP), 1));
     }
 
     #[test]
@@ -607,12 +592,12 @@ mod tests {
         for t in 0..100 {
             assert!(fail(&off, 1, t).is_empty());
         }
-        assert!(!off.is_banned(Some(1), Some(IP), 100));
+        assert!(!off.is_banned(Some(u(1)), Some(IP), 100));
         let r = Regulator::new(S);
-        r.restore(Ban::User(7, 90));
+        r.restore(Ban::User(u(7), 90));
         r.restore(Ban::Source(IP, 80));
-        assert!(r.is_banned(Some(7), None, 89));
-        assert!(!r.is_banned(Some(7), None, 90));
+        assert!(r.is_banned(Some(u(7)), None, 89));
+        assert!(!r.is_banned(Some(u(7)), None, 90));
         assert!(r.is_banned(None, Some(IP), 79));
         r.lift(Ban::Source(IP, 0));
         assert!(!r.is_banned(None, Some(IP), 79));
@@ -621,9 +606,9 @@ mod tests {
     #[test]
     fn prune_keeps_live_state() {
         let r = Regulator::new(S);
-        let _ = r.begin(Some(1), None, 0);
+        let _ = r.begin(Some(u(1)), None, 0);
         for t in 0..3 {
-            let g = r.begin(Some(2), None, t);
+            let g = r.begin(Some(u(2)), None, t);
             let _ = r.failed(g, t);
         }
         // At 40: user 1 has a failure in the window, user 2 is banned.

@@ -6,7 +6,7 @@
 //! revocation and the user's cutoff are checked on every request as
 //! before. An entry is used only for the exact token text it was made
 //! from (looked up by the signature segment, then compared whole), and
-//! only by the [`crate::auth::Auth`] that made it (tests run several in
+//! only by the [`super::Service`] that made it (tests run several in
 //! one process). Per thread, so lookups take no lock.
 
 use std::cell::RefCell;
@@ -80,7 +80,7 @@ mod tests {
 
     fn verified(exp: u64) -> Verified {
         Verified {
-            user_id: 1,
+            user_id: crate::model::UserId::new(1),
             name: "alice".into(),
             audience: crate::token::Audience::Api,
             iat: 0,

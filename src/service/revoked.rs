@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 
+use super::store::Store;
 use crate::error::Result;
-use crate::store::Store;
 use crate::token::JTI_LEN;
 
 /// The in-memory mirror of the store's `revoked` tree.
@@ -79,13 +79,9 @@ impl Revoked {
     }
 
     /// Revocations held in memory.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.ids.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Whether none are held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -95,27 +91,24 @@ mod tests {
 
     #[test]
     fn falls_back_to_the_store_until_loaded() {
-        let dir = std::env::temp_dir().join(format!("latch-revoked-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).unwrap();
+        let t = super::super::store::TempStore::new();
+        let store = &t.store;
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         rt.block_on(store.revoke(&[1u8; JTI_LEN], 100)).unwrap();
         let revoked = Revoked::default();
         // Not loaded yet: the store answers.
-        assert!(revoked.contains(&[1u8; JTI_LEN], &store).unwrap());
-        assert!(!revoked.contains(&[2u8; JTI_LEN], &store).unwrap());
-        assert_eq!(revoked.load(&store).unwrap(), 1);
+        assert!(revoked.contains(&[1u8; JTI_LEN], store).unwrap());
+        assert!(!revoked.contains(&[2u8; JTI_LEN], store).unwrap());
+        assert_eq!(revoked.load(store).unwrap(), 1);
         assert_eq!(revoked.len(), 1);
         // Loaded: memory answers, and sees new revocations.
         revoked.insert([3u8; JTI_LEN], 200);
-        assert!(revoked.contains(&[1u8; JTI_LEN], &store).unwrap());
-        assert!(revoked.contains(&[3u8; JTI_LEN], &store).unwrap());
-        assert!(!revoked.contains(&[2u8; JTI_LEN], &store).unwrap());
+        assert!(revoked.contains(&[1u8; JTI_LEN], store).unwrap());
+        assert!(revoked.contains(&[3u8; JTI_LEN], store).unwrap());
+        assert!(!revoked.contains(&[2u8; JTI_LEN], store).unwrap());
         revoked.prune(150);
         assert_eq!(revoked.len(), 1);
-        drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

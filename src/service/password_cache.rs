@@ -17,6 +17,7 @@ use std::sync::Mutex;
 
 use crate::crypto::{self, SigningKey};
 use crate::error::Result;
+use crate::model::UserId;
 
 /// Most entries kept; beyond it expired ones go, then everything.
 const MAX_ENTRIES: usize = 10_000;
@@ -43,14 +44,14 @@ impl PasswordCache {
 
     fn entry_key(
         &self,
-        user_id: u64,
+        user_id: UserId,
         password: &str,
         stored_hash: &str,
         source: Option<IpAddr>,
     ) -> [u8; 32] {
         let mut input = Vec::with_capacity(33 + password.len() + stored_hash.len());
         push_source(&mut input, source);
-        input.extend_from_slice(&user_id.to_be_bytes());
+        input.extend_from_slice(&user_id.get().to_be_bytes());
         input.extend_from_slice(&(password.len() as u64).to_be_bytes());
         input.extend_from_slice(password.as_bytes());
         input.extend_from_slice(stored_hash.as_bytes());
@@ -65,7 +66,7 @@ impl PasswordCache {
     }
 
     /// The key under which identical checks in flight are shared (see
-    /// [`crate::flights`]): an HMAC of the login as given (case folded),
+    /// [`super::flights`]): an HMAC of the login as given (case folded),
     /// the password and the client address.
     pub fn flight_key(&self, login: &str, password: &str, source: Option<IpAddr>) -> [u8; 32] {
         let login = login.to_lowercase();
@@ -81,7 +82,7 @@ impl PasswordCache {
     /// hash, from this address, less than `ttl` ago.
     pub fn hit(
         &self,
-        user_id: u64,
+        user_id: UserId,
         password: &str,
         stored_hash: &str,
         source: Option<IpAddr>,
@@ -97,7 +98,7 @@ impl PasswordCache {
     /// Remembers a successful check from `source`.
     pub fn remember(
         &self,
-        user_id: u64,
+        user_id: UserId,
         password: &str,
         stored_hash: &str,
         source: Option<IpAddr>,
@@ -152,21 +153,21 @@ mod tests {
     #[test]
     fn remembers_only_the_same_user_password_and_hash() {
         let c = PasswordCache::new(60).unwrap();
-        assert!(!c.hit(1, "pw", "$h1", A, 0));
-        c.remember(1, "pw", "$h1", A, 0);
-        assert!(c.hit(1, "pw", "$h1", A, 59));
-        assert!(!c.hit(1, "pw", "$h1", A, 60), "expired");
-        assert!(!c.hit(1, "pw2", "$h1", A, 1));
-        assert!(!c.hit(2, "pw", "$h1", A, 1));
+        assert!(!c.hit(UserId::new(1), "pw", "$h1", A, 0));
+        c.remember(UserId::new(1), "pw", "$h1", A, 0);
+        assert!(c.hit(UserId::new(1), "pw", "$h1", A, 59));
+        assert!(!c.hit(UserId::new(1), "pw", "$h1", A, 60), "expired");
+        assert!(!c.hit(UserId::new(1), "pw2", "$h1", A, 1));
+        assert!(!c.hit(UserId::new(2), "pw", "$h1", A, 1));
         assert!(
-            !c.hit(1, "pw", "$h2", A, 1),
+            !c.hit(UserId::new(1), "pw", "$h2", A, 1),
             "a new stored hash invalidates"
         );
         assert!(
-            !c.hit(1, "pw", "$h1", B, 1),
+            !c.hit(UserId::new(1), "pw", "$h1", B, 1),
             "another address pays (and is audited)"
         );
-        assert!(!c.hit(1, "pw", "$h1", None, 1));
+        assert!(!c.hit(UserId::new(1), "pw", "$h1", None, 1));
         c.prune(61);
         assert!(c.lock().is_empty());
     }
@@ -174,11 +175,11 @@ mod tests {
     #[test]
     fn zero_ttl_disables_and_size_is_bounded() {
         let off = PasswordCache::new(0).unwrap();
-        off.remember(1, "pw", "$h", A, 0);
-        assert!(!off.hit(1, "pw", "$h", A, 0));
+        off.remember(UserId::new(1), "pw", "$h", A, 0);
+        assert!(!off.hit(UserId::new(1), "pw", "$h", A, 0));
         let c = PasswordCache::new(10).unwrap();
         for i in 0..(MAX_ENTRIES as u64 + 10) {
-            c.remember(i, "pw", "$h", A, 0);
+            c.remember(UserId::new(i), "pw", "$h", A, 0);
         }
         assert!(c.lock().len() <= MAX_ENTRIES);
     }
@@ -186,7 +187,7 @@ mod tests {
     #[test]
     fn never_stores_the_password() {
         let c = PasswordCache::new(10).unwrap();
-        c.remember(1, "hunter2-secret", "$h", A, 0);
+        c.remember(UserId::new(1), "hunter2-secret", "$h", A, 0);
         let debug = format!("{:?}", c.lock());
         assert!(!debug.contains("hunter2"));
     }

@@ -1,0 +1,343 @@
+//! The admin protocol: one JSON [`Request`] line in, one JSON [`Reply`]
+//! line out (a backup streams instead), and [`execute`], which carries a
+//! request out against the service. Used by the server's socket and by
+//! the CLI when no server runs, so both do exactly the same.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit;
+use crate::error::{Error, Kind};
+use crate::model::{Ban, KeyId, User, UserId};
+use crate::service::Service;
+
+/// A command, as the CLI sends it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Create a user.
+    Add {
+        /// Username.
+        username: String,
+        /// Optional email.
+        email: Option<String>,
+        /// Groups.
+        groups: Vec<String>,
+        /// The password (the socket is private to the server's user).
+        password: String,
+    },
+    /// List users.
+    List,
+    /// Set a user's password.
+    Passwd {
+        /// Username.
+        username: String,
+        /// The new password.
+        password: String,
+    },
+    /// Delete a user.
+    Del {
+        /// Username.
+        username: String,
+    },
+    /// Replace a user's groups.
+    Groups {
+        /// Username.
+        username: String,
+        /// The new list.
+        groups: Vec<String>,
+    },
+    /// Stream a consistent export of the database.
+    Backup,
+    /// Lift the brute-force ban of an account or of a client address.
+    Unban {
+        /// The account, by name.
+        username: Option<String>,
+        /// The client address.
+        address: Option<std::net::IpAddr>,
+    },
+    /// List a user's API keys, or revoke one or all of them.
+    Keys {
+        /// Username.
+        username: String,
+        /// What to revoke, if anything.
+        revoke: Option<Revoke>,
+    },
+}
+
+/// Which keys `latch user keys --revoke` takes back.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Revoke {
+    /// The key with this id.
+    One(KeyId),
+    /// Every key of the user.
+    All,
+}
+
+/// An API key as `latch user keys` shows it (never the secret).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Id.
+    pub id: KeyId,
+    /// The name its owner gave it.
+    pub name: String,
+    /// Created, seconds since the epoch.
+    pub created_at: u64,
+    /// Refused from then on, if set.
+    pub expires_at: Option<u64>,
+    /// Last use, about to the minute.
+    pub last_used_at: Option<u64>,
+}
+
+/// A user as `latch user list` shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Id.
+    pub id: UserId,
+    /// Username.
+    pub username: String,
+    /// Email.
+    pub email: Option<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Reply {
+    /// Done; a line for the operator.
+    Done {
+        /// What was done.
+        message: String,
+    },
+    /// The user list.
+    Users {
+        /// Users by id.
+        users: Vec<UserInfo>,
+    },
+    /// A user's keys.
+    Keys {
+        /// Keys by id.
+        keys: Vec<KeyInfo>,
+    },
+    /// Refused or failed; one line for the operator.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// What a command that fails tells the operator.
+type Outcome = std::result::Result<Reply, String>;
+
+impl Request {
+    /// The audit log's name for this command, and whom it is about.
+    fn audit(&self) -> (&'static str, Option<String>) {
+        match self {
+            Request::Add { username, .. } => ("add", Some(username.clone())),
+            Request::List => ("list", None),
+            Request::Passwd { username, .. } => ("passwd", Some(username.clone())),
+            Request::Del { username } => ("del", Some(username.clone())),
+            Request::Groups { username, .. } => ("groups", Some(username.clone())),
+            Request::Backup => ("backup", None),
+            Request::Unban { username, address } => (
+                "unban",
+                username.clone().or_else(|| address.map(|a| a.to_string())),
+            ),
+            Request::Keys { username, revoke } => (
+                if revoke.is_some() {
+                    "keys_revoke"
+                } else {
+                    "keys"
+                },
+                Some(username.clone()),
+            ),
+        }
+    }
+}
+
+/// Runs a command against `service`, audited. Failures become
+/// [`Reply::Failed`] with one line fit for the operator.
+pub async fn execute(service: &Service, request: Request) -> Reply {
+    let (op, target) = request.audit();
+    audit::admin(op, target.as_deref());
+    let outcome = match request {
+        Request::Add {
+            username,
+            email,
+            groups,
+            password,
+        } => add(service, &username, email.as_deref(), groups, &password).await,
+        Request::List => list(service),
+        Request::Passwd { username, password } => passwd(service, &username, &password).await,
+        Request::Del { username } => del(service, &username).await,
+        Request::Groups { username, groups } => set_groups(service, &username, groups).await,
+        Request::Backup => Err("a backup streams; use `latch backup`".to_owned()),
+        Request::Unban { username, address } => unban(service, username, address).await,
+        Request::Keys { username, revoke } => keys(service, &username, revoke).await,
+    };
+    outcome.unwrap_or_else(|error| Reply::Failed { error })
+}
+
+fn done(message: String) -> Outcome {
+    Ok(Reply::Done { message })
+}
+
+/// One line for the operator: the public message, or the cause of our own
+/// failures (the operator may see those; clients never do).
+fn describe(e: Error) -> String {
+    match e.kind() {
+        Kind::Internal | Kind::Store | Kind::Config | Kind::Locked => e.to_string(),
+        _ => e.public_message().to_owned(),
+    }
+}
+
+fn user(service: &Service, name: &str) -> std::result::Result<User, String> {
+    service.user_named(name).map_err(|e| match e.kind() {
+        Kind::NotFound => format!("no user named {name:?}"),
+        _ => describe(e),
+    })
+}
+
+async fn add(
+    service: &Service,
+    username: &str,
+    email: Option<&str>,
+    groups: Vec<String>,
+    password: &str,
+) -> Outcome {
+    let u = service
+        .create_user(username, password, email, groups)
+        .await
+        .map_err(describe)?;
+    done(format!("added user {} (id {})", u.username, u.id))
+}
+
+fn list(service: &Service) -> Outcome {
+    let users = service
+        .users()
+        .map_err(describe)?
+        .into_iter()
+        .map(|u| UserInfo {
+            id: u.id,
+            username: u.username,
+            email: u.email,
+            groups: u.groups,
+        })
+        .collect();
+    Ok(Reply::Users { users })
+}
+
+async fn passwd(service: &Service, username: &str, password: &str) -> Outcome {
+    let u = user(service, username)?;
+    service.set_password(&u, password).await.map_err(describe)?;
+    done(format!(
+        "changed the password of {}; earlier tokens are refused",
+        u.username
+    ))
+}
+
+async fn del(service: &Service, username: &str) -> Outcome {
+    let u = user(service, username)?;
+    service.delete_user(&u).await.map_err(describe)?;
+    done(format!("deleted user {}", u.username))
+}
+
+async fn set_groups(service: &Service, username: &str, groups: Vec<String>) -> Outcome {
+    let u = user(service, username)?;
+    let u = service.set_groups(&u, groups).await.map_err(describe)?;
+    let groups = if u.groups.is_empty() {
+        "(none)".to_owned()
+    } else {
+        u.groups.join(", ")
+    };
+    done(format!("groups of {}: {groups}", u.username))
+}
+
+async fn unban(
+    service: &Service,
+    username: Option<String>,
+    address: Option<std::net::IpAddr>,
+) -> Outcome {
+    let (ban, what) = match (username, address) {
+        (Some(name), None) => {
+            let u = user(service, &name)?;
+            (Ban::User(u.id, 0), u.username)
+        }
+        (None, Some(address)) => (Ban::Source(address, 0), address.to_string()),
+        _ => return Err("name an account or an address".to_owned()),
+    };
+    let stored = service.unban(ban).await.map_err(describe)?;
+    done(if stored {
+        format!("lifted the ban of {what}")
+    } else {
+        format!("{what} was not banned (its failure count is reset)")
+    })
+}
+
+async fn keys(service: &Service, username: &str, revoke: Option<Revoke>) -> Outcome {
+    let u = user(service, username)?;
+    match revoke {
+        None => {
+            let keys = service
+                .list_keys(u.id)
+                .map_err(describe)?
+                .into_iter()
+                .map(|k| KeyInfo {
+                    id: k.id,
+                    name: k.name,
+                    created_at: k.created_at,
+                    expires_at: k.expires_at,
+                    last_used_at: k.last_used_at,
+                })
+                .collect();
+            Ok(Reply::Keys { keys })
+        }
+        Some(Revoke::One(id)) => {
+            if !service.delete_key(u.id, id).await.map_err(describe)? {
+                return Err(format!("{} has no key {id}", u.username));
+            }
+            done(format!("revoked key {id} of {}", u.username))
+        }
+        Some(Revoke::All) => {
+            let n = service.delete_all_keys(u.id).await.map_err(describe)?;
+            let keys = if n == 1 { "key" } else { "keys" };
+            done(format!("revoked {n} {keys} of {}", u.username))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_keep_their_wire_format() {
+        let r: Request =
+            serde_json::from_str(r#"{"op":"keys","username":"a","revoke":{"one":7}}"#).unwrap();
+        assert!(matches!(
+            r,
+            Request::Keys { revoke: Some(Revoke::One(id)), .. } if id == KeyId::new(7)
+        ));
+        let text = serde_json::to_string(&Request::Keys {
+            username: "a".into(),
+            revoke: Some(Revoke::All),
+        })
+        .unwrap();
+        assert_eq!(text, r#"{"op":"keys","username":"a","revoke":"all"}"#);
+        let reply = Reply::Users {
+            users: vec![UserInfo {
+                id: UserId::new(3),
+                username: "bob".into(),
+                email: None,
+                groups: vec!["admins".into()],
+            }],
+        };
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            r#"{"result":"users","users":[{"id":3,"username":"bob","email":null,"groups":["admins"]}]}"#
+        );
+        assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! The `latch` command line. Every failure prints one line and exits
+//! non-zero.
+//!
+//! - `mod.rs`: parsing, `serve`, `keygen`, `check-config`, printing;
+//! - `user.rs`: `latch user ...`, over the admin socket or offline;
+//! - `backup.rs`: `latch backup` and `latch restore`.
+//!
+//! The CLI owns arguments, prompts and what is printed; it carries out no
+//! flow itself (the admin protocol and the service do) and decides on
+//! errors by their [`crate::error::Kind`], never by their text.
+
+mod backup;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::{keyfile, Config, ConfigFile, KeySource, LogFormat};
+use crate::error::{Error, Result};
+use crate::{crypto, App, Clock};
+
+/// A single-binary token-authentication appliance.
+#[derive(Parser)]
+#[command(name = "latch", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server
+    Serve {
+        /// Config file (default: $LATCH_CONFIG, else /etc/latch/latch.toml if present, else built-in defaults)
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Print a fresh random signing key (base64 of 32 random bytes)
+    Keygen,
+    /// Validate the configuration and print it with secrets masked
+    CheckConfig {
+        /// Config file (same lookup as `serve`)
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Write a consistent backup of the database to FILE (works while the server runs)
+    Backup {
+        /// The backup file to write (created with mode 0600; `-` writes to standard output)
+        file: PathBuf,
+        /// Replace FILE if it exists (atomically)
+        #[arg(long)]
+        force: bool,
+        /// Config file (same lookup as `serve`)
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Load a backup into an empty data directory (with the server stopped)
+    Restore {
+        /// The backup file to read (`-` reads standard input)
+        file: PathBuf,
+        /// Config file (same lookup as `serve`)
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Manage users (works whether or not a server runs on the same data)
+    User {
+        /// Config file (same lookup as `serve`)
+        #[arg(long, short, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user
+    Add {
+        /// Username
+        name: String,
+        /// Email address (unique; also accepted as the login name)
+        #[arg(long, value_name = "E")]
+        email: Option<String>,
+        /// A group (repeatable)
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+        /// Read the password from the first line of standard input instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users
+    List,
+    /// Set a user's password (earlier tokens are refused)
+    Passwd {
+        /// Username
+        name: String,
+        /// Read the password from the first line of standard input instead of prompting
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Delete a user, their tokens and API keys
+    Del {
+        /// Username
+        name: String,
+    },
+    /// Set a user's groups (none clears them)
+    Groups {
+        /// Username
+        name: String,
+        /// The groups
+        groups: Vec<String>,
+    },
+    /// Lift the brute-force ban of an account (NAME) or of a client address
+    Unban {
+        /// Username
+        #[arg(required_unless_present = "address", conflicts_with = "address")]
+        name: Option<String>,
+        /// A client address instead of an account
+        #[arg(long, value_name = "ADDR")]
+        address: Option<std::net::IpAddr>,
+    },
+    /// List a user's API keys, or revoke one or all of them
+    Keys {
+        /// Username
+        name: String,
+        /// Revoke the key with this id
+        #[arg(long, value_name = "ID", conflicts_with = "all")]
+        revoke: Option<crate::model::KeyId>,
+        /// Revoke every key of the user
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("latch: a command is required (see `latch --help`)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("latch: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve { config } => serve(load(config)),
+        Command::Keygen => keygen(),
+        Command::CheckConfig { config } => check_config(ConfigFile::locate(config.as_deref())),
+        Command::User { config, command } => user::run(load(config), command),
+        Command::Backup {
+            file,
+            force,
+            config,
+        } => backup::backup(load(config), &file, force),
+        Command::Restore { file, config } => backup::restore(load(config), &file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("latch: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Finds the configuration the same way for every subcommand and loads it.
+fn load(flag: Option<PathBuf>) -> Result<Config> {
+    Config::load_from(&ConfigFile::locate(flag.as_deref()))
+}
+
+fn serve(config: Result<Config>) -> Result<()> {
+    let config = config?;
+    let logs = tracing_subscriber::fmt()
+        .with_max_level(config.log_level)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    match config.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::config(format_args!("cannot start the runtime: {e}")))?;
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    runtime.block_on(async {
+        let app = App::open(config, Clock::system())?;
+        let addr = app.config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::config(format_args!("cannot listen on {addr}: {e}")))?;
+        let local = listener.local_addr().map_err(Error::internal)?;
+        let shutdown = shutdown_signal()?;
+        if let Some(ops) = app.ops_addr() {
+            eprintln!("ops listening on {ops}");
+        }
+        eprintln!("listening on {local}");
+        crate::notify::notify("READY=1");
+        let shutdown = async {
+            shutdown.await;
+            crate::notify::notify("STOPPING=1");
+        };
+        crate::run(listener, std::sync::Arc::new(app), shutdown).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(Error::internal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::internal)?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
+/// Writes to stdout; a closed pipe (`latch check-config | head`) is not an
+/// error worth a panic.
+fn print(text: impl std::fmt::Display) -> Result<()> {
+    use std::io::Write as _;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::internal(format_args!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn keygen() -> Result<()> {
+    print(crypto::b64_encode(&crypto::random_bytes::<32>()?))
+}
+
+/// Validates and prints the effective configuration, with which file it
+/// came from first (a TOML comment) and the traps found on stderr.
+fn check_config(file: ConfigFile) -> Result<()> {
+    let config = Config::load_from(&file)?;
+    let key = keyfile::read_current(&config)?;
+    let mut warnings = config.warnings();
+    if let (None, KeySource::File(path)) = (&key, &config.key) {
+        warnings.push(format!(
+            "secret_key_file {} does not exist: `latch serve` will create it with a new key (tokens signed with any other key are refused)",
+            path.display()
+        ));
+    }
+    for warning in &warnings {
+        eprintln!("latch: warning: {warning}");
+    }
+    print(format_args!("# {file}"))?;
+    print(&config)?;
+    if let (None, KeySource::File(path)) = (key, &config.key) {
+        print(format_args!(
+            "# {} does not exist yet: `latch serve` will create it",
+            path.display()
+        ))?;
+    }
+    Ok(())
+}

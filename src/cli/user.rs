@@ -1,0 +1,216 @@
+//! `latch user ...`: sent to the running server over the admin socket,
+//! or, when none answers, carried out on the database directly by the
+//! same [`admin::execute`], wired by the same [`Service::open`].
+
+use crate::admin::{self, KeyInfo, Reply, Request, Revoke, UserInfo};
+use crate::config::keyfile::{self, KeyMaterial};
+use crate::config::Config;
+use crate::error::{Error, Kind, Result};
+use crate::service::Service;
+use crate::{crypto, Clock};
+
+use super::{print, UserCommand};
+
+/// Runs a user command.
+pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
+    let config = config?;
+    let request = match command {
+        UserCommand::Add {
+            name,
+            email,
+            groups,
+            password_stdin,
+        } => Request::Add {
+            password: read_password(&name, password_stdin)?,
+            username: name,
+            email,
+            groups,
+        },
+        UserCommand::List => Request::List,
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => Request::Passwd {
+            password: read_password(&name, password_stdin)?,
+            username: name,
+        },
+        UserCommand::Del { name } => Request::Del { username: name },
+        UserCommand::Groups { name, groups } => Request::Groups {
+            username: name,
+            groups,
+        },
+        UserCommand::Unban { name, address } => Request::Unban {
+            username: name,
+            address,
+        },
+        UserCommand::Keys { name, revoke, all } => Request::Keys {
+            username: name,
+            revoke: match (revoke, all) {
+                (Some(id), _) => Some(Revoke::One(id)),
+                (None, true) => Some(Revoke::All),
+                (None, false) => None,
+            },
+        },
+    };
+    let reply = match admin::client::call(&config.data_dir, &request)? {
+        Some(reply) => reply,
+        None => offline(&config, request)?,
+    };
+    match reply {
+        Reply::Done { message } => print(message),
+        Reply::Users { users } => print_users(&users),
+        Reply::Keys { keys } => print_keys(&keys),
+        Reply::Failed { error } => Err(Error::config(error)),
+    }
+}
+
+/// Runs a user command on the database directly (no server is running).
+fn offline(config: &Config, request: Request) -> Result<Reply> {
+    // Offline commands never sign or verify a token, so a key that cannot
+    // be read here (it may be root's) is replaced by a throwaway one
+    // rather than refused.
+    let current = match keyfile::read_current(config) {
+        Ok(Some(key)) => key,
+        _ => crypto::random_bytes::<32>()?.to_vec(),
+    };
+    let keys = KeyMaterial {
+        current,
+        previous: Vec::new(),
+    };
+    let service = Service::open(config, &keys, Clock::system()).map_err(|e| match e.kind() {
+        Kind::Locked => Error::config(format_args!(
+            "{e}, but nothing answers on {}",
+            admin::socket_path(&config.data_dir).display()
+        )),
+        _ => e,
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::internal)?;
+    runtime.block_on(async {
+        let reply = admin::execute(&service, request).await;
+        service.flush().await?;
+        Ok(reply)
+    })
+}
+
+/// A password from stdin (first line) or a no-echo prompt, typed twice.
+fn read_password(name: &str, from_stdin: bool) -> Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Error::config(format_args!("cannot read the password from stdin: {e}")))?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return Err(Error::config("no password on stdin"));
+        }
+        return Ok(password.to_owned());
+    }
+    let prompt_failed = |e: std::io::Error| {
+        Error::config(format_args!(
+            "cannot prompt for the password ({e}); use --password-stdin"
+        ))
+    };
+    let first =
+        rpassword::prompt_password(format!("password for {name}: ")).map_err(prompt_failed)?;
+    let second = rpassword::prompt_password("again: ").map_err(prompt_failed)?;
+    if first != second {
+        return Err(Error::config("the passwords do not match"));
+    }
+    Ok(first)
+}
+
+fn print_keys(keys: &[KeyInfo]) -> Result<()> {
+    let when = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), utc);
+    let rows: Vec<[String; 5]> = keys
+        .iter()
+        .map(|k| {
+            [
+                k.id.to_string(),
+                k.name.clone(),
+                utc(k.created_at),
+                when(k.expires_at),
+                when(k.last_used_at),
+            ]
+        })
+        .collect();
+    print_table(["ID", "NAME", "CREATED", "EXPIRES", "LAST_USED"], &rows)
+}
+
+/// Seconds since the epoch as `2026-11-29T22:30:00Z` (UTC).
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86400, secs % 86400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+fn print_users(users: &[UserInfo]) -> Result<()> {
+    let rows: Vec<[String; 4]> = users
+        .iter()
+        .map(|u| {
+            [
+                u.id.to_string(),
+                u.username.clone(),
+                u.email.clone().unwrap_or_else(|| "-".into()),
+                if u.groups.is_empty() {
+                    "-".into()
+                } else {
+                    u.groups.join(",")
+                },
+            ]
+        })
+        .collect();
+    print_table(["ID", "USERNAME", "EMAIL", "GROUPS"], &rows)
+}
+
+/// Columns padded to their widest cell, the header first.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Result<()> {
+    let header = header.map(String::from);
+    let mut widths = [0usize; N];
+    for row in std::iter::once(&header).chain(rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    print(out.trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_795_991_400), "2026-11-29T22:30:00Z");
+        assert_eq!(utc(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+}

@@ -1,0 +1,475 @@
+//! Configuration: read raw (TOML file plus `LATCH_*` environment), then
+//! validated in one pass into typed values before anything starts.
+//!
+//! Every key is documented in `config/latch.toml`. This module owns the
+//! file's schema and its meaning; it never opens the database or a socket.
+//!
+//! - `raw.rs`: the file as written (serde only, defaults derived);
+//! - `validate.rs`: raw into [`Config`], one function per section;
+//! - [`keyfile`]: reading and creating the signing key files;
+//! - `show.rs`: the masked printout `check-config` gives;
+//! - `warnings.rs`: the traps the README names, found in a configuration;
+//! - [`net`]: addresses, networks and URL hosts, parsed in one place.
+
+pub mod keyfile;
+pub mod net;
+mod raw;
+mod show;
+mod validate;
+mod warnings;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::crypto::Cost;
+use crate::error::{Error, Result};
+
+pub use net::IpNet;
+use raw::Raw;
+
+/// Where `serve` looks when neither `--config` nor `$LATCH_CONFIG` is given.
+pub const SYSTEM_CONFIG: &str = "/etc/latch/latch.toml";
+
+/// Longest accepted token lifetime: a year. Bounded so `iat + ttl` never
+/// overflows and stays exact in every JSON number reader.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 86400);
+
+/// Shortest accepted signing key, in decoded bytes.
+pub const MIN_KEY_LEN: usize = 32;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Who may create accounts over HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Anyone may `POST /api/users`.
+    Open,
+    /// `POST /api/users` answers 403; accounts come from the CLI.
+    Closed,
+}
+
+/// Where the signing key comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `secret_key`, already decoded.
+    Inline(Vec<u8>),
+    /// `secret_key_file` (created on first start when absent).
+    File(PathBuf),
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Inline(_) => f.write_str("Inline(********)"),
+            KeySource::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// Password hashing: cost and how much of it may run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Hashing {
+    /// scrypt cost for new hashes; older hashes below it are upgraded at login.
+    pub cost: Cost,
+    /// Hashes running at once (each on a blocking thread).
+    pub max_concurrent: usize,
+    /// Requests allowed to wait for a hashing slot; beyond that, 503.
+    pub max_queue: usize,
+    /// How long a successful password check is remembered (zero: never),
+    /// so Basic auth does not cost a hash per request.
+    pub cache_ttl: Duration,
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body accepted, in bytes; larger is 413.
+    pub max_body: usize,
+    /// How long a client may take to send the request head (hyper starts
+    /// this clock when a keep-alive connection goes idle, so it is also the
+    /// idle timeout) and, separately, its body.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's
+    /// backlog until a slot frees up.
+    pub max_connections: usize,
+}
+
+/// Forward auth and the login page.
+#[derive(Debug, Clone)]
+pub struct ForwardAuth {
+    /// `Domain` of the session cookie (lowercase, no leading dot); `rd`
+    /// redirects are followed only to this domain and its subdomains.
+    /// Without it the cookie is host-only and `rd` must point at the
+    /// `public_url` host.
+    pub cookie_domain: Option<String>,
+    /// Name of the session cookie.
+    pub cookie_name: String,
+    /// Whether the cookie is `Secure` (and only https `rd` are followed).
+    pub cookie_secure: bool,
+    /// Lifetime of a login-page session.
+    pub session_ttl: Duration,
+    /// Where unauthenticated browsers are sent (`?rd=` is appended).
+    pub login_url: Option<String>,
+    /// Peers whose `X-Forwarded-*` / `X-Original-*` headers are believed.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl ForwardAuth {
+    /// Whether `ip` is a trusted proxy (its forwarding headers are believed).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+}
+
+/// The JSON API's own settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Api {
+    /// Whether `GET /api/users/<id>` answers without a credential (the
+    /// REST-auth article's behaviour; it lets anyone list usernames).
+    pub public_profiles: bool,
+    /// How recently the password must have been proven (Basic, or a token's
+    /// `auth_time`) to create an API key or change the email.
+    pub reauth_window: Duration,
+}
+
+/// The operations listener (`/healthz`, `/metrics`, `/openapi.yaml`).
+#[derive(Debug, Clone, Copy)]
+pub struct Ops {
+    /// Where it listens; `None` turns it off.
+    pub listen: Option<SocketAddr>,
+}
+
+/// The validated configuration. `Debug` masks the key.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Socket address to listen on; port 0 picks one.
+    pub listen: SocketAddr,
+    /// The sled database directory.
+    pub data_dir: PathBuf,
+    /// Where the signing key comes from.
+    pub key: KeySource,
+    /// Keys that no longer sign but still verify (key rotation): from
+    /// `previous_keys` (decoded here) and `previous_key_files` (read at start).
+    pub previous_keys: Vec<KeySource>,
+    /// External base URL without a trailing slash, for `Location` headers.
+    pub public_url: Option<String>,
+    /// Lifetime of access tokens.
+    pub token_ttl: Duration,
+    /// Whether anyone may register.
+    pub registration: Registration,
+    /// Whether `?auth_token=` is accepted.
+    pub query_token: bool,
+    /// Log level for the `tracing` subscriber.
+    pub log_level: tracing::Level,
+    /// Log lines as text or as JSON objects.
+    pub log_format: LogFormat,
+    /// Password hashing.
+    pub hashing: Hashing,
+    /// HTTP limits.
+    pub limits: Limits,
+    /// Forward auth and the login page.
+    pub forward_auth: ForwardAuth,
+    /// Brute-force regulation.
+    pub regulation: Regulation,
+    /// The JSON API.
+    pub api: Api,
+    /// The operations listener.
+    pub ops: Ops,
+}
+
+/// Brute-force regulation; a zero disables the part it governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Regulation {
+    /// Failures for one account within `find_time` that ban it.
+    pub max_retries: u32,
+    /// Failures from one client address within `find_time` that ban it.
+    pub max_retries_per_source: u32,
+    /// The window failures are counted in, in seconds.
+    pub find_time: u64,
+    /// How long a ban lasts, in seconds.
+    pub ban_time: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_raw(Raw::default()).expect("defaults are valid")
+    }
+}
+
+/// Which configuration file a command reads, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// Named with `--config`.
+    Flag(PathBuf),
+    /// Named by `$LATCH_CONFIG`.
+    Env(PathBuf),
+    /// [`SYSTEM_CONFIG`], which exists.
+    System(PathBuf),
+    /// None: built-in defaults (and `LATCH_*` variables).
+    Defaults,
+}
+
+impl ConfigFile {
+    /// `--config` if given, else `$LATCH_CONFIG`, else [`SYSTEM_CONFIG`] if
+    /// it exists, else the defaults.
+    pub fn locate(flag: Option<&Path>) -> ConfigFile {
+        if let Some(path) = flag {
+            return ConfigFile::Flag(path.to_path_buf());
+        }
+        if let Some(path) = std::env::var_os("LATCH_CONFIG") {
+            return ConfigFile::Env(PathBuf::from(path));
+        }
+        let system = PathBuf::from(SYSTEM_CONFIG);
+        if system.exists() {
+            return ConfigFile::System(system);
+        }
+        ConfigFile::Defaults
+    }
+
+    fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigFile::Flag(p) | ConfigFile::Env(p) | ConfigFile::System(p) => Some(p),
+            ConfigFile::Defaults => None,
+        }
+    }
+}
+
+/// "config /etc/latch/latch.toml (from --config)", for one stderr line.
+impl fmt::Display for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigFile::Flag(p) => write!(f, "config {} (from --config)", p.display()),
+            ConfigFile::Env(p) => write!(f, "config {} (from $LATCH_CONFIG)", p.display()),
+            ConfigFile::System(p) => write!(f, "config {}", p.display()),
+            ConfigFile::Defaults => f.write_str("no config file: built-in defaults"),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration `serve` and the CLI use: `path` if given, else
+    /// `$LATCH_CONFIG`, else [`SYSTEM_CONFIG`] if it exists, else defaults;
+    /// then `LATCH_*` environment overrides (`LATCH_SCRYPT__LOG_N` for
+    /// nested keys).
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        Self::load_from(&ConfigFile::locate(path))
+    }
+
+    /// Loads the configuration from `file` (see [`ConfigFile::locate`]),
+    /// then the `LATCH_*` environment overrides.
+    pub fn load_from(file: &ConfigFile) -> Result<Config> {
+        let path = file.path();
+        let mut builder = config::Config::builder();
+        if let Some(path) = path {
+            if !path.is_file() {
+                return Err(Error::config(format_args!(
+                    "config: cannot read {}: no such file",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| {
+                k.starts_with("LATCH_") && k != "LATCH_CONFIG" && !k.starts_with("LATCH_TEST_")
+            })
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("LATCH")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("forward_auth.trusted_proxies")
+                .with_list_parse_key("previous_keys")
+                .with_list_parse_key("previous_key_files")
+                .source(Some(env)),
+        );
+        let raw: Raw = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(config_error)?;
+        Self::from_raw(raw)
+    }
+
+    /// Parses TOML text (for tests and `check-config`), without environment.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let raw: Raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(config_error)?;
+        Self::from_raw(raw)
+    }
+}
+
+/// The `config` crate's error on one line: TOML parse errors come with a
+/// multi-line source excerpt, which is dropped (the line and column stay).
+fn config_error(e: config::ConfigError) -> Error {
+    let text = e.to_string();
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let excerpt = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !l.is_empty() && !excerpt.starts_with('|')
+        })
+        .collect();
+    Error::config(format_args!("config: {}", redact_keys(&kept.join(": "))))
+}
+
+/// The config crate quotes the offending value in its errors; when the
+/// error is about a key (`secret_key`, `previous_keys`), every quoted
+/// value is masked, so a typo never puts a key in the journal.
+fn redact_keys(text: &str) -> String {
+    if !(text.contains("secret_key") || text.contains("previous_keys")) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        out.push('"');
+        // Odd pieces are inside quotes.
+        out.push_str(if i % 2 == 0 { "********" } else { part });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./latch-data"));
+        assert!(c.key == KeySource::File(PathBuf::from("./latch-data/secret.key")));
+        assert_eq!(c.token_ttl, Duration::from_secs(600));
+        assert_eq!(c.registration, Registration::Closed);
+        assert_eq!(
+            c.hashing.cost,
+            Cost {
+                log_n: 17,
+                r: 8,
+                p: 1
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("listen = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert!(e.to_string().contains("lisen"), "{e}");
+        let e = Config::from_toml("[scrypt]\nlogn = 3\n").unwrap_err();
+        assert!(e.to_string().contains("logn"), "{e}");
+    }
+
+    #[test]
+    fn short_key_is_refused() {
+        let short = crypto::b64_encode(&[1u8; 31]);
+        let e = Config::from_toml(&format!("secret_key = \"{short}\"")).unwrap_err();
+        assert!(e.to_string().contains("at least 32"), "{e}");
+        let ok = crypto::b64_encode(&[1u8; 32]);
+        assert!(Config::from_toml(&format!("secret_key = \"{ok}\"")).is_ok());
+    }
+
+    #[test]
+    fn durations_accept_units() {
+        let c = Config::from_toml("token_ttl = \"10m\"").unwrap();
+        assert_eq!(c.token_ttl, Duration::from_secs(600));
+        let c = Config::from_toml("token_ttl = 30").unwrap();
+        assert_eq!(c.token_ttl, Duration::from_secs(30));
+        assert!(Config::from_toml("token_ttl = \"10 fortnights\"").is_err());
+        assert!(Config::from_toml("token_ttl = 0").is_err());
+        assert!(Config::from_toml("token_ttl = \"366d\"").is_err());
+        assert!(Config::from_toml("token_ttl = \"213503982334601d\"").is_err());
+        assert!(Config::from_toml("token_ttl = \"365d\"").is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(Config::from_toml("listen = \"localhost\"").is_err());
+        assert!(Config::from_toml("registration = \"maybe\"").is_err());
+        assert!(Config::from_toml("public_url = \"ftp://x\"").is_err());
+        assert!(Config::from_toml("public_url = \"https://a\\nb\"").is_err());
+        assert!(Config::from_toml("public_url = \"https://a b\"").is_err());
+        assert!(Config::from_toml("public_url = \"https://auth.example.com/\"").is_ok());
+        assert!(Config::from_toml("[scrypt]\nlog_n = 30").is_err());
+    }
+
+    #[test]
+    fn forward_auth_defaults_and_checks() {
+        let c = Config::from_toml("public_url = \"https://auth.example.com\"").unwrap();
+        let fa = &c.forward_auth;
+        assert_eq!(fa.cookie_name, "latch_session");
+        assert!(fa.cookie_secure);
+        assert_eq!(fa.session_ttl, Duration::from_secs(43200));
+        assert_eq!(
+            fa.login_url.as_deref(),
+            Some("https://auth.example.com/login")
+        );
+        assert!(fa.cookie_domain.is_none());
+        let c = Config::from_toml("[forward_auth]\ncookie_domain = \".Example.com\"").unwrap();
+        assert_eq!(c.forward_auth.cookie_domain.as_deref(), Some("example.com"));
+        assert!(c.forward_auth.login_url.is_none());
+        for bad in [
+            "cookie_domain = \"a b\"",
+            "cookie_domain = \"\"",
+            "cookie_name = \"a;b\"",
+            "trusted_proxies = [\"nope\"]",
+            "trusted_proxies = [\"10.0.0.0/33\"]",
+            "login_url = \"javascript:alert(1)\"",
+            "session_ttl = \"400d\"",
+        ] {
+            assert!(
+                Config::from_toml(&format!("[forward_auth]\n{bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_never_show_a_key() {
+        let secret = crypto::b64_encode(&[7u8; 32]);
+        for text in [
+            format!("previous_keys = \"{secret}\""),
+            format!("secret_key = [\"{secret}\"]"),
+            format!("previous_keys = [[\"{secret}\"]]"),
+            format!("secret_key = {{ a = \"{secret}\" }}"),
+        ] {
+            let e = Config::from_toml(&text).unwrap_err().to_string();
+            assert!(!e.contains(&secret), "{e}");
+            assert!(!e.contains(&secret[..12]), "{e}");
+        }
+        let e = Config::from_toml("[forward_auth]\ncookie_secure = \"maybe\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"maybe\""), "other values are shown: {e}");
+    }
+
+    #[test]
+    fn display_masks_the_key() {
+        let key = crypto::b64_encode(&[7u8; 32]);
+        let c = Config::from_toml(&format!("secret_key = \"{key}\"")).unwrap();
+        let shown = c.to_string();
+        assert!(!shown.contains(&key));
+        assert!(shown.contains("secret_key = \"********\""));
+    }
+}

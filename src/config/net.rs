@@ -1,0 +1,159 @@
+//! Addresses, networks and URLs: the one place that parses them, for the
+//! configuration, the `rd` rules and the same-origin check alike.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// An IP network such as `127.0.0.1/32` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`. An IPv4-mapped network
+    /// (`::ffff:a.b.c.d/n`) is kept in its IPv4 form, as peers are
+    /// compared.
+    pub fn parse(text: &str) -> Option<IpNet> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return None;
+        }
+        match addr.to_canonical() {
+            IpAddr::V4(v4) if addr.is_ipv6() && prefix >= 96 => Some(IpNet {
+                addr: IpAddr::V4(v4),
+                prefix: prefix - 96,
+            }),
+            _ => Some(IpNet { addr, prefix }),
+        }
+    }
+
+    /// The prefix length.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether every address in this network is a loopback address.
+    pub fn is_loopback_only(&self) -> bool {
+        match self.addr.to_canonical() {
+            IpAddr::V4(a) => a.is_loopback() && self.prefix >= 8,
+            IpAddr::V6(a) => a.is_loopback() && self.prefix == 128,
+        }
+    }
+
+    /// Whether `ip` is inside this network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Strips a case-insensitive prefix.
+pub fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// `host[:port]` of an absolute http(s) URL (any case scheme); `None` for
+/// anything else or an empty authority.
+pub fn authority_of(url: &str) -> Option<&str> {
+    let rest = strip_prefix_ignore_case(url, "https://")
+        .or_else(|| strip_prefix_ignore_case(url, "http://"))?;
+    rest.split(['/', '?', '#']).next().filter(|a| !a.is_empty())
+}
+
+/// The host of `host[:port]`, checking the port is numeric; IPv6 literals
+/// (`[::1]`) are returned with their brackets.
+pub fn host_of(authority: &str) -> Option<&str> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (h, rest) = authority.split_at(end + 1);
+        (h, rest.strip_prefix(':'))
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty()
+        || port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return None;
+    }
+    Some(host)
+}
+
+/// The host of an absolute http(s) URL, lowercase.
+pub fn url_host(url: &str) -> Option<String> {
+    host_of(authority_of(url)?).map(str::to_ascii_lowercase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let lo = IpNet::parse("127.0.0.0/8").unwrap();
+        assert!(lo.contains("127.1.2.3".parse().unwrap()));
+        assert!(lo.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!lo.contains("128.0.0.1".parse().unwrap()));
+        assert!(!lo.contains("::1".parse().unwrap()));
+        let one = IpNet::parse("::1").unwrap();
+        assert!(one.contains("::1".parse().unwrap()));
+        assert!(!one.contains("::2".parse().unwrap()));
+        let all = IpNet::parse("0.0.0.0/0").unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!(IpNet::parse("fd00::/8")
+            .unwrap()
+            .contains("fd12::1".parse().unwrap()));
+        assert!(IpNet::parse("1.2.3.4/40").is_none());
+        // IPv4-mapped networks match the IPv4 peers they name.
+        let mapped = IpNet::parse("::ffff:127.0.0.1").unwrap();
+        assert!(mapped.contains("127.0.0.1".parse().unwrap()));
+        assert_eq!(mapped.to_string(), "127.0.0.1/32");
+        let mapped = IpNet::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("10.1.2.3".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn urls_and_hosts() {
+        assert_eq!(
+            url_host("https://Auth.Example.com:8443/x").as_deref(),
+            Some("auth.example.com")
+        );
+        assert_eq!(url_host("ftp://x"), None);
+        assert_eq!(authority_of("HTTP://a.b:80/x?y"), Some("a.b:80"));
+        assert_eq!(authority_of("https:///x"), None);
+        assert_eq!(host_of("[::1]:80"), Some("[::1]"));
+        assert_eq!(host_of("a:"), None);
+        assert_eq!(host_of("a:8x"), None);
+    }
+}

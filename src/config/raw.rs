@@ -1,0 +1,152 @@
+//! The configuration as written: plain serde types, every field optional,
+//! unknown keys refused. Nothing here is checked; `validate.rs` does that.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The file as written. Unknown keys are refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Raw {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub secret_key: Option<String>,
+    pub secret_key_file: Option<PathBuf>,
+    pub previous_keys: Option<Vec<String>>,
+    pub previous_key_files: Option<Vec<PathBuf>>,
+    pub public_url: Option<String>,
+    pub token_ttl: Option<RawDuration>,
+    pub registration: Option<String>,
+    pub query_token: Option<bool>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub scrypt: RawScrypt,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub forward_auth: RawForwardAuth,
+    #[serde(default)]
+    pub regulation: RawRegulation,
+    #[serde(default)]
+    pub api: RawApi,
+    #[serde(default)]
+    pub ops: RawOps,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScrypt {
+    pub log_n: Option<u8>,
+    pub r: Option<u32>,
+    pub p: Option<u32>,
+    pub max_concurrent: Option<usize>,
+    pub max_queue: Option<usize>,
+    pub cache_ttl: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub max_body: Option<usize>,
+    pub header_read_timeout: Option<RawDuration>,
+    pub max_connections: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawForwardAuth {
+    pub cookie_domain: Option<String>,
+    pub cookie_name: Option<String>,
+    pub cookie_secure: Option<bool>,
+    pub session_ttl: Option<RawDuration>,
+    pub login_url: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRegulation {
+    pub max_retries: Option<u32>,
+    pub max_retries_per_source: Option<u32>,
+    pub find_time: Option<RawDuration>,
+    pub ban_time: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApi {
+    pub public_profiles: Option<bool>,
+    pub reauth_window: Option<RawDuration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOps {
+    pub listen: Option<String>,
+}
+
+/// A duration as written: whole seconds, or a string such as `"90s"`,
+/// `"10m"`, `"12h"`, `"7d"`.
+#[derive(Debug)]
+pub(super) enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for RawDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = RawDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive number of seconds or a string like \"10m\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<RawDuration, E> {
+                Ok(RawDuration::Seconds(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<RawDuration, E> {
+                u64::try_from(v)
+                    .map(RawDuration::Seconds)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                v: &str,
+            ) -> std::result::Result<RawDuration, E> {
+                Ok(RawDuration::Text(v.to_owned()))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl RawDuration {
+    /// The number of seconds written, if it reads as one.
+    pub fn seconds(&self) -> Option<u64> {
+        match self {
+            RawDuration::Seconds(s) => Some(*s),
+            RawDuration::Text(t) => parse_duration(t),
+        }
+    }
+}
+
+/// `"90"`, `"90s"`, `"10m"`, `"12h"`, `"7d"` in seconds.
+fn parse_duration(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}

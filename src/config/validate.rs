@@ -1,0 +1,325 @@
+//! Raw into [`Config`]: one function per section, each returning the
+//! first problem as one line that names the key. Defaults live here, next
+//! to the checks they must pass.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::RawScrypt;
+use super::raw::{Raw, RawApi, RawDuration, RawForwardAuth, RawLimits, RawOps, RawRegulation};
+use super::{
+    Api, Config, ForwardAuth, Hashing, IpNet, KeySource, Limits, LogFormat, Ops, Registration,
+    Regulation, MAX_TTL,
+};
+use crate::crypto::Cost;
+use crate::error::{Error, Result};
+
+impl Config {
+    pub(super) fn from_raw(raw: Raw) -> Result<Config> {
+        let listen = socket_address(raw.listen.as_deref(), "listen", "127.0.0.1:8080")?;
+        let data_dir = raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./latch-data"));
+        let key = signing_key(raw.secret_key, raw.secret_key_file, &data_dir)?;
+        let previous_keys = previous_keys(raw.previous_keys, raw.previous_key_files)?;
+        let public_url = raw
+            .public_url
+            .map(|u| validate_url(&u, "public_url"))
+            .transpose()?;
+        let token_ttl = lifetime(raw.token_ttl, "token_ttl", 600)?;
+        Ok(Config {
+            listen,
+            key,
+            previous_keys,
+            token_ttl,
+            registration: registration(raw.registration.as_deref())?,
+            query_token: raw.query_token.unwrap_or(true),
+            log_level: log_level(raw.log_level.as_deref())?,
+            log_format: log_format(raw.log_format.as_deref())?,
+            hashing: hashing(raw.scrypt)?,
+            limits: limits(raw.limits)?,
+            forward_auth: forward_auth(raw.forward_auth, public_url.as_deref())?,
+            regulation: regulation(raw.regulation)?,
+            api: api(raw.api)?,
+            ops: ops(raw.ops)?,
+            public_url,
+            data_dir,
+        })
+    }
+}
+
+/// A duration that must be positive, or the default (in seconds).
+fn duration(raw: Option<RawDuration>, key: &str, default: u64) -> Result<Duration> {
+    match raw.map(|d| d.seconds()) {
+        None => Ok(Duration::from_secs(default)),
+        Some(Some(s)) if s > 0 => Ok(Duration::from_secs(s)),
+        Some(_) => Err(Error::config(format_args!(
+            "config: {key} must be a positive number of seconds or a string like \"10m\""
+        ))),
+    }
+}
+
+/// A duration where zero is allowed (it turns something off).
+fn duration_or_zero(raw: Option<RawDuration>, key: &str, default: u64) -> Result<Duration> {
+    match raw {
+        Some(d) if d.seconds() == Some(0) => Ok(Duration::ZERO),
+        other => duration(other, key, default),
+    }
+}
+
+/// A token or session lifetime: positive and at most [`MAX_TTL`].
+fn lifetime(raw: Option<RawDuration>, key: &str, default: u64) -> Result<Duration> {
+    let ttl = duration(raw, key, default)?;
+    if ttl > MAX_TTL {
+        return Err(Error::config(format_args!(
+            "config: {key} must be at most 365 days"
+        )));
+    }
+    Ok(ttl)
+}
+
+fn socket_address(text: Option<&str>, key: &str, default: &str) -> Result<SocketAddr> {
+    let text = text.unwrap_or(default);
+    text.parse().map_err(|_| {
+        Error::config(format_args!(
+            "config: {key} = {text:?} is not a socket address like {default}"
+        ))
+    })
+}
+
+fn signing_key(
+    inline: Option<String>,
+    file: Option<PathBuf>,
+    data_dir: &std::path::Path,
+) -> Result<KeySource> {
+    // An empty value (`LATCH_SECRET_KEY_FILE=`) is no value.
+    match (
+        inline.filter(|k| !k.trim().is_empty()),
+        file.filter(|p| !p.as_os_str().is_empty()),
+    ) {
+        (Some(_), Some(_)) => Err(Error::config(
+            "config: set either secret_key or secret_key_file, not both",
+        )),
+        (Some(text), None) => Ok(KeySource::Inline(decode_key(&text, "secret_key")?)),
+        (None, Some(path)) => Ok(KeySource::File(path)),
+        (None, None) => Ok(KeySource::File(data_dir.join("secret.key"))),
+    }
+}
+
+fn previous_keys(
+    inline: Option<Vec<String>>,
+    files: Option<Vec<PathBuf>>,
+) -> Result<Vec<KeySource>> {
+    let mut keys = Vec::new();
+    for (i, text) in inline.unwrap_or_default().iter().enumerate() {
+        let key = decode_key(text, &format!("previous_keys[{i}]"))?;
+        keys.push(KeySource::Inline(key));
+    }
+    keys.extend(files.unwrap_or_default().into_iter().map(KeySource::File));
+    Ok(keys)
+}
+
+fn registration(text: Option<&str>) -> Result<Registration> {
+    match text {
+        None | Some("closed") => Ok(Registration::Closed),
+        Some("open") => Ok(Registration::Open),
+        Some(other) => Err(Error::config(format_args!(
+            "config: registration = {other:?} must be \"open\" or \"closed\""
+        ))),
+    }
+}
+
+fn log_level(text: Option<&str>) -> Result<tracing::Level> {
+    match text {
+        None => Ok(tracing::Level::INFO),
+        Some(l) => l.parse().map_err(|_| {
+            Error::config(format_args!(
+                "config: log_level = {l:?} must be one of error, warn, info, debug, trace"
+            ))
+        }),
+    }
+}
+
+fn log_format(text: Option<&str>) -> Result<LogFormat> {
+    match text {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(Error::config(format_args!(
+            "config: log_format = {other:?} must be \"text\" or \"json\""
+        ))),
+    }
+}
+
+fn hashing(raw: RawScrypt) -> Result<Hashing> {
+    let cost = Cost {
+        log_n: raw.log_n.unwrap_or(17),
+        r: raw.r.unwrap_or(8),
+        p: raw.p.unwrap_or(1),
+    };
+    cost.check()
+        .map_err(|e| Error::config(format_args!("config: [scrypt] {e}")))?;
+    // One core stays free for verifying tokens during a login flood.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max_concurrent = raw.max_concurrent.unwrap_or(cores.saturating_sub(1).max(1));
+    if max_concurrent == 0 {
+        return Err(Error::config(
+            "config: [scrypt] max_concurrent must be at least 1",
+        ));
+    }
+    Ok(Hashing {
+        cost,
+        max_concurrent,
+        max_queue: raw.max_queue.unwrap_or(32),
+        cache_ttl: duration_or_zero(raw.cache_ttl, "[scrypt] cache_ttl", 120)?,
+    })
+}
+
+fn limits(raw: RawLimits) -> Result<Limits> {
+    let limits = Limits {
+        max_body: raw.max_body.unwrap_or(16 * 1024),
+        header_read_timeout: duration(raw.header_read_timeout, "[limits] header_read_timeout", 10)?,
+        max_connections: raw.max_connections.unwrap_or(512),
+    };
+    if limits.max_connections == 0 {
+        return Err(Error::config(
+            "config: [limits] max_connections must be at least 1",
+        ));
+    }
+    Ok(limits)
+}
+
+fn forward_auth(raw: RawForwardAuth, public_url: Option<&str>) -> Result<ForwardAuth> {
+    let login_url = match raw.login_url {
+        Some(u) => Some(validate_url(&u, "[forward_auth] login_url")?),
+        None => public_url.map(|u| format!("{u}/login")),
+    };
+    Ok(ForwardAuth {
+        cookie_domain: raw.cookie_domain.map(cookie_domain).transpose()?,
+        cookie_name: cookie_name(raw.cookie_name)?,
+        cookie_secure: raw.cookie_secure.unwrap_or(true),
+        session_ttl: lifetime(raw.session_ttl, "[forward_auth] session_ttl", 12 * 3600)?,
+        login_url,
+        trusted_proxies: trusted_proxies(raw.trusted_proxies)?,
+    })
+}
+
+fn cookie_domain(text: String) -> Result<String> {
+    let d = text.trim_start_matches('.').to_ascii_lowercase();
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if d.is_empty() || d.len() > 253 || !d.split('.').all(label_ok) {
+        return Err(Error::config(format_args!(
+            "config: [forward_auth] cookie_domain = {d:?} must be a domain such as example.com"
+        )));
+    }
+    Ok(d)
+}
+
+fn cookie_name(text: Option<String>) -> Result<String> {
+    let name = text.unwrap_or_else(|| "latch_session".to_owned());
+    // RFC 6265 cookie-name: a token.
+    let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token_char) {
+        return Err(Error::config(format_args!(
+            "config: [forward_auth] cookie_name = {name:?} must be letters, digits or \
+             !#$%&'*+-.^_`|~"
+        )));
+    }
+    Ok(name)
+}
+
+fn trusted_proxies(list: Option<Vec<String>>) -> Result<Vec<IpNet>> {
+    let Some(list) = list else {
+        return Ok(vec![
+            IpNet::parse("127.0.0.0/8").expect("valid"),
+            IpNet::parse("::1").expect("valid"),
+        ]);
+    };
+    list.iter()
+        // An empty entry (`LATCH_FORWARD_AUTH__TRUSTED_PROXIES=`) is no
+        // entry: an empty list trusts nobody.
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            IpNet::parse(s.trim()).ok_or_else(|| {
+                Error::config(format_args!(
+                    "config: [forward_auth] trusted_proxies: {s:?} is not an address or \
+                     network such as 10.0.0.0/8"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn regulation(raw: RawRegulation) -> Result<Regulation> {
+    let secs = |d: Option<RawDuration>, key: &str, default: u64| {
+        duration_or_zero(d, key, default).map(|d| d.as_secs())
+    };
+    Ok(Regulation {
+        max_retries: raw.max_retries.unwrap_or(5),
+        max_retries_per_source: raw.max_retries_per_source.unwrap_or(20),
+        find_time: secs(raw.find_time, "[regulation] find_time", 120)?,
+        ban_time: secs(raw.ban_time, "[regulation] ban_time", 300)?,
+    })
+}
+
+fn api(raw: RawApi) -> Result<Api> {
+    Ok(Api {
+        public_profiles: raw.public_profiles.unwrap_or(false),
+        reauth_window: duration(raw.reauth_window, "[api] reauth_window", 300)?,
+    })
+}
+
+fn ops(raw: RawOps) -> Result<Ops> {
+    let listen = match raw.listen.as_deref().map(str::trim) {
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 9180))),
+        Some("") => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            Error::config(format_args!(
+                "config: [ops] listen = {text:?} is not a socket address like 127.0.0.1:9180 \
+                 (empty turns it off)"
+            ))
+        })?),
+    };
+    Ok(Ops { listen })
+}
+
+/// An http(s) URL without a trailing slash, for `public_url` and
+/// `login_url`.
+fn validate_url(url: &str, key: &str) -> Result<String> {
+    let url = url.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    match rest {
+        Some(host)
+            if !host.is_empty()
+                && host.bytes().all(|b| b.is_ascii_graphic())
+                && !host.contains(['?', '#', '@']) =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err(Error::config(format_args!(
+            "config: {key} = {url:?} must be an http(s) URL such as https://auth.example.com"
+        ))),
+    }
+}
+
+/// Decodes a base64 key and checks its length.
+pub(super) fn decode_key(text: &str, what: &str) -> Result<Vec<u8>> {
+    let key = crate::crypto::b64_decode(text.trim().as_bytes())
+        .ok_or_else(|| Error::config(format_args!("{what}: the key is not valid base64")))?;
+    if key.len() < super::MIN_KEY_LEN {
+        return Err(Error::config(format_args!(
+            "{what}: the key is {} bytes, at least {} are required (run `latch keygen`)",
+            key.len(),
+            super::MIN_KEY_LEN
+        )));
+    }
+    Ok(key)
+}

@@ -1,0 +1,247 @@
+//! The domain's types, shared by every layer: ids, users, API keys, the
+//! identities credentials prove.
+//!
+//! Owns no behaviour beyond small accessors. The store keeps its own
+//! versioned record types and converts; the HTTP layer shapes its own JSON
+//! from these. Ids are newtypes, so a user id and a key id cannot be
+//! swapped by accident.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::token::JTI_LEN;
+
+/// A user id: stable, never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UserId(u64);
+
+/// An API key id, unique across users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct KeyId(u64);
+
+macro_rules! id_type {
+    ($name:ident) => {
+        impl $name {
+            /// Wraps a raw id (from the store's id generator or a record).
+            pub fn new(raw: u64) -> Self {
+                $name(raw)
+            }
+
+            /// The raw number.
+            pub fn get(self) -> u64 {
+                self.0
+            }
+
+            /// Parses an id as written in URLs and claims: canonical
+            /// decimal, no sign, no leading zeros.
+            pub fn parse(text: &str) -> Option<Self> {
+                parse_decimal(text).map($name)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<Self, String> {
+                Self::parse(text).ok_or_else(|| format!("{text:?} is not an id"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(UserId);
+id_type!(KeyId);
+
+/// Canonical decimal: digits only, no leading zero, fits a u64.
+fn parse_decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 || (text.len() > 1 && text.starts_with('0')) {
+        return None;
+    }
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// A user as the rest of latch sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Stable id, never reused.
+    pub id: UserId,
+    /// The name as registered (lookups ignore case).
+    pub username: String,
+    /// Optional email, unique when present.
+    pub email: Option<String>,
+    /// scrypt PHC string.
+    pub password_hash: String,
+    /// Group names, passed on by forward auth.
+    pub groups: Vec<String>,
+    /// Registration time, seconds since the epoch.
+    pub created_at: u64,
+}
+
+/// A user's token cutoff: the start of a new credential epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cutoff {
+    /// When it was set (seconds); pruned once every token it could refuse
+    /// has expired.
+    pub at: u64,
+    /// The account was deleted: its API keys are refused too.
+    pub deleted: bool,
+    /// Unique per cutoff: the epoch it starts. Tokens carry the epoch
+    /// their password was proven in; only the current one's pass.
+    pub seq: u64,
+}
+
+/// An API key, without its secret (only a hash of that is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Key id.
+    pub id: KeyId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Owner's username (usernames never change), so verifying a key is
+    /// one read.
+    pub username: String,
+    /// Name the owner gave it.
+    pub name: String,
+    /// Creation time.
+    pub created_at: u64,
+    /// Refused from this second on, if set.
+    pub expires_at: Option<u64>,
+    /// Last successful use, recorded at most about once a minute.
+    pub last_used_at: Option<u64>,
+}
+
+/// A brute-force ban.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ban {
+    /// An account, until this second (exclusive).
+    User(UserId, u64),
+    /// A client address (IPv6 by its /64), until this second (exclusive).
+    Source(IpAddr, u64),
+}
+
+/// A password that checked out: the user, and the credential epoch that
+/// held when the check began. Tokens and keys made from it belong to that
+/// epoch, so a password change or logout everywhere that lands while the
+/// check runs still refuses them.
+#[derive(Debug, Clone)]
+pub struct Proven {
+    /// Who.
+    pub user: User,
+    /// The user's credential epoch when the check began.
+    pub epoch: u64,
+}
+
+/// Who a request is, once a credential was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The user id.
+    pub user_id: UserId,
+    /// The username.
+    pub username: String,
+    /// What proved it.
+    pub via: Via,
+    /// When the password behind the credential was checked: now for a
+    /// password, the token's `auth_time` for a token, never for an API key.
+    pub auth_time: Option<u64>,
+    /// The user's credential epoch the credential belongs to (a password's
+    /// when its check began, a token's own); none for an API key. A key
+    /// is made only if the epoch is still current when it is stored.
+    pub epoch: Option<u64>,
+}
+
+impl Identity {
+    /// Whether the password was proven within `window` seconds of `now`
+    /// (sensitive changes need this).
+    pub fn password_proven_within(&self, now: u64, window: u64) -> bool {
+        self.auth_time
+            .is_some_and(|t| t <= now && now - t <= window)
+    }
+}
+
+/// The kind of credential that proved an identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A username and password.
+    Password,
+    /// A token, with enough of it to revoke it.
+    Token(TokenRef),
+    /// An API key, by id.
+    ApiKey(KeyId),
+}
+
+/// Enough of a verified token to revoke it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenRef {
+    /// The token's `jti`.
+    pub jti: [u8; JTI_LEN],
+    /// The token's expiry.
+    pub exp: u64,
+}
+
+/// A freshly issued token.
+pub struct Issued {
+    /// The JWT.
+    pub token: String,
+    /// Seconds until it expires.
+    pub duration: u64,
+}
+
+/// A freshly created API key: the record, and the secret shown this once.
+pub struct NewKey {
+    /// The stored record.
+    pub key: ApiKey,
+    /// The secret (`latch_...`); only its hash is stored.
+    pub secret: String,
+}
+
+/// What forward auth passes on about a user, ready to be sent: the byte
+/// strings are shared, not copied, into every response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    /// Username.
+    pub username: Bytes,
+    /// Email, or empty.
+    pub email: Bytes,
+    /// Groups, comma-separated.
+    pub groups_joined: Bytes,
+    /// Groups, for membership checks.
+    pub groups: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_canonical_decimals() {
+        assert_eq!(UserId::parse("42"), Some(UserId::new(42)));
+        assert_eq!(KeyId::parse("7").map(KeyId::get), Some(7));
+        for bad in [
+            "",
+            "042",
+            "-1",
+            "+1",
+            "1e3",
+            " 1",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(UserId::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(UserId::new(5).to_string(), "5");
+        assert_eq!(serde_json::to_string(&KeyId::new(9)).unwrap(), "9");
+    }
+}

@@ -1,0 +1,188 @@
+//! Tokens, and the one rule for what a credential may be by where it was
+//! presented ([`Service::authenticate`]).
+//!
+//! Issuing signs a token of the audience asked for, of the epoch the
+//! password was proven in. Verifying checks the MAC (or remembers this
+//! thread already did), expiry, audience, revocation and epoch, all in
+//! memory: it does no writes and, once revocations are loaded, no reads.
+
+use super::revoked::Revoked;
+use super::verified::VerifiedCache;
+use super::Service;
+use crate::audit;
+use crate::credentials::{Credential, Place, Presented, API_KEY_PREFIX};
+use crate::crypto::{self, SigningKey};
+use crate::error::{Error, Kind, Refusal, Result};
+use crate::metrics::CredentialKind;
+use crate::model::{Identity, Issued, Proven, TokenRef, UserId, Via};
+use crate::token::{self, Audience, Claims, Keys};
+
+/// What signs, verifies and revokes tokens.
+pub(super) struct Tokens {
+    /// The signing key and the keys that still verify.
+    keys: Keys,
+    /// Lifetime of API tokens, in seconds.
+    token_ttl: u64,
+    /// Lifetime of login-page sessions, in seconds.
+    session_ttl: u64,
+    /// Revoked token ids, in memory (the store is the truth).
+    pub(super) revoked: Revoked,
+    /// Tokens whose signature this thread already checked.
+    verified: VerifiedCache,
+}
+
+impl Tokens {
+    pub(super) fn new(
+        signing: SigningKey,
+        previous: Vec<SigningKey>,
+        token_ttl: u64,
+        session_ttl: u64,
+    ) -> Tokens {
+        Tokens {
+            keys: Keys::new(signing, previous),
+            token_ttl,
+            session_ttl,
+            revoked: Revoked::default(),
+            verified: VerifiedCache::default(),
+        }
+    }
+}
+
+impl Service {
+    /// Signs a new API token for a user whose password was just checked.
+    pub async fn issue(&self, proven: &Proven) -> Result<Issued> {
+        self.issue_for(proven, Audience::Api, self.tokens.token_ttl)
+    }
+
+    /// Signs a session token (the login page's cookie) for a user whose
+    /// password was just checked: revocable the same ways, with the session
+    /// lifetime and audience (accepted only as the cookie).
+    pub async fn issue_session(&self, proven: &Proven) -> Result<Issued> {
+        self.issue_for(proven, Audience::Session, self.tokens.session_ttl)
+    }
+
+    /// Signs a token of the epoch the password was proven in. Should a
+    /// cutoff have come since, the token would be refused anyway: it is not
+    /// even handed out.
+    fn issue_for(&self, proven: &Proven, aud: Audience, ttl: u64) -> Result<Issued> {
+        let user = &proven.user;
+        if self.epoch(user.id) != proven.epoch {
+            return Err(Error::with_cause(
+                Kind::Unauthorized(Refusal::BadPassword),
+                "the password changed (or everything was logged out) during the check",
+            ));
+        }
+        let now = self.now();
+        let jti = crypto::random_bytes::<{ token::JTI_LEN }>()?;
+        let claims = Claims {
+            sub: user.id.to_string(),
+            name: user.username.clone(),
+            aud,
+            iat: now,
+            exp: now + ttl,
+            auth_time: now,
+            epoch: proven.epoch,
+            jti: crypto::b64url_encode(&jti),
+        };
+        self.metrics.token_issued();
+        Ok(Issued {
+            token: self.tokens.keys.sign(&claims),
+            duration: ttl,
+        })
+    }
+
+    /// Verifies a token for `audience`: MAC, expiry, audience, then
+    /// revocation and the user's epoch, both in memory.
+    fn verify_token(&self, token: &str, audience: Audience) -> Result<Identity> {
+        let refused = |reason: &str| {
+            audit::refused("token", reason);
+            Error::with_cause(Kind::Unauthorized(Refusal::BadToken), reason)
+        };
+        let tokens = &self.tokens;
+        let now = self.now();
+        let v = match tokens.verified.get(token, now) {
+            Some(v) => v,
+            None => {
+                let v = tokens
+                    .keys
+                    .verify(token, now)
+                    .map_err(|why| refused(&format!("{why:?}")))?;
+                tokens.verified.put(token, &v);
+                v
+            }
+        };
+        if v.audience != audience {
+            return Err(refused("presented where its audience does not allow"));
+        }
+        if tokens.revoked.contains(&v.jti, &self.store)? {
+            return Err(refused("revoked"));
+        }
+        if !self.token_allowed(v.user_id, v.epoch) {
+            return Err(refused(
+                "of an earlier epoch (logged out everywhere, password changed, deleted)",
+            ));
+        }
+        Ok(Identity {
+            user_id: v.user_id,
+            username: v.name,
+            via: Via::Token(TokenRef {
+                jti: v.jti,
+                exp: v.exp,
+            }),
+            auth_time: Some(v.auth_time),
+            epoch: Some(v.epoch),
+        })
+    }
+
+    /// Accepts a credential by where it was presented, the one rule for
+    /// audiences: the session cookie holds only a session token; headers
+    /// and the query hold API tokens, API keys and (Basic) passwords.
+    pub async fn authenticate(&self, presented: &Presented<'_>) -> Result<Identity> {
+        let (kind, outcome) = match (&presented.credential, presented.place) {
+            (Credential::Token(t), Place::Cookie) => (
+                CredentialKind::Token,
+                self.verify_token(t, Audience::Session),
+            ),
+            (Credential::Token(t), _) if t.starts_with(API_KEY_PREFIX) => {
+                (CredentialKind::ApiKey, self.verify_key(t))
+            }
+            (Credential::Token(t), _) => {
+                (CredentialKind::Token, self.verify_token(t, Audience::Api))
+            }
+            (Credential::Password { username, password }, _) => (
+                CredentialKind::Password,
+                self.login(username, password)
+                    .await
+                    .map(|proven| self.password_identity(proven)),
+            ),
+        };
+        self.metrics.verification(kind, outcome.is_ok());
+        outcome
+    }
+
+    /// The identity of a user whose password was just checked.
+    pub fn password_identity(&self, proven: Proven) -> Identity {
+        Identity {
+            user_id: proven.user.id,
+            username: proven.user.username,
+            via: Via::Password,
+            auth_time: Some(self.now()),
+            epoch: Some(proven.epoch),
+        }
+    }
+
+    /// Revokes one token of `user`, durably.
+    pub async fn revoke(&self, user: UserId, token: TokenRef) -> Result<()> {
+        self.store.revoke(&token.jti, token.exp).await?;
+        self.tokens.revoked.insert(token.jti, token.exp);
+        self.metrics.revocation();
+        audit::user_event("revoke", user, "revoked a token at logout");
+        Ok(())
+    }
+
+    /// Loads the stored revocations into memory (start-up, in the
+    /// background; lookups use the store until it is done).
+    pub fn load_revocations(&self) -> Result<usize> {
+        self.tokens.revoked.load(&self.store)
+    }
+}

@@ -1,0 +1,84 @@
+//! What runs beside the requests: writing API key uses, pruning, the
+//! health check, flushing at shutdown, and backups (a consistent export
+//! while running; a restore into an empty directory when stopped).
+
+use std::io::{BufRead, Write};
+use std::time::Duration;
+
+use super::store::Store;
+use super::Service;
+use crate::error::Result;
+use crate::model::UserId;
+
+/// How often pending key uses are written out.
+const KEY_USE_FLUSH: Duration = Duration::from_secs(30);
+
+/// How often expired revocations, cutoffs, bans and keys are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Seconds a cutoff is kept beyond the longest token lifetime before it is
+/// pruned: a password check under way when it came may issue its token a
+/// little after the cutoff's second.
+const PRUNE_MARGIN: u64 = 600;
+
+impl Service {
+    /// Prunes what can no longer refuse anything; returns entries removed.
+    pub async fn prune(&self) -> Result<usize> {
+        let now = self.now();
+        self.tokens.revoked.prune(now);
+        self.regulator.prune(now);
+        self.password_cache.prune(now);
+        let max_ttl = self.cutoffs.max_ttl.saturating_add(PRUNE_MARGIN);
+        let pruned = self.store.prune(now, max_ttl).await?;
+        self.cutoffs.forget_pruned(&pruned.cutoffs);
+        Ok(pruned.removed)
+    }
+
+    /// Runs forever: writes key uses every 30 s, prunes every 10 min.
+    pub async fn housekeeping(&self) {
+        let mut flush = tokio::time::interval(KEY_USE_FLUSH);
+        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            tokio::select! {
+                _ = flush.tick() => {
+                    if let Err(e) = self.flush_key_uses() {
+                        tracing::warn!("recording API key use failed: {e}");
+                    }
+                }
+                _ = prune.tick() => match self.prune().await {
+                    Ok(n) if n > 0 => tracing::info!(removed = n, "pruned expired entries"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("pruning failed: {e}"),
+                },
+            }
+        }
+    }
+
+    /// Whether the store reads and flushes (the health check).
+    pub async fn check_store(&self) -> Result<()> {
+        self.store.user(UserId::new(0))?;
+        self.store.flush().await
+    }
+
+    /// Writes what is pending and waits for the disk (shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        self.flush_key_uses()?;
+        self.store.flush().await
+    }
+
+    /// Writes a consistent export of the database to `out` (writers wait
+    /// meanwhile, readers do not). Returns the number of entries.
+    pub fn export(&self, out: &mut impl Write) -> Result<usize> {
+        self.store.export(out)
+    }
+}
+
+/// Exports the database in `dir` when no server runs.
+pub fn export_offline(dir: &std::path::Path, out: &mut impl Write) -> Result<usize> {
+    Store::open(dir)?.export(out)
+}
+
+/// Loads a backup into the empty database in `dir` (no server may run).
+pub fn restore_offline(dir: &std::path::Path, input: impl BufRead) -> Result<usize> {
+    Store::open(dir)?.restore(input)
+}

@@ -1,0 +1,124 @@
+//! The service layer: every flow of the domain, behind one type,
+//! [`Service`]. The HTTP layer, the admin socket and the CLI call it; it
+//! calls the store and the hasher, which are private to it, so nothing
+//! outside this module can reach sled or scrypt (the compiler holds that
+//! line, not a convention).
+//!
+//! # Layout
+//!
+//! - `accounts.rs`: users: create, login (regulated, with the dummy hash
+//!   for unknown users), change the password (with the old one), delete
+//!   (with the password), groups, email, unban.
+//! - `auth.rs`: tokens: issue, verify, authenticate any credential by
+//!   where it was presented, revoke.
+//! - `api_keys.rs`: API keys: create (from a current proof), list, delete,
+//!   verify; their uses noted in memory.
+//! - `cutoffs.rs`: credential epochs: logout everywhere, the in-memory
+//!   cutoff map, which tokens are still of the current epoch.
+//! - `profiles.rs`: the forward-auth profile cache.
+//! - `housekeeping.rs`: pruning, writing key uses, health, backups.
+//! - `regulation.rs`, `flights.rs`, `password_cache.rs`, `hasher.rs`,
+//!   `revoked.rs`, `verified.rs`: the parts the flows are built from.
+//! - `store/`: sled and the on-disk records, one file per entity.
+
+mod accounts;
+mod api_keys;
+mod auth;
+mod cutoffs;
+mod flights;
+mod hasher;
+mod housekeeping;
+mod login;
+mod password_cache;
+mod profiles;
+mod regulation;
+mod revoked;
+#[cfg(feature = "bench")]
+pub mod seed;
+mod store;
+mod verified;
+
+pub use housekeeping::{export_offline, restore_offline};
+
+use crate::clock::Clock;
+use crate::config::keyfile::KeyMaterial;
+use crate::config::{Config, Registration};
+use crate::crypto::SigningKey;
+use crate::error::Result;
+use crate::metrics::Metrics;
+
+/// Everything the domain does, over one store. Cheap to share behind an
+/// `Arc`; every method takes `&self`.
+pub struct Service {
+    /// The database. Private to the service layer.
+    store: store::Store,
+    /// The one clock (tests move it).
+    clock: Clock,
+    /// Counters for `/metrics`.
+    metrics: Metrics,
+    /// Who may register over HTTP.
+    registration: Registration,
+    /// scrypt, bounded (private: nothing else hashes).
+    hasher: hasher::Hasher,
+    /// Failed-login counts and bans per account and address.
+    regulator: regulation::Regulator,
+    /// Identical password checks under way, made once.
+    flights: flights::Flights,
+    /// Recent successful password checks (Basic without a hash each time).
+    password_cache: password_cache::PasswordCache,
+    /// The credential epochs, mirrored in memory.
+    cutoffs: cutoffs::Cutoffs,
+    /// Forward-auth profiles, cached.
+    profiles: profiles::Profiles,
+    /// Token signing, verification and revocation.
+    tokens: auth::Tokens,
+    /// API key uses not yet written.
+    key_uses: api_keys::KeyUses,
+}
+
+impl Service {
+    /// Opens the store in `config.data_dir` and wires every part, the same
+    /// way for the server and for the CLI working offline.
+    pub fn open(config: &Config, keys: &KeyMaterial, clock: Clock) -> Result<Service> {
+        let store = store::Store::open(&config.data_dir)?;
+        let token_ttl = config.token_ttl.as_secs();
+        let session_ttl = config.forward_auth.session_ttl.as_secs();
+        let cutoffs = cutoffs::Cutoffs::load(&store, token_ttl.max(session_ttl))?;
+        let regulator = regulation::Regulator::new(config.regulation);
+        for ban in store.bans(clock.now())? {
+            regulator.restore(ban);
+        }
+        let signing = SigningKey::new(&keys.current);
+        let previous = keys.previous.iter().map(|k| SigningKey::new(k)).collect();
+        Ok(Service {
+            hasher: hasher::Hasher::new(&config.hashing)?,
+            password_cache: password_cache::PasswordCache::new(config.hashing.cache_ttl.as_secs())?,
+            tokens: auth::Tokens::new(signing, previous, token_ttl, session_ttl),
+            store,
+            clock,
+            metrics: Metrics::default(),
+            registration: config.registration,
+            regulator,
+            flights: flights::Flights::default(),
+            cutoffs,
+            profiles: profiles::Profiles::default(),
+            key_uses: api_keys::KeyUses::default(),
+        })
+    }
+
+    /// The current time from the one clock.
+    pub fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The Prometheus text exposition, gauges included.
+    pub fn metrics_text(&self) -> String {
+        self.metrics
+            .render(self.hasher.queue_depth(), self.store.user_count())
+    }
+}

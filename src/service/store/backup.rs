@@ -1,0 +1,311 @@
+//! Backup and restore: a consistent export of every tree as JSON lines
+//! (base64 keys and values), and a restore into an empty store that checks
+//! every record before it writes anything.
+//!
+//! The file: a header `{"latch_backup":1,"schema":1}`, one line per entry
+//! `{"tree","key","value"}`, and `{"end":N}` with the entry count, so a
+//! truncated file is refused. Bans and the store's own `meta` entries
+//! (schema, id base) are not exported.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::records::{be_u64, decode_cutoff, decode_expiry, decode_key, decode_user};
+use super::users::USER_COUNT;
+use super::{Store, ID_BASE, MAX_ID, MAX_TTL, SCHEMA_VERSION};
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::model::UserId;
+use crate::token::JTI_LEN;
+
+/// Trees a backup holds, in order.
+const BACKUP_TREES: [&str; 9] = [
+    "users",
+    "usernames",
+    "emails",
+    "revoked",
+    "cutoffs",
+    "fresh",
+    "keys",
+    "user_keys",
+    "meta",
+];
+
+/// The format version of backup files.
+const BACKUP_FORMAT: u32 = 1;
+
+/// The first line.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    latch_backup: u32,
+    schema: u32,
+}
+
+/// Every later line.
+#[derive(Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum Line {
+    /// The last line: how many entries came before it.
+    End { end: u64 },
+    /// One tree entry, key and value in base64.
+    Entry {
+        tree: String,
+        key: String,
+        value: String,
+    },
+}
+
+fn invalid(what: &str) -> Error {
+    Error::store(format_args!("the backup is not valid: {what}"))
+}
+
+impl Store {
+    /// Writes a consistent export of every tree to `out` (writers wait
+    /// meanwhile). Returns the number of entries.
+    pub fn export(&self, out: &mut impl Write) -> Result<usize> {
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        write_line(
+            out,
+            &Header {
+                latch_backup: BACKUP_FORMAT,
+                schema: SCHEMA_VERSION,
+            },
+        )?;
+        let mut count = 0;
+        for name in BACKUP_TREES {
+            for entry in self.db.open_tree(name)?.iter() {
+                let (key, value) = entry?;
+                if name == "meta" && !exported_meta(&key) {
+                    continue;
+                }
+                let entry = Line::Entry {
+                    tree: name.to_owned(),
+                    key: crypto::b64_encode(&key),
+                    value: crypto::b64_encode(&value),
+                };
+                write_line(out, &entry)?;
+                count += 1;
+            }
+        }
+        write_line(out, &Line::End { end: count as u64 })?;
+        out.flush().map_err(write_failed)?;
+        Ok(count)
+    }
+
+    /// Loads an export made by [`Store::export`] into this store, which
+    /// must be empty. Every record is decoded and every key sized before
+    /// anything is written, so a crafted file cannot leave a database that
+    /// fails later; ids generated afterwards start past every restored one.
+    pub fn restore(&mut self, input: impl BufRead) -> Result<usize> {
+        let empty = ["users", "revoked", "keys", "cutoffs"]
+            .iter()
+            .all(|t| self.db.open_tree(t).map(|t| t.is_empty()).unwrap_or(false));
+        if !empty {
+            return Err(Error::store(
+                "the data directory already holds users or tokens; restore into an empty one",
+            ));
+        }
+        let checked = read_backup(input)?;
+        let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
+        // The id base first, durably: should the restore die half-way, new
+        // ids still cannot collide with the records already written.
+        let base = self.id_base.max(checked.max_id);
+        self.meta.insert(ID_BASE, &base.to_be_bytes())?;
+        self.db.flush()?;
+        self.id_base = base;
+        for (name, batch) in checked.batches {
+            self.db.open_tree(name)?.apply_batch(batch)?;
+        }
+        self.db.flush()?;
+        Ok(checked.count)
+    }
+}
+
+/// Which `meta` entries a backup carries (not the schema or the id base,
+/// which belong to the database it is restored into).
+fn exported_meta(key: &[u8]) -> bool {
+    key == USER_COUNT.as_bytes() || key == MAX_TTL.as_bytes()
+}
+
+/// A backup read and checked whole, ready to write.
+struct Checked {
+    batches: BTreeMap<&'static str, sled::Batch>,
+    count: usize,
+    max_id: u64,
+}
+
+/// Reads and checks a backup: header, every entry, the end count.
+fn read_backup(input: impl BufRead) -> Result<Checked> {
+    let mut lines = input.lines();
+    let header: Header = lines
+        .next()
+        .ok_or_else(|| invalid("it is empty"))?
+        .map_err(|e| invalid(&e.to_string()))
+        .and_then(|l| serde_json::from_str(&l).map_err(|_| invalid("no header")))?;
+    if header.latch_backup != BACKUP_FORMAT || header.schema != SCHEMA_VERSION {
+        return Err(invalid("unknown format or schema version"));
+    }
+    let mut checked = Checked {
+        batches: BACKUP_TREES
+            .iter()
+            .map(|name| (*name, sled::Batch::default()))
+            .collect(),
+        count: 0,
+        max_id: 0,
+    };
+    for line in lines {
+        let line = line.map_err(|e| invalid(&e.to_string()))?;
+        match serde_json::from_str(&line).map_err(|_| invalid("a line is not an entry"))? {
+            Line::End { end } if end == checked.count as u64 => return Ok(checked),
+            Line::End { .. } => return Err(invalid("the entry count does not match (truncated?)")),
+            Line::Entry { tree, key, value } => checked.add(&tree, &key, &value)?,
+        }
+    }
+    Err(invalid("it ends early (truncated?)"))
+}
+
+impl Checked {
+    /// Decodes one entry, checks it, and queues it for its tree.
+    fn add(&mut self, tree: &str, key: &str, value: &str) -> Result<()> {
+        let (name, batch) = self
+            .batches
+            .iter_mut()
+            .find(|(name, _)| **name == tree)
+            .ok_or_else(|| invalid("an unknown tree"))?;
+        let decode = |text: &str| {
+            crypto::b64_decode(text.as_bytes()).ok_or_else(|| invalid("an entry is not base64"))
+        };
+        let (key, value) = (decode(key)?, decode(value)?);
+        let id = check_entry(name, &key, &value)?;
+        self.max_id = self.max_id.max(id);
+        if self.max_id > MAX_ID {
+            return Err(invalid("an id is out of range"));
+        }
+        batch.insert(key, value);
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// Checks one entry of `tree`: key size, record version and body. Returns
+/// the largest id it holds (0 for none).
+fn check_entry(tree: &str, key: &[u8], value: &[u8]) -> Result<u64> {
+    let sized = |n: usize| {
+        if key.len() == n {
+            Ok(())
+        } else {
+            Err(invalid("a key has the wrong size"))
+        }
+    };
+    match tree {
+        "users" => {
+            sized(8)?;
+            let id = be_u64(key, "a user id")?;
+            decode_user(UserId::new(id), value)?;
+            Ok(id)
+        }
+        "keys" => {
+            sized(32)?;
+            Ok(decode_key(value)?.id.get())
+        }
+        "cutoffs" => {
+            sized(8)?;
+            Ok(decode_cutoff(value)?.seq)
+        }
+        "revoked" => {
+            sized(JTI_LEN)?;
+            decode_expiry(value).map(|_| 0)
+        }
+        "fresh" if value.len() == 17 => {
+            sized(JTI_LEN)?;
+            decode_expiry(&value[..9]).map(|_| 0)
+        }
+        "fresh" => Err(invalid("a fresh-token record has the wrong size")),
+        "user_keys" if key.len() == 16 && value.len() == 32 => Ok(0),
+        "user_keys" => Err(invalid("a key index entry has the wrong size")),
+        "usernames" | "emails" if value.len() == 8 => Ok(0),
+        "usernames" | "emails" => Err(invalid("an index entry has the wrong size")),
+        "meta" if exported_meta(key) && value.len() == 8 => Ok(0),
+        _ => Err(invalid("an unexpected meta entry")),
+    }
+}
+
+/// Writes one line of JSON.
+fn write_line(out: &mut impl Write, value: &impl Serialize) -> Result<()> {
+    let json = serde_json::to_string(value).map_err(Error::internal)?;
+    writeln!(out, "{json}").map_err(write_failed)
+}
+
+fn write_failed(e: std::io::Error) -> Error {
+    Error::store(format_args!("cannot write the backup: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{cutoff, NewUser, TempStore};
+    use super::*;
+
+    #[tokio::test]
+    async fn a_backup_restores_whole_and_a_truncated_one_not_at_all() {
+        let from = TempStore::new();
+        let new = NewUser {
+            username: "alice",
+            email: Some("a@x.test"),
+            password_hash: "$scrypt$x".into(),
+            groups: vec!["ops".into()],
+            created_at: 1,
+        };
+        let alice = from.store.create_user(new).await.unwrap();
+        from.store.revoke(&[1; 16], 1 << 40).await.unwrap();
+        from.store.set_cutoff(alice.id, cutoff(3, 4)).await.unwrap();
+        let mut file = Vec::new();
+        let count = from.store.export(&mut file).unwrap();
+        let text = String::from_utf8(file).unwrap();
+
+        let mut into = TempStore::new();
+        let truncated: Vec<&str> = text.lines().take(count).collect();
+        assert!(into.store.restore(truncated.join("\n").as_bytes()).is_err());
+        assert_eq!(into.store.user_count(), 0, "nothing was written");
+        assert_eq!(into.store.restore(text.as_bytes()).unwrap(), count);
+        assert_eq!(into.store.user(alice.id).unwrap().unwrap(), alice);
+        assert_eq!(into.store.user_count(), 1);
+        assert!(into.store.is_revoked(&[1; 16]).unwrap());
+        assert!(into.store.new_id().unwrap() > alice.id.get());
+        // Not twice: the store is no longer empty.
+        assert!(into.store.restore(text.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn crafted_entries_are_refused() {
+        let b64 = crypto::b64_encode;
+        for line in [
+            format!(
+                r#"{{"tree":"users","key":"{}","value":"{}"}}"#,
+                b64(&[0; 7]),
+                b64(&[1])
+            ),
+            format!(
+                r#"{{"tree":"meta","key":"{}","value":"{}"}}"#,
+                b64(b"id_base"),
+                b64(&[0; 8])
+            ),
+            format!(
+                r#"{{"tree":"bans","key":"{}","value":"{}"}}"#,
+                b64(b"u1"),
+                b64(&[1])
+            ),
+            format!(
+                r#"{{"tree":"keys","key":"{}","value":"{}"}}"#,
+                b64(&[0; 32]),
+                b64(&[9])
+            ),
+            r#"{"tree":"users","key":"!!","value":"!!"}"#.to_owned(),
+        ] {
+            let text = format!("{{\"latch_backup\":1,\"schema\":1}}\n{line}\n{{\"end\":1}}\n");
+            assert!(read_backup(text.as_bytes()).is_err(), "{line}");
+        }
+    }
+}

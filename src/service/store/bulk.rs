@@ -1,0 +1,52 @@
+//! Bulk loading for the benchmark seeder (`--features bench` only): users
+//! and revocations in batches, without transactions or per-write flushes.
+//! Not part of the production API.
+
+use super::records::{encode_expiry, encode_user, index_key, user_key};
+use super::users::USER_COUNT;
+use super::Store;
+use crate::error::Result;
+use crate::model::User;
+use crate::token::JTI_LEN;
+
+impl Store {
+    /// Loads users in bulk, one batch per tree. Ids must come from
+    /// [`Store::new_id`] and names must be new.
+    pub fn import_users(&self, users: &[User]) -> Result<()> {
+        let (mut records, mut names, mut emails) = (
+            sled::Batch::default(),
+            sled::Batch::default(),
+            sled::Batch::default(),
+        );
+        for user in users {
+            let id = user_key(user.id);
+            records.insert(&id, encode_user(user));
+            names.insert(index_key(&user.username), &id);
+            if let Some(email) = &user.email {
+                emails.insert(index_key(email), &id);
+            }
+        }
+        self.users.apply_batch(records)?;
+        self.usernames.apply_batch(names)?;
+        self.emails.apply_batch(emails)?;
+        let count = self.user_count() as u64 + users.len() as u64;
+        self.meta.insert(USER_COUNT, &count.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Loads revocations in bulk.
+    pub fn import_revocations(&self, revocations: &[([u8; JTI_LEN], u64)]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (jti, exp) in revocations {
+            batch.insert(jti, &encode_expiry(*exp));
+        }
+        self.revoked.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Waits until everything is on disk, from a synchronous context.
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}

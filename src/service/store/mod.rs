@@ -1,0 +1,320 @@
+//! The store: sled and the on-disk encoding, nothing else. Private to the
+//! service layer (the HTTP layer cannot name it); one file per entity.
+//!
+//! Trees:
+//! - `users`: user id (u64 BE) → versioned user record (`users.rs`)
+//! - `usernames`, `emails`: lowercased name or email → user id (unique
+//!   indexes, changed in the same transactions as the records)
+//! - `revoked`: token `jti` (16 bytes) → version byte + expiry (u64 BE)
+//!   (`revocations.rs`)
+//! - `cutoffs`: user id → versioned [`Cutoff`]: the user's credential
+//!   epoch (`cutoffs.rs`)
+//! - `fresh`: token `jti` → version byte + expiry + cutoff seq: written by
+//!   versions before credential epochs; read by nobody now, pruned as they
+//!   expire, kept in backups
+//! - `keys`: SHA-256 of an API key → versioned [`ApiKey`] record;
+//!   `user_keys`: user id ++ key id → that hash (`api_keys.rs`)
+//! - `bans`: `u` ++ user id, or `s` ++ an address → version byte + end
+//!   (`bans.rs`); not in backups
+//! - `meta`: `schema` (u32 BE), `user_count`, `max_ttl` (the longest token
+//!   lifetime ever configured), `id_base` (u64 BE). The file `latch-schema`
+//!   beside the database says the schema was written.
+//!
+//! Every write method that acknowledges something to a client returns only
+//! after sled has flushed. Writers hold `gate` shared; a backup holds it
+//! exclusively, so its export is consistent (`backup.rs`).
+
+mod api_keys;
+mod backup;
+mod bans;
+#[cfg(feature = "bench")]
+mod bulk;
+mod cutoffs;
+mod prune;
+mod records;
+mod revocations;
+mod users;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use sled::{Db, Tree};
+
+use crate::error::{Error, Kind, Result};
+#[cfg(test)]
+use crate::model::Cutoff;
+
+pub use users::NewUser;
+
+/// The schema this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// File in the data directory saying a schema was written (see
+/// `check_schema`).
+const SCHEMA_MARKER: &str = "latch-schema";
+
+/// The largest id generated or restored, leaving room for ids to come.
+const MAX_ID: u64 = u64::MAX / 2;
+
+/// `meta` key of the id base (see `Store::id_base`).
+const ID_BASE: &str = "id_base";
+
+/// `meta` key of the longest token lifetime ever configured.
+const MAX_TTL: &str = "max_ttl";
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+    users: Tree,
+    usernames: Tree,
+    emails: Tree,
+    revoked: Tree,
+    cutoffs: Tree,
+    fresh: Tree,
+    keys: Tree,
+    user_keys: Tree,
+    meta: Tree,
+    bans: Tree,
+    /// Ids are `id_base` + sled's generated ids: a restored backup sets the
+    /// base past every id it holds, so new ids never collide with them.
+    id_base: u64,
+    /// Writers hold it shared while they change trees; a backup holds it
+    /// exclusively while it reads them all. A std lock: never held across
+    /// an await.
+    gate: Arc<RwLock<()>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir`, made private to
+    /// its owner. A directory locked by another process ([`Kind::Locked`]),
+    /// a corrupt database or a newer schema is an error.
+    pub fn open(dir: &Path) -> Result<Store> {
+        private_directory(dir)?;
+        // sled may panic on some damaged files; that is a corrupt database,
+        // reported like any other, not a crash loop.
+        let opened =
+            std::panic::catch_unwind(|| sled::Config::new().path(dir).open()).map_err(|_| {
+                Error::store(format_args!(
+                    "database in {} is corrupt; restore it from a backup",
+                    dir.display()
+                ))
+            })?;
+        let db = opened.map_err(|e| open_error(dir, e))?;
+        let mut store = Store {
+            users: db.open_tree("users")?,
+            usernames: db.open_tree("usernames")?,
+            emails: db.open_tree("emails")?,
+            revoked: db.open_tree("revoked")?,
+            cutoffs: db.open_tree("cutoffs")?,
+            fresh: db.open_tree("fresh")?,
+            keys: db.open_tree("keys")?,
+            user_keys: db.open_tree("user_keys")?,
+            meta: db.open_tree("meta")?,
+            bans: db.open_tree("bans")?,
+            id_base: 0,
+            gate: Arc::default(),
+            db,
+        };
+        store.id_base = store.meta_u64(ID_BASE)?.unwrap_or(0);
+        store.check_schema(dir)?;
+        Ok(store)
+    }
+
+    /// Checks (or, on a new database, writes) the schema version. A marker
+    /// file beside sled's own records that the schema was written once:
+    /// sled reads a damaged log as if it ended early, so a database that
+    /// lost its schema record is corrupt, not new.
+    fn check_schema(&self, dir: &Path) -> Result<()> {
+        let marker = dir.join(SCHEMA_MARKER);
+        match self.meta.get("schema")? {
+            None if marker.exists() => Err(Error::store(format_args!(
+                "database in {} is corrupt or incomplete (its schema record is missing); restore it from a backup",
+                dir.display()
+            ))),
+            None => {
+                self.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+                self.db.flush()?;
+                write_marker(&marker)
+            }
+            // The marker is written after the schema record; a crash in
+            // between leaves it to write now.
+            Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() && !marker.exists() => {
+                write_marker(&marker)
+            }
+            Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() => Ok(()),
+            Some(v) => Err(Error::store(format_args!(
+                "database schema {:?} is not {SCHEMA_VERSION}; is it from another latch version?",
+                v.as_ref()
+            ))),
+        }
+    }
+
+    /// Shared access for a writer (see `gate`).
+    fn shared(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A `meta` entry holding a u64.
+    fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
+        self.meta
+            .get(key)?
+            .map(|v| records::be_u64(&v, key))
+            .transpose()
+    }
+
+    /// Waits until every write so far is on disk.
+    pub async fn flush(&self) -> Result<()> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(Error::internal)??;
+        Ok(())
+    }
+
+    /// A fresh unique id (users, keys, cutoff sequence numbers).
+    pub fn new_id(&self) -> Result<u64> {
+        self.db
+            .generate_id()?
+            .checked_add(self.id_base + 1)
+            .filter(|&id| id <= MAX_ID)
+            .ok_or_else(|| Error::store("ids are exhausted"))
+    }
+
+    /// The longest token lifetime ever configured (a high-water mark kept
+    /// so pruning cutoffs never revives a token issued under a longer one),
+    /// raised to `ttl` if that is longer.
+    pub fn raise_max_ttl(&self, ttl: u64) -> Result<u64> {
+        let stored = self.meta_u64(MAX_TTL)?.unwrap_or(0);
+        if ttl > stored {
+            self.meta.insert(MAX_TTL, &ttl.to_be_bytes())?;
+            self.db.flush()?;
+        }
+        Ok(stored.max(ttl))
+    }
+}
+
+/// Creates `dir` (0700), or makes an existing one private: the database
+/// holds password and key hashes.
+fn private_directory(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            Error::store(format_args!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+    let open = std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o077 != 0);
+    if open {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            Error::store(format_args!(
+                "data directory {} is open to other users and cannot be made private: {e}",
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the schema marker durably (file and directory entry).
+fn write_marker(marker: &Path) -> Result<()> {
+    crate::fsutil::write_private(marker, format!("{SCHEMA_VERSION}\n").as_bytes())
+        .map_err(|e| Error::store(format_args!("cannot write {}: {e}", marker.display())))
+}
+
+fn open_error(dir: &Path, e: sled::Error) -> Error {
+    let text = e.to_string();
+    match &e {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || text.contains("lock") =>
+        {
+            Error::with_cause(
+                Kind::Locked,
+                format_args!(
+                    "data directory {} is in use by another process (is latch already running?)",
+                    dir.display()
+                ),
+            )
+        }
+        sled::Error::Corruption { .. } => Error::store(format_args!(
+            "database in {} is corrupt; restore it from a backup",
+            dir.display()
+        )),
+        _ => Error::store(format_args!(
+            "cannot open database in {}: {text}",
+            dir.display()
+        )),
+    }
+}
+
+/// A store on a temporary directory, for the store's and the service's
+/// unit tests; removed on drop.
+#[cfg(test)]
+pub(crate) struct TempStore {
+    pub store: Store,
+    dir: crate::fsutil::TempDir,
+}
+
+#[cfg(test)]
+impl TempStore {
+    pub fn new() -> TempStore {
+        let dir = crate::fsutil::TempDir::new("store");
+        TempStore {
+            store: Store::open(dir.path()).unwrap(),
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A cutoff for tests.
+#[cfg(test)]
+pub(crate) fn cutoff(at: u64, seq: u64) -> Cutoff {
+    Cutoff {
+        at,
+        deleted: false,
+        seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_open_of_the_same_directory_is_locked() {
+        let t = TempStore::new();
+        let e = Store::open(t.dir()).err().unwrap();
+        assert_eq!(e.kind(), Kind::Locked);
+        assert!(e.to_string().contains("in use"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_unique_and_the_schema_is_written() {
+        let t = TempStore::new();
+        let a = t.store.new_id().unwrap();
+        let b = t.store.new_id().unwrap();
+        assert!(b > a);
+        assert!(t.dir().join(SCHEMA_MARKER).exists());
+        assert_eq!(t.store.raise_max_ttl(600).unwrap(), 600);
+        assert_eq!(t.store.raise_max_ttl(60).unwrap(), 600, "a high-water mark");
+    }
+
+    #[test]
+    fn a_lost_schema_record_is_corruption_not_a_new_database() {
+        let t = TempStore::new();
+        t.store.meta.remove("schema").unwrap();
+        let e = t.store.check_schema(t.dir()).unwrap_err();
+        assert!(e.to_string().contains("corrupt or incomplete"), "{e}");
+        t.store.meta.insert("schema", &99u32.to_be_bytes()).unwrap();
+        let e = t.store.check_schema(t.dir()).unwrap_err();
+        assert!(e.to_string().contains("another latch version"), "{e}");
+    }
+}

@@ -1,0 +1,372 @@
+//! Users and their unique indexes (`users`, `usernames`, `emails`, the
+//! user count in `meta`). Every change to a record and its index entries
+//! is one transaction; a taken name or email aborts it with a conflict.
+
+use sled::transaction::{
+    abort, ConflictableTransactionError, Transactional as _, TransactionalTree,
+};
+use sled::Tree;
+
+use super::records::{be_u64, decode_user, encode_cutoff, encode_user, index_key, user_key};
+use super::Store;
+use crate::error::{Error, Kind, Result};
+use crate::model::{Cutoff, User, UserId};
+
+/// A transaction body's result.
+type Tx<T> = std::result::Result<T, ConflictableTransactionError<Error>>;
+
+/// `meta` key of the user count.
+pub(super) const USER_COUNT: &str = "user_count";
+
+/// A new account, before it has an id.
+pub struct NewUser<'a> {
+    /// Username, already validated.
+    pub username: &'a str,
+    /// Optional email, already validated.
+    pub email: Option<&'a str>,
+    /// scrypt PHC string.
+    pub password_hash: String,
+    /// Group names, already validated.
+    pub groups: Vec<String>,
+    /// Registration time.
+    pub created_at: u64,
+}
+
+/// Adjusts the user count inside a transaction.
+pub(super) fn add_to_count(meta: &TransactionalTree, delta: i64) -> Tx<()> {
+    let current = meta
+        .get(USER_COUNT)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes);
+    meta.insert(
+        USER_COUNT,
+        &current.saturating_add_signed(delta).to_be_bytes(),
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a user; a taken username or email is a conflict.
+    pub async fn create_user(&self, new: NewUser<'_>) -> Result<User> {
+        let user = User {
+            id: UserId::new(self.new_id()?),
+            username: new.username.to_owned(),
+            email: new.email.map(str::to_owned),
+            password_hash: new.password_hash,
+            groups: new.groups,
+            created_at: new.created_at,
+        };
+        let record = encode_user(&user);
+        let name_key = index_key(&user.username);
+        let email_key = user.email.as_deref().map(index_key);
+        let id = user_key(user.id);
+        let gate = self.shared();
+        (&self.users, &self.usernames, &self.emails, &self.meta).transaction(
+            |(users, names, emails, meta)| {
+                // An id is never reused; a collision is a bug, not a user.
+                if users.get(id)?.is_some() {
+                    return abort(Error::internal("a new user id is already taken"));
+                }
+                if names.get(&name_key)?.is_some() {
+                    return abort(Error::new(Kind::Conflict("username is taken")));
+                }
+                if let Some(key) = &email_key {
+                    if emails.get(key)?.is_some() {
+                        return abort(Error::new(Kind::Conflict("email is taken")));
+                    }
+                    emails.insert(key.as_slice(), &id)?;
+                }
+                names.insert(name_key.as_slice(), &id)?;
+                users.insert(&id, record.as_slice())?;
+                add_to_count(meta, 1)
+            },
+        )?;
+        drop(gate);
+        self.flush().await?;
+        Ok(user)
+    }
+
+    /// The user with this id.
+    pub fn user(&self, id: UserId) -> Result<Option<User>> {
+        self.users
+            .get(user_key(id))?
+            .map(|bytes| decode_user(id, &bytes))
+            .transpose()
+    }
+
+    /// The user with this username (any case).
+    pub fn user_by_name(&self, username: &str) -> Result<Option<User>> {
+        self.user_by_index(&self.usernames, username)
+    }
+
+    /// The user with this email (any case).
+    pub fn user_by_email(&self, email: &str) -> Result<Option<User>> {
+        self.user_by_index(&self.emails, email)
+    }
+
+    fn user_by_index(&self, index: &Tree, name: &str) -> Result<Option<User>> {
+        match index.get(index_key(name))? {
+            Some(id) => self.user(UserId::new(be_u64(&id, "a user index entry")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every user, by id.
+    pub fn users(&self) -> Result<Vec<User>> {
+        self.users
+            .iter()
+            .map(|entry| {
+                let (id, bytes) = entry?;
+                decode_user(UserId::new(be_u64(&id, "a user id")?), &bytes)
+            })
+            .collect()
+    }
+
+    /// How many users exist (a counter kept beside them: sled's own `len`
+    /// scans the whole tree).
+    pub fn user_count(&self) -> usize {
+        self.meta_u64(USER_COUNT)
+            .ok()
+            .flatten()
+            .map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// Applies `change` to the user's record atomically (compare-and-swap,
+    /// retried if the record changed meanwhile) and flushes. `None` when
+    /// the user does not exist.
+    pub async fn modify_user(
+        &self,
+        id: UserId,
+        mut change: impl FnMut(&mut User),
+    ) -> Result<Option<User>> {
+        let key = user_key(id);
+        loop {
+            let Some(old) = self.users.get(key)? else {
+                return Ok(None);
+            };
+            let mut user = decode_user(id, &old)?;
+            change(&mut user);
+            let new = encode_user(&user);
+            let swapped = {
+                let _gate = self.shared();
+                self.users.compare_and_swap(key, Some(old), Some(new))?
+            };
+            if swapped.is_ok() {
+                self.flush().await?;
+                return Ok(Some(user));
+            }
+        }
+    }
+
+    /// Sets (or, with `None`, removes) a user's email and its unique index
+    /// entry in one transaction; a taken email is a conflict. `None` when
+    /// the user does not exist.
+    pub async fn change_email(&self, id: UserId, email: Option<&str>) -> Result<Option<User>> {
+        let key = user_key(id);
+        let new_index = email.map(index_key);
+        let gate = self.shared();
+        let updated = (&self.users, &self.emails).transaction(|(users, emails)| {
+            let Some(old) = users.get(key)? else {
+                return Ok(None);
+            };
+            let mut user = decode_user(id, &old).map_err(ConflictableTransactionError::Abort)?;
+            if let Some(index) = &new_index {
+                if emails
+                    .get(index)?
+                    .is_some_and(|owner| owner.as_ref() != key)
+                {
+                    return abort(Error::new(Kind::Conflict("email is taken")));
+                }
+            }
+            if let Some(old_email) = &user.email {
+                emails.remove(index_key(old_email))?;
+            }
+            if let Some(index) = &new_index {
+                emails.insert(index.as_slice(), &key)?;
+            }
+            user.email = email.map(str::to_owned);
+            users.insert(&key, encode_user(&user))?;
+            Ok(Some(user))
+        })?;
+        drop(gate);
+        self.flush().await?;
+        Ok(updated)
+    }
+
+    /// Replaces a user's password hash and sets their cutoff in one
+    /// transaction, so no earlier token outlives the old password. False
+    /// when the record changed meanwhile (nothing is written then).
+    pub async fn change_password(
+        &self,
+        user: &User,
+        password_hash: String,
+        cutoff: Cutoff,
+    ) -> Result<bool> {
+        let old = encode_user(user);
+        let new = encode_user(&User {
+            password_hash,
+            ..user.clone()
+        });
+        let id = user_key(user.id);
+        let gate = self.shared();
+        let changed = (&self.users, &self.cutoffs).transaction(|(users, cutoffs)| {
+            if users.get(id)?.as_deref() != Some(old.as_slice()) {
+                return Ok(false);
+            }
+            users.insert(&id, new.as_slice())?;
+            cutoffs.insert(&id, encode_cutoff(cutoff))?;
+            Ok(true)
+        })?;
+        drop(gate);
+        self.flush().await?;
+        Ok(changed)
+    }
+
+    /// Replaces a user's password hash unless the record changed meanwhile
+    /// (then the newer record wins). Used to rehash at the configured cost
+    /// at login; nothing is acknowledged, so no flush is awaited.
+    pub fn rehash_password(&self, user: &User, password_hash: String) -> Result<()> {
+        let old = encode_user(user);
+        let new = encode_user(&User {
+            password_hash,
+            ..user.clone()
+        });
+        let _gate = self.shared();
+        let _ = self
+            .users
+            .compare_and_swap(user_key(user.id), Some(old), Some(new))?;
+        Ok(())
+    }
+
+    /// Deletes the user, their indexes and API keys, and records `cutoff`
+    /// (marked deleted) in one transaction.
+    pub async fn delete_user(&self, user: &User, cutoff: Cutoff) -> Result<()> {
+        let key_entries: Vec<(sled::IVec, sled::IVec)> = self
+            .user_keys
+            .scan_prefix(user_key(user.id))
+            .collect::<std::result::Result<_, _>>()?;
+        let id = user_key(user.id);
+        let name_key = index_key(&user.username);
+        let email_key = user.email.as_deref().map(index_key);
+        let gate = self.shared();
+        let trees = (
+            &self.users,
+            &self.usernames,
+            &self.emails,
+            &self.cutoffs,
+            &self.keys,
+            &self.user_keys,
+            &self.meta,
+        );
+        trees.transaction(|(users, names, emails, cutoffs, keys, user_keys, meta)| {
+            if users.remove(&id)?.is_some() {
+                add_to_count(meta, -1)?;
+            }
+            names.remove(name_key.as_slice())?;
+            if let Some(e) = &email_key {
+                emails.remove(e.as_slice())?;
+            }
+            for (index, hash) in &key_entries {
+                keys.remove(hash)?;
+                user_keys.remove(index)?;
+            }
+            cutoffs.insert(&id, encode_cutoff(cutoff))?;
+            Tx::Ok(())
+        })?;
+        drop(gate);
+        self.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{cutoff, TempStore};
+    use super::*;
+
+    fn new_user<'a>(name: &'a str, email: Option<&'a str>) -> NewUser<'a> {
+        NewUser {
+            username: name,
+            email,
+            password_hash: "$scrypt$x".into(),
+            groups: vec![],
+            created_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn names_and_emails_are_unique_regardless_of_case() {
+        let t = TempStore::new();
+        let s = &t.store;
+        let alice = s
+            .create_user(new_user("Alice", Some("a@x.test")))
+            .await
+            .unwrap();
+        for (name, email) in [("alice", None), ("bob", Some("A@X.TEST"))] {
+            let e = s.create_user(new_user(name, email)).await.unwrap_err();
+            assert!(matches!(e.kind(), Kind::Conflict(_)), "{name}");
+        }
+        assert_eq!(s.user_count(), 1, "an aborted create counts nothing");
+        assert_eq!(s.user_by_name("ALICE").unwrap().unwrap().id, alice.id);
+        assert_eq!(s.user_by_email("a@X.test").unwrap().unwrap().id, alice.id);
+        // Moving the email frees the old one, in the same transaction.
+        s.change_email(alice.id, Some("new@x.test")).await.unwrap();
+        assert!(s.user_by_email("a@x.test").unwrap().is_none());
+        let bob = s
+            .create_user(new_user("bob", Some("a@x.test")))
+            .await
+            .unwrap();
+        let e = s
+            .change_email(bob.id, Some("NEW@x.test"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e.kind(), Kind::Conflict(_)));
+        assert_eq!(
+            s.user(bob.id).unwrap().unwrap().email.as_deref(),
+            Some("a@x.test")
+        );
+    }
+
+    #[tokio::test]
+    async fn deletion_frees_the_name_and_records_the_cutoff() {
+        let t = TempStore::new();
+        let s = &t.store;
+        let alice = s
+            .create_user(new_user("alice", Some("a@x.test")))
+            .await
+            .unwrap();
+        s.delete_user(&alice, cutoff(5, 9)).await.unwrap();
+        assert!(s.user(alice.id).unwrap().is_none());
+        assert!(s.user_by_name("alice").unwrap().is_none());
+        assert!(s.user_by_email("a@x.test").unwrap().is_none());
+        assert_eq!(s.user_count(), 0);
+        assert_eq!(s.cutoffs().unwrap(), vec![(alice.id, cutoff(5, 9))]);
+        let again = s.create_user(new_user("alice", None)).await.unwrap();
+        assert_ne!(again.id, alice.id, "ids are never reused");
+    }
+
+    #[tokio::test]
+    async fn a_password_change_loses_to_a_change_made_meanwhile() {
+        let t = TempStore::new();
+        let s = &t.store;
+        let alice = s.create_user(new_user("alice", None)).await.unwrap();
+        s.modify_user(alice.id, |u| u.groups = vec!["ops".into()])
+            .await
+            .unwrap();
+        // `alice` is the record from before the groups changed.
+        let changed = s
+            .change_password(&alice, "$scrypt$y".into(), cutoff(1, 2))
+            .await
+            .unwrap();
+        assert!(!changed);
+        assert!(s.cutoffs().unwrap().is_empty(), "nothing was written");
+        let fresh = s.user(alice.id).unwrap().unwrap();
+        assert!(s
+            .change_password(&fresh, "$scrypt$y".into(), cutoff(1, 2))
+            .await
+            .unwrap());
+        assert_eq!(
+            s.user(alice.id).unwrap().unwrap().password_hash,
+            "$scrypt$y"
+        );
+    }
+}
