@@ -82,34 +82,80 @@ pub fn password(login: &str, outcome: Outcome) {
         None => login,
     };
     match outcome {
-        Outcome::Success => {
-            tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "success", source = %Source, "password accepted")
-        }
-        Outcome::Repeated => {
-            tracing::debug!(target: "audit", event = "auth", method = "password", user = ?login, result = "success", cached = true, source = %Source, "password accepted again")
-        }
-        Outcome::Failure => {
-            tracing::info!(target: "audit", event = "auth", method = "password", user = ?login, result = "failure", source = %Source, "password refused")
-        }
-        Outcome::Banned => {
-            tracing::warn!(target: "audit", event = "auth", method = "password", user = ?login, result = "banned", source = %Source, "refused a login: the account is banned")
-        }
+        Outcome::Success => tracing::info!(
+            target: "audit",
+            event = "auth",
+            method = "password",
+            user = ?login,
+            result = "success",
+            source = %Source,
+            "password accepted"
+        ),
+        Outcome::Repeated => tracing::debug!(
+            target: "audit",
+            event = "auth",
+            method = "password",
+            user = ?login,
+            result = "success",
+            cached = true,
+            source = %Source,
+            "password accepted again"
+        ),
+        Outcome::Failure => tracing::info!(
+            target: "audit",
+            event = "auth",
+            method = "password",
+            user = ?login,
+            result = "failure",
+            source = %Source,
+            "password refused"
+        ),
+        Outcome::Banned => tracing::warn!(
+            target: "audit",
+            event = "auth",
+            method = "password",
+            user = ?login,
+            result = "banned",
+            source = %Source,
+            "refused a login: the account is banned"
+        ),
     }
 }
 
 /// A refused token or API key (the user is unknown: nothing was verified).
 pub fn refused(method: &'static str, reason: &str) {
-    tracing::info!(target: "audit", event = "auth", method, result = "failure", reason, source = %Source, "credential refused");
+    tracing::info!(
+        target: "audit",
+        event = "auth",
+        method,
+        result = "failure",
+        reason,
+        source = %Source,
+        "credential refused"
+    );
 }
 
 /// A client address banned by regulation.
 pub fn source_banned(address: IpAddr, until: u64) {
-    tracing::warn!(target: "audit", event = "ban", banned = %address, until, source = %Source, "banned a client address after repeated failed logins");
+    tracing::warn!(
+        target: "audit",
+        event = "ban",
+        banned = %address,
+        until,
+        source = %Source,
+        "banned a client address after repeated failed logins"
+    );
 }
 
 /// A client address's ban lifted by an operator.
 pub fn source_unbanned(address: IpAddr) {
-    tracing::warn!(target: "audit", event = "unban", address = %address, source = "local", "lifted the ban of a client address");
+    tracing::warn!(
+        target: "audit",
+        event = "unban",
+        address = %address,
+        source = "local",
+        "lifted the ban of a client address"
+    );
 }
 
 /// An event about a known user (a ban, a revocation, an account change,
@@ -123,11 +169,20 @@ pub fn user_event(event: &'static str, user: UserId, message: &'static str) {
 /// an address, Debug-escaped) when it names one.
 pub fn admin(op: &'static str, target: Option<&str>) {
     match target {
-        Some(target) => {
-            tracing::info!(target: "audit", event = "admin", op, user = ?target, source = "local", "admin command")
-        }
-        None => {
-            tracing::info!(target: "audit", event = "admin", op, source = "local", "admin command")
-        }
+        Some(target) => tracing::info!(
+            target: "audit",
+            event = "admin",
+            op,
+            user = ?target,
+            source = "local",
+            "admin command"
+        ),
+        None => tracing::info!(
+            target: "audit",
+            event = "admin",
+            op,
+            source = "local",
+            "admin command"
+        ),
     }
 }

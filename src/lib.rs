@@ -112,7 +112,9 @@ impl App {
         if warned.len() < MAX_WARNED && warned.insert(peer) {
             tracing::warn!(
                 %peer,
-                "a peer sends X-Forwarded-* or X-Original-* headers but is not in [forward_auth] trusted_proxies: they are ignored (the original URL, method and client address); add the proxy's address there if it is yours"
+                "a peer sends X-Forwarded-* or X-Original-* headers but is not in \
+                 [forward_auth] trusted_proxies: they are ignored (the original URL, method \
+                 and client address); add the proxy's address there if it is yours"
             );
         }
     }

@@ -334,9 +334,10 @@ mod tests {
                 groups: vec!["admins".into()],
             }],
         };
+        let user = r#"{"id":3,"username":"bob","email":null,"groups":["admins"]}"#;
         assert_eq!(
             serde_json::to_string(&reply).unwrap(),
-            r#"{"result":"users","users":[{"id":3,"username":"bob","email":null,"groups":["admins"]}]}"#
+            format!(r#"{{"result":"users","users":[{user}]}}"#)
         );
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
     }

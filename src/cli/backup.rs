@@ -120,7 +120,9 @@ pub(super) fn restore(config: Result<Config>, file: &Path) -> Result<()> {
         })?;
     if let (Ok(None), KeySource::File(path)) = (keyfile::read_current(&config), &config.key) {
         eprintln!(
-            "latch: warning: the key file {} does not exist: restore the key that signed the tokens there before starting, or `latch serve` makes a new one (users and passwords survive; tokens and sessions do not)",
+            "latch: warning: the key file {} does not exist: restore the key that signed the \
+             tokens there before starting, or `latch serve` makes a new one (users and \
+             passwords survive; tokens and sessions do not)",
             path.display()
         );
     }

@@ -34,7 +34,8 @@ struct Cli {
 enum Command {
     /// Run the server
     Serve {
-        /// Config file (default: $LATCH_CONFIG, else /etc/latch/latch.toml if present, else built-in defaults)
+        /// Config file (default: $LATCH_CONFIG, else /etc/latch/latch.toml if present, else
+        /// built-in defaults)
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
@@ -258,7 +259,8 @@ fn check_config(file: ConfigFile) -> Result<()> {
     let mut warnings = config.warnings();
     if let (None, KeySource::File(path)) = (&key, &config.key) {
         warnings.push(format!(
-            "secret_key_file {} does not exist: `latch serve` will create it with a new key (tokens signed with any other key are refused)",
+            "secret_key_file {} does not exist: `latch serve` will create it with a new key \
+             (tokens signed with any other key are refused)",
             path.display()
         ));
     }

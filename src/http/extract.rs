@@ -1,11 +1,13 @@
 //! Which credential a request carries, and from where: the one place that
 //! decides where each surface looks.
 //!
-//! | surface | looks at, in this order |
-//! |---|---|
-//! | the API (`/api/*`, the JSON login and logout) | `Authorization`, `Authentication-Token`, `?auth_token=` (when enabled) |
-//! | forward auth (`/auth`, `/auth/nginx`) | `Authorization`, `Authentication-Token`, the session cookie |
-//! | latch's pages (`/`, `/login`, `/logout`) | the session cookie |
+//! Each surface looks at, in this order:
+//!
+//! - the API (`/api/*`, the JSON login and logout): `Authorization`,
+//!   `Authentication-Token`, `?auth_token=` (when enabled);
+//! - forward auth (`/auth`, `/auth/nginx`): `Authorization`,
+//!   `Authentication-Token`, the session cookie;
+//! - latch's pages (`/`, `/login`, `/logout`): the session cookie.
 //!
 //! The API never reads the cookie, and forward auth never reads the query
 //! (a link carrying `?auth_token=` would sign the victim in as someone else).

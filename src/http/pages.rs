@@ -50,12 +50,16 @@ fn page(title: &str, body: &str) -> String {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-body {{ font: 16px/1.5 system-ui, sans-serif; margin: 0; display: flex; min-height: 100vh; align-items: center; justify-content: center; background: #f4f4f5; color: #18181b; }}
-main {{ background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 3px #0002; width: min(22rem, 90vw); }}
+body {{ font: 16px/1.5 system-ui, sans-serif; margin: 0; display: flex; min-height: 100vh;
+  align-items: center; justify-content: center; background: #f4f4f5; color: #18181b; }}
+main {{ background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 3px #0002;
+  width: min(22rem, 90vw); }}
 h1 {{ font-size: 1.4rem; margin: 0 0 1rem; }}
 label {{ display: block; margin-top: .8rem; font-weight: 600; }}
-input[type=text], input[type=password] {{ width: 100%; box-sizing: border-box; padding: .5rem; font: inherit; border: 1px solid #a1a1aa; border-radius: 4px; }}
-button {{ margin-top: 1.2rem; width: 100%; padding: .6rem; font: inherit; font-weight: 600; border: 0; border-radius: 4px; background: #1d4ed8; color: #fff; cursor: pointer; }}
+input[type=text], input[type=password] {{ width: 100%; box-sizing: border-box; padding: .5rem;
+  font: inherit; border: 1px solid #a1a1aa; border-radius: 4px; }}
+button {{ margin-top: 1.2rem; width: 100%; padding: .6rem; font: inherit; font-weight: 600;
+  border: 0; border-radius: 4px; background: #1d4ed8; color: #fff; cursor: pointer; }}
 button:focus, input:focus {{ outline: 3px solid #93c5fd; }}
 .error {{ color: #b91c1c; margin: 0 0 .5rem; }}
 </style>
@@ -90,7 +94,8 @@ fn login_page(rd: Option<&str>, form_token: &str, message: Option<&str>) -> Stri
 {message}<form method="post" action="/login">
 <input type="hidden" name="csrf" value="{token}">
 {rd}<label for="username">Username or email</label>
-<input type="text" id="username" name="username" autocomplete="username" autocapitalize="none" spellcheck="false" required autofocus>
+<input type="text" id="username" name="username" autocomplete="username"
+  autocapitalize="none" spellcheck="false" required autofocus>
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
@@ -240,7 +245,9 @@ fn check_form(app: &App, parts: &Parts, fields: &[(String, String)]) -> Result<(
         // which the browser silently dropped.
         if app.config.forward_auth.cookie_secure && request::posted_over_http(parts) {
             return Err(Error::new(Kind::Forbidden(
-                "the sign-in form's cookie was not kept: this page is plain http while [forward_auth] cookie_secure = true; serve latch over https, or set cookie_secure = false on a plain-http network",
+                "the sign-in form's cookie was not kept: this page is plain http while \
+                 [forward_auth] cookie_secure = true; serve latch over https, or set \
+                 cookie_secure = false on a plain-http network",
             )));
         }
         return Err(forbidden());
@@ -390,7 +397,8 @@ pub fn error_page_back_to(app: &App, e: &Error, back: Option<&str>) -> Response<
                 None => format!("{url}/login"),
             };
             format!(
-                r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> · <a href="{url}/">Your account</a></p>"#,
+                r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> ·
+<a href="{url}/">Your account</a></p>"#,
                 url = escape(url),
                 login = escape(&redirect::encode_query_value(&login)),
             )

@@ -189,7 +189,8 @@ impl Service {
 pub fn validate_username(name: &str) -> Result<()> {
     if !is_name(name) {
         return Err(Error::invalid(
-            "username must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "username must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a \
+             letter or digit",
         ));
     }
     if name.to_ascii_lowercase().starts_with(API_KEY_PREFIX) {
@@ -224,7 +225,8 @@ pub fn validate_groups(groups: &[String]) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "group names must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "group names must be 1 to 64 ASCII letters, digits, '.', '_' or '-', starting with \
+             a letter or digit",
         ))
     }
 }
@@ -241,9 +243,12 @@ pub fn validate_password(password: &str) -> Result<()> {
 /// A plausible address: one `@` between non-empty parts, no spaces or
 /// control characters, at most 254 bytes.
 pub fn validate_email(email: &str) -> Result<()> {
+    let parts_ok = |(local, domain): (&str, &str)| {
+        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+    };
     let ok = email.len() <= 254
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && matches!(email.split_once('@'), Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@'));
+        && email.split_once('@').is_some_and(parts_ok);
     if ok {
         Ok(())
     } else {

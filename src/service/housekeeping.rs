@@ -34,10 +34,14 @@ impl Service {
         Ok(pruned.removed)
     }
 
-    /// Runs forever: writes key uses every 30 s, prunes every 10 min.
+    /// Runs forever: writes key uses every 30 s, prunes every 10 min. The
+    /// first of each comes a full period after start, so nothing prunes
+    /// behind a test that moves the clock right after start-up; what expired
+    /// while latch was down waits ten minutes more, which costs only disk.
     pub async fn housekeeping(&self) {
-        let mut flush = tokio::time::interval(KEY_USE_FLUSH);
-        let mut prune = tokio::time::interval(PRUNE_EVERY);
+        let every = |period| tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut flush = every(KEY_USE_FLUSH);
+        let mut prune = every(PRUNE_EVERY);
         loop {
             tokio::select! {
                 _ = flush.tick() => {

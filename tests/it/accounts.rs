@@ -2,9 +2,9 @@
 
 use crate::support::*;
 
-fn start(tag: &str) -> (TempDir, Server) {
+fn start(tag: &str) -> (TempDir, InProcess) {
     let dir = TempDir::new(tag);
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     (dir, server)
 }
 

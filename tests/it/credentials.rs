@@ -5,7 +5,7 @@ use crate::support::*;
 #[test]
 fn every_form_is_accepted() {
     let dir = TempDir::new("forms");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     c.register("alice", "alice-password");
     let token = c.token("alice", "alice-password");
@@ -60,7 +60,7 @@ fn every_form_is_accepted() {
 #[test]
 fn authorization_header_wins() {
     let dir = TempDir::new("precedence");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     c.register("alice", "alice-password");
     c.register("bob", "bob-password");
@@ -93,7 +93,7 @@ fn authorization_header_wins() {
 #[test]
 fn query_token_can_be_switched_off() {
     let dir = TempDir::new("noquery");
-    let server = Server::start(&dir, "query_token = false");
+    let server = InProcess::new(&dir, "query_token = false");
     let c = server.client();
     c.register("alice", "alice-password");
     let token = c.token("alice", "alice-password");

@@ -86,9 +86,9 @@ pub fn session(c: &Client, username: &str, password: &str) -> String {
     format!("latch_session={value}")
 }
 
-fn start() -> (TempDir, Server) {
+fn start() -> (TempDir, InProcess) {
     let dir = TempDir::new("fwd");
-    let server = Server::start(&dir, FA_CONFIG);
+    let server = InProcess::new(&dir, FA_CONFIG);
     let c = server.client();
     c.register("alice", "alice-password");
     server.set_groups("alice", &["admins", "media"]);
@@ -254,7 +254,7 @@ fn nginx_contract_never_redirects() {
 #[test]
 fn forwarded_headers_from_untrusted_peers_are_ignored() {
     let dir = TempDir::new("untrusted");
-    let server = Server::start(
+    let server = InProcess::new(
         &dir,
         &format!("{FA_CONFIG}trusted_proxies = [\"10.0.0.0/8\"]\n"),
     );
@@ -377,7 +377,7 @@ fn login_page_sets_the_session_cookie_and_follows_only_safe_rd() {
 #[test]
 fn scheme_downgrade_is_refused_when_the_cookie_is_secure() {
     let dir = TempDir::new("secure");
-    let server = Server::start(
+    let server = InProcess::new(
         &dir,
         "public_url = \"https://auth.example.test\"\n[forward_auth]\ncookie_domain = \"example.test\"\n",
     );

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn start(extra: &str) -> (TempDir, Server) {
+fn start(extra: &str) -> (TempDir, InProcess) {
     let dir = TempDir::new("limits");
-    let server = Server::start(&dir, extra);
+    let server = InProcess::new(&dir, extra);
     server.client().register("alice", "alice-password");
     (dir, server)
 }
@@ -104,7 +104,7 @@ fn idle_keep_alive_connections_are_closed() {
 }
 
 /// Opens `n` connections that send nothing.
-fn idle_connections(server: &Server, n: usize) -> Vec<TcpStream> {
+fn idle_connections(server: &InProcess, n: usize) -> Vec<TcpStream> {
     (0..n)
         .map(|_| TcpStream::connect(server.addr).unwrap())
         .collect()

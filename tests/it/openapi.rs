@@ -9,7 +9,7 @@ use crate::support::*;
 #[test]
 fn the_document_is_served() {
     let dir = TempDir::new("openapi");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let res = server.ops().get("/openapi.yaml", &[]);
     assert_eq!(res.status, 200);
     assert_eq!(res.header("content-type"), Some("application/yaml"));
@@ -42,7 +42,7 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         return;
     }
     let dir = TempDir::new("schemathesis");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     c.register("alice", "alice-password");
     let token = c.token("alice", "alice-password");

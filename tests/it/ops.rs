@@ -5,7 +5,7 @@ use crate::support::*;
 #[test]
 fn healthz_answers_while_the_store_does() {
     let dir = TempDir::new("healthz");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     // On both listeners.
     for c in [server.client(), server.ops()] {
         let res = c.get("/healthz", &[]);
@@ -85,7 +85,7 @@ fn value(text: &str, series: &str) -> f64 {
 #[test]
 fn metrics_count_what_happens() {
     let dir = TempDir::new("metrics");
-    let server = Server::start(&dir, "[regulation]\nmax_retries = 2\n[scrypt]\nlog_n = 4\n");
+    let server = InProcess::new(&dir, "[regulation]\nmax_retries = 2\n[scrypt]\nlog_n = 4\n");
     let c = server.client();
     c.register("alice", "alice-password");
     c.register("bob", "bob-password");
@@ -184,42 +184,38 @@ fn key_rotation() {
     };
     let key_b = latch::crypto::b64_encode(&[0xbb; 32]);
     // Signed with A.
-    write("");
-    let server = Server::start_with(&config);
+    let server = InProcess::new(&dir, "");
     server.client().register("alice", "alice-password");
     let token_a = server.client().token("alice", "alice-password");
-    assert!(server.stop().success());
+    server.stop().unwrap();
 
     // B signs, A still verifies.
-    write(&format!(
-        "secret_key = \"{key_b}\"\nprevious_keys = [\"{TEST_KEY}\"]"
-    ));
-    let server = Server::start_with(&config);
+    let b_then_a = format!("secret_key = \"{key_b}\"\nprevious_keys = [\"{TEST_KEY}\"]");
+    let server = InProcess::new(&dir, &b_then_a);
     let c = server.client();
     assert_eq!(c.resource(&bearer(&token_a)).status, 200);
     let token_b = c.token("alice", "alice-password");
     assert_ne!(kid_of(&token_a), kid_of(&token_b));
     assert_eq!(c.resource(&bearer(&token_b)).status, 200);
-    assert!(server.stop().success());
+    server.stop().unwrap();
 
     // The same from a file.
     let old = dir.path().join("old.key");
     std::fs::write(&old, TEST_KEY).unwrap();
-    write(&format!(
+    let from_file = format!(
         "secret_key = \"{key_b}\"\nprevious_key_files = [{:?}]",
         old.display().to_string()
-    ));
-    let server = Server::start_with(&config);
+    );
+    let server = InProcess::new(&dir, &from_file);
     assert_eq!(server.client().resource(&bearer(&token_a)).status, 200);
-    assert!(server.stop().success());
+    server.stop().unwrap();
 
     // A dropped: its tokens are refused, B's still work.
-    write(&format!("secret_key = \"{key_b}\""));
-    let server = Server::start_with(&config);
+    let server = InProcess::new(&dir, &format!("secret_key = \"{key_b}\""));
     let c = server.client();
     c.resource(&bearer(&token_a)).assert_challenges(true);
     assert_eq!(c.resource(&bearer(&token_b)).status, 200);
-    assert!(server.stop().success());
+    server.stop().unwrap();
 
     // A short or missing previous key stops start-up with one line.
     for bad in [

@@ -168,7 +168,7 @@ fn median(mut samples: Vec<u128>) -> u128 {
 fn unknown_users_wrong_passwords_and_bans_take_the_same_time() {
     // A cost high enough that skipping the hash would show (milliseconds).
     let dir = TempDir::new("timing");
-    let server = Server::start(
+    let server = InProcess::new(
         &dir,
         // Every guess comes from one address: no per-address ban here.
         "[regulation]\nmax_retries = 3\nmax_retries_per_source = 0\n[scrypt]\nlog_n = 12\n",
@@ -369,13 +369,11 @@ fn a_raised_cost_does_not_tell_known_users_from_unknown_ones() {
     let dir = TempDir::new("costraise");
     let cheap = "[regulation]\nmax_retries = 0\nmax_retries_per_source = 0\n[scrypt]\nlog_n = 12\n";
     let dear = "[regulation]\nmax_retries = 0\nmax_retries_per_source = 0\n[scrypt]\nlog_n = 13\n";
-    let server = Server::start(&dir, cheap);
+    let server = InProcess::new(&dir, cheap);
     server.client().register("alice", "alice-password");
     server.client().register("bob", "bob-password");
-    assert!(server.stop().success());
-    let config = dir.path().join("latch.toml");
-    std::fs::write(&config, config_text(dir.path(), dear)).unwrap();
-    let server = Server::start_with(&config);
+    server.stop().unwrap();
+    let server = InProcess::new(&dir, dear);
     let c = server.client();
     let time = |user: &str, password: &str| {
         let start = std::time::Instant::now();

@@ -7,7 +7,7 @@ use crate::support::*;
 fn rest_auth_walkthrough() {
     let dir = TempDir::new("restauth");
     // As the example config: profiles are public, as in the article.
-    let server = Server::start(&dir, "[api]\npublic_profiles = true\n");
+    let server = InProcess::new(&dir, "[api]\npublic_profiles = true\n");
     let c = server.client();
 
     // Register.
@@ -72,7 +72,7 @@ fn rest_auth_walkthrough() {
 #[test]
 fn flask_security_json_login() {
     let dir = TempDir::new("flask");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     let res = c.post_json(
         "/api/users",
@@ -124,7 +124,7 @@ fn flask_security_json_login() {
 #[test]
 fn logout_revokes_the_token() {
     let dir = TempDir::new("logout");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     c.register("alice", "alice-password");
     let token = c.token("alice", "alice-password");
@@ -157,7 +157,7 @@ fn logout_revokes_the_token() {
 #[test]
 fn closed_registration() {
     let dir = TempDir::new("closed");
-    let server = Server::start(&dir, "registration = \"closed\"");
+    let server = InProcess::new(&dir, "registration = \"closed\"");
     let res = server.client().post_json(
         "/api/users",
         &json!({"username": "eve", "password": "eve-password"}),
@@ -187,7 +187,7 @@ fn closed_registration() {
 #[test]
 fn registration_rules() {
     let dir = TempDir::new("regrules");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     c.register("bob", "bob-password");
     let cases = [
@@ -267,7 +267,7 @@ fn registration_rules() {
 #[test]
 fn concurrent_registrations_of_one_email() {
     let dir = TempDir::new("emailrace");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     let statuses = register_at_once(
         c,
@@ -302,7 +302,7 @@ fn concurrent_registrations_of_one_email() {
 #[test]
 fn concurrent_registrations_of_one_name() {
     let dir = TempDir::new("race");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     let statuses = register_at_once(
         c,

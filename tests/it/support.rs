@@ -410,6 +410,15 @@ impl Client {
         read_response_to(&mut stream, bytes.starts_with(b"HEAD "))
     }
 
+    /// Sends raw bytes on a new connection, closes the sending side, and
+    /// reads one response.
+    pub fn raw_then_close(&self, bytes: &[u8]) -> Response {
+        let mut stream = self.connect();
+        stream.write_all(bytes).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        read_response(&mut stream).unwrap()
+    }
+
     /// A request with these headers and an optional body.
     pub fn request(
         &self,
@@ -540,19 +549,49 @@ pub fn require_program(program: &str) -> bool {
     found
 }
 
-/// A server running `latch::run` in this process on a 127.0.0.1:0 listener with `clock`.
+/// A server running `latch::run` in this process on a 127.0.0.1:0
+/// listener with `clock`: what the protocol tests use (the binary is for
+/// signals, crashes, the CLI, the admin socket and the proxies).
 pub struct InProcess {
     pub client: Client,
+    pub addr: SocketAddr,
+    /// The operations listener.
+    pub ops_addr: Option<SocketAddr>,
     /// The server's state, for what only the library can reach (pruning).
     pub app: std::sync::Arc<latch::App>,
+    /// How to start it again on the same data.
+    config: String,
+    clock: latch::Clock,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<latch::Result<()>>>,
 }
 
 impl InProcess {
+    /// Starts a server on the data directory inside `dir`, with the test
+    /// configuration plus `extra` (see [`config_text`]) and the system clock.
+    pub fn new(dir: &TempDir, extra: &str) -> InProcess {
+        Self::start(dir, extra, latch::Clock::system())
+    }
+
+    /// Like [`InProcess::new`], with `clock`.
     pub fn start(dir: &TempDir, extra: &str, clock: latch::Clock) -> InProcess {
-        let config = latch::Config::from_toml(&config_text(dir.path(), extra)).unwrap();
-        let app = std::sync::Arc::new(latch::App::open(config, clock).unwrap());
+        Self::start_config(config_text(dir.path(), extra), clock)
+    }
+
+    fn start_config(text: String, clock: latch::Clock) -> InProcess {
+        let config = latch::Config::from_toml(&text).unwrap();
+        // After a restart, sled's background threads may hold the
+        // directory's lock for a moment after the last handle is gone.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let app = loop {
+            match latch::App::open(config.clone(), clock.clone()) {
+                Ok(app) => break std::sync::Arc::new(app),
+                Err(e) if e.kind() == latch::error::Kind::Locked && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("latch did not start: {e}"),
+            }
+        };
         let handle = app.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -574,20 +613,66 @@ impl InProcess {
         });
         InProcess {
             client: Client { addr },
+            addr,
+            ops_addr: handle.ops_addr(),
             app: handle,
+            config: text,
+            clock,
             stop: Some(tx),
             thread: Some(thread),
         }
+    }
+
+    pub fn client(&self) -> Client {
+        self.client
+    }
+
+    /// A client for the operations listener.
+    pub fn ops(&self) -> Client {
+        Client {
+            addr: self.ops_addr.expect("the server has an ops listener"),
+        }
+    }
+
+    /// Shuts down (drain, flush) and returns what `run` returned.
+    pub fn stop(mut self) -> latch::Result<()> {
+        self.shut_down()
+    }
+
+    fn shut_down(&mut self) -> latch::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap(),
+            None => Ok(()),
+        }
+    }
+
+    /// Shuts down and starts again on the same configuration and data.
+    pub fn restart(mut self) -> InProcess {
+        self.shut_down().unwrap();
+        let (config, clock) = (std::mem::take(&mut self.config), self.clock.clone());
+        // The store's lock goes with the last reference to the app.
+        drop(self);
+        Self::start_config(config, clock)
+    }
+
+    /// Sets `user`'s groups (as `latch user groups` would).
+    pub fn set_groups(&self, user: &str, groups: &[&str]) {
+        let service = &self.app.service;
+        let record = service.user_named(user).unwrap();
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        tokio_block_on(service.set_groups(&record, groups)).unwrap();
     }
 }
 
 impl Drop for InProcess {
     fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap().unwrap();
+        if !std::thread::panicking() {
+            self.shut_down().unwrap();
+        } else {
+            let _ = self.shut_down();
         }
     }
 }

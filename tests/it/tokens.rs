@@ -39,7 +39,7 @@ fn b64(text: &str) -> String {
 #[test]
 fn forged_tokens_are_refused() {
     let dir = TempDir::new("forged");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     let id = c.register("alice", "alice-password");
     c.register("mallory", "mallory-password");
@@ -140,7 +140,7 @@ fn forged_tokens_are_refused() {
 #[test]
 fn a_revoked_signature_spelled_differently_is_still_refused() {
     let dir = TempDir::new("respell");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     c.register("alice", "alice-password");
     let token = c.token("alice", "alice-password");
@@ -162,7 +162,7 @@ fn a_revoked_signature_spelled_differently_is_still_refused() {
 #[test]
 fn revocation_is_keyed_on_jti_not_on_the_token_text() {
     let dir = TempDir::new("jtikey");
-    let server = Server::start(&dir, "");
+    let server = InProcess::new(&dir, "");
     let c = server.client();
     let id = c.register("alice", "alice-password");
     let keys = test_keys();
@@ -184,7 +184,7 @@ fn revocation_is_keyed_on_jti_not_on_the_token_text() {
 #[test]
 fn tokens_are_standard_jwts() {
     let dir = TempDir::new("jwt");
-    let server = Server::start(&dir, "token_ttl = \"5m\"");
+    let server = InProcess::new(&dir, "token_ttl = \"5m\"");
     let c = server.client();
     let id = c.register("alice", "alice-password");
     let before = now();

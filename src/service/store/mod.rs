@@ -129,7 +129,8 @@ impl Store {
         let marker = dir.join(SCHEMA_MARKER);
         match self.meta.get("schema")? {
             None if marker.exists() => Err(Error::store(format_args!(
-                "database in {} is corrupt or incomplete (its schema record is missing); restore it from a backup",
+                "database in {} is corrupt or incomplete (its schema record is missing); \
+                 restore it from a backup",
                 dir.display()
             ))),
             None => {
