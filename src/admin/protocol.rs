@@ -342,3 +342,99 @@ mod tests {
         assert!(serde_json::from_str::<Request>(r#"{"op":"format_disk"}"#).is_err());
     }
 }
+
+#[cfg(test)]
+mod flows {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::service::tests::service;
+
+    fn message(reply: Reply) -> String {
+        match reply {
+            Reply::Done { message } => message,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn failure(reply: Reply) -> String {
+        match reply {
+            Reply::Failed { error } => error,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_command_does_what_it_says_and_failures_are_one_line() {
+        let (_dir, s) = service(&Clock::frozen());
+        let add = |name: &str, groups: Vec<String>| Request::Add {
+            username: name.into(),
+            email: None,
+            groups,
+            password: format!("{name}-password"),
+        };
+        let done = message(execute(&s, add("alice", vec!["admins".into()])).await);
+        assert_eq!(done, "added user alice (id 1)");
+        let taken = failure(execute(&s, add("ALICE", vec![])).await);
+        assert!(taken.contains("taken"), "{taken}");
+        let Reply::Users { users } = execute(&s, Request::List).await else {
+            panic!("a list")
+        };
+        assert_eq!(users.len(), 1);
+        assert_eq!(
+            (users[0].id, &users[0].groups[..]),
+            (UserId::new(1), &["admins".to_owned()][..])
+        );
+        let groups = Request::Groups {
+            username: "alice".into(),
+            groups: vec![],
+        };
+        assert_eq!(
+            message(execute(&s, groups).await),
+            "groups of alice: (none)"
+        );
+        let passwd = Request::Passwd {
+            username: "alice".into(),
+            password: "changed-password".into(),
+        };
+        assert!(message(execute(&s, passwd).await).contains("earlier tokens are refused"));
+        assert!(s.login("alice", "changed-password").await.is_ok());
+        let nobody = failure(
+            execute(
+                &s,
+                Request::Del {
+                    username: "bob".into(),
+                },
+            )
+            .await,
+        );
+        assert_eq!(nobody, "no user named \"bob\"");
+        let neither = Request::Unban {
+            username: None,
+            address: None,
+        };
+        assert_eq!(
+            failure(execute(&s, neither).await),
+            "name an account or an address"
+        );
+        let keys = |revoke| Request::Keys {
+            username: "alice".into(),
+            revoke,
+        };
+        let Reply::Keys { keys: none } = execute(&s, keys(None)).await else {
+            panic!("keys")
+        };
+        assert!(none.is_empty());
+        let missing = failure(execute(&s, keys(Some(Revoke::One(KeyId::new(5))))).await);
+        assert_eq!(missing, "alice has no key 5");
+        assert_eq!(
+            message(execute(&s, keys(Some(Revoke::All))).await),
+            "revoked 0 keys of alice"
+        );
+        assert!(failure(execute(&s, Request::Backup).await).contains("latch backup"));
+        let del = Request::Del {
+            username: "alice".into(),
+        };
+        assert_eq!(message(execute(&s, del).await), "deleted user alice");
+        assert!(s.user_named("alice").is_err());
+    }
+}

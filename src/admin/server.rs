@@ -176,3 +176,60 @@ fn export_then_send(
     std::io::copy(&mut std::fs::File::open(tmp)?, &mut stream)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read as _, Write as _};
+
+    use super::*;
+    use crate::admin::client;
+    use crate::clock::Clock;
+    use crate::fsutil::TempDir;
+    use crate::service::tests::config;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_is_answered_garbage_is_refused_and_a_backup_streams() {
+        let dir = TempDir::new("admin");
+        let app = Arc::new(App::open(config(dir.path()), Clock::frozen()).unwrap());
+        let listener = app.admin.lock().unwrap().take().unwrap();
+        let mode = std::fs::metadata(socket_path(dir.path()))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let server = tokio::spawn(serve(listener, app.clone()));
+        let data = dir.path().to_owned();
+        let (reply, garbage, backup) = tokio::task::spawn_blocking(move || {
+            let add = Request::Add {
+                username: "alice".into(),
+                email: None,
+                groups: vec![],
+                password: "alice-password".into(),
+            };
+            let reply = client::call(&data, &add).unwrap().unwrap();
+            let mut raw = std::os::unix::net::UnixStream::connect(socket_path(&data)).unwrap();
+            raw.write_all(b"{\"op\":\"format_disk\"}\n").unwrap();
+            let mut garbage = String::new();
+            raw.read_to_string(&mut garbage).unwrap();
+            let mut backup = Vec::new();
+            let entries = client::call_backup(&data, &mut backup).unwrap().unwrap();
+            (reply, garbage, (entries, backup))
+        })
+        .await
+        .unwrap();
+        assert!(matches!(reply, Reply::Done { .. }), "{reply:?}");
+        assert!(app.service.user_named("alice").is_ok());
+        assert!(garbage.contains("malformed admin request"), "{garbage}");
+        let (entries, backup) = backup;
+        let text = String::from_utf8(backup).unwrap();
+        assert!(entries > 0);
+        assert!(
+            text.ends_with(&format!("{{\"end\":{entries}}}\n")),
+            "{text}"
+        );
+        server.abort();
+        // No server: the client says so, and the CLI works offline.
+        let gone = TempDir::new("admin-none");
+        assert!(client::call(gone.path(), &Request::List).unwrap().is_none());
+    }
+}

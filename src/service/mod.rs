@@ -36,6 +36,8 @@ mod revoked;
 #[cfg(feature = "bench")]
 pub mod seed;
 mod store;
+#[cfg(test)]
+pub(crate) mod tests;
 mod verified;
 
 pub use housekeeping::{export_offline, restore_offline};
