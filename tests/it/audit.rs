@@ -9,7 +9,10 @@ fn json_audit_lines_name_user_method_result_and_source() {
     let dir = TempDir::new("auditjson");
     let server = Server::start(
         &dir,
-        &format!("log_format = \"json\"\n{FA_CONFIG}[regulation]\nmax_retries = 2\n[scrypt]\nlog_n = 4\n"),
+        &format!(
+            "log_format = \"json\"\n{FA_CONFIG}[regulation]\nmax_retries = 2\n[scrypt]\n\
+                  log_n = 4\n"
+        ),
     );
     let c = server.client();
     c.register("alice", "alice-password");
@@ -110,7 +113,8 @@ fn user_supplied_strings_cannot_forge_lines() {
     let c = server.client();
     c.register("alice", "alice-password");
     let form = open_login(&c, "");
-    let evil = "nobody\r\n2026-01-01T00:00:00Z  INFO audit: event=\"auth\" result=\"success\" user=\"admin\"";
+    let evil = "nobody\r\n\
+                2026-01-01T00:00:00Z  INFO audit: event=\"auth\" result=\"success\" user=\"admin\"";
     let res = submit_login(
         &c,
         &form,

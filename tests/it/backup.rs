@@ -91,7 +91,12 @@ fn backup_while_running_then_restore_into_an_empty_directory() {
         .json();
     assert_eq!(
         me,
-        json!({"id": alice_id, "username": "alice", "email": "alice@example.com", "groups": ["admins"]})
+        json!({
+            "id": alice_id,
+            "username": "alice",
+            "email": "alice@example.com",
+            "groups": ["admins"],
+        })
     );
     assert_eq!(c.resource(&bearer(&key)).status, 200);
     c.resource(&bearer(&gone)).assert_challenges(true);

@@ -137,15 +137,21 @@ fn check_config_warns_about_the_traps() {
         dir.path().join("data").display().to_string()
     );
     let stderr = check(&format!(
-        "listen = \"0.0.0.0:8080\"\n{data}secret_key_file = {:?}\npublic_url = \"https://auth.example.com\"\n[forward_auth]\ncookie_domain = \"example.org\"\n",
+        "listen = \"0.0.0.0:8080\"\n{data}secret_key_file = {:?}\n\
+         public_url = \"https://auth.example.com\"\n[forward_auth]\n\
+                        cookie_domain = \"example.org\"\n",
         key_file.display().to_string()
     ));
     for expected in [
         "cookie_domain = \"example.org\" does not cover the public_url host \"auth.example.com\"",
         "is readable by its group or by others (mode 644)",
-        "listen = \"0.0.0.0:8080\" is reachable from other hosts while [forward_auth] trusted_proxies trusts loopback only",
+        "listen = \"0.0.0.0:8080\" is reachable from other hosts while [forward_auth] \
+         trusted_proxies trusts loopback only",
     ] {
-        assert!(stderr.contains(expected), "{expected:?} missing in\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{expected:?} missing in\n{stderr}"
+        );
     }
     assert!(
         stderr.lines().all(|l| l.starts_with("latch: warning: ")),
@@ -165,7 +171,9 @@ fn check_config_warns_about_the_traps() {
     // The other traps: Secure cookies on plain http, trusting everyone,
     // metrics for everyone, usernames for everyone.
     let stderr = check(&format!(
-        "{data}public_url = \"http://auth.lan\"\n[forward_auth]\ncookie_domain = \"lan\"\ntrusted_proxies = [\"0.0.0.0/0\"]\n[api]\npublic_profiles = true\n[ops]\nlisten = \"0.0.0.0:9180\"\n"
+        "{data}public_url = \"http://auth.lan\"\n[forward_auth]\ncookie_domain = \"lan\"\n\
+         trusted_proxies = [\"0.0.0.0/0\"]\n[api]\npublic_profiles = true\n[ops]\n\
+                              listen = \"0.0.0.0:9180\"\n"
     ));
     for expected in [
         "public_url is plain http while [forward_auth] cookie_secure = true",
@@ -182,7 +190,9 @@ fn check_config_warns_about_the_traps() {
     // Fixed, the warnings go away.
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let stderr = check(&format!(
-        "listen = \"0.0.0.0:8080\"\n{data}secret_key_file = {:?}\npublic_url = \"https://auth.example.com\"\n[forward_auth]\ncookie_domain = \"example.com\"\ntrusted_proxies = [\"172.16.0.0/12\"]\n",
+        "listen = \"0.0.0.0:8080\"\n{data}secret_key_file = {:?}\n\
+         public_url = \"https://auth.example.com\"\n[forward_auth]\n\
+                        cookie_domain = \"example.com\"\ntrusted_proxies = [\"172.16.0.0/12\"]\n",
         key_file.display().to_string()
     ));
     assert_eq!(stderr, "", "{stderr}");

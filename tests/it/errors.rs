@@ -76,9 +76,15 @@ fn malformed_credentials() {
         assert_eq!(res.json()["message"], "malformed credentials", "{value}");
     }
     // Raw bytes that are not UTF-8 inside the header value.
-    let res = c.raw(b"GET /api/resource HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \xff\xfe\r\nConnection: close\r\n\r\n");
+    let res = c.raw(
+        b"GET /api/resource HTTP/1.1\r\nHost: x\r\nAuthorization: Basic \xff\xfe\r\n\
+                      Connection: close\r\n\r\n",
+    );
     assert_eq!(res.status, 401);
-    let res = c.raw(b"GET /api/resource HTTP/1.1\r\nHost: x\r\nAuthentication-Token: \xff\xfe\r\nConnection: close\r\n\r\n");
+    let res = c.raw(
+        b"GET /api/resource HTTP/1.1\r\nHost: x\r\nAuthentication-Token: \xff\xfe\r\n\
+                      Connection: close\r\n\r\n",
+    );
     res.assert_challenges(true);
     // Bad percent-escapes in the query token.
     c.get("/api/resource?auth_token=%zz", &[])
@@ -104,7 +110,8 @@ fn oversize_bodies() {
     // Chunked and too big: refused once the limit is crossed.
     let chunk = "a".repeat(8000);
     let mut req = String::from(
-        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n",
     );
     for _ in 0..3 {
         req.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));

@@ -379,7 +379,8 @@ fn scheme_downgrade_is_refused_when_the_cookie_is_secure() {
     let dir = TempDir::new("secure");
     let server = InProcess::new(
         &dir,
-        "public_url = \"https://auth.example.test\"\n[forward_auth]\ncookie_domain = \"example.test\"\n",
+        "public_url = \"https://auth.example.test\"\n[forward_auth]\n\
+         cookie_domain = \"example.test\"\n",
     );
     let c = server.client();
     c.register("alice", "alice-password");

@@ -64,7 +64,8 @@ fn default_key_file_is_created_with_mode_0600_and_reused() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nregistration = \"open\"\n[scrypt]\nlog_n = 4\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nregistration = \"open\"\n[scrypt]\n\
+             log_n = 4\n",
             data.display().to_string()
         ),
     )

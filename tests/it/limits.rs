@@ -42,7 +42,8 @@ fn too_many_or_too_large_headers_get_431() {
     let some: String = (0..90).map(|i| format!("X-H{i}: v\r\n")).collect();
     let res = c.raw(
         format!(
-            "GET /api/resource HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n{some}\r\n",
+            "GET /api/resource HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nConnection: close\r\n\
+             {some}\r\n",
             basic("alice", "alice-password")
         )
         .as_bytes(),

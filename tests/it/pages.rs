@@ -35,7 +35,10 @@ fn a_group_denial_is_a_page_for_browsers_and_json_for_scripts() {
         );
         // Ways forward, on latch's own host (the page is shown on the app's).
         assert!(
-            page.contains(r#"href="http://auth.example.test/logout?rd=http%3A%2F%2Fauth.example.test%2Flogin""#),
+            page.contains(concat!(
+                r#"href="http://auth.example.test/logout"#,
+                r#"?rd=http%3A%2F%2Fauth.example.test%2Flogin""#
+            )),
             "{page}"
         );
         assert!(
@@ -256,7 +259,8 @@ for size in (64 * 1024, 1024 * 1024):
     conn.close()
 # Chunked, no Content-Length: the limit is found while reading.
 conn = http.client.HTTPConnection("{host}", {port}, timeout=20)
-conn.request("POST", "/api/users", body=iter([b"x" * 8192] * 64), headers={{"Content-Type": "application/json"}}, encode_chunked=True)
+conn.request("POST", "/api/users", body=iter([b"x" * 8192] * 64),
+             headers={{"Content-Type": "application/json"}}, encode_chunked=True)
 res = conn.getresponse()
 print(res.status, json.loads(res.read())["error"], res.getheader("Connection"))
 "#,

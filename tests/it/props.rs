@@ -49,7 +49,10 @@ proptest! {
     }
 
     #[test]
-    fn credential_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300), text in ".{0,200}") {
+    fn credential_parsers_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        text in ".{0,200}",
+    ) {
         let _ = latch::credentials::parse_authorization(&bytes);
         let _ = latch::credentials::parse_token(&bytes);
         let _ = latch::credentials::cookie(&bytes, "latch_session");
@@ -61,10 +64,15 @@ proptest! {
     }
 
     #[test]
-    fn redirects_only_ever_go_to_the_domain(rd in "(https?://|//|/|javascript:)?[a-zA-Z0-9.@:/\\\\%?#_-]{0,40}", http in any::<bool>()) {
-        if let Some(ok) = latch::redirect::safe_redirect(&rd, &latch::redirect::Scope::Domain("example.com".into()), http) {
+    fn redirects_only_ever_go_to_the_domain(
+        rd in "(https?://|//|/|javascript:)?[a-zA-Z0-9.@:/\\\\%?#_-]{0,40}",
+        http in any::<bool>(),
+    ) {
+        let scope = latch::redirect::Scope::Domain("example.com".into());
+        if let Some(ok) = latch::redirect::safe_redirect(&rd, &scope, http) {
             let lower = ok.to_ascii_lowercase();
-            let rest = lower.strip_prefix("https://").or_else(|| if http { lower.strip_prefix("http://") } else { None });
+            let plain = || if http { lower.strip_prefix("http://") } else { None };
+            let rest = lower.strip_prefix("https://").or_else(plain);
             prop_assert!(rest.is_some(), "{ok}");
             let host = rest.unwrap().split(['/', '?', '#', ':']).next().unwrap();
             prop_assert!(host == "example.com" || host.ends_with(".example.com"), "{ok}");

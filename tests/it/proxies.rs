@@ -51,11 +51,13 @@ def app(environ, start_response):
             hits += 1
         env = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k in KEEP}
         body = json.dumps(
-            {"environ": env, "headers": environ["test.raw_headers"], "path": environ["test.raw_path"]},
+            {"environ": env, "headers": environ["test.raw_headers"],
+             "path": environ["test.raw_path"]},
             separators=(",", ":"),
         )
     body = body.encode()
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
     return [body]
 
 server = make_server("127.0.0.1", 0, app, server_class=Server, handler_class=Handler)
@@ -227,10 +229,13 @@ pub fn nginx_conf(dir: &Path, port: u16, latch: u16, upstream: u16) -> String {
         .join("\n");
     let d = dir.display();
     format!(
-        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx-error.log warn;\n\
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+         error_log {d}/nginx-error.log warn;\n\
          events {{ worker_connections 64; }}\n\
-         http {{\n access_log off;\n client_body_temp_path {d}/nginx-tmp/body;\n proxy_temp_path {d}/nginx-tmp/proxy;\n\
-         fastcgi_temp_path {d}/nginx-tmp/fastcgi;\n uwsgi_temp_path {d}/nginx-tmp/uwsgi;\n scgi_temp_path {d}/nginx-tmp/scgi;\n\
+         http {{\n access_log off;\n\
+         client_body_temp_path {d}/nginx-tmp/body;\n proxy_temp_path {d}/nginx-tmp/proxy;\n\
+         fastcgi_temp_path {d}/nginx-tmp/fastcgi;\n uwsgi_temp_path {d}/nginx-tmp/uwsgi;\n\
+         scgi_temp_path {d}/nginx-tmp/scgi;\n\
          {code}\n}}\n"
     )
 }
@@ -706,7 +711,9 @@ pub fn latch_for(dir: &TempDir, port: u16) -> Server {
     let server = Server::start(
         dir,
         &format!(
-            "public_url = \"http://auth.example.test:{port}\"\n[forward_auth]\ncookie_domain = \"example.test\"\ncookie_secure = false\ntrusted_proxies = [\"127.0.0.1\"]\n"
+            "public_url = \"http://auth.example.test:{port}\"\n[forward_auth]\n\
+             cookie_domain = \"example.test\"\ncookie_secure = false\n\
+                               trusted_proxies = [\"127.0.0.1\"]\n"
         ),
     );
     let c = server.client();

@@ -227,7 +227,8 @@ fn parallel_guesses_cannot_slip_past_the_ban() {
     // hashing slot. Before, each was checked against the ban only when it
     // arrived, so all ten got a real answer and the right one got in.
     let (_dir, clock, server) = start(
-        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 0\n[scrypt]\nlog_n = 14\nmax_concurrent = 1\n",
+        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 0\n[scrypt]\nlog_n = 14\n\
+         max_concurrent = 1\n",
     );
     let c = server.client;
     let guesses: Vec<_> = (0..10)
@@ -413,7 +414,8 @@ fn a_script_firing_the_same_credentials_at_once_is_one_guess() {
     // answered (a cold password cache): one hash, shared; not thirty
     // guesses, which would ban the account on its own right password.
     let (_dir, _clock, server) = start(
-        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 3\n[scrypt]\nlog_n = 14\nmax_concurrent = 1\n",
+        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 3\n[scrypt]\nlog_n = 14\n\
+         max_concurrent = 1\n",
     );
     let c = server.client;
     let run = |password: &'static str| {
@@ -435,7 +437,8 @@ fn a_script_firing_the_same_credentials_at_once_is_one_guess() {
 #[test]
 fn a_banned_address_costs_no_hashing_and_a_regular_sign_in_washes_nothing() {
     let (_dir, _clock, server) = start(
-        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 3\n[scrypt]\nlog_n = 15\nmax_concurrent = 1\n",
+        "[regulation]\nmax_retries = 3\nmax_retries_per_source = 3\n[scrypt]\nlog_n = 15\n\
+         max_concurrent = 1\n",
     );
     let c = server.client;
     let from = |source: &str, user: &str, password: &str| {

@@ -269,11 +269,13 @@ fn concurrent_registrations_of_one_email() {
     let dir = TempDir::new("emailrace");
     let server = InProcess::new(&dir, "");
     let c = server.client();
-    let statuses = register_at_once(
-        c,
-        12,
-        |i| json!({"username": format!("racer{i}"), "password": "password-1", "email": "same@example.com"}),
-    );
+    let statuses = register_at_once(c, 12, |i| {
+        json!({
+            "username": format!("racer{i}"),
+            "password": "password-1",
+            "email": "same@example.com",
+        })
+    });
     assert_eq!(
         statuses.iter().filter(|&&s| s == 201).count(),
         1,
