@@ -5,10 +5,13 @@
 //!
 //! Successful token and key verifications are not logged one by one (they
 //! are ordinary authorized requests, counted in `/metrics`), nor, at the
-//! info level, repeats of a password success still in the password cache. User-supplied
-//! strings are recorded with `Debug` formatting (quoted, CR and LF escaped)
+//! info level, repeats of a password success still in the password cache.
+//! User-supplied strings are recorded with `Debug` formatting (quoted, CR and LF escaped)
 //! so they cannot forge lines; JSON output escapes them anyway. Passwords,
 //! tokens, keys and query strings are never passed here.
+//!
+//! It owns the audit lines' shape; it never decides anything, and is never
+//! handed a secret.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -71,7 +74,7 @@ pub enum Outcome {
 const MAX_LOGGED_LOGIN: usize = 64;
 
 /// A password check: `login` as given (a username or an email), cut to
-/// [`MAX_LOGGED_LOGIN`] characters.
+/// `MAX_LOGGED_LOGIN` characters.
 pub fn password(login: &str, outcome: Outcome) {
     let cut;
     let login = match login.char_indices().nth(MAX_LOGGED_LOGIN) {

@@ -2,6 +2,9 @@
 //!
 //! Every expiry decision reads time through [`Clock`], so tests move time
 //! forward instead of sleeping it out.
+//!
+//! It owns the notion of now; nothing else in latch reads the system time for
+//! an expiry.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

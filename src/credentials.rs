@@ -3,6 +3,8 @@
 //! Pure functions over bytes, so they are unit-tested (and fuzzed) without a
 //! server. Which header wins when several are present is the HTTP layer's
 //! business; what a credential is worth is the domain's.
+//!
+//! It never verifies anything and never sees a request.
 
 use std::borrow::Cow;
 

@@ -2,6 +2,8 @@
 //! the scrypt password KDF and base64 codecs.
 //!
 //! Nothing outside this module names `ring` or `scrypt`.
+//!
+//! It holds no key of its own and never decides what a key is for.
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;

@@ -1,5 +1,8 @@
 //! Small file-system helpers shared by the config (the key file) and the
 //! store (the schema marker).
+//!
+//! They own file modes and durability (sync of the file and its directory);
+//! never contents.
 
 use std::path::Path;
 

@@ -2,6 +2,9 @@
 //!
 //! Every counter is a relaxed atomic: counting costs the hot path one
 //! uncontended atomic add, never a lock.
+//!
+//! It owns the counters and their exposition; it never reads the store (gauges
+//! are passed in).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -5,6 +5,8 @@
 //! `https` (or `http` when the cookie is not `Secure`), no userinfo, no
 //! backslashes, whitespace or control characters anywhere, and a host
 //! within the allowed [`Scope`].
+//!
+//! It owns that rule and nothing else; it never builds a response.
 
 use crate::config::net::{host_of, strip_prefix_ignore_case};
 

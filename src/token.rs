@@ -12,6 +12,9 @@
 //! cookie. The two are not interchangeable: a session token is accepted
 //! only as the cookie, an API token never as the cookie (see
 //! [`Audience`]).
+//!
+//! It owns the codec; it never decides whether a valid token is still good
+//! (revocation, epoch): the service does.
 
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,8 @@
 //! line out (a backup streams instead), and [`execute`], which carries a
 //! request out against the service. Used by the server's socket and by
 //! the CLI when no server runs, so both do exactly the same.
+//!
+//! It owns the wire format; it never touches the socket or the store.
 
 use serde::{Deserialize, Serialize};
 

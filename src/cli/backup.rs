@@ -1,6 +1,9 @@
 //! `latch backup FILE` and `latch restore FILE`. A backup comes from the
 //! running server over the admin socket, or from the database directly
 //! when none runs; a restore needs the server stopped.
+//!
+//! It owns the backup file (private, complete or absent); the export and the
+//! restore are the service's.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

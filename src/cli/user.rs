@@ -1,6 +1,8 @@
 //! `latch user ...`: sent to the running server over the admin socket,
 //! or, when none answers, carried out on the database directly by the
 //! same [`admin::execute`], wired by the same [`Service::open`].
+//!
+//! It owns prompts and tables; what a command does is the admin protocol's.
 
 use crate::admin::{self, KeyInfo, Reply, Request, Revoke, UserInfo};
 use crate::config::keyfile::{self, KeyMaterial};

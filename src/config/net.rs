@@ -1,5 +1,7 @@
 //! Addresses, networks and URLs: the one place that parses them, for the
 //! configuration, the `rd` rules and the same-origin check alike.
+//!
+//! It owns parsing only; it never resolves a name or opens a socket.
 
 use std::fmt;
 use std::net::IpAddr;

@@ -1,5 +1,7 @@
 //! The configuration as written: plain serde types, every field optional,
 //! unknown keys refused. Nothing here is checked; `validate.rs` does that.
+//!
+//! It owns the schema's shape; it never holds a default or a rule.
 
 use std::fmt;
 use std::path::PathBuf;

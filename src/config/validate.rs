@@ -1,6 +1,8 @@
 //! Raw into [`Config`]: one function per section, each returning the
 //! first problem as one line that names the key. Defaults live here, next
 //! to the checks they must pass.
+//!
+//! It never reads a file (key files are `keyfile.rs`'s).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -267,7 +267,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 }
 
 /// `PATCH /api/users/me` `{"email": "..." | null}`: 200 with the record.
-/// Needs a password proven recently (see [`authenticate_recent`]).
+/// Needs a password proven recently (see `authenticate_recent`).
 pub async fn update_me<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
     let who = authenticate_recent(app, parts).await?;
     let input: ProfileChange = read_json(app, parts, body).await?;

@@ -13,6 +13,9 @@
 //! others: `X-Forwarded-*` on `/auth` (Traefik, Caddy), `X-Original-*` on
 //! `/auth/nginx`. (Caddy and Traefik pass a client's own `X-Original-URL`
 //! through; nginx passes a client's `X-Forwarded-*`.)
+//!
+//! It owns the proxy contract (statuses, `Remote-*`, `Location`); who may in is
+//! the service's answer, never this module's.
 
 use std::net::SocketAddr;
 

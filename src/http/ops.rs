@@ -7,6 +7,8 @@
 //! | `GET /healthz` | 200 while the store answers, else 503 (also on the main listener) |
 //! | `GET /metrics` | the Prometheus text exposition |
 //! | `GET /openapi.yaml` | the OpenAPI 3 description of the main listener |
+//!
+//! It owns what the operator's tools read; it never changes state.
 
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};

@@ -6,6 +6,9 @@
 //! per-form token bound to a cookie (`latch_form`), and form posts must
 //! come from latch's own origin; either failing is a 403. The pages read
 //! only the session cookie, never a header or query credential.
+//!
+//! It owns the HTML and its cookies; it never checks a password itself (the
+//! service does) and never reads a header credential.
 
 use hyper::header::{self};
 use hyper::http::request::Parts;

@@ -1,4 +1,7 @@
 //! Reading requests: bounded bodies (JSON, forms) and the same-origin check.
+//!
+//! It owns limits on what a client sends (size, time, type); it never decides
+//! who the client is.
 
 use std::net::IpAddr;
 use std::time::Duration;

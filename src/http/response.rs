@@ -1,5 +1,8 @@
 //! Building responses. Each status has its body and headers decided here,
 //! in one place.
+//!
+//! It owns statuses, error bodies, challenges and security headers, including
+//! the one map from an error's kind to a status; it never runs a flow.
 
 use bytes::Bytes;
 use http_body_util::Full;

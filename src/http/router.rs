@@ -26,6 +26,9 @@
 //! `/metrics` and `/openapi.yaml` are on the operations listener (see
 //! [`super::ops`]). Browsers (by `Accept`) get an HTML page instead of a
 //! JSON error on forward auth and latch's own pages.
+//!
+//! It owns the route table and the metrics and audit context of each request;
+//! it never reads a body or a credential.
 
 use hyper::{Method, Request, Response};
 

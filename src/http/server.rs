@@ -35,7 +35,7 @@ pub enum Listener {
 }
 
 /// Serves `listener` until `shutdown` resolves, then stops accepting and
-/// lets open requests finish (up to [`DRAIN_TIMEOUT`]).
+/// lets open requests finish (up to `DRAIN_TIMEOUT`).
 pub async fn serve(
     listener: TcpListener,
     kind: Listener,
@@ -104,7 +104,7 @@ fn builder(limits: &Limits) -> http1::Builder {
     builder
 }
 
-/// Lets open requests finish, for at most [`DRAIN_TIMEOUT`].
+/// Lets open requests finish, for at most `DRAIN_TIMEOUT`.
 async fn drain(graceful: GracefulShutdown, kind: Listener) {
     if kind == Listener::Main {
         tracing::info!("shutting down: draining open connections");

@@ -5,6 +5,8 @@
 //! Every change to a user goes through here: each drops the cached
 //! forward-auth profile, and each that must end earlier credentials sets a
 //! cutoff in the same transaction as the change.
+//!
+//! It never talks HTTP: a refusal is an error [`Kind`](crate::error::Kind).
 
 use super::store::NewUser;
 use super::Service;

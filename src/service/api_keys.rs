@@ -2,6 +2,8 @@
 //! listed without their secrets, deleted one or all, verified with one
 //! store read. A key's use is noted in memory and written off the request
 //! path by housekeeping, so verifying never writes.
+//!
+//! It never stores a secret (only its hash) and never lets a key make a key.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -5,6 +5,8 @@
 //! password was proven in. Verifying checks the MAC (or remembers this
 //! thread already did), expiry, audience, revocation and epoch, all in
 //! memory: it does no writes and, once revocations are loaded, no reads.
+//!
+//! It owns the token keys; nothing outside the service signs or verifies.
 
 use super::revoked::Revoked;
 use super::verified::VerifiedCache;

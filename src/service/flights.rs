@@ -8,6 +8,8 @@
 //! wait for its answer, which they share. Different passwords never share:
 //! each is its own guess. Unknown logins share the same way known ones do,
 //! so sharing reveals nothing about which exist.
+//!
+//! It owns the in-flight map; it never hashes or counts guesses itself.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -5,6 +5,9 @@
 //! once, with at most `max_queue` callers waiting for a slot. A caller that
 //! finds the queue full gets [`Kind::Busy`] at once (503 with `Retry-After`)
 //! instead of piling up behind a login flood.
+//!
+//! It owns the blocking threads scrypt runs on; it never sees who is logging
+//! in.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! What runs beside the requests: writing API key uses, pruning, the
 //! health check, flushing at shutdown, and backups (a consistent export
 //! while running; a restore into an empty directory when stopped).
+//!
+//! It owns the timers; what is pruned is the store's rule (`store/prune.rs`).
 
 use std::io::{BufRead, Write};
 use std::time::Duration;

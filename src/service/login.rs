@@ -9,6 +9,8 @@
 //! (`flights.rs`); a success from the same address within `cache_ttl` is
 //! answered from memory (`password_cache.rs`). The client address comes
 //! from the request's audit context, set by the router for every request.
+//!
+//! It never answers a client: a refusal is the same error whatever the reason.
 
 use std::net::IpAddr;
 

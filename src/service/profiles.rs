@@ -4,6 +4,8 @@
 //! Every change to a user goes through the service, which drops the entry
 //! ([`Profiles::forget`]); a generation number bumped on each drop keeps a
 //! lookup that read the store before a change from caching the old value.
+//!
+//! It never writes the store.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,6 +4,9 @@
 //! first, then added here. At start-up the set is filled from the store in
 //! the background (a million revocations take a moment); until it is
 //! complete, lookups go to the store, so nothing revoked is ever missed.
+//!
+//! It never writes: revocations are written by the service through the store
+//! first.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

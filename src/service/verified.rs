@@ -8,6 +8,9 @@
 //! from (looked up by the signature segment, then compared whole), and
 //! only by the [`super::Service`] that made it (tests run several in
 //! one process). Per thread, so lookups take no lock.
+//!
+//! It never decides validity (expiry, revocation, epoch): the service checks
+//! those every time.
 
 use std::cell::RefCell;
 use std::collections::HashMap;

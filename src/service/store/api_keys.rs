@@ -1,5 +1,8 @@
 //! API keys (`keys`: SHA-256 of the secret → record; `user_keys`: user id
 //! ++ key id → that hash). The secret itself is never stored.
+//!
+//! It never decides who may make a key; the epoch check runs in the same
+//! transaction, for the service.
 
 use sled::transaction::{abort, ConflictableTransactionError, Transactional as _};
 

@@ -6,6 +6,8 @@
 //! `{"tree","key","value"}`, and `{"end":N}` with the entry count, so a
 //! truncated file is refused. Bans and the store's own `meta` entries
 //! (schema, id base) are not exported.
+//!
+//! It never overwrites: a restore goes only into an empty store.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};

@@ -1,5 +1,7 @@
 //! Brute-force bans (`bans`), kept so a restart does not lift them. Not in
 //! backups: they are short-lived by nature.
+//!
+//! It never decides a ban; regulation does.
 
 use super::records::{ban_key, decode_ban, decode_expiry, encode_expiry};
 use super::Store;

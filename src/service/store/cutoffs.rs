@@ -1,6 +1,8 @@
 //! Cutoffs (`cutoffs`: user id → [`Cutoff`]): the start of each user's
 //! current credential epoch. A password change and a deletion write theirs
 //! in their own transactions (`users.rs`); logout everywhere here.
+//!
+//! It never caches; the service mirrors cutoffs in memory.
 
 use super::records::{be_u64, decode_cutoff, encode_cutoff, user_key};
 use super::Store;

@@ -1,5 +1,7 @@
 //! Revoked tokens (`revoked`: `jti` → expiry). Kept until the token's own
 //! expiry, then pruned.
+//!
+//! It never caches; the service mirrors revocations in memory.
 
 use super::records::{decode_expiry, encode_expiry};
 use super::Store;

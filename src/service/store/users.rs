@@ -1,6 +1,9 @@
 //! Users and their unique indexes (`users`, `usernames`, `emails`, the
 //! user count in `meta`). Every change to a record and its index entries
 //! is one transaction; a taken name or email aborts it with a conflict.
+//!
+//! It never validates a name or hashes a password; the service does before it
+//! calls.
 
 use sled::transaction::{
     abort, ConflictableTransactionError, Transactional as _, TransactionalTree,
