@@ -44,11 +44,13 @@ macro_rules! id_type {
             }
         }
 
+        /// Any decimal `u64`, as the command line has always taken ids
+        /// (URLs and claims use the stricter [`Self::parse`]).
         impl std::str::FromStr for $name {
-            type Err = String;
+            type Err = std::num::ParseIntError;
 
-            fn from_str(text: &str) -> Result<Self, String> {
-                Self::parse(text).ok_or_else(|| format!("{text:?} is not an id"))
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                text.parse().map($name)
             }
         }
 
