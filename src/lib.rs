@@ -75,13 +75,15 @@ pub struct App {
 const MAX_WARNED: usize = 256;
 
 impl App {
-    /// Loads (or creates) the signing key, opens the service, and binds
-    /// the operations listener and the admin socket. Fails with one clear
-    /// error when the data directory is locked or corrupt or a port busy.
+    /// Opens the database, loads (or creates) the signing key, wires the
+    /// service, and binds the operations listener and the admin socket.
+    /// Fails with one clear error when the data directory is locked,
+    /// corrupt or unwritable, or a port busy.
     pub fn open(config: Config, clock: Clock) -> Result<App> {
+        let database = service::Database::open(&config.data_dir)?;
         let keys = config::keyfile::load_or_create(&config)?;
         let forms = http::csrf::Forms::new(&keys.current);
-        let service = Service::open(&config, &keys, clock)?;
+        let service = Service::open(&config, database, &keys, clock)?;
         let ops = config.ops.listen.map(bind_ops).transpose()?;
         let ops_addr = ops
             .as_ref()
@@ -200,4 +202,24 @@ fn spawn_ops(app: &Arc<App>) -> Result<Option<OpsTask>> {
         http::serve(listener, http::Listener::Ops, app, stopped).await
     });
     Ok(Some(OpsTask { stop, task }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_locked_directory_is_reported_before_a_key_file_is_made() {
+        let dir = fsutil::TempDir::new("app-locked");
+        let held = service::Database::open(dir.path()).unwrap();
+        let key_file = dir.path().join("elsewhere").join("secret.key");
+        let config = Config {
+            key: config::KeySource::File(key_file.clone()),
+            ..service::tests::config(dir.path())
+        };
+        let e = App::open(config, Clock::frozen()).err().unwrap();
+        assert_eq!(e.kind(), error::Kind::Locked, "{e}");
+        assert!(!key_file.exists(), "a failed start made a key file");
+        drop(held);
+    }
 }

@@ -8,7 +8,7 @@ use crate::admin::{self, KeyInfo, Reply, Request, Revoke, UserInfo};
 use crate::config::keyfile::{self, KeyMaterial};
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
-use crate::service::Service;
+use crate::service::{Database, Service};
 use crate::{crypto, Clock};
 
 use super::{print, UserCommand};
@@ -68,6 +68,13 @@ pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
 
 /// Runs a user command on the database directly (no server is running).
 fn offline(config: &Config, request: Request) -> Result<Reply> {
+    let database = Database::open(&config.data_dir).map_err(|e| match e.kind() {
+        Kind::Locked => Error::config(format_args!(
+            "{e}, but nothing answers on {}",
+            admin::socket_path(&config.data_dir).display()
+        )),
+        _ => e,
+    })?;
     // Offline commands never sign or verify a token, so a key that cannot
     // be read here (it may be root's) is replaced by a throwaway one
     // rather than refused.
@@ -79,13 +86,7 @@ fn offline(config: &Config, request: Request) -> Result<Reply> {
         current,
         previous: Vec::new(),
     };
-    let service = Service::open(config, &keys, Clock::system()).map_err(|e| match e.kind() {
-        Kind::Locked => Error::config(format_args!(
-            "{e}, but nothing answers on {}",
-            admin::socket_path(&config.data_dir).display()
-        )),
-        _ => e,
-    })?;
+    let service = Service::open(config, database, &keys, Clock::system())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

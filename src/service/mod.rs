@@ -49,6 +49,20 @@ use crate::crypto::SigningKey;
 use crate::error::Result;
 use crate::metrics::Metrics;
 
+/// The database, opened and locked, with nothing reachable through it:
+/// [`Service::open`] takes it. Opened first, so a locked, corrupt or
+/// unwritable data directory is reported before anything else happens
+/// (such as creating the key file).
+pub struct Database(store::Store);
+
+impl Database {
+    /// Opens (or creates, mode 0700) the database in `dir`; a directory
+    /// another process holds is [`Kind::Locked`](crate::error::Kind::Locked).
+    pub fn open(dir: &std::path::Path) -> Result<Database> {
+        store::Store::open(dir).map(Database)
+    }
+}
+
 /// Everything the domain does, over one store. Cheap to share behind an
 /// `Arc`; every method takes `&self`.
 pub struct Service {
@@ -79,10 +93,15 @@ pub struct Service {
 }
 
 impl Service {
-    /// Opens the store in `config.data_dir` and wires every part, the same
-    /// way for the server and for the CLI working offline.
-    pub fn open(config: &Config, keys: &KeyMaterial, clock: Clock) -> Result<Service> {
-        let store = store::Store::open(&config.data_dir)?;
+    /// Wires every part over `database` (opened from `config.data_dir`),
+    /// the same way for the server and for the CLI working offline.
+    pub fn open(
+        config: &Config,
+        database: Database,
+        keys: &KeyMaterial,
+        clock: Clock,
+    ) -> Result<Service> {
+        let Database(store) = database;
         let token_ttl = config.token_ttl.as_secs();
         let session_ttl = config.forward_auth.session_ttl.as_secs();
         let cutoffs = cutoffs::Cutoffs::load(&store, token_ttl.max(session_ttl))?;

@@ -35,7 +35,8 @@ fn open(dir: &std::path::Path, clock: &Clock) -> Service {
         current: vec![7; 32],
         previous: Vec::new(),
     };
-    Service::open(&config(dir), &keys, clock.clone()).unwrap()
+    let database = super::Database::open(dir).unwrap();
+    Service::open(&config(dir), database, &keys, clock.clone()).unwrap()
 }
 
 fn bearer(token: &str) -> Presented<'_> {
