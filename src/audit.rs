@@ -150,14 +150,20 @@ pub fn source_banned(address: IpAddr, until: u64) {
     );
 }
 
-/// A client address's ban lifted by an operator.
-pub fn source_unbanned(address: IpAddr) {
+/// A client address's ban lifted by an operator (`banned`: whether one
+/// was in force; its failure count is reset either way).
+pub fn source_unbanned(address: IpAddr, banned: bool) {
+    let message = if banned {
+        "lifted the ban of a client address"
+    } else {
+        "reset the failure count of a client address (it was not banned)"
+    };
     tracing::warn!(
         target: "audit",
         event = "unban",
         address = %address,
         source = "local",
-        "lifted the ban of a client address"
+        "{message}"
     );
 }
 
@@ -168,19 +174,37 @@ pub fn user_event(event: &'static str, user: UserId, message: &'static str) {
     tracing::info!(target: "audit", event, user_id, source = %Source, "{message}");
 }
 
-/// A command received on the admin socket, about `target` (a username or
-/// an address, Debug-escaped) when it names one.
-pub fn admin(op: &'static str, target: Option<&str>) {
+/// Whom an admin command is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// Nobody in particular (`list`, `backup`).
+    None,
+    /// A username as given (logged Debug-escaped).
+    User(&'a str),
+    /// A client address.
+    Address(IpAddr),
+}
+
+/// A command received on the admin socket, about `target`.
+pub fn admin(op: &'static str, target: Target<'_>) {
     match target {
-        Some(target) => tracing::info!(
+        Target::User(user) => tracing::info!(
             target: "audit",
             event = "admin",
             op,
-            user = ?target,
+            user = ?user,
             source = "local",
             "admin command"
         ),
-        None => tracing::info!(
+        Target::Address(address) => tracing::info!(
+            target: "audit",
+            event = "admin",
+            op,
+            address = %address,
+            source = "local",
+            "admin command"
+        ),
+        Target::None => tracing::info!(
             target: "audit",
             event = "admin",
             op,

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit;
+use crate::audit::{self, Target};
 use crate::error::{Error, Kind};
 use crate::model::{Ban, KeyId, User, UserId};
 use crate::service::Service;
@@ -135,26 +135,28 @@ type Outcome = std::result::Result<Reply, String>;
 
 impl Request {
     /// The audit log's name for this command, and whom it is about.
-    fn audit(&self) -> (&'static str, Option<String>) {
+    fn audit(&self) -> (&'static str, Target<'_>) {
         match self {
-            Request::Add { username, .. } => ("add", Some(username.clone())),
-            Request::List => ("list", None),
-            Request::Passwd { username, .. } => ("passwd", Some(username.clone())),
-            Request::Del { username } => ("del", Some(username.clone())),
-            Request::Groups { username, .. } => ("groups", Some(username.clone())),
-            Request::Backup => ("backup", None),
-            Request::Unban { username, address } => (
-                "unban",
-                username.clone().or_else(|| address.map(|a| a.to_string())),
-            ),
-            Request::Keys { username, revoke } => (
-                if revoke.is_some() {
-                    "keys_revoke"
-                } else {
-                    "keys"
-                },
-                Some(username.clone()),
-            ),
+            Request::Add { username, .. } => ("add", Target::User(username)),
+            Request::List => ("list", Target::None),
+            Request::Passwd { username, .. } => ("passwd", Target::User(username)),
+            Request::Del { username } => ("del", Target::User(username)),
+            Request::Groups { username, .. } => ("groups", Target::User(username)),
+            Request::Backup => ("backup", Target::None),
+            Request::Unban {
+                username: Some(username),
+                ..
+            } => ("unban", Target::User(username)),
+            Request::Unban {
+                address: Some(address),
+                ..
+            } => ("unban", Target::Address(*address)),
+            Request::Unban { .. } => ("unban", Target::None),
+            Request::Keys {
+                username,
+                revoke: None,
+            } => ("keys", Target::User(username)),
+            Request::Keys { username, .. } => ("keys_revoke", Target::User(username)),
         }
     }
 }
@@ -163,7 +165,7 @@ impl Request {
 /// [`Reply::Failed`] with one line fit for the operator.
 pub async fn execute(service: &Service, request: Request) -> Reply {
     let (op, target) = request.audit();
-    audit::admin(op, target.as_deref());
+    audit::admin(op, target);
     let outcome = match request {
         Request::Add {
             username,

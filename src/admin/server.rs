@@ -137,7 +137,7 @@ async fn handle(mut stream: UnixStream, app: Arc<App>) -> std::io::Result<()> {
 
 /// Streams a backup to the client, off the async threads.
 async fn backup(stream: UnixStream, app: Arc<App>) -> std::io::Result<()> {
-    audit::admin("backup", None);
+    audit::admin("backup", audit::Target::None);
     let stream = stream.into_std()?;
     stream.set_nonblocking(false)?;
     let n = BACKUPS.fetch_add(1, Ordering::Relaxed);

@@ -171,9 +171,14 @@ impl Service {
         };
         self.regulator.lift(ban);
         let stored = self.store.delete_ban(ban).await?;
-        match ban {
-            Ban::User(id, _) => audit::user_event("unban", id, "lifted a ban"),
-            Ban::Source(address, _) => audit::source_unbanned(address),
+        match (ban, stored) {
+            (Ban::User(id, _), true) => audit::user_event("unban", id, "lifted a ban"),
+            (Ban::User(id, _), false) => audit::user_event(
+                "unban",
+                id,
+                "reset an account's failure count (it was not banned)",
+            ),
+            (Ban::Source(address, _), banned) => audit::source_unbanned(address, banned),
         }
         Ok(stored)
     }

@@ -353,6 +353,13 @@ fn bans_survive_a_restart() {
         status.success() && stdout.contains("was not banned"),
         "{stdout}"
     );
+    // The audit log says the same as the command: what was lifted, and
+    // an address as an address.
+    let log = server.log_containing("it was not banned");
+    assert!(log.contains("reset an account's failure count"), "{log}");
+    assert!(log.contains("lifted the ban of a client address"), "{log}");
+    assert!(log.contains("address=203.0.113.9"), "{log}");
+    assert!(!log.contains("user=\"203.0.113.9\""), "{log}");
     let (status, _, stderr) = latch_with(&["user", "unban"], &server.config_path);
     assert!(!status.success(), "{stderr}");
     // Lifted for good: a restart does not bring them back.
