@@ -30,21 +30,30 @@ impl Config {
             .map(|u| validate_url(&u, "public_url"))
             .transpose()?;
         let token_ttl = lifetime(raw.token_ttl, "token_ttl", 600)?;
+        // In this order: of two bad values, the first is the one reported.
+        let registration = registration(raw.registration.as_deref())?;
+        let log_level = log_level(raw.log_level.as_deref())?;
+        let hashing = hashing(raw.scrypt)?;
+        let limits = limits(raw.limits)?;
+        let forward_auth = forward_auth(raw.forward_auth, public_url.as_deref())?;
+        let regulation = regulation(raw.regulation)?;
+        let api = api(raw.api)?;
+        let ops = ops(raw.ops)?;
         Ok(Config {
             listen,
             key,
             previous_keys,
             token_ttl,
-            registration: registration(raw.registration.as_deref())?,
+            registration,
             query_token: raw.query_token.unwrap_or(true),
-            log_level: log_level(raw.log_level.as_deref())?,
+            log_level,
             log_format: log_format(raw.log_format.as_deref())?,
-            hashing: hashing(raw.scrypt)?,
-            limits: limits(raw.limits)?,
-            forward_auth: forward_auth(raw.forward_auth, public_url.as_deref())?,
-            regulation: regulation(raw.regulation)?,
-            api: api(raw.api)?,
-            ops: ops(raw.ops)?,
+            hashing,
+            limits,
+            forward_auth,
+            regulation,
+            api,
+            ops,
             public_url,
             data_dir,
         })
@@ -192,16 +201,16 @@ fn limits(raw: RawLimits) -> Result<Limits> {
 }
 
 fn forward_auth(raw: RawForwardAuth, public_url: Option<&str>) -> Result<ForwardAuth> {
-    let login_url = match raw.login_url {
-        Some(u) => Some(validate_url(&u, "[forward_auth] login_url")?),
-        None => public_url.map(|u| format!("{u}/login")),
-    };
+    // Fields in order: of two bad values, the first is the one reported.
     Ok(ForwardAuth {
         cookie_domain: raw.cookie_domain.map(cookie_domain).transpose()?,
         cookie_name: cookie_name(raw.cookie_name)?,
         cookie_secure: raw.cookie_secure.unwrap_or(true),
         session_ttl: lifetime(raw.session_ttl, "[forward_auth] session_ttl", 12 * 3600)?,
-        login_url,
+        login_url: match raw.login_url {
+            Some(u) => Some(validate_url(&u, "[forward_auth] login_url")?),
+            None => public_url.map(|u| format!("{u}/login")),
+        },
         trusted_proxies: trusted_proxies(raw.trusted_proxies)?,
     })
 }
@@ -324,4 +333,34 @@ pub(super) fn decode_key(text: &str, what: &str) -> Result<Vec<u8>> {
         )));
     }
     Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    /// The key the one-line error names.
+    fn named(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn of_two_bad_values_the_same_one_is_named_as_always() {
+        let e = named("log_format = \"xml\"\n[ops]\nlisten = \"bad\"\n");
+        assert!(e.contains("[ops] listen"), "{e}");
+        let e = named("log_format = \"xml\"\n[scrypt]\nlog_n = 40\n");
+        assert!(e.contains("[scrypt]"), "{e}");
+        for other in [
+            "cookie_domain = \"a b\"",
+            "cookie_name = \"a;b\"",
+            "session_ttl = 0",
+        ] {
+            let e = named(&format!(
+                "[forward_auth]\nlogin_url = \"ftp://x\"\n{other}\n"
+            ));
+            assert!(!e.contains("login_url"), "{other}: {e}");
+        }
+        let e = named("registration = \"maybe\"\nlog_level = \"loud\"\n");
+        assert!(e.contains("registration"), "{e}");
+    }
 }

@@ -53,19 +53,7 @@ fn page(title: &str, body: &str) -> String {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-body {{ font: 16px/1.5 system-ui, sans-serif; margin: 0; display: flex; min-height: 100vh;
-  align-items: center; justify-content: center; background: #f4f4f5; color: #18181b; }}
-main {{ background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 3px #0002;
-  width: min(22rem, 90vw); }}
-h1 {{ font-size: 1.4rem; margin: 0 0 1rem; }}
-label {{ display: block; margin-top: .8rem; font-weight: 600; }}
-input[type=text], input[type=password] {{ width: 100%; box-sizing: border-box; padding: .5rem;
-  font: inherit; border: 1px solid #a1a1aa; border-radius: 4px; }}
-button {{ margin-top: 1.2rem; width: 100%; padding: .6rem; font: inherit; font-weight: 600;
-  border: 0; border-radius: 4px; background: #1d4ed8; color: #fff; cursor: pointer; }}
-button:focus, input:focus {{ outline: 3px solid #93c5fd; }}
-.error {{ color: #b91c1c; margin: 0 0 .5rem; }}
-</style>
+{STYLE}</style>
 </head>
 <body>
 <main>
@@ -77,6 +65,24 @@ button:focus, input:focus {{ outline: 3px solid #93c5fd; }}
         title = escape(title),
     )
 }
+
+/// The pages' style sheet, a rule a line.
+const STYLE: &str = concat!(
+    "body { font: 16px/1.5 system-ui, sans-serif; margin: 0; display: flex; ",
+    "min-height: 100vh; align-items: center; justify-content: center; background: #f4f4f5; ",
+    "color: #18181b; }\n",
+    "main { background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 3px #0002; ",
+    "width: min(22rem, 90vw); }\n",
+    "h1 { font-size: 1.4rem; margin: 0 0 1rem; }\n",
+    "label { display: block; margin-top: .8rem; font-weight: 600; }\n",
+    "input[type=text], input[type=password] { width: 100%; box-sizing: border-box; ",
+    "padding: .5rem; font: inherit; border: 1px solid #a1a1aa; border-radius: 4px; }\n",
+    "button { margin-top: 1.2rem; width: 100%; padding: .6rem; font: inherit; ",
+    "font-weight: 600; border: 0; border-radius: 4px; background: #1d4ed8; color: #fff; ",
+    "cursor: pointer; }\n",
+    "button:focus, input:focus { outline: 3px solid #93c5fd; }\n",
+    ".error { color: #b91c1c; margin: 0 0 .5rem; }\n",
+);
 
 fn login_page(rd: Option<&str>, form_token: &str, message: Option<&str>) -> String {
     let message = message
@@ -97,13 +103,16 @@ fn login_page(rd: Option<&str>, form_token: &str, message: Option<&str>) -> Stri
 {message}<form method="post" action="/login">
 <input type="hidden" name="csrf" value="{token}">
 {rd}<label for="username">Username or email</label>
-<input type="text" id="username" name="username" autocomplete="username"
-  autocapitalize="none" spellcheck="false" required autofocus>
+{username_input}
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>
 </form>"#,
             token = escape(form_token),
+            username_input = concat!(
+                r#"<input type="text" id="username" name="username" autocomplete="username" "#,
+                r#"autocapitalize="none" spellcheck="false" required autofocus>"#,
+            ),
         ),
     )
 }
@@ -400,8 +409,10 @@ pub fn error_page_back_to(app: &App, e: &Error, back: Option<&str>) -> Response<
                 None => format!("{url}/login"),
             };
             format!(
-                r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> ·
-<a href="{url}/">Your account</a></p>"#,
+                concat!(
+                    r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> · "#,
+                    r#"<a href="{url}/">Your account</a></p>"#,
+                ),
                 url = escape(url),
                 login = escape(&redirect::encode_query_value(&login)),
             )

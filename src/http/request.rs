@@ -154,12 +154,23 @@ pub fn same_origin(parts: &Parts, public_url: Option<&str>) -> bool {
         .headers
         .get(header::ORIGIN)
         .or_else(|| parts.headers.get(header::REFERER))
-        .map(|v| v.to_str().ok().and_then(authority_of));
+        // Browsers write the scheme in lowercase: anything else is not a
+        // browser's origin, and is refused.
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .filter(|v| is_lowercase_http(v))
+                .and_then(authority_of)
+        });
     match claimed {
         None => true,
         Some(Some(authority)) => authority.eq_ignore_ascii_case(&own),
         Some(None) => false,
     }
+}
+
+fn is_lowercase_http(url: &str) -> bool {
+    url.starts_with("https://") || url.starts_with("http://")
 }
 
 /// Whether a form was posted from a plain-http page, as its `Origin` (else

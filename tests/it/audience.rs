@@ -526,6 +526,20 @@ fn a_cross_site_page_cannot_spend_cached_basic_credentials() {
         Some(br#"{"email":"evil@evil.test"}"#),
     );
     assert_eq!(res.status, 403);
+    // An origin that no browser writes (the scheme in capitals) is not
+    // taken for latch's own, in either header.
+    for header in ["Origin", "Referer"] {
+        let res = c.request(
+            "POST",
+            "/api/logout-all",
+            &[
+                ("Authorization", &password),
+                (header, "HTTP://auth.example.test/"),
+            ],
+            None,
+        );
+        assert_eq!(res.status, 403, "{header}");
+    }
     let keys = c.get("/api/keys", &[("Authorization", &password)]);
     assert_eq!(keys.json(), json!([]));
     // From latch's own origin, or from a script (no Origin), it works.

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use super::records::{be_u64, decode_cutoff, decode_expiry, decode_key, decode_user};
@@ -36,28 +37,83 @@ const BACKUP_TREES: [&str; 9] = [
 ];
 
 /// The format version of backup files.
-const BACKUP_FORMAT: u32 = 1;
+const BACKUP_FORMAT: u64 = 1;
 
-/// The first line.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The first line, as written.
+#[derive(Serialize)]
 struct Header {
-    latch_backup: u32,
-    schema: u32,
+    latch_backup: u64,
+    schema: u64,
 }
 
-/// Every later line.
-#[derive(Serialize, Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
-enum Line {
-    /// The last line: how many entries came before it.
-    End { end: u64 },
-    /// One tree entry, key and value in base64.
-    Entry {
-        tree: String,
-        key: String,
-        value: String,
+/// An entry, as written: key and value in base64 (fields in this order).
+#[derive(Serialize)]
+struct Entry<'a> {
+    key: String,
+    tree: &'a str,
+    value: String,
+}
+
+/// The last line, as written: how many entries came before it.
+#[derive(Serialize)]
+struct End {
+    end: u64,
+}
+
+/// The first line, as read: any JSON object; fields it does not know are
+/// ignored, and a field of another type reads as absent (so it fails as
+/// "unknown format", not as "no header").
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum HeaderIn {
+    /// First, so an array is never read as the struct below (serde would).
+    Array(#[allow(dead_code)] Vec<IgnoredAny>),
+    Object {
+        #[serde(default)]
+        latch_backup: Lenient<u64>,
+        #[serde(default)]
+        schema: Lenient<u64>,
     },
+    Other(IgnoredAny),
+}
+
+/// A later line, as read. An object with `end` is the end, whatever else
+/// it holds; any other object is an entry; anything else is an entry
+/// without a tree.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LineIn {
+    /// First, so an array is never read as a struct below (serde would).
+    Array(#[allow(dead_code)] Vec<IgnoredAny>),
+    End {
+        end: Lenient<u64>,
+    },
+    Entry {
+        #[serde(default)]
+        tree: Lenient<String>,
+        #[serde(default)]
+        key: Lenient<String>,
+        #[serde(default)]
+        value: Lenient<String>,
+    },
+    Other(IgnoredAny),
+}
+
+/// A value of type `T`, or `None` when the JSON holds anything else.
+struct Lenient<T>(Option<T>);
+
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        // Buffered as whatever it is, then tried as a `T`.
+        let any = serde_json::Value::deserialize(d)?;
+        Ok(Lenient(T::deserialize(any).ok()))
+    }
 }
 
 fn invalid(what: &str) -> Error {
@@ -73,7 +129,7 @@ impl Store {
             out,
             &Header {
                 latch_backup: BACKUP_FORMAT,
-                schema: SCHEMA_VERSION,
+                schema: u64::from(SCHEMA_VERSION),
             },
         )?;
         let mut count = 0;
@@ -83,16 +139,16 @@ impl Store {
                 if name == "meta" && !exported_meta(&key) {
                     continue;
                 }
-                let entry = Line::Entry {
-                    tree: name.to_owned(),
+                let entry = Entry {
                     key: crypto::b64_encode(&key),
+                    tree: name,
                     value: crypto::b64_encode(&value),
                 };
                 write_line(out, &entry)?;
                 count += 1;
             }
         }
-        write_line(out, &Line::End { end: count as u64 })?;
+        write_line(out, &End { end: count as u64 })?;
         out.flush().map_err(write_failed)?;
         Ok(count)
     }
@@ -142,12 +198,19 @@ struct Checked {
 /// Reads and checks a backup: header, every entry, the end count.
 fn read_backup(input: impl BufRead) -> Result<Checked> {
     let mut lines = input.lines();
-    let header: Header = lines
+    let header: HeaderIn = lines
         .next()
         .ok_or_else(|| invalid("it is empty"))?
         .map_err(|e| invalid(&e.to_string()))
         .and_then(|l| serde_json::from_str(&l).map_err(|_| invalid("no header")))?;
-    if header.latch_backup != BACKUP_FORMAT || header.schema != SCHEMA_VERSION {
+    let known = matches!(
+        header,
+        HeaderIn::Object {
+            latch_backup: Lenient(Some(BACKUP_FORMAT)),
+            schema: Lenient(Some(schema)),
+        } if schema == u64::from(SCHEMA_VERSION)
+    );
+    if !known {
         return Err(invalid("unknown format or schema version"));
     }
     let mut checked = Checked {
@@ -160,10 +223,19 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
     };
     for line in lines {
         let line = line.map_err(|e| invalid(&e.to_string()))?;
-        match serde_json::from_str(&line).map_err(|_| invalid("a line is not an entry"))? {
-            Line::End { end } if end == checked.count as u64 => return Ok(checked),
-            Line::End { .. } => return Err(invalid("the entry count does not match (truncated?)")),
-            Line::Entry { tree, key, value } => checked.add(&tree, &key, &value)?,
+        match serde_json::from_str(&line).map_err(|_| invalid("a line is not JSON"))? {
+            LineIn::End { end } if end.0 == Some(checked.count as u64) => return Ok(checked),
+            LineIn::End { .. } => {
+                return Err(invalid("the entry count does not match (truncated?)"))
+            }
+            LineIn::Entry {
+                tree: Lenient(Some(tree)),
+                key,
+                value,
+            } => checked.add(&tree, key.0, value.0)?,
+            LineIn::Entry { .. } | LineIn::Array(_) | LineIn::Other(_) => {
+                return Err(invalid("an entry has no tree"))
+            }
         }
     }
     Err(invalid("it ends early (truncated?)"))
@@ -171,14 +243,15 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
 
 impl Checked {
     /// Decodes one entry, checks it, and queues it for its tree.
-    fn add(&mut self, tree: &str, key: &str, value: &str) -> Result<()> {
+    fn add(&mut self, tree: &str, key: Option<String>, value: Option<String>) -> Result<()> {
         let (name, batch) = self
             .batches
             .iter_mut()
             .find(|(name, _)| **name == tree)
             .ok_or_else(|| invalid("an unknown tree"))?;
-        let decode = |text: &str| {
-            crypto::b64_decode(text.as_bytes()).ok_or_else(|| invalid("an entry is not base64"))
+        let decode = |text: Option<String>| {
+            text.and_then(|t| crypto::b64_decode(t.as_bytes()))
+                .ok_or_else(|| invalid("an entry is not base64"))
         };
         let (key, value) = (decode(key)?, decode(value)?);
         let id = check_entry(name, &key, &value)?;
@@ -221,17 +294,27 @@ fn check_entry(tree: &str, key: &[u8], value: &[u8]) -> Result<u64> {
             sized(JTI_LEN)?;
             decode_expiry(value).map(|_| 0)
         }
-        "fresh" if value.len() == 17 => {
+        "fresh" => {
             sized(JTI_LEN)?;
+            if value.len() != 17 {
+                return Err(invalid("a fresh-token record has the wrong size"));
+            }
             decode_expiry(&value[..9]).map(|_| 0)
         }
-        "fresh" => Err(invalid("a fresh-token record has the wrong size")),
-        "user_keys" if key.len() == 16 && value.len() == 32 => Ok(0),
-        "user_keys" => Err(invalid("a key index entry has the wrong size")),
-        "usernames" | "emails" if value.len() == 8 => Ok(0),
-        "usernames" | "emails" => Err(invalid("an index entry has the wrong size")),
-        "meta" if exported_meta(key) && value.len() == 8 => Ok(0),
-        _ => Err(invalid("an unexpected meta entry")),
+        "user_keys" => {
+            sized(16)?;
+            if value.len() != 32 {
+                return Err(invalid("a key index entry has the wrong size"));
+            }
+            Ok(0)
+        }
+        "usernames" | "emails" if value.len() != 8 => {
+            Err(invalid("an index entry has the wrong size"))
+        }
+        "meta" if !exported_meta(key) || value.len() != 8 => {
+            Err(invalid("an unexpected meta entry"))
+        }
+        _ => Ok(0),
     }
 }
 
@@ -278,6 +361,83 @@ mod tests {
         assert!(into.store.new_id().unwrap() > alice.id.get());
         // Not twice: the store is no longer empty.
         assert!(into.store.restore(text.as_bytes()).is_err());
+    }
+
+    /// What reading `lines` (a whole file) fails with, or "ok".
+    fn outcome(lines: &[&str]) -> String {
+        let text = lines.join("\n");
+        match read_backup(text.as_bytes()) {
+            Ok(_) => "ok".into(),
+            Err(e) => e.to_string().replace("the backup is not valid: ", ""),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_file_format_is_as_it_always_was() {
+        let t = TempStore::new();
+        t.store.revoke(&[1; 16], 1 << 40).await.unwrap();
+        let mut file = Vec::new();
+        assert_eq!(t.store.export(&mut file).unwrap(), 1);
+        let text = String::from_utf8(file).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], r#"{"latch_backup":1,"schema":1}"#);
+        assert!(lines[1].starts_with(r#"{"key":""#), "{}", lines[1]);
+        assert!(
+            lines[1].contains(r#","tree":"revoked","value":""#),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(lines[2], r#"{"end":1}"#);
+    }
+
+    #[test]
+    fn odd_lines_are_read_as_they_always_were() {
+        let head = r#"{"latch_backup":1,"schema":1}"#;
+        let entry = format!(
+            r#"{{"tree":"revoked","key":"{}","value":"{}","note":1}}"#,
+            crypto::b64_encode(&[1; 16]),
+            crypto::b64_encode(&super::super::records::encode_expiry(9))
+        );
+        // Fields latch does not know are ignored, in every line.
+        let extra_head = r#"{"latch_backup":1,"schema":1,"x":2}"#;
+        assert_eq!(outcome(&[extra_head, &entry, r#"{"end":1,"x":2}"#]), "ok");
+        for (lines, why) in [
+            (
+                vec![r#"{"latch_backup":1}"#],
+                "unknown format or schema version",
+            ),
+            (
+                vec![r#"{"latch_backup":"1","schema":1}"#],
+                "unknown format or schema version",
+            ),
+            (vec!["[1]"], "unknown format or schema version"),
+            (vec!["{"], "no header"),
+            (vec![head, "nope"], "a line is not JSON"),
+            (vec![head, "", r#"{"end":0}"#], "a line is not JSON"),
+            (vec![head, r#"{"key":"AA=="}"#], "an entry has no tree"),
+            (vec![head, r#"{"tree":5}"#], "an entry has no tree"),
+            (
+                vec![head, r#"["revoked","AA==","AA=="]"#],
+                "an entry has no tree",
+            ),
+            (vec![head, "[0]"], "an entry has no tree"),
+            (vec![head, r#"{"tree":"bans"}"#], "an unknown tree"),
+            (
+                vec![head, r#"{"tree":"revoked","key":null}"#],
+                "an entry is not base64",
+            ),
+            (
+                vec![head, r#"{"end":"0"}"#],
+                "the entry count does not match (truncated?)",
+            ),
+            (
+                vec![head, r#"{"end":-1}"#],
+                "the entry count does not match (truncated?)",
+            ),
+            (vec![head, &entry], "it ends early (truncated?)"),
+        ] {
+            assert_eq!(outcome(&lines), why, "{lines:?}");
+        }
     }
 
     #[test]
