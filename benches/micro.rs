@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the verify path's pure parts: token sign and
-//! verify, credential parsing. `cargo bench --bench micro`.
+//! verify, credential parsing, an access decision over 100 rules.
+//! `cargo bench --bench micro`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use latch::crypto::{self, SigningKey};
@@ -69,5 +70,41 @@ fn credentials(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tokens, credentials);
+/// A decision over `bench/rules100.toml` (the README's policy after 95
+/// other rules): the last rule decides, after every domain and 19 regexes.
+fn access(c: &mut Criterion) {
+    let config = latch::Config::from_toml(include_str!("../bench/rules100.toml")).unwrap();
+    let rules = &config.access;
+    assert_eq!(rules.rules().len(), 100);
+    let groups = vec!["users".to_owned()];
+    let bob = latch::access::Subject {
+        username: "bob",
+        groups: &groups,
+    };
+    let asked = |path| latch::access::Request {
+        host: "app.example.test",
+        path,
+        method: "GET",
+        client: Some("203.0.113.7".parse().unwrap()),
+    };
+    let plain = asked("/dashboard?tab=1");
+    assert_eq!(rules.decide(&plain, Some(&bob)).rule, Some(99));
+    c.bench_function("access decision, 100 rules, rule 100 decides", |b| {
+        b.iter(|| rules.decide(black_box(&plain), Some(&bob)))
+    });
+    let other = latch::access::Request {
+        host: "svc37.example.test",
+        ..asked("/api/v37/x")
+    };
+    c.bench_function("access decision, 100 rules, rule 37 decides", |b| {
+        b.iter(|| rules.decide(black_box(&other), Some(&bob)))
+    });
+    let encoded = asked("/x/..%2F%61dmin/./y");
+    assert_eq!(rules.decide(&encoded, Some(&bob)).rule, Some(97));
+    c.bench_function("access decision, 100 rules, encoded path", |b| {
+        b.iter(|| rules.decide(black_box(&encoded), Some(&bob)))
+    });
+}
+
+criterion_group!(benches, tokens, credentials, access);
 criterion_main!(benches);

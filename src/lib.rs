@@ -10,6 +10,8 @@
 //! - [`admin`]: the Unix socket `latch user` talks to while a server runs.
 //! - [`service`]: every flow of the domain, over the store (private).
 //! - [`config`]: raw TOML and environment, validated into [`Config`].
+//! - [`access`]: the access rules, and the one place that decides
+//!   "may they in?" for forward auth.
 //! - [`model`]: the domain's types and id newtypes.
 //! - [`token`], [`credentials`], [`redirect`]: pure codecs and rules (JWTs,
 //!   credential parsing, where `rd` may go).
@@ -21,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod audit;
 pub mod cli;
@@ -41,7 +44,7 @@ pub mod token;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::net::TcpListener;
 
@@ -58,6 +61,9 @@ pub struct App {
     pub service: Service,
     /// The login and logout forms' tokens.
     pub forms: http::csrf::Forms,
+    /// The access rules in force: the configuration's, until a reload
+    /// replaces them.
+    access: RwLock<Arc<access::AccessControl>>,
     /// The admin socket, bound by [`App::open`] so it exists before the
     /// server says it is listening; [`run`] takes it.
     admin: Mutex<Option<std::os::unix::net::UnixListener>>,
@@ -91,6 +97,7 @@ impl App {
             .transpose()?;
         let admin = admin::server::bind(&config.data_dir)?;
         Ok(App {
+            access: RwLock::new(config.access.clone()),
             config,
             service,
             forms,
@@ -99,6 +106,47 @@ impl App {
             ops_addr,
             warned: Mutex::default(),
         })
+    }
+
+    /// The access rules in force.
+    pub fn access(&self) -> Arc<access::AccessControl> {
+        self.access
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `rules` in force for every request from now on (a reload).
+    pub fn replace_access(&self, rules: access::AccessControl) {
+        *self.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+    }
+
+    /// Reads `file` again and puts its access rules in force, if they
+    /// compile and the test file they name passes (users looked up in
+    /// this server's store). Nothing else is reloaded. On any failure the
+    /// rules in force stay and the error says why.
+    pub fn reload_access(&self, file: &config::ConfigFile) -> Result<usize> {
+        let rules = (*Config::load_from(file)?.access).clone();
+        if let Some(path) = &rules.tests {
+            let cases = access::cases::load(path)?;
+            let report =
+                access::cases::run(&rules, &cases, |name| match self.service.user_named(name) {
+                    Ok(user) => Ok(Some(user.groups)),
+                    Err(e) if e.kind() == error::Kind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                })?;
+            if let Some(first) = report.failures.first() {
+                return Err(Error::config(format_args!(
+                    "{} of {} access tests in {} fail, the first: {first}",
+                    report.failures.len(),
+                    cases.len(),
+                    path.display()
+                )));
+            }
+        }
+        let count = rules.rules().len();
+        self.replace_access(rules);
+        Ok(count)
     }
 
     /// Where the operations listener listens (port 0 resolved), if it does.

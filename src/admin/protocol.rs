@@ -29,6 +29,11 @@ pub enum Request {
     },
     /// List users.
     List,
+    /// The users of these names that exist.
+    Show {
+        /// Usernames.
+        usernames: Vec<String>,
+    },
     /// Set a user's password.
     Passwd {
         /// Username.
@@ -139,6 +144,7 @@ impl Request {
         match self {
             Request::Add { username, .. } => ("add", Target::User(username)),
             Request::List => ("list", Target::None),
+            Request::Show { .. } => ("show", Target::None),
             Request::Passwd { username, .. } => ("passwd", Target::User(username)),
             Request::Del { username } => ("del", Target::User(username)),
             Request::Groups { username, .. } => ("groups", Target::User(username)),
@@ -174,6 +180,7 @@ pub async fn execute(service: &Service, request: Request) -> Reply {
             password,
         } => add(service, &username, email.as_deref(), groups, &password).await,
         Request::List => list(service),
+        Request::Show { usernames } => show(service, &usernames),
         Request::Passwd { username, password } => passwd(service, &username, &password).await,
         Request::Del { username } => del(service, &username).await,
         Request::Groups { username, groups } => set_groups(service, &username, groups).await,
@@ -223,14 +230,32 @@ fn list(service: &Service) -> Outcome {
         .users()
         .map_err(describe)?
         .into_iter()
-        .map(|u| UserInfo {
+        .map(UserInfo::from)
+        .collect();
+    Ok(Reply::Users { users })
+}
+
+fn show(service: &Service, usernames: &[String]) -> Outcome {
+    let mut users = Vec::new();
+    for name in usernames {
+        match service.user_named(name) {
+            Ok(user) => users.push(UserInfo::from(user)),
+            Err(e) if e.kind() == Kind::NotFound => {}
+            Err(e) => return Err(describe(e)),
+        }
+    }
+    Ok(Reply::Users { users })
+}
+
+impl From<User> for UserInfo {
+    fn from(u: User) -> UserInfo {
+        UserInfo {
             id: u.id,
             username: u.username,
             email: u.email,
             groups: u.groups,
-        })
-        .collect();
-    Ok(Reply::Users { users })
+        }
+    }
 }
 
 async fn passwd(service: &Service, username: &str, password: &str) -> Outcome {

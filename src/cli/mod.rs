@@ -3,12 +3,14 @@
 //!
 //! - `mod.rs`: parsing, `serve`, `keygen`, `check-config`, printing;
 //! - `user.rs`: `latch user ...`, over the admin socket or offline;
-//! - `backup.rs`: `latch backup` and `latch restore`.
+//! - `backup.rs`: `latch backup` and `latch restore`;
+//! - `access.rs`: `latch access check` and `latch access test`.
 //!
 //! The CLI owns arguments, prompts and what is printed; it carries out no
 //! flow itself (the admin protocol and the service do) and decides on
 //! errors by their [`crate::error::Kind`], never by their text.
 
+mod access;
 mod backup;
 mod user;
 
@@ -66,6 +68,14 @@ enum Command {
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Ask the access rules: which decision a request gets, and why
+    Access {
+        /// Config file (same lookup as `serve`)
+        #[arg(long, short, value_name = "PATH", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: AccessCommand,
+    },
     /// Manage users (works whether or not a server runs on the same data)
     User {
         /// Config file (same lookup as `serve`)
@@ -73,6 +83,33 @@ enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccessCommand {
+    /// Print the decision for one request and the rule that made it
+    Check {
+        /// The signed-in user (none: a visitor not signed in)
+        #[arg(long, value_name = "NAME")]
+        user: Option<String>,
+        /// The user's groups, repeatable (default: the user's groups in the database)
+        #[arg(long = "group", value_name = "G", requires = "user")]
+        groups: Vec<String>,
+        /// The absolute URL asked for
+        #[arg(long)]
+        url: String,
+        /// The method
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The client's address (without it, no `networks` rule matches)
+        #[arg(long, value_name = "IP")]
+        from: Option<String>,
+    },
+    /// Run a policy test file: every case must get its expected decision
+    Test {
+        /// The TOML file of [[case]] tables
+        file: PathBuf,
     },
 }
 
@@ -157,10 +194,30 @@ pub fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve { config } => serve(load(config)),
+        Command::Serve { config } => serve(ConfigFile::locate(config.as_deref())),
         Command::Keygen => keygen(),
         Command::CheckConfig { config } => check_config(ConfigFile::locate(config.as_deref())),
         Command::User { config, command } => user::run(load(config), command),
+        Command::Access { config, command } => match command {
+            AccessCommand::Check {
+                user,
+                groups,
+                url,
+                method,
+                from,
+            } => access::check(
+                load(config),
+                crate::access::cases::Case {
+                    user,
+                    groups: (!groups.is_empty()).then_some(groups),
+                    url,
+                    method: Some(method),
+                    from,
+                    expect: String::new(),
+                },
+            ),
+            AccessCommand::Test { file } => access::test(load(config), &file),
+        },
         Command::Backup {
             file,
             force,
@@ -182,8 +239,8 @@ fn load(flag: Option<PathBuf>) -> Result<Config> {
     Config::load_from(&ConfigFile::locate(flag.as_deref()))
 }
 
-fn serve(config: Result<Config>) -> Result<()> {
-    let config = config?;
+fn serve(file: ConfigFile) -> Result<()> {
+    let config = Config::load_from(&file)?;
     let logs = tracing_subscriber::fmt()
         .with_max_level(config.log_level)
         .with_writer(std::io::stderr)
@@ -216,10 +273,40 @@ fn serve(config: Result<Config>) -> Result<()> {
             shutdown.await;
             crate::notify::notify("STOPPING=1");
         };
-        crate::run(listener, std::sync::Arc::new(app), shutdown).await?;
+        let app = std::sync::Arc::new(app);
+        reload_on_hangup(app.clone(), file)?;
+        crate::run(listener, app, shutdown).await?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// On each SIGHUP, reloads the access rules from `file` (nothing else):
+/// the new rules serve every request from then on, open connections
+/// stay; a file that fails (a bad rule, a failing test file) keeps the
+/// rules in force and says why.
+fn reload_on_hangup(app: std::sync::Arc<App>, file: ConfigFile) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup()).map_err(Error::internal)?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            let app = app.clone();
+            let file = file.clone();
+            let outcome = tokio::task::spawn_blocking(move || app.reload_access(&file)).await;
+            match outcome {
+                Ok(Ok(n)) => tracing::info!(
+                    rules = n,
+                    "reloaded: the access rules from the file are in force (other keys need \
+                     a restart)"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!("reload refused, the access rules in force stay: {e}")
+                }
+                Err(e) => tracing::error!("reload failed: {e}"),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -275,5 +362,8 @@ fn check_config(file: ConfigFile) -> Result<()> {
             path.display()
         ))?;
     }
-    Ok(())
+    match &config.access.tests {
+        Some(tests) => print(format_args!("# {}", access::run_file(&config, tests)?)),
+        None => Ok(()),
+    }
 }

@@ -54,11 +54,7 @@ pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
             },
         },
     };
-    let reply = match admin::client::call(&config.data_dir, &request)? {
-        Some(reply) => reply,
-        None => offline(&config, request)?,
-    };
-    match reply {
+    match call(&config, request)? {
         Reply::Done { message } => print(message),
         Reply::Users { users } => print_users(&users),
         Reply::Keys { keys } => print_keys(&keys),
@@ -66,8 +62,17 @@ pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
     }
 }
 
+/// Sends `request` to the running server, or, when none answers, runs it
+/// on the database directly.
+pub(super) fn call(config: &Config, request: Request) -> Result<Reply> {
+    match admin::client::call(&config.data_dir, &request)? {
+        Some(reply) => Ok(reply),
+        None => offline(config, request),
+    }
+}
+
 /// Runs a user command on the database directly (no server is running).
-fn offline(config: &Config, request: Request) -> Result<Reply> {
+pub(super) fn offline(config: &Config, request: Request) -> Result<Reply> {
     let database = Database::open(&config.data_dir).map_err(|e| match e.kind() {
         Kind::Locked => Error::config(format_args!(
             "{e}, but nothing answers on {}",

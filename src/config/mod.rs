@@ -11,6 +11,7 @@
 //! - `warnings.rs`: the traps the README names, found in a configuration;
 //! - [`net`]: addresses, networks and URL hosts, parsed in one place.
 
+mod access;
 pub mod keyfile;
 pub mod net;
 mod raw;
@@ -185,6 +186,9 @@ pub struct Config {
     pub api: Api,
     /// The operations listener.
     pub ops: Ops,
+    /// `[access_control]`: the rules as configured at start (the server
+    /// holds the live ones, which a reload may replace).
+    pub access: std::sync::Arc<crate::access::AccessControl>,
 }
 
 /// Brute-force regulation; a zero disables the part it governs.
@@ -295,10 +299,19 @@ impl Config {
                 .with_list_parse_key("previous_key_files")
                 .source(Some(env)),
         );
-        let raw: Raw = builder
+        let mut raw: Raw = builder
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(config_error)?;
+        // A relative test file sits beside the configuration that names it.
+        if let (Some(dir), Some(tests)) = (
+            path.and_then(Path::parent),
+            raw.access_control.tests.as_mut(),
+        ) {
+            if tests.is_relative() {
+                *tests = dir.join(&*tests);
+            }
+        }
         Self::from_raw(raw)
     }
 

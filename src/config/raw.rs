@@ -36,6 +36,8 @@ pub(super) struct Raw {
     pub api: RawApi,
     #[serde(default)]
     pub ops: RawOps,
+    #[serde(default)]
+    pub access_control: RawAccessControl,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +90,44 @@ pub(super) struct RawApi {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOps {
     pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessControl {
+    pub default_policy: Option<String>,
+    pub rules: Option<Vec<RawRule>>,
+    pub tests: Option<PathBuf>,
+}
+
+/// One `[[access_control.rules]]` entry. `domain` and `subject` take a
+/// string or a list, as Authelia's do.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub domain: Option<OneOrMany>,
+    pub resources: Option<OneOrMany>,
+    pub methods: Option<OneOrMany>,
+    pub networks: Option<OneOrMany>,
+    pub subject: Option<OneOrMany>,
+    pub policy: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 /// A duration as written: whole seconds, or a string such as `"90s"`,

@@ -19,10 +19,29 @@ impl fmt::Display for Config {
         writeln!(f, "reauth_window = {}", self.api.reauth_window.as_secs())?;
         writeln!(f, "\n[ops]")?;
         match self.ops.listen {
-            Some(addr) => write!(f, "listen = \"{addr}\""),
-            None => write!(f, "listen = \"\""),
+            Some(addr) => writeln!(f, "listen = \"{addr}\"")?,
+            None => writeln!(f, "listen = \"\"")?,
+        }
+        access_control(self, f)
+    }
+}
+
+/// The default policy and every rule, numbered as `latch access` and the
+/// logs number them.
+fn access_control(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let ac = &c.access;
+    writeln!(f, "\n[access_control]")?;
+    write!(f, "default_policy = \"{}\"", ac.default_policy)?;
+    if let Some(tests) = &ac.tests {
+        write!(f, "\ntests = {}", quoted(tests.display()))?;
+    }
+    for (i, rule) in ac.rules().iter().enumerate() {
+        write!(f, "\n\n# rule {}\n[[access_control.rules]]", i + 1)?;
+        for (key, value) in rule.fields() {
+            write!(f, "\n{key} = {value}")?;
         }
     }
+    Ok(())
 }
 
 /// A TOML string.

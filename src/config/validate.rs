@@ -39,7 +39,9 @@ impl Config {
         let regulation = regulation(raw.regulation)?;
         let api = api(raw.api)?;
         let ops = ops(raw.ops)?;
+        let access = super::access::access_control(raw.access_control)?;
         Ok(Config {
+            access: std::sync::Arc::new(access),
             listen,
             key,
             previous_keys,

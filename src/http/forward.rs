@@ -26,6 +26,7 @@ use hyper::{Method, Response, StatusCode};
 use super::extract::{self, Surface};
 use super::request;
 use super::response::{self, Body};
+use crate::access::{cases, AccessControl, Decision, Request, Subject, Verdict};
 use crate::credentials;
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::model::Profile;
@@ -102,6 +103,19 @@ pub async fn check(
     // Before any credential: a query the proxy passed that cannot be read
     // might have held a group requirement, so nobody gets in.
     let required = required_groups(parts)?;
+    let rules = app.access();
+    // Only with rules is the request read: without, every request gets
+    // the default policy.
+    let asked = (!rules.is_uniform()).then(|| Asked::read(app, parts, peer, flavor));
+    let first = match &asked {
+        Some(asked) => asked.decide(&rules, None),
+        None => rules.decide(&UNIFORM, None),
+    };
+    match first.verdict {
+        Verdict::Bypass => return Ok(bypassed()),
+        Verdict::Deny => return denied(app, parts, peer, flavor, first, None),
+        Verdict::OneFactor | Verdict::SignIn => {}
+    }
     let outcome = match extract::required(parts, Surface::forward(&app.config)) {
         Ok(presented) => app.service.authenticate(&presented).await,
         Err(e) => Err(e),
@@ -121,6 +135,19 @@ pub async fn check(
         }
         Err(e) => return Err(e),
     };
+    if let (Verdict::SignIn, Some(asked)) = (first.verdict, &asked) {
+        // Now that it is known who asks, the subjects can decide.
+        let subject = Subject {
+            username: &who.username,
+            groups: &user.groups,
+        };
+        let second = asked.decide(&rules, Some(&subject));
+        match second.verdict {
+            Verdict::Bypass => return Ok(bypassed()),
+            Verdict::Deny => return denied(app, parts, peer, flavor, second, Some(&who)),
+            Verdict::OneFactor | Verdict::SignIn => {}
+        }
+    }
     if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
         tracing::info!(
             user_id = who.user_id.get(),
@@ -129,6 +156,134 @@ pub async fn check(
         return not_in_group(app, parts, peer, flavor);
     }
     allowed(&user)
+}
+
+/// What the rules see when they need not look: without rules, every
+/// request gets the default policy.
+const UNIFORM: Request<'static> = Request {
+    host: "",
+    path: "/",
+    method: "GET",
+    client: None,
+};
+
+/// The request the proxy asks about, as the rules see it: borrowed from
+/// the headers, nothing allocated.
+struct Asked<'a> {
+    /// Host, path and query, method, when a trusted proxy said.
+    original: Option<(&'a str, &'a str, &'a str)>,
+    /// The client's address (the peer, or what a trusted proxy reports).
+    client: std::net::IpAddr,
+}
+
+impl<'a> Asked<'a> {
+    fn read(app: &App, parts: &'a Parts, peer: SocketAddr, flavor: Flavor) -> Asked<'a> {
+        let trusts = |ip| app.config.forward_auth.trusts(ip);
+        Asked {
+            original: trusts(peer.ip())
+                .then(|| forwarded(parts, flavor))
+                .flatten(),
+            client: request::client_address(&parts.headers, peer.ip(), trusts),
+        }
+    }
+
+    /// The decision for `who`. A request whose URL the proxy did not give
+    /// (or an untrusted peer) cannot be matched against rules: denied.
+    fn decide(&self, rules: &AccessControl, who: Option<&Subject<'_>>) -> Decision {
+        let Some((host, path, method)) = self.original else {
+            return Decision {
+                verdict: Verdict::Deny,
+                rule: None,
+            };
+        };
+        let request = Request {
+            host,
+            path,
+            method,
+            client: Some(self.client),
+        };
+        rules.decide(&request, who)
+    }
+}
+
+/// Host, path and method from `flavor`'s proxy headers, read as
+/// [`Original`] reads them: http(s) only, printable ASCII, and a host that
+/// is a host (letters, digits, `.-:[]`), else `None`.
+fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, &str)> {
+    let get = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let printable = |text: &str| text.bytes().all(|b| b.is_ascii_graphic());
+    let (host, path, method) = match flavor {
+        Flavor::Nginx => {
+            let url = get("x-original-url").filter(|u| printable(u))?;
+            let (host, path) = cases::split_url(url)?;
+            (host, path, get("x-original-method"))
+        }
+        Flavor::Redirecting => {
+            get("x-forwarded-proto").filter(|p| matches!(*p, "http" | "https"))?;
+            let host = get("x-forwarded-host")?;
+            let path = get("x-forwarded-uri").unwrap_or("/");
+            if !printable(path) || !path.starts_with('/') {
+                return None;
+            }
+            (host, path, get("x-forwarded-method"))
+        }
+    };
+    let is_host =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
+    if !host.bytes().all(is_host) {
+        return None;
+    }
+    Some((host, path, method.unwrap_or(parts.method.as_str())))
+}
+
+/// 200 without `Remote-*`: a bypass rule lets anyone in, signed in or
+/// not, and names nobody.
+fn bypassed() -> Response<Body> {
+    let mut res = response::empty(StatusCode::OK);
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// 403 by an access rule (or the default policy): a page for browsers,
+/// JSON for scripts.
+fn denied(
+    app: &App,
+    parts: &Parts,
+    peer: SocketAddr,
+    flavor: Flavor,
+    decision: Decision,
+    who: Option<&crate::model::Identity>,
+) -> Result<Response<Body>> {
+    let rule = decision.rule.map(|i| i + 1);
+    match (rule, who) {
+        (Some(rule), Some(who)) => tracing::info!(
+            rule,
+            user_id = who.user_id.get(),
+            "forward auth: denied by an access rule"
+        ),
+        (Some(rule), None) => tracing::info!(rule, "forward auth: denied by an access rule"),
+        (None, _) => tracing::info!(
+            "forward auth: denied by the default policy (or the proxy did not say which URL)"
+        ),
+    }
+    let e = Error::new(Kind::Forbidden("access to this address is denied"));
+    if !request::is_browser(parts) {
+        return Err(e);
+    }
+    let original = original(app, parts, peer, flavor);
+    Ok(super::pages::error_page_back_to(
+        app,
+        &e,
+        original.url.as_deref(),
+    ))
 }
 
 /// 403: signed in, but in none of the required groups. A browser gets a

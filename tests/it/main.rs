@@ -1,6 +1,7 @@
 //! Integration tests: the real `latch` binary (or the library's `run`)
 //! driven over HTTP on port 0.
 
+mod access;
 mod accounts;
 mod audience;
 mod audit;

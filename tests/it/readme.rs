@@ -130,6 +130,7 @@ fn the_example_config_documents_every_key() {
             "regulation",
             "api",
             "ops",
+            "access_control",
         ]
         .contains(&key.as_str())
         {
@@ -138,8 +139,9 @@ fn the_example_config_documents_every_key() {
                 "config/latch.toml has no [{key}]"
             );
             for sub in accepted_keys(Some(key)) {
+                let array = format!("[[{key}.{sub}]]");
                 assert!(
-                    documents(&text, &sub),
+                    documents(&text, &sub) || text.contains(&array),
                     "config/latch.toml does not document [{key}] {sub}"
                 );
                 checked += 1;
@@ -152,7 +154,15 @@ fn the_example_config_documents_every_key() {
             checked += 1;
         }
     }
-    assert!(checked >= 15, "{checked}");
+    // And each field of an access rule.
+    for field in accepted_keys(Some("[access_control.rules]")) {
+        assert!(
+            documents(&text, &field),
+            "config/latch.toml does not document an access rule's {field}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 24, "{checked}");
 }
 
 #[test]

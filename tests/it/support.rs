@@ -211,6 +211,16 @@ impl Server {
         }
     }
 
+    /// Sends SIGHUP (reload the access rules).
+    pub fn hangup(&self) {
+        let child = self.child.as_ref().expect("server stopped");
+        let status = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(mut self) -> ExitStatus {
         self.terminate()

@@ -1,0 +1,183 @@
+//! The spellings of one request path that a rule is tried against.
+//!
+//! Proxies and apps read a path differently: one decodes `%2F`, one
+//! merges `//`, one resolves `/../`, a Java app drops `;jsessionid=...`,
+//! a Windows one reads `\` as `/`. A rule must hold for all of them, so
+//! the path is tried as sent and in each normal form, and the strictest
+//! answer stands.
+//!
+//! It owns path normalisation; it knows nothing of rules.
+
+/// Calls `f` with each distinct spelling of `path_and_query` (the query,
+/// if any, stays as sent and is appended to each), the path as sent first.
+/// `f` returns whether to go on. Only a path with something to normalise
+/// allocates.
+pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) -> bool) {
+    if !f(path_and_query) || !needs_normalising(path_and_query) {
+        return;
+    }
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path_and_query, None),
+    };
+    let once = percent_decode(path.as_bytes());
+    let fully = decode_fully(once.clone());
+    let mut seen: Vec<String> = vec![path_and_query.to_owned()];
+    for decoded in [once, fully] {
+        let decoded = decoded.replace('\\', "/");
+        let resolved = resolve(&decoded);
+        let without_params = resolve(&strip_params(&decoded));
+        for spelling in [resolved, without_params] {
+            let mut spelling = spelling;
+            if let Some(q) = query {
+                spelling.push('?');
+                spelling.push_str(q);
+            }
+            if !seen.contains(&spelling) {
+                if !f(&spelling) {
+                    return;
+                }
+                seen.push(spelling);
+            }
+        }
+    }
+}
+
+/// Whether the path (before any `?`) holds something a reader might
+/// normalise away.
+fn needs_normalising(path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    path.contains(['%', '\\', ';']) || path.contains("//") || path.contains("/.")
+}
+
+/// Decodes every `%XX`; a `%` not followed by two hex digits stays as is.
+/// Bytes that are not UTF-8 become U+FFFD.
+fn percent_decode(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                let value = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                out.push(u8::try_from(value).unwrap_or(b'%'));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Decodes until nothing changes (a server that decodes twice reads
+/// `%252F` as `/`), at most a few rounds.
+fn decode_fully(mut text: String) -> String {
+    for _ in 0..4 {
+        if !text.contains('%') {
+            break;
+        }
+        let next = percent_decode(text.as_bytes());
+        if next == text {
+            break;
+        }
+        text = next;
+    }
+    text
+}
+
+/// Empty and `.` segments dropped, `..` removing the segment before it
+/// (never above the root). A trailing slash is kept.
+fn resolve(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut trailing = false;
+    for segment in path.split('/') {
+        trailing = false;
+        match segment {
+            "" => trailing = true,
+            "." => trailing = true,
+            ".." => {
+                segments.pop();
+                trailing = true;
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing || out.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
+/// Each segment without its `;params` (`/a;x=1/b` is `/a/b`).
+fn strip_params(path: &str) -> String {
+    let stripped: Vec<&str> = path
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or(""))
+        .collect();
+    stripped.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spellings(path: &str) -> Vec<String> {
+        let mut all = Vec::new();
+        for_each_spelling(path, |s| {
+            all.push(s.to_owned());
+            true
+        });
+        all
+    }
+
+    #[test]
+    fn a_plain_path_has_one_spelling() {
+        assert_eq!(spellings("/app/x?y=1"), ["/app/x?y=1"]);
+        assert_eq!(spellings("/"), ["/"]);
+    }
+
+    #[test]
+    fn encodings_and_dot_segments_are_resolved() {
+        let cases = [
+            ("/%61dmin/x", "/admin/x"),
+            ("/admin%2Fx", "/admin/x"),
+            ("//admin//x", "/admin/x"),
+            ("/./admin/./x", "/admin/x"),
+            ("/public/../admin/x", "/admin/x"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/../../admin", "/admin"),
+            ("/admin\\x", "/admin/x"),
+            ("/x/..;/admin/y", "/admin/y"),
+            ("/admin;jsessionid=1/x", "/admin/x"),
+            ("/%252e%252e/admin", "/admin"),
+            ("/admin/", "/admin/"),
+            ("/admin/.", "/admin/"),
+        ];
+        for (sent, wanted) in cases {
+            let all = spellings(sent);
+            assert_eq!(all[0], sent);
+            assert!(all.iter().any(|s| s == wanted), "{sent}: {all:?}");
+        }
+    }
+
+    #[test]
+    fn the_query_is_kept_as_sent() {
+        let all = spellings("/a/../b?x=%2F..");
+        assert!(all.contains(&"/b?x=%2F..".to_owned()), "{all:?}");
+    }
+
+    #[test]
+    fn broken_escapes_and_bytes_do_not_panic() {
+        for sent in ["/%", "/%zz", "/%ff%fe", "/%c3", "/;;;", "/..", "/\\\\"] {
+            assert!(!spellings(sent).is_empty());
+        }
+    }
+}

@@ -1,0 +1,466 @@
+//! Access rules through forward auth (in-process), their reload (the
+//! library's, then SIGHUP to the real binary) and `latch access` (the
+//! binary).
+
+use crate::forward::{session, FA_CONFIG};
+use crate::support::*;
+use serde_json::json;
+
+const BROWSER: (&str, &str) = ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+
+/// The README's policy example, on example.test.
+const RULES: &str = r#"
+[access_control]
+default_policy = "deny"
+
+[[access_control.rules]]
+domain = "public.example.test"
+policy = "bypass"
+
+[[access_control.rules]]
+domain = "app.example.test"
+resources = ["^/health$"]
+policy = "bypass"
+
+[[access_control.rules]]
+domain = "app.example.test"
+resources = ["^/admin(/.*)?$"]
+subject = "group:admins"
+policy = "one_factor"
+
+[[access_control.rules]]
+domain = "app.example.test"
+resources = ["^/admin(/.*)?$"]
+policy = "deny"
+
+[[access_control.rules]]
+domain = "app.example.test"
+networks = ["192.168.1.0/24"]
+methods = ["GET"]
+policy = "bypass"
+
+[[access_control.rules]]
+domain = ["app.example.test", "*.media.example.test"]
+policy = "one_factor"
+"#;
+
+fn start(extra: &str) -> (TempDir, InProcess, String, String) {
+    let dir = TempDir::new("access");
+    let server = InProcess::new(&dir, &format!("{FA_CONFIG}{extra}"));
+    let c = server.client();
+    c.register("alice", "alice-password");
+    server.set_groups("alice", &["admins"]);
+    c.post_json(
+        "/api/users",
+        &json!({"username": "bob", "password": "bob-password"}),
+        &[],
+    );
+    let alice = session(&c, "alice", "alice-password");
+    let bob = session(&c, "bob", "bob-password");
+    (dir, server, alice, bob)
+}
+
+/// What Traefik sends for METHOD https://HOST URI from 203.0.113.7.
+fn asked<'a>(method: &'a str, host: &'a str, uri: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("X-Forwarded-Method", method),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", host),
+        ("X-Forwarded-Uri", uri),
+        ("X-Forwarded-For", "203.0.113.7"),
+    ]
+}
+
+fn auth(c: &Client, headers: Vec<(&str, &str)>, extra: &[(&str, &str)]) -> Response {
+    let mut all = headers;
+    all.extend_from_slice(extra);
+    c.get("/auth", &all)
+}
+
+#[test]
+fn the_rules_decide_forward_auth() {
+    let (_dir, server, alice, bob) = start(RULES);
+    let c = server.client();
+    let as_alice = [("Cookie", alice.as_str())];
+    let as_bob = [("Cookie", bob.as_str())];
+
+    // bypass: 200 without Remote-*, signed in or not.
+    for who in [&[][..], &as_alice] {
+        let res = auth(&c, asked("GET", "public.example.test", "/x"), who);
+        assert_eq!(res.status, 200, "{}", res.text());
+        assert_eq!(res.header("remote-user"), None);
+        let res = auth(&c, asked("POST", "app.example.test", "/health"), who);
+        assert_eq!(res.status, 200);
+        assert_eq!(res.header("remote-user"), None);
+    }
+    // one_factor: a visitor is sent to sign in; a user gets in.
+    let res = auth(&c, asked("GET", "app.example.test", "/"), &[BROWSER]);
+    assert_eq!(res.status, 302);
+    let res = auth(&c, asked("GET", "app.example.test", "/"), &[]);
+    assert_eq!(res.status, 401);
+    let res = auth(&c, asked("GET", "tv.media.example.test", "/"), &as_bob);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("remote-user"), Some("bob"));
+    // A subject rule: a visitor must sign in first; then the group decides.
+    let res = auth(&c, asked("GET", "app.example.test", "/admin/x"), &[BROWSER]);
+    assert_eq!(res.status, 302);
+    assert!(res
+        .header("location")
+        .unwrap()
+        .contains("rd=https%3A%2F%2Fapp.example.test%2Fadmin%2Fx"));
+    let res = auth(&c, asked("GET", "app.example.test", "/admin/x"), &as_alice);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("remote-user"), Some("alice"));
+    // deny, with a session: JSON for scripts, a page for browsers.
+    let res = auth(&c, asked("GET", "app.example.test", "/admin/x"), &as_bob);
+    assert_eq!(res.status, 403);
+    assert_eq!(res.error_code(), "forbidden");
+    let res = auth(
+        &c,
+        asked("GET", "app.example.test", "/admin/x"),
+        &[as_bob[0], BROWSER],
+    );
+    assert_eq!(res.status, 403);
+    assert!(res.text().contains("denied"), "{}", res.text());
+    // The default policy: deny, even signed in.
+    let res = auth(&c, asked("GET", "other.example.test", "/"), &as_alice);
+    assert_eq!(res.status, 403);
+    assert_eq!(res.header("remote-user"), None);
+    server.client().assert_alive("alice", "alice-password");
+}
+
+#[test]
+fn a_deny_holds_for_every_spelling_of_the_path() {
+    let (_dir, server, _alice, bob) = start(RULES);
+    let c = server.client();
+    for uri in [
+        "/admin",
+        "//admin/x",
+        "/./admin/x",
+        "/%61dmin/x",
+        "/admin%2Fx",
+        "/x/../admin",
+        "/x/%2e%2e/admin",
+        "/admin;jsessionid=1/x",
+        "/x/..;/admin/x",
+        "/admin\\x",
+        "/%2561dmin",
+    ] {
+        let res = auth(
+            &c,
+            asked("GET", "app.example.test", uri),
+            &[("Cookie", bob.as_str())],
+        );
+        assert_eq!(res.status, 403, "{uri}");
+    }
+    // nginx's X-Original-URL is read the same way.
+    for uri in ["/admin/x", "//admin", "/%61dmin"] {
+        let url = format!("https://app.example.test{uri}");
+        let res = c.get(
+            "/auth/nginx",
+            &[
+                ("X-Original-URL", url.as_str()),
+                ("X-Original-Method", "GET"),
+                ("Cookie", bob.as_str()),
+            ],
+        );
+        assert_eq!(res.status, 403, "{uri}");
+    }
+}
+
+#[test]
+fn networks_and_methods_come_from_the_trusted_proxy() {
+    let (_dir, server, _alice, _bob) = start(RULES);
+    let c = server.client();
+    let mut lan = asked("GET", "app.example.test", "/");
+    lan.retain(|(k, _)| *k != "X-Forwarded-For");
+    lan.push(("X-Forwarded-For", "192.168.1.7"));
+    assert_eq!(auth(&c, lan.clone(), &[]).status, 200);
+    // The method is the original request's, not /auth's.
+    let mut post = lan.clone();
+    post[0] = ("X-Forwarded-Method", "POST");
+    assert_eq!(auth(&c, post, &[]).status, 401);
+    // A client's own X-Forwarded-For entry is not believed (the proxy
+    // appends the address it saw).
+    let mut forged = asked("GET", "app.example.test", "/");
+    forged.push(("X-Forwarded-For", "192.168.1.7, 203.0.113.7"));
+    forged.retain(|(k, v)| *k != "X-Forwarded-For" || v.contains(','));
+    assert_eq!(auth(&c, forged, &[]).status, 401);
+}
+
+#[test]
+fn an_untrusted_peer_cannot_name_the_url() {
+    // Nothing is trusted, so the forwarded URL is unknown: with rules,
+    // nobody gets in (a bypass could otherwise be claimed), not even
+    // where the default policy would let them.
+    let rules = RULES.replace(
+        "default_policy = \"deny\"",
+        "default_policy = \"one_factor\"",
+    );
+    let (_dir, server, alice, _bob) =
+        start(&format!("trusted_proxies = [\"10.9.9.9/32\"]\n{rules}"));
+    let c = server.client();
+    for who in [&[][..], &[("Cookie", alice.as_str())]] {
+        let res = auth(&c, asked("GET", "public.example.test", "/"), who);
+        assert_eq!(res.status, 403, "{}", res.text());
+    }
+}
+
+#[test]
+fn the_group_query_narrows_the_rules() {
+    let (_dir, server, alice, bob) = start(RULES);
+    let c = server.client();
+    let headers = asked("GET", "app.example.test", "/");
+    let mut all = headers.clone();
+    all.push(("Cookie", alice.as_str()));
+    assert_eq!(c.get("/auth?group=admins", &all).status, 200);
+    let mut all = headers;
+    all.push(("Cookie", bob.as_str()));
+    assert_eq!(c.get("/auth?group=admins", &all).status, 403);
+    assert_eq!(c.get("/auth", &all).status, 200);
+}
+
+#[test]
+fn without_rules_nothing_changes() {
+    let (_dir, server, _alice, bob) = start("");
+    let c = server.client();
+    // No URL, no trusted proxy: as before, anyone signed in.
+    let res = c.get("/auth", &[("Cookie", bob.as_str())]);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("remote-user"), Some("bob"));
+}
+
+#[test]
+fn a_reload_changes_the_decision_and_a_bad_file_keeps_the_rules() {
+    let dir = TempDir::new("access-reload");
+    let server = InProcess::new(&dir, &format!("{FA_CONFIG}{RULES}"));
+    let c = server.client();
+    let path = dir.path().join("reloaded.toml");
+    let file = latch::config::ConfigFile::Flag(path.clone());
+    let public = || auth(&c, asked("GET", "public.example.test", "/"), &[]).status;
+    assert_eq!(public(), 200);
+
+    let stricter = RULES.replace(
+        "domain = \"public.example.test\"\npolicy = \"bypass\"",
+        "domain = \"public.example.test\"\npolicy = \"deny\"",
+    );
+    std::fs::write(
+        &path,
+        config_text(dir.path(), &format!("{FA_CONFIG}{stricter}")),
+    )
+    .unwrap();
+    assert_eq!(server.app.reload_access(&file).unwrap(), 6);
+    assert_eq!(public(), 403);
+
+    // A bad regex, a failing test file: refused, the rules stay.
+    let bad = stricter.replace("^/health$", "^/health(");
+    std::fs::write(&path, config_text(dir.path(), &format!("{FA_CONFIG}{bad}"))).unwrap();
+    let e = server.app.reload_access(&file).unwrap_err().to_string();
+    assert!(e.contains("rule 2: resources"), "{e}");
+    std::fs::write(
+        dir.path().join("cases.toml"),
+        "[[case]]\nurl = \"https://public.example.test/\"\nexpect = \"deny\"\n",
+    )
+    .unwrap();
+    let failing = format!("{FA_CONFIG}{RULES}").replace(
+        "default_policy = \"deny\"",
+        "default_policy = \"deny\"\ntests = \"cases.toml\"",
+    );
+    std::fs::write(&path, config_text(dir.path(), &failing)).unwrap();
+    let e = server.app.reload_access(&file).unwrap_err().to_string();
+    assert!(e.contains("1 of 1 access tests"), "{e}");
+    assert!(e.contains("expected deny, got bypass by rule 1"), "{e}");
+    assert_eq!(public(), 403);
+}
+
+#[test]
+fn sighup_reloads_the_rules_without_dropping_connections() {
+    let dir = TempDir::new("access-hup");
+    let server = Server::start(&dir, &format!("{FA_CONFIG}{RULES}"));
+    let c = server.client();
+    // A keep-alive connection opened before the reload.
+    let mut kept = std::net::TcpStream::connect(server.addr).unwrap();
+    let ask = b"GET /auth HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n\
+                X-Forwarded-Host: public.example.test\r\nX-Forwarded-Uri: /\r\n\r\n";
+    use std::io::Write as _;
+    kept.write_all(ask).unwrap();
+    assert_eq!(read_response(&mut kept).unwrap().status, 200);
+
+    let text = std::fs::read_to_string(&server.config_path).unwrap();
+    let stricter = text.replace(
+        "domain = \"public.example.test\"\npolicy = \"bypass\"",
+        "domain = \"public.example.test\"\npolicy = \"deny\"",
+    );
+    assert_ne!(text, stricter);
+    std::fs::write(&server.config_path, &stricter).unwrap();
+    server.hangup();
+    server.log_containing("reloaded: the access rules");
+    kept.write_all(ask).unwrap();
+    assert_eq!(read_response(&mut kept).unwrap().status, 403);
+
+    // A bad file: the rules in force stay, the log says why.
+    std::fs::write(
+        &server.config_path,
+        stricter.replace("^/health$", "^/health("),
+    )
+    .unwrap();
+    server.hangup();
+    let log = server.log_containing("reload refused");
+    assert!(log.contains("rule 2: resources"), "{log}");
+    kept.write_all(ask).unwrap();
+    assert_eq!(read_response(&mut kept).unwrap().status, 403);
+    assert_eq!(c.get("/healthz", &[]).status, 200);
+}
+
+/// Writes the config with `extra` and returns its path.
+fn config_file(dir: &TempDir, extra: &str) -> std::path::PathBuf {
+    let path = dir.path().join("latch.toml");
+    std::fs::write(&path, config_text(dir.path(), extra)).unwrap();
+    path
+}
+
+#[test]
+fn access_check_explains_a_decision() {
+    let dir = TempDir::new("access-cli");
+    let config = config_file(&dir, RULES);
+    let check = |args: &[&str]| {
+        let mut all = vec!["access", "check"];
+        all.extend_from_slice(args);
+        latch_with(&all, &config)
+    };
+    let url = "--url=https://app.example.test/admin/x";
+    let (status, out, err) = check(&[url, "--user", "carol", "--group", "admins"]);
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        out.trim(),
+        "one_factor by rule 3 (domain = [\"app.example.test\"], resources = \
+         [\"^/admin(/.*)?$\"], subject = [\"group:admins\"], policy = \"one_factor\")"
+    );
+    let (_, out, _) = check(&[url]);
+    assert!(
+        out.starts_with("one_factor (sign-in needed: the rule names subjects) by rule 3"),
+        "{out}"
+    );
+    let (_, out, _) = check(&[url, "--user", "dave", "--group", "users"]);
+    assert!(out.starts_with("deny by rule 4"), "{out}");
+    let (_, out, _) = check(&[
+        "--url=https://app.example.test/",
+        "--from",
+        "192.168.1.7",
+        "--method",
+        "GET",
+    ]);
+    assert!(out.starts_with("bypass by rule 5"), "{out}");
+    let (_, out, _) = check(&["--url=https://nowhere.example.test/"]);
+    assert_eq!(out.trim(), "deny by the default policy (deny)");
+    // Groups from the database (no server running), then from the server.
+    let (status, _, err) = check(&[url, "--user", "alice"]);
+    assert!(!status.success());
+    assert!(err.contains("no database at"), "{err}");
+    let server = InProcess::new(&dir, RULES);
+    server.client().register("alice", "alice-password");
+    server.set_groups("alice", &["admins"]);
+    server.stop().unwrap();
+    let (status, out, err) = check(&[url, "--user", "alice"]);
+    assert!(status.success(), "{err}");
+    assert!(out.starts_with("one_factor by rule 3"), "{out}");
+    let (status, _, err) = check(&[url, "--user", "nobody"]);
+    assert!(!status.success());
+    assert!(err.contains("there is no user \"nobody\""), "{err}");
+    let server = Server::start_with(&config);
+    server.set_groups("alice", &["users"]);
+    let (status, out, err) = check(&[url, "--user", "alice"]);
+    assert!(status.success(), "{err}");
+    assert!(out.starts_with("deny by rule 4"), "{out}");
+    drop(server);
+    // Bad input: one line, non-zero.
+    for bad in [
+        &["--url=app.example.test/"][..],
+        &[url, "--from", "lan"],
+        &[url, "--method", "G E T"],
+    ] {
+        let (status, _, err) = check(bad);
+        assert!(!status.success(), "{bad:?}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn access_test_and_check_config_run_the_test_file() {
+    let dir = TempDir::new("access-test");
+    let cases = dir.path().join("cases.toml");
+    std::fs::write(
+        &cases,
+        r#"
+[[case]]
+url = "https://public.example.test/"
+expect = "bypass"
+
+[[case]]
+user = "carol"
+groups = ["admins"]
+url = "https://app.example.test/admin/x"
+method = "POST"
+from = "203.0.113.7"
+expect = "one_factor"
+
+[[case]]
+user = "dave"
+groups = []
+url = "https://app.example.test/admin/x"
+expect = "deny"
+"#,
+    )
+    .unwrap();
+    let config = config_file(
+        &dir,
+        &RULES.replace(
+            "default_policy = \"deny\"",
+            "default_policy = \"deny\"\ntests = \"cases.toml\"",
+        ),
+    );
+    let path = cases.to_str().unwrap();
+    let (status, out, err) = latch_with(&["access", "test", path], &config);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("all 3 access cases pass"), "{out}");
+    let (status, out, err) = latch_with(&["check-config"], &config);
+    assert!(status.success(), "{err}");
+    assert!(out.contains("# rule 6\n[[access_control.rules]]"), "{out}");
+    assert!(out.contains("all 3 access cases pass"), "{out}");
+
+    // A case that fails: named with the deciding rule, exit non-zero,
+    // from both commands.
+    let text = std::fs::read_to_string(&cases).unwrap();
+    std::fs::write(
+        &cases,
+        text.replace("expect = \"deny\"", "expect = \"one_factor\""),
+    )
+    .unwrap();
+    for args in [&["access", "test", path][..], &["check-config"]] {
+        let (status, _, err) = latch_with(args, &config);
+        assert!(!status.success(), "{args:?}");
+        assert!(
+            err.contains(
+                "case 3 (dave GET https://app.example.test/admin/x): expected one_factor, got \
+                 deny by rule 4"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("1 of 3 access cases fail"), "{err}");
+    }
+}
+
+#[test]
+fn a_bad_rule_stops_start_up_with_one_line() {
+    let dir = TempDir::new("access-bad");
+    let config = config_file(&dir, &RULES.replace("^/health$", "^/health("));
+    for args in [&["serve"][..], &["check-config"]] {
+        let (status, _, err) = latch_with(args, &config);
+        assert!(!status.success());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("[access_control] rule 2: resources: \"^/health(\" is not a valid regex"),
+            "{err}"
+        );
+    }
+}
