@@ -75,6 +75,9 @@ pub struct App {
     /// Peers already warned about for sending forwarding headers without
     /// being trusted (bounded: a warning per peer, not per request).
     warned: Mutex<HashSet<IpAddr>>,
+    /// Forwarded hosts already warned about for being under none of
+    /// `[[forward_auth.domains]]` (bounded likewise).
+    warned_hosts: Mutex<HashSet<String>>,
 }
 
 /// Most untrusted peers remembered for [`App::warn_untrusted_proxy`].
@@ -105,6 +108,7 @@ impl App {
             ops: Mutex::new(ops),
             ops_addr,
             warned: Mutex::default(),
+            warned_hosts: Mutex::default(),
         })
     }
 
@@ -165,6 +169,21 @@ impl App {
                 "a peer sends X-Forwarded-* or X-Original-* headers but is not in \
                  [forward_auth] trusted_proxies: they are ignored (the original URL, method \
                  and client address); add the proxy's address there if it is yours"
+            );
+        }
+    }
+}
+
+impl App {
+    /// Logs, once per host, that a forwarded host is under none of
+    /// `[[forward_auth.domains]]` (its requests get 403).
+    pub fn warn_once_about_host(&self, host: &str) {
+        let mut warned = self.warned_hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if warned.len() < MAX_WARNED && warned.insert(host.to_owned()) {
+            tracing::warn!(
+                host = %host.escape_debug(),
+                "forward auth: the host is under none of [[forward_auth.domains]] (or the \
+                 proxy did not say which host): its requests get 403"
             );
         }
     }

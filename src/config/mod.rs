@@ -123,6 +123,97 @@ pub struct ForwardAuth {
     pub login_url: Option<String>,
     /// Peers whose `X-Forwarded-*` / `X-Original-*` headers are believed.
     pub trusted_proxies: Vec<IpNet>,
+    /// `[[forward_auth.domains]]`: the cookie domains latch signs in for,
+    /// each with its own login host. Empty: the single domain above
+    /// (`cookie_domain`, `public_url`, `login_url`) is the only one.
+    pub domains: Vec<Site>,
+}
+
+/// One cookie domain latch signs in for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// The session cookie's `Domain`; `rd` stays within it.
+    pub cookie_domain: String,
+    /// latch's own URL on this domain (its login host), no trailing slash.
+    pub public_url: String,
+    /// Where browsers not signed in are sent (`?rd=` is appended).
+    pub login_url: String,
+}
+
+/// The domain a request is about: a listed [`Site`], or the single
+/// domain of the shorthand keys.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteRef<'a> {
+    /// The session cookie's `Domain`, if any (none: host-only).
+    pub cookie_domain: Option<&'a str>,
+    /// latch's URL on this domain, if known.
+    pub public_url: Option<&'a str>,
+    /// The login page browsers are sent to, if known.
+    pub login_url: Option<&'a str>,
+}
+
+impl<'a> From<&'a Site> for SiteRef<'a> {
+    fn from(site: &'a Site) -> SiteRef<'a> {
+        SiteRef {
+            cookie_domain: Some(&site.cookie_domain),
+            public_url: Some(&site.public_url),
+            login_url: Some(&site.login_url),
+        }
+    }
+}
+
+/// Whether `host` (lowercase, no port) is `domain` or below it.
+pub fn domain_covers(domain: &str, host: &str) -> bool {
+    host == domain
+        || host
+            .strip_suffix(domain)
+            .is_some_and(|rest| rest.ends_with('.'))
+}
+
+impl Config {
+    /// The single domain of the shorthand keys (or the first listed one).
+    pub fn primary_site(&self) -> SiteRef<'_> {
+        match self.forward_auth.domains.first() {
+            Some(site) => site.into(),
+            None => SiteRef {
+                cookie_domain: self.forward_auth.cookie_domain.as_deref(),
+                public_url: self.public_url.as_deref(),
+                login_url: self.forward_auth.login_url.as_deref(),
+            },
+        }
+    }
+
+    /// The domain a forwarded request for `host` belongs to. With
+    /// `[[forward_auth.domains]]`, the one whose cookie domain covers the
+    /// host (the longest, if several), or `None`; without, the single one.
+    pub fn site_for_host(&self, host: Option<&str>) -> Option<SiteRef<'_>> {
+        if self.forward_auth.domains.is_empty() {
+            return Some(self.primary_site());
+        }
+        let host = host?;
+        let host = net::host_of(host).unwrap_or(host);
+        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        self.forward_auth
+            .domains
+            .iter()
+            .filter(|s| domain_covers(&s.cookie_domain, &host))
+            .max_by_key(|s| s.cookie_domain.len())
+            .map(SiteRef::from)
+    }
+
+    /// The domain whose login host a page request came to (by `Host`,
+    /// which only picks among the configured ones), else the first.
+    pub fn site_for_page(&self, host_header: Option<&str>) -> SiteRef<'_> {
+        let chosen = host_header.and_then(|h| {
+            self.forward_auth.domains.iter().find(|s| {
+                net::authority_of(&s.public_url).is_some_and(|a| a.eq_ignore_ascii_case(h))
+            })
+        });
+        match chosen {
+            Some(site) => site.into(),
+            None => self.primary_site(),
+        }
+    }
 }
 
 impl ForwardAuth {

@@ -68,6 +68,16 @@ pub(super) struct RawForwardAuth {
     pub session_ttl: Option<RawDuration>,
     pub login_url: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub domains: Option<Vec<RawSite>>,
+}
+
+/// One `[[forward_auth.domains]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSite {
+    pub cookie_domain: Option<String>,
+    pub public_url: Option<String>,
+    pub login_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

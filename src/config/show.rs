@@ -137,7 +137,14 @@ fn forward_auth(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sep = if i == 0 { "" } else { ", " };
         write!(proxies, "{sep}{}", quoted(net))?;
     }
-    writeln!(f, "trusted_proxies = [{proxies}]")
+    writeln!(f, "trusted_proxies = [{proxies}]")?;
+    for site in &fa.domains {
+        writeln!(f, "\n[[forward_auth.domains]]")?;
+        writeln!(f, "cookie_domain = {:?}", site.cookie_domain)?;
+        writeln!(f, "public_url = {:?}", site.public_url)?;
+        writeln!(f, "login_url = {:?}", site.login_url)?;
+    }
+    Ok(())
 }
 
 fn regulation(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {

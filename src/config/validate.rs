@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::raw::RawScrypt;
-use super::raw::{Raw, RawApi, RawDuration, RawForwardAuth, RawLimits, RawOps, RawRegulation};
+use super::raw::{
+    Raw, RawApi, RawDuration, RawForwardAuth, RawLimits, RawOps, RawRegulation, RawSite,
+};
 use super::{
     Api, Config, ForwardAuth, Hashing, IpNet, KeySource, Limits, LogFormat, Ops, Registration,
-    Regulation, MAX_TTL,
+    Regulation, Site, MAX_TTL,
 };
 use crate::crypto::Cost;
 use crate::error::{Error, Result};
@@ -36,6 +38,13 @@ impl Config {
         let hashing = hashing(raw.scrypt)?;
         let limits = limits(raw.limits)?;
         let forward_auth = forward_auth(raw.forward_auth, public_url.as_deref())?;
+        // With several domains, the API's own URL defaults to the first's.
+        let public_url = public_url.or_else(|| {
+            forward_auth
+                .domains
+                .first()
+                .map(|site| site.public_url.clone())
+        });
         let regulation = regulation(raw.regulation)?;
         let api = api(raw.api)?;
         let ops = ops(raw.ops)?;
@@ -202,9 +211,11 @@ fn limits(raw: RawLimits) -> Result<Limits> {
     Ok(limits)
 }
 
-fn forward_auth(raw: RawForwardAuth, public_url: Option<&str>) -> Result<ForwardAuth> {
+fn forward_auth(mut raw: RawForwardAuth, public_url: Option<&str>) -> Result<ForwardAuth> {
+    let domains = sites(raw.domains.take(), &raw)?;
     // Fields in order: of two bad values, the first is the one reported.
     Ok(ForwardAuth {
+        domains,
         cookie_domain: raw.cookie_domain.map(cookie_domain).transpose()?,
         cookie_name: cookie_name(raw.cookie_name)?,
         cookie_secure: raw.cookie_secure.unwrap_or(true),
@@ -215,6 +226,55 @@ fn forward_auth(raw: RawForwardAuth, public_url: Option<&str>) -> Result<Forward
         },
         trusted_proxies: trusted_proxies(raw.trusted_proxies)?,
     })
+}
+
+/// `[[forward_auth.domains]]`: each needs a cookie domain and a public
+/// URL whose host it covers (else the login page's cookie would not reach
+/// its apps); the shorthand keys cannot be mixed in.
+fn sites(list: Option<Vec<RawSite>>, raw: &RawForwardAuth) -> Result<Vec<Site>> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    if raw.cookie_domain.is_some() || raw.login_url.is_some() {
+        return Err(Error::config(
+            "config: [forward_auth] cookie_domain and login_url cannot be set beside \
+             [[forward_auth.domains]]: give each domain its own",
+        ));
+    }
+    let mut sites: Vec<Site> = Vec::new();
+    for (i, site) in list.into_iter().enumerate() {
+        let key = |name: &str| format!("[[forward_auth.domains]] {} {name}", i + 1);
+        let missing = |name: &str| Error::config(format_args!("config: {} is missing", key(name)));
+        let cookie_domain =
+            cookie_domain(site.cookie_domain.ok_or_else(|| missing("cookie_domain"))?)?;
+        let public_url = validate_url(
+            &site.public_url.ok_or_else(|| missing("public_url"))?,
+            &key("public_url"),
+        )?;
+        let host = super::net::url_host(&public_url).unwrap_or_default();
+        if !super::domain_covers(&cookie_domain, &host) {
+            return Err(Error::config(format_args!(
+                "config: {} {public_url:?} is not within its cookie_domain {cookie_domain:?}",
+                key("public_url")
+            )));
+        }
+        if sites.iter().any(|s| s.cookie_domain == cookie_domain) {
+            return Err(Error::config(format_args!(
+                "config: {} {cookie_domain:?} is listed twice",
+                key("cookie_domain")
+            )));
+        }
+        let login_url = match site.login_url {
+            Some(u) => validate_url(&u, &key("login_url"))?,
+            None => format!("{public_url}/login"),
+        };
+        sites.push(Site {
+            cookie_domain,
+            public_url,
+            login_url,
+        });
+    }
+    Ok(sites)
 }
 
 fn cookie_domain(text: String) -> Result<String> {

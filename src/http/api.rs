@@ -29,7 +29,8 @@ fn credential<'a>(app: &App, parts: &'a Parts) -> Result<Presented<'a>> {
 /// first: a browser may hold cached Basic credentials for latch and send
 /// them along (scripts send no `Origin`).
 pub async fn authenticate(app: &App, parts: &Parts) -> Result<Identity> {
-    if !parts.method.is_safe() && !request::same_origin(parts, app.config.public_url.as_deref()) {
+    let own = super::pages::site(app, parts).public_url;
+    if !parts.method.is_safe() && !request::same_origin(parts, own) {
         return Err(Error::new(Kind::Forbidden("cross-site request refused")));
     }
     app.service.authenticate(&credential(app, parts)?).await

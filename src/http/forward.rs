@@ -27,6 +27,7 @@ use super::extract::{self, Surface};
 use super::request;
 use super::response::{self, Body};
 use crate::access::{cases, AccessControl, Decision, Request, Subject, Verdict};
+use crate::config::SiteRef;
 use crate::credentials;
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::model::Profile;
@@ -103,6 +104,10 @@ pub async fn check(
     // Before any credential: a query the proxy passed that cannot be read
     // might have held a group requirement, so nobody gets in.
     let required = required_groups(parts)?;
+    let site = match site(app, parts, peer, flavor) {
+        Some(site) => site,
+        None => return no_site(app, parts, peer, flavor),
+    };
     let rules = app.access();
     // Only with rules is the request read: without, every request gets
     // the default policy.
@@ -113,7 +118,7 @@ pub async fn check(
     };
     match first.verdict {
         Verdict::Bypass => return Ok(bypassed()),
-        Verdict::Deny => return denied(app, parts, peer, flavor, first, None),
+        Verdict::Deny => return denied(app, site, parts, peer, flavor, first, None),
         Verdict::OneFactor | Verdict::SignIn => {}
     }
     let outcome = match extract::required(parts, Surface::forward(&app.config)) {
@@ -128,10 +133,10 @@ pub async fn check(
         Ok((who, Some(user))) => (who, user),
         Ok((_, None)) => {
             let e = Error::unauthorized(Refusal::BadToken);
-            return Ok(unauthenticated(app, parts, peer, flavor, &e));
+            return Ok(unauthenticated(app, site, parts, peer, flavor, &e));
         }
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
-            return Ok(unauthenticated(app, parts, peer, flavor, &e))
+            return Ok(unauthenticated(app, site, parts, peer, flavor, &e))
         }
         Err(e) => return Err(e),
     };
@@ -144,7 +149,7 @@ pub async fn check(
         let second = asked.decide(&rules, Some(&subject));
         match second.verdict {
             Verdict::Bypass => return Ok(bypassed()),
-            Verdict::Deny => return denied(app, parts, peer, flavor, second, Some(&who)),
+            Verdict::Deny => return denied(app, site, parts, peer, flavor, second, Some(&who)),
             Verdict::OneFactor | Verdict::SignIn => {}
         }
     }
@@ -153,9 +158,38 @@ pub async fn check(
             user_id = who.user_id.get(),
             "forward auth: not in a required group"
         );
-        return not_in_group(app, parts, peer, flavor);
+        return not_in_group(app, site, parts, peer, flavor);
     }
     allowed(&user)
+}
+
+/// The domain the forwarded request belongs to (always the one, without
+/// `[[forward_auth.domains]]`); `None` when it is under none of them.
+fn site<'a>(app: &'a App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Option<SiteRef<'a>> {
+    if app.config.forward_auth.domains.is_empty() {
+        return Some(app.config.primary_site());
+    }
+    let trusted = app.config.forward_auth.trusts(peer.ip());
+    let host = trusted
+        .then(|| forwarded(parts, flavor))
+        .flatten()
+        .map(|(h, _, _)| h);
+    app.config.site_for_host(host)
+}
+
+/// 403 for a host under none of the domains: latch cannot sign anyone in
+/// for it (its cookie would not be sent), so nobody gets in. Logged once
+/// per host.
+fn no_site(app: &App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Result<Response<Body>> {
+    let trusted = app.config.forward_auth.trusts(peer.ip());
+    let host = trusted
+        .then(|| forwarded(parts, flavor))
+        .flatten()
+        .map(|(h, _, _)| h);
+    app.warn_once_about_host(host.unwrap_or(""));
+    Err(Error::new(Kind::Forbidden(
+        "this host is under none of latch's domains",
+    )))
 }
 
 /// What the rules see when they need not look: without rules, every
@@ -256,6 +290,7 @@ fn bypassed() -> Response<Body> {
 /// JSON for scripts.
 fn denied(
     app: &App,
+    site: SiteRef<'_>,
     parts: &Parts,
     peer: SocketAddr,
     flavor: Flavor,
@@ -280,7 +315,7 @@ fn denied(
     }
     let original = original(app, parts, peer, flavor);
     Ok(super::pages::error_page_back_to(
-        app,
+        site,
         &e,
         original.url.as_deref(),
     ))
@@ -290,6 +325,7 @@ fn denied(
 /// page that offers to sign in as someone else and come back.
 fn not_in_group(
     app: &App,
+    site: SiteRef<'_>,
     parts: &Parts,
     peer: SocketAddr,
     flavor: Flavor,
@@ -302,7 +338,7 @@ fn not_in_group(
     }
     let original = original(app, parts, peer, flavor);
     Ok(super::pages::error_page_back_to(
-        app,
+        site,
         &e,
         original.url.as_deref(),
     ))
@@ -355,21 +391,17 @@ fn original(app: &App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Origi
 /// allowed path does not need it.
 fn unauthenticated(
     app: &App,
+    site: SiteRef<'_>,
     parts: &Parts,
     peer: SocketAddr,
     flavor: Flavor,
     e: &Error,
 ) -> Response<Body> {
     let original = original(app, parts, peer, flavor);
-    let location = app
-        .config
-        .forward_auth
-        .login_url
-        .as_ref()
-        .map(|login| match &original.url {
-            Some(url) => format!("{login}?rd={}", encode_query_value(url)),
-            None => login.clone(),
-        });
+    let location = site.login_url.map(|login| match &original.url {
+        Some(url) => format!("{login}?rd={}", encode_query_value(url)),
+        None => login.to_owned(),
+    });
     if let (Flavor::Redirecting, Some(location), true) =
         (flavor, &location, request::is_browser(parts))
     {

@@ -19,6 +19,7 @@ use super::extract::{self, Surface};
 use super::request::ReadBody;
 use super::request::{self};
 use super::response::{self, Body};
+use crate::config::SiteRef;
 use crate::credentials;
 use crate::error::{Error, Kind, Result};
 use crate::model::{Identity, Via};
@@ -133,11 +134,21 @@ fn signed_in_page(username: &str, form_token: &str) -> String {
     )
 }
 
-/// `Secure` when configured, `Domain` when configured.
-fn cookie_attributes(app: &App) -> String {
+/// The domain whose login host the request came to (`Host` only picks
+/// among the configured domains).
+pub(super) fn site<'a>(app: &'a App, parts: &Parts) -> SiteRef<'a> {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    app.config.site_for_page(host)
+}
+
+/// `Secure` when configured, `Domain` when the site has one.
+fn cookie_attributes(app: &App, site: SiteRef<'_>) -> String {
     let fa = &app.config.forward_auth;
     let mut attrs = String::from("; HttpOnly; SameSite=Lax; Path=/");
-    if let Some(domain) = &fa.cookie_domain {
+    if let Some(domain) = site.cookie_domain {
         attrs.push_str("; Domain=");
         attrs.push_str(domain);
     }
@@ -148,11 +159,11 @@ fn cookie_attributes(app: &App) -> String {
 }
 
 /// Sets the session cookie to `value` for `max_age` seconds (0 clears it).
-fn set_session(app: &App, res: &mut Response<Body>, value: &str, max_age: u64) {
+fn set_session(app: &App, site: SiteRef<'_>, res: &mut Response<Body>, value: &str, max_age: u64) {
     let cookie = format!(
         "{}={value}; Max-Age={max_age}{}",
         app.config.forward_auth.cookie_name,
-        cookie_attributes(app)
+        cookie_attributes(app, site)
     );
     response::set_cookie(res, &cookie);
 }
@@ -200,20 +211,18 @@ fn with_form(
 
 /// One of latch's own pages: under `public_url` when it is set (latch never
 /// trusts `Host` for a `Location`), else the bare path.
-fn own_url(app: &App, path: &str) -> String {
-    format!("{}{path}", app.config.public_url.as_deref().unwrap_or(""))
+fn own_url(site: SiteRef<'_>, path: &str) -> String {
+    format!("{}{path}", site.public_url.unwrap_or(""))
 }
 
 /// Where `rd` may send the browser, if anywhere: within the cookie's
 /// domain when one is set, else to the `public_url` host exactly (the
 /// host-only cookie goes nowhere else).
-fn safe_rd<'a>(app: &App, rd: Option<&'a str>) -> Option<&'a str> {
+fn safe_rd<'a>(app: &App, site: SiteRef<'_>, rd: Option<&'a str>) -> Option<&'a str> {
     let fa = &app.config.forward_auth;
-    let scope = match &fa.cookie_domain {
-        Some(domain) => Scope::Domain(domain.clone()),
-        None => Scope::Host(crate::config::net::url_host(
-            app.config.public_url.as_deref()?,
-        )?),
+    let scope = match site.cookie_domain {
+        Some(domain) => Scope::Domain(domain.to_owned()),
+        None => Scope::Host(crate::config::net::url_host(site.public_url?)?),
     };
     redirect::safe_redirect(rd?, &scope, !fa.cookie_secure)
 }
@@ -235,7 +244,7 @@ async fn signed_in(app: &App, parts: &Parts) -> Option<Identity> {
 /// straight back to it.
 pub async fn login_form(app: &App, parts: &Parts) -> Result<Response<Body>> {
     let rd = query_param(parts, "rd");
-    if let Some(target) = safe_rd(app, rd.as_deref()) {
+    if let Some(target) = safe_rd(app, site(app, parts), rd.as_deref()) {
         if signed_in(app, parts).await.is_some() {
             return Ok(response::redirect(StatusCode::FOUND, target));
         }
@@ -248,7 +257,7 @@ pub async fn login_form(app: &App, parts: &Parts) -> Result<Response<Body>> {
 /// A form post must come from our own pages and carry a valid form token.
 fn check_form(app: &App, parts: &Parts, fields: &[(String, String)]) -> Result<()> {
     let forbidden = || Error::new(Kind::Forbidden("cross-site form post refused"));
-    if !request::same_origin(parts, app.config.public_url.as_deref()) {
+    if !request::same_origin(parts, site(app, parts).public_url) {
         return Err(forbidden());
     }
     let token = field(fields, "csrf").unwrap_or("");
@@ -311,10 +320,11 @@ pub async fn login_submit<B: ReadBody>(
         Err(e) => return Err(e),
     };
     let session = app.service.issue_session(&proven).await?;
-    let home = own_url(app, "/");
-    let target = safe_rd(app, rd).unwrap_or(&home);
+    let site = site(app, parts);
+    let home = own_url(site, "/");
+    let target = safe_rd(app, site, rd).unwrap_or(&home);
     let mut res = response::redirect(StatusCode::SEE_OTHER, target);
-    set_session(app, &mut res, &session.token, session.duration);
+    set_session(app, site, &mut res, &session.token, session.duration);
     Ok(res)
 }
 
@@ -326,7 +336,7 @@ pub async fn home(app: &App, parts: &Parts) -> Result<Response<Body>> {
         }),
         None => Ok(response::redirect(
             StatusCode::FOUND,
-            &own_url(app, "/login"),
+            &own_url(site(app, parts), "/login"),
         )),
     }
 }
@@ -336,8 +346,9 @@ pub async fn home(app: &App, parts: &Parts) -> Result<Response<Body>> {
 /// session and clears the cookie (303 to the login page); a script's call
 /// from latch's own origin revokes the session cookie (200 JSON).
 pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
+    let site = site(app, parts);
     if !request::is_form(parts) {
-        if !request::same_origin(parts, app.config.public_url.as_deref()) {
+        if !request::same_origin(parts, site.public_url) {
             return Err(Error::new(Kind::Forbidden("cross-site request refused")));
         }
         let presented = extract::required(parts, Surface::page(&app.config))?;
@@ -349,15 +360,15 @@ pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Re
             StatusCode::OK,
             &serde_json::json!({"message": "logged out"}),
         );
-        set_session(app, &mut res, "", 0);
+        set_session(app, site, &mut res, "", 0);
         return Ok(res);
     }
     let limits = &app.config.limits;
     let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
     check_form(app, parts, &fields)?;
     end_session(app, parts).await?;
-    let mut res = response::redirect(StatusCode::SEE_OTHER, &own_url(app, "/login"));
-    set_session(app, &mut res, "", 0);
+    let mut res = response::redirect(StatusCode::SEE_OTHER, &own_url(site, "/login"));
+    set_session(app, site, &mut res, "", 0);
     Ok(res)
 }
 
@@ -370,10 +381,11 @@ pub async fn logout_link(app: &App, parts: &Parts) -> Result<Response<Body>> {
         end_session(app, parts).await?;
     }
     let rd = query_param(parts, "rd");
-    let login = own_url(app, "/login");
-    let target = safe_rd(app, rd.as_deref()).unwrap_or(&login);
+    let site = site(app, parts);
+    let login = own_url(site, "/login");
+    let target = safe_rd(app, site, rd.as_deref()).unwrap_or(&login);
     let mut res = response::redirect(StatusCode::FOUND, target);
-    set_session(app, &mut res, "", 0);
+    set_session(app, site, &mut res, "", 0);
     Ok(res)
 }
 
@@ -393,16 +405,16 @@ async fn end_session(app: &App, parts: &Parts) -> Result<()> {
 /// The page a browser gets instead of a JSON error: the status, the
 /// reason, and ways forward (latch's own pages, when `public_url` says
 /// where they are: these pages are often served on the app's host).
-pub fn error_page(app: &App, e: &Error) -> Response<Body> {
-    error_page_back_to(app, e, None)
+pub fn error_page(app: &App, parts: &Parts, e: &Error) -> Response<Body> {
+    error_page_back_to(site(app, parts), e, None)
 }
 
 /// [`error_page`], whose "sign in as someone else" comes back to `back`
 /// (the page that was refused) after the new sign-in.
-pub fn error_page_back_to(app: &App, e: &Error, back: Option<&str>) -> Response<Body> {
+pub fn error_page_back_to(site: SiteRef<'_>, e: &Error, back: Option<&str>) -> Response<Body> {
     let json = response::error(e);
     let status = json.status();
-    let links = match &app.config.public_url {
+    let links = match site.public_url {
         Some(url) => {
             let login = match back {
                 Some(back) => format!("{url}/login?rd={}", redirect::encode_query_value(back)),

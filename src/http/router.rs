@@ -133,7 +133,7 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
     let res = result.unwrap_or_else(|e| {
         log_refusal(&parts, &e);
         if route.is_page() && request::is_browser(&parts) && !is_json_body(&parts) {
-            pages::error_page(app, &e)
+            pages::error_page(app, &parts, &e)
         } else {
             response::error(&e)
         }

@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod clock;
 mod credentials;
+mod domains;
 mod durability;
 mod errors;
 mod forward;
