@@ -23,6 +23,9 @@ pub enum Route {
     LogoutAll,
     Keys,
     Key,
+    Sessions,
+    Session,
+    Account,
     Login,
     Logout,
     Home,
@@ -35,7 +38,7 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 18] = [
+    const ALL: [Route; 21] = [
         Route::Users,
         Route::User,
         Route::Me,
@@ -45,6 +48,9 @@ impl Route {
         Route::LogoutAll,
         Route::Keys,
         Route::Key,
+        Route::Sessions,
+        Route::Session,
+        Route::Account,
         Route::Login,
         Route::Logout,
         Route::Home,
@@ -61,7 +67,12 @@ impl Route {
     pub fn is_page(self) -> bool {
         matches!(
             self,
-            Route::Login | Route::Logout | Route::Home | Route::Auth | Route::AuthNginx
+            Route::Login
+                | Route::Logout
+                | Route::Home
+                | Route::Account
+                | Route::Auth
+                | Route::AuthNginx
         )
     }
 
@@ -77,6 +88,9 @@ impl Route {
             Route::LogoutAll => "/api/logout-all",
             Route::Keys => "/api/keys",
             Route::Key => "/api/keys/{id}",
+            Route::Sessions => "/api/sessions",
+            Route::Session => "/api/sessions/{id}",
+            Route::Account => "/account/...",
             Route::Login => "/login",
             Route::Logout => "/logout",
             Route::Home => "/",

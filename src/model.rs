@@ -194,12 +194,88 @@ pub struct TokenRef {
     pub exp: u64,
 }
 
+/// A login-page session: the record behind a session cookie, named by
+/// its token's `jti`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The session token's `jti`.
+    pub id: SessionId,
+    /// Whose.
+    pub user_id: UserId,
+    /// Signed in at.
+    pub created_at: u64,
+    /// Last used (about to the minute).
+    pub last_seen_at: u64,
+    /// When its token expires.
+    pub expires_at: u64,
+    /// The user's credential epoch it was made in.
+    pub epoch: u64,
+    /// The client's address at sign-in, when known.
+    pub address: Option<IpAddr>,
+    /// The browser's `User-Agent` at sign-in, truncated.
+    pub user_agent: String,
+    /// Whether "remember me" was ticked.
+    pub remember: bool,
+}
+
+/// A session's id: its token's `jti`, written as base64url (22 characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId(pub [u8; JTI_LEN]);
+
+impl SessionId {
+    /// Parses the canonical base64url form; anything else is `None`.
+    pub fn parse(text: &str) -> Option<SessionId> {
+        let bytes = crate::crypto::b64url_decode(text.as_bytes())?;
+        let id = SessionId(bytes.try_into().ok()?);
+        (id.to_string() == text).then_some(id)
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::crypto::b64url_encode(&self.0))
+    }
+}
+
+impl std::str::FromStr for SessionId {
+    type Err = String;
+    fn from_str(text: &str) -> std::result::Result<SessionId, String> {
+        SessionId::parse(text).ok_or_else(|| format!("{text:?} is not a session id"))
+    }
+}
+
+impl Serialize for SessionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<SessionId, D::Error> {
+        let text = String::deserialize(d)?;
+        SessionId::parse(&text).ok_or_else(|| serde::de::Error::custom("not a session id"))
+    }
+}
+
+/// What the login page knows of a new session's browser.
+#[derive(Debug, Clone, Default)]
+pub struct SessionMeta {
+    /// The client's address.
+    pub address: Option<IpAddr>,
+    /// Its `User-Agent`.
+    pub user_agent: String,
+    /// "Remember me".
+    pub remember: bool,
+}
+
 /// A freshly issued token.
 pub struct Issued {
     /// The JWT.
     pub token: String,
     /// Seconds until it expires.
     pub duration: u64,
+    /// Its `jti` (a session's id).
+    pub jti: [u8; JTI_LEN],
 }
 
 /// A freshly created API key: the record, and the secret shown this once.
@@ -212,7 +288,7 @@ pub struct NewKey {
 
 /// What forward auth passes on about a user, ready to be sent: the byte
 /// strings are shared, not copied, into every response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Profile {
     /// Username.
     pub username: Bytes,

@@ -2,37 +2,50 @@
 //!
 //! Proxies and apps read a path differently: one decodes `%2F`, one
 //! merges `//`, one resolves `/../`, a Java app drops `;jsessionid=...`,
-//! a Windows one reads `\` as `/`. A rule must hold for all of them, so
-//! the path is tried as sent and in each normal form, and the strictest
-//! answer stands.
+//! a Windows one reads `\` as `/` and `ADMIN` as `admin`, a Node one stops
+//! at `#`, and an app routes on the path without its query. A rule must
+//! hold for all of them, so the path is tried as sent and in each of these
+//! forms, and the strictest answer stands.
 //!
 //! It owns path normalisation; it knows nothing of rules.
 
-/// Calls `f` with each distinct spelling of `path_and_query` (the query,
-/// if any, stays as sent and is appended to each), the path as sent first.
-/// `f` returns whether to go on. Only a path with something to normalise
-/// allocates.
+/// Calls `f` with each distinct spelling of `path_and_query`: as sent
+/// first, then without the query (a slice, no allocation), then, when the
+/// path holds something a reader might normalise, every normal form with
+/// and without the query (the query stays as sent). `f` returns whether
+/// to go on.
 pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) -> bool) {
-    if !f(path_and_query) || !needs_normalising(path_and_query) {
+    if !f(path_and_query) {
         return;
     }
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
+    // An app that reads `#` as the start of a fragment never sees the rest.
+    let path = path.split('#').next().unwrap_or("");
+    if path.len() < path_and_query.len() && !f(path) {
+        return;
+    }
+    if !needs_normalising(path) {
+        return;
+    }
     let once = percent_decode(path.as_bytes());
     let fully = decode_fully(once.clone());
-    let mut seen: Vec<String> = vec![path_and_query.to_owned()];
+    let mut seen: Vec<String> = vec![path_and_query.to_owned(), path.to_owned()];
+    let mut forms = Vec::with_capacity(8);
     for decoded in [once, fully] {
         let decoded = decoded.replace('\\', "/");
-        let resolved = resolve(&decoded);
-        let without_params = resolve(&strip_params(&decoded));
-        for spelling in [resolved, without_params] {
-            let mut spelling = spelling;
-            if let Some(q) = query {
-                spelling.push('?');
-                spelling.push_str(q);
-            }
+        let decoded = decoded.split('#').next().unwrap_or("");
+        for form in [resolve(decoded), resolve(&strip_params(decoded))] {
+            let lower = form.to_ascii_lowercase();
+            forms.push(form);
+            forms.push(lower);
+        }
+    }
+    for form in forms {
+        let with_query = query.map(|q| format!("{form}?{q}"));
+        for spelling in [Some(form), with_query].into_iter().flatten() {
             if !seen.contains(&spelling) {
                 if !f(&spelling) {
                     return;
@@ -43,11 +56,13 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
     }
 }
 
-/// Whether the path (before any `?`) holds something a reader might
-/// normalise away.
-fn needs_normalising(path_and_query: &str) -> bool {
-    let path = path_and_query.split('?').next().unwrap_or("");
-    path.contains(['%', '\\', ';']) || path.contains("//") || path.contains("/.")
+/// Whether the path holds something a reader might normalise away (or
+/// read in another case).
+fn needs_normalising(path: &str) -> bool {
+    path.contains(['%', '\\', ';'])
+        || path.contains("//")
+        || path.contains("/.")
+        || path.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// Decodes every `%XX`; a `%` not followed by two hex digits stays as is.
@@ -139,9 +154,17 @@ mod tests {
     }
 
     #[test]
-    fn a_plain_path_has_one_spelling() {
-        assert_eq!(spellings("/app/x?y=1"), ["/app/x?y=1"]);
+    fn a_plain_path_has_one_spelling_and_one_without_its_query() {
+        assert_eq!(spellings("/app/x?y=1"), ["/app/x?y=1", "/app/x"]);
         assert_eq!(spellings("/"), ["/"]);
+        assert_eq!(spellings("/admin#x"), ["/admin#x", "/admin"]);
+    }
+
+    #[test]
+    fn case_is_one_more_spelling() {
+        let all = spellings("/ADMIN/x?Q=1");
+        assert!(all.contains(&"/admin/x".to_owned()), "{all:?}");
+        assert!(all.contains(&"/admin/x?Q=1".to_owned()), "{all:?}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod server;
 
 use std::path::{Path, PathBuf};
 
-pub use protocol::{execute, KeyInfo, Reply, Request, Revoke, UserInfo};
+pub use protocol::{execute, EndSession, KeyInfo, Reply, Request, Revoke, SessionInfo, UserInfo};
 
 /// The socket's path for a data directory.
 pub fn socket_path(data_dir: &Path) -> PathBuf {

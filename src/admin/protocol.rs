@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{self, Target};
 use crate::error::{Error, Kind};
-use crate::model::{Ban, KeyId, User, UserId};
+use crate::model::{Ban, KeyId, SessionId, User, UserId};
 use crate::service::Service;
 
 /// A command, as the CLI sends it.
@@ -69,6 +69,40 @@ pub enum Request {
         /// What to revoke, if anything.
         revoke: Option<Revoke>,
     },
+    /// List a user's sessions, or end one or all of them.
+    Sessions {
+        /// Username.
+        username: String,
+        /// What to end, if anything.
+        revoke: Option<EndSession>,
+    },
+}
+
+/// Which sessions `latch user sessions --revoke` ends.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndSession {
+    /// The session with this id.
+    One(SessionId),
+    /// Every session of the user.
+    All,
+}
+
+/// A session as `latch user sessions` shows it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// Id.
+    pub id: SessionId,
+    /// Signed in, seconds since the epoch.
+    pub created_at: u64,
+    /// Last use, about to the minute.
+    pub last_seen_at: u64,
+    /// Expires.
+    pub expires_at: u64,
+    /// The client's address at sign-in.
+    pub address: Option<std::net::IpAddr>,
+    /// Its browser, truncated.
+    pub user_agent: String,
 }
 
 /// Which keys `latch user keys --revoke` takes back.
@@ -128,6 +162,11 @@ pub enum Reply {
         /// Keys by id.
         keys: Vec<KeyInfo>,
     },
+    /// A user's sessions.
+    Sessions {
+        /// Live sessions.
+        sessions: Vec<SessionInfo>,
+    },
     /// Refused or failed; one line for the operator.
     Failed {
         /// Why.
@@ -163,6 +202,11 @@ impl Request {
                 revoke: None,
             } => ("keys", Target::User(username)),
             Request::Keys { username, .. } => ("keys_revoke", Target::User(username)),
+            Request::Sessions {
+                username,
+                revoke: None,
+            } => ("sessions", Target::User(username)),
+            Request::Sessions { username, .. } => ("sessions_end", Target::User(username)),
         }
     }
 }
@@ -187,6 +231,7 @@ pub async fn execute(service: &Service, request: Request) -> Reply {
         Request::Backup => Err("a backup streams; use `latch backup`".to_owned()),
         Request::Unban { username, address } => unban(service, username, address).await,
         Request::Keys { username, revoke } => keys(service, &username, revoke).await,
+        Request::Sessions { username, revoke } => sessions(service, &username, revoke).await,
     };
     outcome.unwrap_or_else(|error| Reply::Failed { error })
 }
@@ -303,6 +348,38 @@ async fn unban(
     } else {
         format!("{what} was not banned (its failure count is reset)")
     })
+}
+
+async fn sessions(service: &Service, username: &str, end: Option<EndSession>) -> Outcome {
+    let u = user(service, username)?;
+    match end {
+        None => {
+            let sessions = service
+                .list_sessions(u.id)
+                .map_err(describe)?
+                .into_iter()
+                .map(|s| SessionInfo {
+                    id: s.id,
+                    created_at: s.created_at,
+                    last_seen_at: s.last_seen_at,
+                    expires_at: s.expires_at,
+                    address: s.address,
+                    user_agent: s.user_agent,
+                })
+                .collect();
+            Ok(Reply::Sessions { sessions })
+        }
+        Some(EndSession::One(id)) => {
+            if !service.end_session(u.id, id).await.map_err(describe)? {
+                return Err(format!("{} has no session {id}", u.username));
+            }
+            done(format!("ended session {id} of {}", u.username))
+        }
+        Some(EndSession::All) => {
+            let n = service.end_all_sessions(u.id).await.map_err(describe)?;
+            done(format!("ended {n} sessions of {}", u.username))
+        }
+    }
 }
 
 async fn keys(service: &Service, username: &str, revoke: Option<Revoke>) -> Outcome {

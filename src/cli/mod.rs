@@ -160,6 +160,17 @@ enum UserCommand {
         #[arg(long, value_name = "ADDR")]
         address: Option<std::net::IpAddr>,
     },
+    /// List a user's sign-in sessions, or end one or all of them
+    Sessions {
+        /// Username
+        name: String,
+        /// End the session with this id
+        #[arg(long, value_name = "ID", conflicts_with = "all")]
+        revoke: Option<crate::model::SessionId>,
+        /// End every session of the user
+        #[arg(long)]
+        all: bool,
+    },
     /// List a user's API keys, or revoke one or all of them
     Keys {
         /// Username

@@ -4,7 +4,7 @@
 //!
 //! It owns prompts and tables; what a command does is the admin protocol's.
 
-use crate::admin::{self, KeyInfo, Reply, Request, Revoke, UserInfo};
+use crate::admin::{self, EndSession, KeyInfo, Reply, Request, Revoke, SessionInfo, UserInfo};
 use crate::config::keyfile::{self, KeyMaterial};
 use crate::config::Config;
 use crate::error::{Error, Kind, Result};
@@ -45,6 +45,14 @@ pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
             username: name,
             address,
         },
+        UserCommand::Sessions { name, revoke, all } => Request::Sessions {
+            username: name,
+            revoke: match (revoke, all) {
+                (Some(id), _) => Some(EndSession::One(id)),
+                (None, true) => Some(EndSession::All),
+                (None, false) => None,
+            },
+        },
         UserCommand::Keys { name, revoke, all } => Request::Keys {
             username: name,
             revoke: match (revoke, all) {
@@ -58,6 +66,7 @@ pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
         Reply::Done { message } => print(message),
         Reply::Users { users } => print_users(&users),
         Reply::Keys { keys } => print_keys(&keys),
+        Reply::Sessions { sessions } => print_sessions(&sessions),
         Reply::Failed { error } => Err(Error::config(error)),
     }
 }
@@ -146,6 +155,33 @@ fn print_keys(keys: &[KeyInfo]) -> Result<()> {
         })
         .collect();
     print_table(["ID", "NAME", "CREATED", "EXPIRES", "LAST_USED"], &rows)
+}
+
+fn print_sessions(sessions: &[SessionInfo]) -> Result<()> {
+    let rows: Vec<[String; 6]> = sessions
+        .iter()
+        .map(|s| {
+            [
+                s.id.to_string(),
+                utc(s.created_at),
+                utc(s.last_seen_at),
+                utc(s.expires_at),
+                s.address.map_or_else(|| "-".to_owned(), |a| a.to_string()),
+                s.user_agent.chars().take(40).collect(),
+            ]
+        })
+        .collect();
+    print_table(
+        [
+            "ID",
+            "CREATED",
+            "LAST_SEEN",
+            "EXPIRES",
+            "ADDRESS",
+            "USER_AGENT",
+        ],
+        &rows,
+    )
 }
 
 /// Seconds since the epoch as `2026-11-29T22:30:00Z` (UTC).

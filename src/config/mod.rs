@@ -119,6 +119,10 @@ pub struct ForwardAuth {
     pub cookie_secure: bool,
     /// Lifetime of a login-page session.
     pub session_ttl: Duration,
+    /// A session unused this long is refused (zero: never).
+    pub session_inactivity: Duration,
+    /// Lifetime of a session with "remember me" ticked (zero: no box).
+    pub remember_me_ttl: Duration,
     /// Where unauthenticated browsers are sent (`?rd=` is appended).
     pub login_url: Option<String>,
     /// Peers whose `X-Forwarded-*` / `X-Original-*` headers are believed.

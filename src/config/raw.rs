@@ -66,6 +66,8 @@ pub(super) struct RawForwardAuth {
     pub cookie_name: Option<String>,
     pub cookie_secure: Option<bool>,
     pub session_ttl: Option<RawDuration>,
+    pub session_inactivity: Option<RawDuration>,
+    pub remember_me_ttl: Option<RawDuration>,
     pub login_url: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub domains: Option<Vec<RawSite>>,

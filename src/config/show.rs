@@ -129,6 +129,12 @@ fn forward_auth(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "cookie_name = {:?}", fa.cookie_name)?;
     writeln!(f, "cookie_secure = {}", fa.cookie_secure)?;
     writeln!(f, "session_ttl = {}", fa.session_ttl.as_secs())?;
+    writeln!(
+        f,
+        "session_inactivity = {}",
+        fa.session_inactivity.as_secs()
+    )?;
+    writeln!(f, "remember_me_ttl = {}", fa.remember_me_ttl.as_secs())?;
     if let Some(u) = &fa.login_url {
         writeln!(f, "login_url = {u:?}")?;
     }

@@ -71,6 +71,17 @@ impl Config {
     }
 }
 
+/// A lifetime (at most [`MAX_TTL`]) that may be zero, or the default.
+fn lifetime_or_zero(raw: Option<RawDuration>, key: &str, default: u64) -> Result<Duration> {
+    let d = duration_or_zero(raw, key, default)?;
+    if d > MAX_TTL {
+        return Err(Error::config(format_args!(
+            "config: {key} must be at most 365 days"
+        )));
+    }
+    Ok(d)
+}
+
 /// A duration that must be positive, or the default (in seconds).
 fn duration(raw: Option<RawDuration>, key: &str, default: u64) -> Result<Duration> {
     match raw.map(|d| d.seconds()) {
@@ -220,6 +231,16 @@ fn forward_auth(mut raw: RawForwardAuth, public_url: Option<&str>) -> Result<For
         cookie_name: cookie_name(raw.cookie_name)?,
         cookie_secure: raw.cookie_secure.unwrap_or(true),
         session_ttl: lifetime(raw.session_ttl, "[forward_auth] session_ttl", 12 * 3600)?,
+        session_inactivity: duration_or_zero(
+            raw.session_inactivity,
+            "[forward_auth] session_inactivity",
+            0,
+        )?,
+        remember_me_ttl: lifetime_or_zero(
+            raw.remember_me_ttl,
+            "[forward_auth] remember_me_ttl",
+            30 * 86400,
+        )?,
         login_url: match raw.login_url {
             Some(u) => Some(validate_url(&u, "[forward_auth] login_url")?),
             None => public_url.map(|u| format!("{u}/login")),

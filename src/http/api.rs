@@ -15,7 +15,7 @@ use super::request::{self};
 use super::response::{self, Body};
 use crate::credentials::{Credential, Presented};
 use crate::error::{Error, Kind, Refusal, Result};
-use crate::model::{Identity, Issued, KeyId, User, UserId, Via};
+use crate::model::{Identity, Issued, KeyId, SessionId, User, UserId, Via};
 use crate::App;
 
 /// The request's API credential (headers, and the query when enabled;
@@ -127,7 +127,9 @@ pub async fn token(app: &App, parts: &Parts) -> Result<Response<Body>> {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
     let proven = app.service.login(&username, &password).await?;
-    let Issued { token, duration } = app.service.issue(&proven).await?;
+    let Issued {
+        token, duration, ..
+    } = app.service.issue(&proven).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({"token": token, "duration": duration}),
@@ -160,7 +162,9 @@ pub async fn login_json<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Resul
         ));
     };
     let proven = app.service.login(&login, &password).await?;
-    let Issued { token, duration } = app.service.issue(&proven).await?;
+    let Issued {
+        token, duration, ..
+    } = app.service.issue(&proven).await?;
     Ok(response::json(
         StatusCode::OK,
         &json!({
@@ -374,6 +378,44 @@ pub async fn delete_key(app: &App, parts: &Parts, id: &str) -> Result<Response<B
     let who = key_manager(app, parts).await?;
     let id = KeyId::parse(id).ok_or_else(|| Error::new(Kind::NotFound))?;
     if app.service.delete_key(who.user_id, id).await? {
+        Ok(response::empty(StatusCode::NO_CONTENT))
+    } else {
+        Err(Error::new(Kind::NotFound))
+    }
+}
+
+/// A session as the API lists it.
+pub fn session_json(s: &crate::model::Session) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "created_at": s.created_at,
+        "last_seen_at": s.last_seen_at,
+        "expires_at": s.expires_at,
+        "address": s.address,
+        "user_agent": s.user_agent,
+        "remember_me": s.remember,
+    })
+}
+
+/// `GET /api/sessions`: the caller's live login-page sessions. A token or
+/// an API key lists them; the session cookie is no API credential.
+pub async fn list_sessions(app: &App, parts: &Parts) -> Result<Response<Body>> {
+    let who = authenticate(app, parts).await?;
+    let sessions: Vec<_> = app
+        .service
+        .list_sessions(who.user_id)?
+        .iter()
+        .map(session_json)
+        .collect();
+    Ok(response::json(StatusCode::OK, &sessions))
+}
+
+/// `DELETE /api/sessions/<id>`: 204, its cookie refused from now on; 404
+/// for a session that is not the caller's (or already ended).
+pub async fn end_session(app: &App, parts: &Parts, id: &str) -> Result<Response<Body>> {
+    let who = authenticate(app, parts).await?;
+    let id = SessionId::parse(id).ok_or_else(|| Error::new(Kind::NotFound))?;
+    if app.service.end_session(who.user_id, id).await? {
         Ok(response::empty(StatusCode::NO_CONTENT))
     } else {
         Err(Error::new(Kind::NotFound))

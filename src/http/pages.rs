@@ -22,7 +22,7 @@ use super::response::{self, Body};
 use crate::config::SiteRef;
 use crate::credentials;
 use crate::error::{Error, Kind, Result};
-use crate::model::{Identity, Via};
+use crate::model::{Identity, SessionMeta, Via};
 use crate::redirect::{self, Scope};
 use crate::App;
 
@@ -83,9 +83,16 @@ const STYLE: &str = concat!(
     "cursor: pointer; }\n",
     "button:focus, input:focus { outline: 3px solid #93c5fd; }\n",
     ".error { color: #b91c1c; margin: 0 0 .5rem; }\n",
+    ".check { margin: .8rem 0 0; } .check label { display: inline; font-weight: 400; }\n",
 );
 
-fn login_page(rd: Option<&str>, form_token: &str, message: Option<&str>) -> String {
+/// The sign-in form. `remember` offers "remember me" (for that many days).
+fn login_page(
+    rd: Option<&str>,
+    form_token: &str,
+    message: Option<&str>,
+    remember: Option<u64>,
+) -> String {
     let message = message
         .map(|m| {
             format!(
@@ -107,9 +114,22 @@ fn login_page(rd: Option<&str>, form_token: &str, message: Option<&str>) -> Stri
 {username_input}
 <label for="password">Password</label>
 <input type="password" id="password" name="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
+{remember}<button type="submit">Sign in</button>
 </form>"#,
             token = escape(form_token),
+            remember = remember
+                .map(|days| {
+                    format!(
+                        concat!(
+                            r#"<p class="check"><input type="checkbox" id="remember" "#,
+                            r#"name="remember" value="1"> <label for="remember">Remember me "#,
+                            r#"for {} days</label></p>"#,
+                            "\n"
+                        ),
+                        days
+                    )
+                })
+                .unwrap_or_default(),
             username_input = concat!(
                 r#"<input type="text" id="username" name="username" autocomplete="username" "#,
                 r#"autocapitalize="none" spellcheck="false" required autofocus>"#,
@@ -166,6 +186,13 @@ fn set_session(app: &App, site: SiteRef<'_>, res: &mut Response<Body>, value: &s
         cookie_attributes(app, site)
     );
     response::set_cookie(res, &cookie);
+}
+
+/// How long "remember me" keeps a session, in whole days (rounded up),
+/// when it is offered.
+fn remember_days(app: &App) -> Option<u64> {
+    let secs = app.config.forward_auth.remember_me_ttl.as_secs();
+    (secs > 0).then(|| secs.div_ceil(86400))
 }
 
 /// The form nonce from the browser's cookie, or a new one to set.
@@ -250,7 +277,7 @@ pub async fn login_form(app: &App, parts: &Parts) -> Result<Response<Body>> {
         }
     }
     with_form(app, parts, StatusCode::OK, |token| {
-        login_page(rd.as_deref(), token, None)
+        login_page(rd.as_deref(), token, None, remember_days(app))
     })
 }
 
@@ -307,7 +334,12 @@ pub async fn login_submit<B: ReadBody>(
         Ok(proven) => proven,
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
             let mut res = with_form(app, parts, StatusCode::UNAUTHORIZED, |token| {
-                login_page(rd, token, Some("Invalid username or password."))
+                login_page(
+                    rd,
+                    token,
+                    Some("Invalid username or password."),
+                    remember_days(app),
+                )
             })?;
             // A Bearer challenge, as every 401 carries; not Basic, which
             // would make the browser pop up its own password dialog.
@@ -319,7 +351,17 @@ pub async fn login_submit<B: ReadBody>(
         }
         Err(e) => return Err(e),
     };
-    let session = app.service.issue_session(&proven).await?;
+    let meta = SessionMeta {
+        address: crate::audit::current_source(),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        remember: field(&fields, "remember").is_some_and(|v| !v.is_empty()),
+    };
+    let session = app.service.issue_session(&proven, meta).await?;
     let site = site(app, parts);
     let home = own_url(site, "/");
     let target = safe_rd(app, site, rd).unwrap_or(&home);

@@ -105,6 +105,14 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
                 (Key, api::delete_key(app, &parts, id).await)
             }
             (_, Some(["api", "keys", _])) => (Key, Err(not_allowed("DELETE"))),
+            (&Method::GET, Some(["api", "sessions"])) => {
+                (Sessions, api::list_sessions(app, &parts).await)
+            }
+            (_, Some(["api", "sessions"])) => (Sessions, Err(not_allowed("GET, HEAD"))),
+            (&Method::DELETE, Some(["api", "sessions", id])) => {
+                (Session, api::end_session(app, &parts, id).await)
+            }
+            (_, Some(["api", "sessions", _])) => (Session, Err(not_allowed("DELETE"))),
             (&Method::GET, Some(["login"])) => (Login, pages::login_form(app, &parts).await),
             (&Method::POST, Some(["login"])) if request::is_form(&parts) => {
                 (Login, pages::login_submit(app, &parts, body).await)

@@ -130,6 +130,7 @@ impl Service {
                 "the account changed meanwhile; try again",
             )));
         }
+        self.forget_sessions(user.id).await?;
         self.metrics.revocation();
         audit::user_event(
             "password_change",
@@ -153,6 +154,7 @@ impl Service {
         self.cutoffs.remember(user.id, cutoff);
         self.profiles.forget(user.id);
         stored?;
+        self.forget_sessions(user.id).await?;
         self.metrics.revocation();
         audit::user_event("delete", user.id, "deleted a user");
         Ok(())

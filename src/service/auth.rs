@@ -26,7 +26,7 @@ pub(super) struct Tokens {
     /// Lifetime of API tokens, in seconds.
     token_ttl: u64,
     /// Lifetime of login-page sessions, in seconds.
-    session_ttl: u64,
+    pub(super) session_ttl: u64,
     /// Revoked token ids, in memory (the store is the truth).
     pub(super) revoked: Revoked,
     /// Tokens whose signature this thread already checked.
@@ -56,17 +56,10 @@ impl Service {
         self.issue_for(proven, Audience::Api, self.tokens.token_ttl)
     }
 
-    /// Signs a session token (the login page's cookie) for a user whose
-    /// password was just checked: revocable the same ways, with the session
-    /// lifetime and audience (accepted only as the cookie).
-    pub async fn issue_session(&self, proven: &Proven) -> Result<Issued> {
-        self.issue_for(proven, Audience::Session, self.tokens.session_ttl)
-    }
-
     /// Signs a token of the epoch the password was proven in. Should a
     /// cutoff have come since, the token would be refused anyway: it is not
     /// even handed out.
-    fn issue_for(&self, proven: &Proven, aud: Audience, ttl: u64) -> Result<Issued> {
+    pub(super) fn issue_for(&self, proven: &Proven, aud: Audience, ttl: u64) -> Result<Issued> {
         let user = &proven.user;
         if self.epoch(user.id) != proven.epoch {
             return Err(Error::with_cause(
@@ -90,6 +83,7 @@ impl Service {
         Ok(Issued {
             token: self.tokens.keys.sign(&claims),
             duration: ttl,
+            jti,
         })
     }
 
@@ -124,13 +118,19 @@ impl Service {
                 "of an earlier epoch (logged out everywhere, password changed, deleted)",
             ));
         }
+        let token_ref = TokenRef {
+            jti: v.jti,
+            exp: v.exp,
+        };
+        if audience == Audience::Session {
+            if let Some(why) = self.use_session(&token_ref)? {
+                return Err(refused(why));
+            }
+        }
         Ok(Identity {
             user_id: v.user_id,
             username: v.name,
-            via: Via::Token(TokenRef {
-                jti: v.jti,
-                exp: v.exp,
-            }),
+            via: Via::Token(token_ref),
             auth_time: Some(v.auth_time),
             epoch: Some(v.epoch),
         })

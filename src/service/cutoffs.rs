@@ -104,6 +104,7 @@ impl Service {
         let stored = self.store.set_cutoff(user, cutoff).await;
         self.cutoffs.remember(user, cutoff);
         stored?;
+        self.forget_sessions(user).await?;
         self.metrics.revocation();
         audit::user_event("logout_all", user, "logged out everywhere");
         Ok(())

@@ -50,6 +50,9 @@ impl Service {
                     if let Err(e) = self.flush_key_uses() {
                         tracing::warn!("recording API key use failed: {e}");
                     }
+                    if let Err(e) = self.flush_session_uses() {
+                        tracing::warn!("recording session use failed: {e}");
+                    }
                 }
                 _ = prune.tick() => match self.prune().await {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "pruned expired entries"),
@@ -69,6 +72,7 @@ impl Service {
     /// Writes what is pending and waits for the disk (shutdown).
     pub async fn flush(&self) -> Result<()> {
         self.flush_key_uses()?;
+        self.flush_session_uses()?;
         self.store.flush().await
     }
 

@@ -35,6 +35,7 @@ mod regulation;
 mod revoked;
 #[cfg(feature = "bench")]
 pub mod seed;
+mod sessions;
 mod store;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -90,6 +91,8 @@ pub struct Service {
     tokens: auth::Tokens,
     /// API key uses not yet written.
     key_uses: api_keys::KeyUses,
+    /// Session lifetimes and uses.
+    sessions: sessions::Sessions,
 }
 
 impl Service {
@@ -104,7 +107,10 @@ impl Service {
         let Database(store) = database;
         let token_ttl = config.token_ttl.as_secs();
         let session_ttl = config.forward_auth.session_ttl.as_secs();
-        let cutoffs = cutoffs::Cutoffs::load(&store, token_ttl.max(session_ttl))?;
+        // A cutoff is kept as long as any token it refuses could live.
+        let remember_ttl = config.forward_auth.remember_me_ttl.as_secs();
+        let longest = token_ttl.max(session_ttl).max(remember_ttl);
+        let cutoffs = cutoffs::Cutoffs::load(&store, longest)?;
         let regulator = regulation::Regulator::new(config.regulation);
         for ban in store.bans(clock.now())? {
             regulator.restore(ban);
@@ -124,6 +130,10 @@ impl Service {
             cutoffs,
             profiles: profiles::Profiles::default(),
             key_uses: api_keys::KeyUses::default(),
+            sessions: sessions::Sessions::new(
+                config.forward_auth.session_inactivity.as_secs(),
+                config.forward_auth.remember_me_ttl.as_secs(),
+            ),
         })
     }
 

@@ -366,6 +366,17 @@ fn alive(c: &Client, held: &Held, kind: &str) -> (bool, bool) {
     (check(0), check(1))
 }
 
+/// The `jti` of the token in a `latch_session=<token>` cookie: the
+/// session's id.
+fn jti_of(cookie: &str) -> String {
+    let token = cookie.trim_start_matches("latch_session=");
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&latch::crypto::b64url_decode(payload.as_bytes()).unwrap())
+            .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
 /// The README's "what survives what" table, checked row by row: the event
 /// is done with the first of each pair, and each cell says what becomes
 /// of the pair.
@@ -436,6 +447,23 @@ fn what_survives_what_is_what_the_readme_says() {
                 )
                 .status
             }
+            "`DELETE /api/sessions/<id>`, `latch user sessions NAME --revoke ID`, \"End\" on \
+             the account page" => {
+                let id = jti_of(&held.sessions[0]);
+                c.request(
+                    "DELETE",
+                    &format!("/api/sessions/{id}"),
+                    &[("Authorization", &password)],
+                    None,
+                )
+                .status
+            }
+            "`latch user sessions NAME --all`" => {
+                let (status, _, stderr) =
+                    latch_with(&["user", "sessions", user, "--all"], &config);
+                assert!(status.success(), "{stderr}");
+                200
+            }
             "`latch user keys NAME --all`" => {
                 let (status, _, stderr) = latch_with(&["user", "keys", user, "--all"], &config);
                 assert!(status.success(), "{stderr}");
@@ -468,7 +496,7 @@ fn what_survives_what_is_what_the_readme_says() {
         }
         checked += 1;
     }
-    assert_eq!(checked, 8);
+    assert_eq!(checked, 10);
 }
 
 #[test]

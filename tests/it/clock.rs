@@ -62,7 +62,7 @@ fn pruning_never_revives_a_live_token() {
     let clock = Clock::frozen();
     let server = InProcess::start(
         &dir,
-        "token_ttl = 600\n[forward_auth]\nsession_ttl = 600",
+        "token_ttl = 600\n[forward_auth]\nsession_ttl = 600\nremember_me_ttl = 0",
         clock.clone(),
     );
     let c = server.client;
@@ -111,7 +111,7 @@ fn a_shorter_ttl_after_restart_does_not_prune_early() {
     let clock = Clock::frozen();
     let server = InProcess::start(
         &dir,
-        "token_ttl = 3600\n[forward_auth]\nsession_ttl = 3600",
+        "token_ttl = 3600\n[forward_auth]\nsession_ttl = 3600\nremember_me_ttl = 0",
         clock.clone(),
     );
     server.client.register("alice", "alice-password");
@@ -133,7 +133,7 @@ fn a_shorter_ttl_after_restart_does_not_prune_early() {
     // outlive the hour-long token issued before it.
     let server = InProcess::start(
         &dir,
-        "token_ttl = 360\n[forward_auth]\nsession_ttl = 360",
+        "token_ttl = 360\n[forward_auth]\nsession_ttl = 360\nremember_me_ttl = 0",
         clock.clone(),
     );
     clock.advance(1000);
@@ -188,7 +188,7 @@ fn a_login_under_way_when_the_password_changes_yields_nothing_that_lasts() {
     // No token is handed out from the stale proof...
     let e = tokio_block_on(service.issue(&proven)).err().unwrap();
     assert_eq!(status(&e), 401);
-    let e = tokio_block_on(service.issue_session(&proven))
+    let e = tokio_block_on(service.issue_session(&proven, Default::default()))
         .err()
         .unwrap();
     assert_eq!(status(&e), 401);

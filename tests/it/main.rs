@@ -26,6 +26,7 @@ mod proxies;
 mod readme;
 mod regulation;
 mod seeds;
+mod sessions;
 mod support;
 mod tokens;
 mod user_cli;

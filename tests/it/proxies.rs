@@ -1,7 +1,8 @@
 //! The real Caddy (`forward_auth`), nginx (`auth_request`) and Traefik
 //! (ForwardAuth) in front of a WSGI app (Python's `wsgiref`) that answers
 //! with what it received, with latch behind `/auth` and `/auth/nginx`. The
-//! proxy configurations are the README's, with hosts and ports filled in.
+//! proxy configurations are the README's, with hosts and ports filled in;
+//! the `*_access_rules` tests put latch on the README's policy example.
 //! The test client connects from 127.0.0.2, so the client's address can be
 //! told apart from the proxies' (127.0.0.1, latch's only trusted proxy).
 
@@ -196,8 +197,13 @@ pub fn caddyfile(port: u16, latch: u16, upstream: u16) -> String {
 }
 
 pub fn start_caddy(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    spawn_caddy(dir, port, &caddyfile(port, latch, upstream))
+}
+
+/// Caddy on this Caddyfile, listening on `port`.
+fn spawn_caddy(dir: &TempDir, port: u16, caddyfile: &str) -> Proxy {
     let config = dir.path().join("Caddyfile");
-    std::fs::write(&config, caddyfile(port, latch, upstream)).unwrap();
+    std::fs::write(&config, caddyfile).unwrap();
     let log = dir.path().join("caddy.log");
     let home = dir.path().join("caddy-home");
     std::fs::create_dir_all(&home).unwrap();
@@ -241,9 +247,14 @@ pub fn nginx_conf(dir: &Path, port: u16, latch: u16, upstream: u16) -> String {
 }
 
 fn start_nginx(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    spawn_nginx(dir, port, &nginx_conf(dir.path(), port, latch, upstream))
+}
+
+/// nginx on this nginx.conf, listening on `port`.
+fn spawn_nginx(dir: &TempDir, port: u16, conf: &str) -> Proxy {
     std::fs::create_dir_all(dir.path().join("nginx-tmp")).unwrap();
     let config = dir.path().join("nginx.conf");
-    std::fs::write(&config, nginx_conf(dir.path(), port, latch, upstream)).unwrap();
+    std::fs::write(&config, conf).unwrap();
     let log = dir.path().join("nginx-error.log");
     let mut child = Command::new("nginx")
         .arg("-c")
@@ -291,6 +302,12 @@ pub fn traefik_configs(dir: &Path, port: u16, latch: u16, upstream: u16) -> (Str
 
 fn start_traefik(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
     let (static_config, dynamic) = traefik_configs(dir.path(), port, latch, upstream);
+    spawn_traefik(dir, port, &static_config, &dynamic)
+}
+
+/// Traefik on these static and dynamic configurations (the dynamic one
+/// where the static one's file provider looks), listening on `port`.
+fn spawn_traefik(dir: &TempDir, port: u16, static_config: &str, dynamic: &str) -> Proxy {
     let config = dir.path().join("traefik.yml");
     std::fs::write(&config, static_config).unwrap();
     std::fs::write(dir.path().join("latch.yml"), dynamic).unwrap();
@@ -518,8 +535,9 @@ fn sign_in(proxy: &Proxy, username: &str, password: &str, rd: &str) -> String {
 
 /// Paths an app reads as its admin area (`/admin` or under it, once
 /// decoded and cleaned, in any case; with `;` path parameters and `..;`
-/// as Java servlet containers read them; with `\` as Node does).
-const ADMIN_PATHS: [&str; 17] = [
+/// as Java servlet containers read them; with `\` as Node does; cut at a
+/// raw `#`, as Node's `url.parse` reads it).
+const ADMIN_PATHS: [&str; 18] = [
     "/admin;/secret",
     "/admin;jsessionid=x/secret",
     "/admin;x",
@@ -537,6 +555,7 @@ const ADMIN_PATHS: [&str; 17] = [
     "/admin%2Fx",
     "/x/../admin",
     "/Admin/",
+    "/admin#x",
 ];
 
 /// The whole protected-app story through `proxy`. `refused` are the paths
@@ -708,12 +727,18 @@ fn story(proxy: &Proxy, server: &Server, upstream: &Upstream, refused: &[&str]) 
 }
 
 pub fn latch_for(dir: &TempDir, port: u16) -> Server {
+    latch_with(dir, port, "")
+}
+
+/// [`latch_for`] with `extra` appended to its configuration (after its
+/// `[forward_auth]` table: a table of its own, such as `[access_control]`).
+fn latch_with(dir: &TempDir, port: u16, extra: &str) -> Server {
     let server = Server::start(
         dir,
         &format!(
             "public_url = \"http://auth.example.test:{port}\"\n[forward_auth]\n\
              cookie_domain = \"example.test\"\ncookie_secure = false\n\
-                               trusted_proxies = [\"127.0.0.1\"]\n"
+                               trusted_proxies = [\"127.0.0.1\"]\n{extra}"
         ),
     );
     let c = server.client();
@@ -755,5 +780,286 @@ fn nginx_auth_request() {
 fn traefik_forward_auth() {
     // Traefik refuses encoded slashes (encodedCharacters) and raw
     // backslashes outright.
-    run("traefik", start_traefik, &["/admin%2Fx", "/admin\\secret"]);
+    run(
+        "traefik",
+        start_traefik,
+        &["/admin%2Fx", "/admin\\secret", "/admin#x"],
+    );
+}
+
+// Access rules through the real proxies.
+
+/// The README's policy example: the code block of "Access rules" that
+/// starts with `[access_control]`, on example.test as the proxies' hosts
+/// are (`app.example.com` is `app.example.test`, and so on).
+fn readme_policy() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let fence = "```toml\n";
+    let start = readme
+        .find(&format!("{fence}[access_control]\n"))
+        .expect("README has a toml block starting with [access_control]")
+        + fence.len();
+    let code = &readme[start..];
+    let policy = code[..code.find("```").expect("the block's end")]
+        .replace(".example.com\"", ".example.test\"");
+    assert!(
+        !policy.contains("example.com"),
+        "a host left unmapped:\n{policy}"
+    );
+    policy
+}
+
+/// The README's network rule reaches only `192.168.1.0/24`, and the test
+/// client is 127.0.0.2 (as latch hears from the proxies, which connect from
+/// 127.0.0.1): the test's copy of the policy adds `127.0.0.0/8` to that
+/// rule's networks, so that the rule can be shown to work through them.
+fn with_loopback_lan(policy: &str) -> String {
+    let lan = r#"networks = ["192.168.1.0/24"]"#;
+    assert_eq!(policy.matches(lan).count(), 1, "{policy}");
+    policy.replace(lan, r#"networks = ["192.168.1.0/24", "127.0.0.0/8"]"#)
+}
+
+/// `text` with `from` (which it must contain) replaced by `to`.
+fn edited(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "no {from:?} in:\n{text}");
+    text.replace(from, to)
+}
+
+// The policy's bypass rule is for status.example.test. Each proxy serves it
+// exactly as app.example.test (the same forward auth and the same upstream):
+// the tests name it beside app.example.test and change nothing else in the
+// README's blocks.
+
+fn start_caddy_with_status(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let caddyfile = edited(
+        &caddyfile(port, latch, upstream),
+        &format!("http://app.example.test:{port} {{"),
+        &format!("http://app.example.test:{port}, http://status.example.test:{port} {{"),
+    );
+    spawn_caddy(dir, port, &caddyfile)
+}
+
+fn start_nginx_with_status(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let conf = edited(
+        &nginx_conf(dir.path(), port, latch, upstream),
+        "server_name app.example.test;",
+        "server_name app.example.test status.example.test;",
+    );
+    spawn_nginx(dir, port, &conf)
+}
+
+fn start_traefik_with_status(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let (static_config, dynamic) = traefik_configs(dir.path(), port, latch, upstream);
+    // In both routers, the app-admin one's `&& PathRegexp(...)` included.
+    let dynamic = edited(
+        &dynamic,
+        "Host(`app.example.test`)",
+        "(Host(`app.example.test`) || Host(`status.example.test`))",
+    );
+    spawn_traefik(dir, port, &static_config, &dynamic)
+}
+
+/// Asserts the request reached the app (200 from the upstream) and the app
+/// was told of nobody: each identity header absent or empty, in no other
+/// spelling, with nothing the client forged.
+fn assert_anonymous(res: &Response, what: &str) {
+    assert_identity(res, ["", "", "", ""], what);
+}
+
+/// How many times latch logged that rule 3 of the README's policy
+/// (`/admin` on app.example.com: deny) refused a request. The proxies' own
+/// `?group=admins` refuses bob on `/admin` too, with a 403 that looks the
+/// same through nginx: the log tells which of the two refused.
+fn rule_3_denials(server: &Server) -> usize {
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains("forward auth: denied by an access rule") && l.contains(" rule=3"))
+        .count()
+}
+
+/// Waits until latch has logged `count` denials by rule 3 (lines arrive
+/// through a pipe, a moment after the answer); panics after 10 s.
+fn assert_rule_3_denials(server: &Server, count: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = rule_3_denials(server);
+        if seen == count {
+            return;
+        }
+        assert!(
+            seen < count && Instant::now() < deadline,
+            "{what}: {seen} denials by rule 3 logged, not {count}:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The README's policy through `proxy`, with `server` started on it.
+fn access_story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
+    let port = proxy.port;
+    let to = |host: &str, method: &str, path: &str, headers: Headers| {
+        via(proxy, host, method, path, headers, b"")
+    };
+    let rd = format!("http://app.example.test:{port}/admin/x");
+    let alice = sign_in(proxy, "alice", "alice-password", &rd);
+    let bob = sign_in(proxy, "bob", "bob-password", &rd);
+    let alice_is = ["alice", "admins,media", "", "alice"];
+    let bob_is = ["bob", "", "bob@example.test", "bob"];
+    let as_alice = ("Cookie", alice.as_str());
+    let as_bob = ("Cookie", bob.as_str());
+    let forged = forged();
+
+    // Rule 1, bypass (status.example.test): anyone reaches the app, which
+    // is told of nobody: not the client's forged headers, not even who is
+    // signed in. (Before 2.9, Caddy's copy_headers sets a header that the
+    // auth answer lacks to its placeholder, `{http.reverse_proxy.header.
+    // Remote-User}`, caddyserver/caddy#6610: hence latch's "always all
+    // four, empty when there is no value" in the README's Caddy table.)
+    let anyone: [(&str, Headers); 3] = [
+        ("a browser", &[BROWSER]),
+        ("a script", &[JSON]),
+        ("alice", &[BROWSER, as_alice]),
+    ];
+    for (who, headers) in anyone {
+        for method in ["GET", "POST"] {
+            let res = to("status", method, "/", &with_forged(headers, &forged));
+            assert_anonymous(&res, &format!("{who}: {method} status /"));
+        }
+    }
+
+    // Rules 2 and 3 (/admin on app.example.test): group admins or nobody.
+    // alice is in admins: the rule and the proxy's ?group=admins let her in.
+    for path in ["/admin/x", "/%61dmin/x", "//admin/x"] {
+        let res = to("app", "GET", path, &[BROWSER, as_alice]);
+        assert_identity(&res, alice_is, &format!("alice {path}"));
+        assert_eq!(
+            res.json()["environ"]["PATH_INFO"],
+            "/admin/x",
+            "alice {path}"
+        );
+    }
+    // bob is not: refused by rule 3, however the path is spelled, and not
+    // merely by the proxy's ?group=admins.
+    let before = upstream.hits();
+    let mut denials = rule_3_denials(server);
+    for path in ["/admin/x", "/%61dmin/x", "//admin/x"] {
+        for (client, accept) in [("a browser", BROWSER), ("a script", JSON)] {
+            let what = format!("bob ({client}) {path}");
+            let res = to("app", "GET", path, &[accept, as_bob]);
+            assert_eq!(res.status, 403, "{what}: {}", res.text());
+            denials += 1;
+            assert_rule_3_denials(server, denials, &what);
+        }
+    }
+    // A visitor is sent to sign in (the rule names a group: who they are
+    // decides), not refused: a browser to the login page, a script a 401.
+    let login = format!(
+        "http://auth.example.test:{port}/login?rd={}",
+        latch::redirect::encode_query_value(&rd)
+    );
+    let cases: [(&str, Headers, u16); 4] = [
+        ("GET", &[BROWSER], 302),
+        ("POST", &[BROWSER], 303),
+        ("GET", &[JSON], 401),
+        ("POST", &[], 401),
+    ];
+    for (method, headers, status) in cases {
+        let what = format!("a visitor: {method} /admin/x {headers:?}");
+        let res = to("app", method, "/admin/x", headers);
+        assert_eq!(res.status, status, "{what}: {}", res.text());
+        assert_eq!(res.header("location"), Some(login.as_str()), "{what}");
+    }
+    for path in ["/%61dmin/x", "//admin/x"] {
+        let res = to("app", "GET", path, &[BROWSER]);
+        assert_eq!(res.status, 302, "a visitor: {path}: {}", res.text());
+        let res = to("app", "GET", path, &[JSON]);
+        assert_eq!(res.status, 401, "a visitor: {path}: {}", res.text());
+    }
+    assert_eq!(upstream.hits(), before, "bob or a visitor reached /admin");
+
+    // Rule 4 (GET and HEAD from 192.168.1.0/24: bypass) as the README has
+    // it: the client, 127.0.0.2, is not on that network, so rule 5
+    // (one_factor) asks a visitor to sign in.
+    let res = to("app", "GET", "/some/page", &[JSON]);
+    assert_eq!(res.status, 401, "GET before the reload: {}", res.text());
+
+    // Now with 127.0.0.0/8 among that rule's networks (see
+    // with_loopback_lan), reloaded with SIGHUP.
+    let text = std::fs::read_to_string(&server.config_path).unwrap();
+    std::fs::write(&server.config_path, with_loopback_lan(&text)).unwrap();
+    server.hangup();
+    server.log_containing("reloaded: the access rules");
+
+    // GET and HEAD get through without a sign-in, and the app is told of
+    // nobody (even when someone is signed in: bypass names nobody).
+    let readers: [(&str, Headers); 3] = [
+        ("a browser", &[BROWSER]),
+        ("a script", &[JSON]),
+        ("bob", &[BROWSER, as_bob]),
+    ];
+    for (who, headers) in readers {
+        let res = to(
+            "app",
+            "GET",
+            "/some/page?x=1",
+            &with_forged(headers, &forged),
+        );
+        assert_anonymous(&res, &format!("{who}: GET /some/page from the network"));
+        assert_eq!(res.json()["environ"]["QUERY_STRING"], "x=1");
+        let res = to("app", "HEAD", "/some/page", headers);
+        assert_eq!(res.status, 200, "{who}: HEAD /some/page from the network");
+    }
+    // Other methods do not: a visitor's POST is sent to sign in, ...
+    let before = upstream.hits();
+    let res = to("app", "POST", "/some/page", &[JSON]);
+    assert_eq!(res.status, 401, "a script's POST: {}", res.text());
+    let res = to("app", "POST", "/some/page", &[BROWSER]);
+    assert_eq!(res.status, 303, "a browser's POST: {}", res.text());
+    assert_eq!(upstream.hits(), before, "a visitor's POST reached the app");
+    // ... and a signed-in user's POST gets in as who they are (rule 5).
+    let res = to("app", "POST", "/some/page", &[JSON, as_bob]);
+    assert_identity(&res, bob_is, "bob: POST /some/page from the network");
+    // The network rule comes after the /admin rules: it opens nothing there.
+    let res = to("app", "GET", "/admin/x", &[JSON]);
+    assert_eq!(res.status, 401, "a visitor: /admin/x from the network");
+    let res = to("app", "GET", "/admin/x", &[JSON, as_bob]);
+    assert_eq!(res.status, 403, "bob: /admin/x from the network");
+    assert_rule_3_denials(server, denials + 1, "bob: /admin/x from the network");
+    assert_eq!(
+        upstream.hits(),
+        before + 1,
+        "only bob's POST reached the app"
+    );
+}
+
+/// latch on the README's policy, the app and `start`'s proxy (serving
+/// status.example.test too), then the access story.
+fn run_access(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
+    if !require_program(name) || !require_program("python3") {
+        return;
+    }
+    let dir = TempDir::new(&format!("{name}-access"));
+    let upstream = Upstream::start();
+    let port = free_port();
+    let server = latch_with(&dir, port, &readme_policy());
+    let proxy = start(&dir, port, server.addr.port(), upstream.port);
+    access_story(&proxy, &server, &upstream);
+}
+
+#[test]
+fn caddy_access_rules() {
+    run_access("caddy", start_caddy_with_status);
+}
+
+#[test]
+fn nginx_access_rules() {
+    run_access("nginx", start_nginx_with_status);
+}
+
+#[test]
+fn traefik_access_rules() {
+    run_access("traefik", start_traefik_with_status);
 }

@@ -15,7 +15,9 @@ use std::io::{BufRead, Write};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use super::records::{be_u64, decode_cutoff, decode_expiry, decode_key, decode_user};
+use super::records::{
+    be_u64, decode_cutoff, decode_expiry, decode_key, decode_session, decode_user,
+};
 use super::users::USER_COUNT;
 use super::{Store, ID_BASE, MAX_ID, MAX_TTL, SCHEMA_VERSION};
 use crate::crypto;
@@ -24,7 +26,7 @@ use crate::model::UserId;
 use crate::token::JTI_LEN;
 
 /// Trees a backup holds, in order.
-const BACKUP_TREES: [&str; 9] = [
+const BACKUP_TREES: [&str; 11] = [
     "users",
     "usernames",
     "emails",
@@ -34,6 +36,8 @@ const BACKUP_TREES: [&str; 9] = [
     "keys",
     "user_keys",
     "meta",
+    "sessions",
+    "user_sessions",
 ];
 
 /// The format version of backup files.
@@ -300,6 +304,13 @@ fn check_entry(tree: &str, key: &[u8], value: &[u8]) -> Result<u64> {
                 return Err(invalid("a fresh-token record has the wrong size"));
             }
             decode_expiry(&value[..9]).map(|_| 0)
+        }
+        "sessions" => {
+            sized(JTI_LEN)?;
+            decode_session(key, value).map(|_| 0)
+        }
+        "user_sessions" if key.len() != 8 + JTI_LEN || !value.is_empty() => {
+            Err(invalid("a session index entry has the wrong size"))
         }
         "user_keys" => {
             sized(16)?;

@@ -16,6 +16,8 @@
 //!   `user_keys`: user id ++ key id → that hash (`api_keys.rs`)
 //! - `bans`: `u` ++ user id, or `s` ++ an address → version byte + end
 //!   (`bans.rs`); not in backups
+//! - `sessions`: session token `jti` → versioned `Session` record;
+//!   `user_sessions`: user id ++ `jti` → nothing (`sessions.rs`)
 //! - `meta`: `schema` (u32 BE), `user_count`, `max_ttl` (the longest token
 //!   lifetime ever configured), `id_base` (u64 BE). The file `latch-schema`
 //!   beside the database says the schema was written.
@@ -33,6 +35,7 @@ mod cutoffs;
 mod prune;
 mod records;
 mod revocations;
+mod sessions;
 mod users;
 
 use std::path::Path;
@@ -76,6 +79,8 @@ pub struct Store {
     user_keys: Tree,
     meta: Tree,
     bans: Tree,
+    sessions: Tree,
+    user_sessions: Tree,
     /// Ids are `id_base` + sled's generated ids: a restored backup sets the
     /// base past every id it holds, so new ids never collide with them.
     id_base: u64,
@@ -112,6 +117,8 @@ impl Store {
             user_keys: db.open_tree("user_keys")?,
             meta: db.open_tree("meta")?,
             bans: db.open_tree("bans")?,
+            sessions: db.open_tree("sessions")?,
+            user_sessions: db.open_tree("user_sessions")?,
             id_base: 0,
             gate: Arc::default(),
             db,

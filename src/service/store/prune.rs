@@ -19,13 +19,14 @@ pub struct Pruned {
 impl Store {
     /// Drops what can no longer matter at `now`: revocations (and legacy
     /// fresh records) of expired tokens, cutoffs older than every token they
-    /// could refuse (`max_ttl`), ended bans, and expired API keys.
+    /// could refuse (`max_ttl`), ended bans, expired API keys and sessions.
     pub async fn prune(&self, now: u64, max_ttl: u64) -> Result<Pruned> {
         let gate = self.shared();
         let mut pruned = Pruned::default();
         pruned.removed += self.prune_expiries(now)?;
         self.prune_cutoffs(now, max_ttl, &mut pruned)?;
         pruned.removed += self.prune_keys(now)?;
+        pruned.removed += self.prune_sessions(now)?;
         drop(gate);
         if pruned.removed > 0 {
             self.flush().await?;

@@ -11,12 +11,13 @@ use std::net::IpAddr;
 use bincode::{Decode, Encode};
 
 use crate::error::{Error, Result};
-use crate::model::{ApiKey, Ban, Cutoff, KeyId, User, UserId};
+use crate::model::{ApiKey, Ban, Cutoff, KeyId, Session, SessionId, User, UserId};
 
 const USER_V1: u8 = 1;
 pub(super) const EXPIRY_V1: u8 = 1;
 const CUTOFF_V1: u8 = 1;
 const KEY_V1: u8 = 1;
+const SESSION_V1: u8 = 1;
 
 /// Records are small; a damaged length prefix must not make a decode
 /// allocate without bound.
@@ -48,6 +49,18 @@ struct ApiKeyRecordV1 {
     created_at: u64,
     expires_at: Option<u64>,
     last_used_at: Option<u64>,
+}
+
+#[derive(Encode, Decode)]
+struct SessionRecordV1 {
+    user_id: u64,
+    created_at: u64,
+    last_seen_at: u64,
+    expires_at: u64,
+    epoch: u64,
+    address: Option<IpAddr>,
+    user_agent: String,
+    remember: bool,
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -128,6 +141,50 @@ pub(super) fn decode_key(bytes: &[u8]) -> Result<ApiKey> {
         expires_at: r.expires_at,
         last_used_at: r.last_used_at,
     })
+}
+
+pub(super) fn encode_session(s: &Session) -> Vec<u8> {
+    encode(
+        SESSION_V1,
+        &SessionRecordV1 {
+            user_id: s.user_id.get(),
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            expires_at: s.expires_at,
+            epoch: s.epoch,
+            address: s.address,
+            user_agent: s.user_agent.clone(),
+            remember: s.remember,
+        },
+    )
+}
+
+/// A session record stored under `id`.
+pub(super) fn decode_session(id: &[u8], bytes: &[u8]) -> Result<Session> {
+    let id = SessionId(
+        id.try_into()
+            .map_err(|_| Error::store("a session key is corrupt"))?,
+    );
+    let r: SessionRecordV1 = decode(SESSION_V1, bytes, &|| "a session record".to_owned())?;
+    Ok(Session {
+        id,
+        user_id: UserId::new(r.user_id),
+        created_at: r.created_at,
+        last_seen_at: r.last_seen_at,
+        expires_at: r.expires_at,
+        epoch: r.epoch,
+        address: r.address,
+        user_agent: r.user_agent,
+        remember: r.remember,
+    })
+}
+
+/// The `user_sessions` key: user id then session id.
+pub(super) fn user_session_index(user_id: UserId, id: SessionId) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&user_id.get().to_be_bytes());
+    k[8..].copy_from_slice(&id.0);
+    k
 }
 
 pub(super) fn encode_cutoff(c: Cutoff) -> Vec<u8> {

@@ -1,0 +1,227 @@
+//! Login-page sessions: a record per session cookie (who, when, from
+//! where, last seen), listed and ended by their owner, ended all at once by
+//! logout everywhere, a password change or deletion.
+//!
+//! A session's token is revocable like any token; ending a session revokes
+//! it (so its cookie is refused at once) and drops the record. Its last use
+//! is noted in memory on every verification and written off the request
+//! path by housekeeping, at most once a minute, as API keys' are. With
+//! `session_inactivity`, a session unused that long is refused.
+//!
+//! It never reads a cookie or a header: the pages hand it what they know.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::Service;
+use crate::audit;
+use crate::error::Result;
+use crate::model::{Issued, Proven, Session, SessionId, SessionMeta, TokenRef, UserId};
+use crate::token::Audience;
+
+/// A session's last use is written at most this often (seconds).
+pub const LAST_SEEN_EVERY: u64 = 60;
+
+/// Longest `User-Agent` kept, in characters.
+pub const MAX_USER_AGENT: usize = 200;
+
+/// Session lifetimes and what is noted of their use.
+pub(super) struct Sessions {
+    /// A session unused this long is refused (0: never).
+    inactivity: u64,
+    /// Lifetime with "remember me" (0: not offered).
+    remember_ttl: u64,
+    /// Last uses, by session, not all written yet.
+    seen: Mutex<HashMap<SessionId, Seen>>,
+}
+
+/// A session's use, in memory.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    /// Last use.
+    at: u64,
+    /// The last use written to the store.
+    written: u64,
+    /// Its token's expiry (then the entry goes).
+    exp: u64,
+}
+
+impl Sessions {
+    pub(super) fn new(inactivity: u64, remember_ttl: u64) -> Sessions {
+        Sessions {
+            inactivity,
+            remember_ttl,
+            seen: Mutex::default(),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Seen>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Service {
+    /// Signs a session token (the login page's cookie) for a user whose
+    /// password was just checked, and stores its record durably. With
+    /// "remember me" (when offered) it lasts `remember_me_ttl`.
+    pub async fn issue_session(&self, proven: &Proven, meta: SessionMeta) -> Result<Issued> {
+        let remember = meta.remember && self.sessions.remember_ttl > 0;
+        let ttl = if remember {
+            self.sessions.remember_ttl
+        } else {
+            self.tokens.session_ttl
+        };
+        let issued = self.issue_for(proven, Audience::Session, ttl)?;
+        let now = self.now();
+        let session = Session {
+            id: SessionId(issued.jti),
+            user_id: proven.user.id,
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + ttl,
+            epoch: proven.epoch,
+            address: meta.address,
+            user_agent: meta.user_agent.chars().take(MAX_USER_AGENT).collect(),
+            remember,
+        };
+        self.store.put_session(&session).await?;
+        self.sessions.seen().insert(
+            session.id,
+            Seen {
+                at: now,
+                written: now,
+                exp: session.expires_at,
+            },
+        );
+        Ok(issued)
+    }
+
+    /// Notes a use of the session behind a verified session token, and
+    /// refuses it when it has been unused longer than `session_inactivity`.
+    /// A token without a record (issued before sessions had records) is
+    /// taken at its word. Returns why it is refused, if it is.
+    pub(super) fn use_session(&self, token: &TokenRef) -> Result<Option<&'static str>> {
+        let id = SessionId(token.jti);
+        let now = self.now();
+        let known = self.sessions.seen().get(&id).copied();
+        let seen = match known {
+            Some(seen) => seen,
+            None => match self.store.session(id)? {
+                Some(record) => Seen {
+                    at: record.last_seen_at,
+                    written: record.last_seen_at,
+                    exp: record.expires_at,
+                },
+                None => return Ok(None),
+            },
+        };
+        let inactivity = self.sessions.inactivity;
+        if inactivity > 0 && now.saturating_sub(seen.at) > inactivity {
+            return Ok(Some("unused for longer than session_inactivity"));
+        }
+        if known.is_none() || now > seen.at {
+            self.sessions.seen().insert(id, Seen { at: now, ..seen });
+        }
+        Ok(None)
+    }
+
+    /// The user's live sessions (not expired, ended, refused or idle too
+    /// long), with uses not yet written folded in.
+    pub fn list_sessions(&self, user: UserId) -> Result<Vec<Session>> {
+        let now = self.now();
+        let epoch = self.epoch(user);
+        let mut sessions = self.store.user_sessions(user)?;
+        let seen = self.sessions.seen();
+        for s in &mut sessions {
+            if let Some(use_) = seen.get(&s.id) {
+                s.last_seen_at = s.last_seen_at.max(use_.at);
+            }
+        }
+        drop(seen);
+        let inactivity = self.sessions.inactivity;
+        let mut live = Vec::with_capacity(sessions.len());
+        for s in sessions {
+            let idle = inactivity > 0 && now.saturating_sub(s.last_seen_at) > inactivity;
+            if s.expires_at > now
+                && s.epoch == epoch
+                && !idle
+                && !self.tokens.revoked.contains(&s.id.0, &self.store)?
+            {
+                live.push(s);
+            }
+        }
+        Ok(live)
+    }
+
+    /// Ends one of the user's sessions: its cookie is refused from now on.
+    /// False when the user has no such session.
+    pub async fn end_session(&self, user: UserId, id: SessionId) -> Result<bool> {
+        let Some(session) = self.store.session(id)?.filter(|s| s.user_id == user) else {
+            return Ok(false);
+        };
+        self.end(&session).await?;
+        audit::user_event("session_ended", user, "ended a session");
+        Ok(true)
+    }
+
+    /// Ends every live session of the user; returns how many.
+    pub async fn end_all_sessions(&self, user: UserId) -> Result<usize> {
+        let sessions = self.list_sessions(user)?;
+        for session in &sessions {
+            self.end(session).await?;
+        }
+        // Records of sessions that were no longer live go too.
+        self.forget_sessions(user).await?;
+        if !sessions.is_empty() {
+            audit::user_event("sessions_ended", user, "ended every session");
+        }
+        Ok(sessions.len())
+    }
+
+    async fn end(&self, session: &Session) -> Result<()> {
+        self.store.revoke(&session.id.0, session.expires_at).await?;
+        self.tokens.revoked.insert(session.id.0, session.expires_at);
+        self.metrics.revocation();
+        self.store
+            .delete_sessions(session.user_id, &[session.id])
+            .await?;
+        self.sessions.seen().remove(&session.id);
+        Ok(())
+    }
+
+    /// Drops the records of every session of the user, whose tokens a new
+    /// credential epoch already refuses (logout everywhere, a password
+    /// change, deletion).
+    pub(super) async fn forget_sessions(&self, user: UserId) -> Result<()> {
+        let ids: Vec<SessionId> = self
+            .store
+            .user_sessions(user)?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        self.store.delete_sessions(user, &ids).await?;
+        let mut seen = self.sessions.seen();
+        for id in &ids {
+            seen.remove(id);
+        }
+        Ok(())
+    }
+
+    /// Writes last uses a minute or more newer than what is stored, and
+    /// forgets those of expired sessions.
+    pub fn flush_session_uses(&self) -> Result<()> {
+        let now = self.now();
+        let mut pending = Vec::new();
+        {
+            let mut seen = self.sessions.seen();
+            seen.retain(|_, s| s.exp > now);
+            for (id, s) in seen.iter_mut() {
+                if s.at >= s.written + LAST_SEEN_EVERY {
+                    pending.push((*id, s.at));
+                    s.written = s.at;
+                }
+            }
+        }
+        self.store.touch_sessions(&pending)
+    }
+}
