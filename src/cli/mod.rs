@@ -164,8 +164,13 @@ enum UserCommand {
     Sessions {
         /// Username
         name: String,
-        /// End the session with this id
-        #[arg(long, value_name = "ID", conflicts_with = "all")]
+        /// End the session with this id (ids may start with `-`)
+        #[arg(
+            long,
+            value_name = "ID",
+            conflicts_with = "all",
+            allow_hyphen_values = true
+        )]
         revoke: Option<crate::model::SessionId>,
         /// End every session of the user
         #[arg(long)]

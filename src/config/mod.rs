@@ -133,6 +133,13 @@ pub struct ForwardAuth {
     pub domains: Vec<Site>,
 }
 
+/// `[ui]`: how the login and account pages present themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ui {
+    /// The name shown on the pages (and in their titles).
+    pub title: String,
+}
+
 /// One cookie domain latch signs in for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Site {
@@ -281,6 +288,8 @@ pub struct Config {
     pub api: Api,
     /// The operations listener.
     pub ops: Ops,
+    /// The pages' look.
+    pub ui: Ui,
     /// `[access_control]`: the rules as configured at start (the server
     /// holds the live ones, which a reload may replace).
     pub access: std::sync::Arc<crate::access::AccessControl>,

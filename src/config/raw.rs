@@ -38,6 +38,14 @@ pub(super) struct Raw {
     pub ops: RawOps,
     #[serde(default)]
     pub access_control: RawAccessControl,
+    #[serde(default)]
+    pub ui: RawUi,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUi {
+    pub title: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

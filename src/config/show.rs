@@ -22,6 +22,8 @@ impl fmt::Display for Config {
             Some(addr) => writeln!(f, "listen = \"{addr}\"")?,
             None => writeln!(f, "listen = \"\"")?,
         }
+        writeln!(f, "\n[ui]")?;
+        writeln!(f, "title = {}", quoted(&self.ui.title))?;
         access_control(self, f)
     }
 }

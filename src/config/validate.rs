@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use super::raw::RawScrypt;
 use super::raw::{
-    Raw, RawApi, RawDuration, RawForwardAuth, RawLimits, RawOps, RawRegulation, RawSite,
+    Raw, RawApi, RawDuration, RawForwardAuth, RawLimits, RawOps, RawRegulation, RawSite, RawUi,
 };
 use super::{
     Api, Config, ForwardAuth, Hashing, IpNet, KeySource, Limits, LogFormat, Ops, Registration,
-    Regulation, Site, MAX_TTL,
+    Regulation, Site, Ui, MAX_TTL,
 };
 use crate::crypto::Cost;
 use crate::error::{Error, Result};
@@ -49,7 +49,9 @@ impl Config {
         let api = api(raw.api)?;
         let ops = ops(raw.ops)?;
         let access = super::access::access_control(raw.access_control)?;
+        let ui = ui(raw.ui)?;
         Ok(Config {
+            ui,
             access: std::sync::Arc::new(access),
             listen,
             key,
@@ -296,6 +298,17 @@ fn sites(list: Option<Vec<RawSite>>, raw: &RawForwardAuth) -> Result<Vec<Site>> 
         });
     }
     Ok(sites)
+}
+
+fn ui(raw: RawUi) -> Result<Ui> {
+    let title = raw.title.unwrap_or_else(|| "latch".to_owned());
+    let count = title.chars().count();
+    if count == 0 || count > 64 || title.chars().any(char::is_control) {
+        return Err(Error::config(
+            "config: [ui] title must be 1 to 64 characters without control characters",
+        ));
+    }
+    Ok(Ui { title })
 }
 
 fn cookie_domain(text: String) -> Result<String> {

@@ -317,6 +317,7 @@ fn denied(
     }
     let original = original(app, parts, peer, flavor);
     Ok(super::pages::error_page_back_to(
+        app,
         site,
         &e,
         original.url.as_deref(),
@@ -340,6 +341,7 @@ fn not_in_group(
     }
     let original = original(app, parts, peer, flavor);
     Ok(super::pages::error_page_back_to(
+        app,
         site,
         &e,
         original.url.as_deref(),

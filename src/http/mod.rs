@@ -13,6 +13,7 @@
 //! - [`request`], [`response`]: reading bodies and headers; building
 //!   answers, and the one map from an error's kind to a status.
 
+pub mod account;
 pub mod api;
 pub mod csrf;
 pub mod extract;

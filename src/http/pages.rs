@@ -30,7 +30,7 @@ use crate::App;
 const FORM_COOKIE: &str = "latch_form";
 
 /// HTML-escapes text for element content and quoted attributes.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -45,26 +45,50 @@ fn escape(text: &str) -> String {
     out
 }
 
-fn page(title: &str, body: &str) -> String {
+/// A whole page: `title · product` in the tab, the product's name above
+/// the body; `wide` for the account page.
+pub(super) fn page(product: &str, title: &str, body: &str, wide: bool) -> String {
     format!(
         r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
+<title>{title} · {product}</title>
 <style>
 {STYLE}</style>
 </head>
 <body>
-<main>
+<main{class}>
+<p class="product" id="product">{product}</p>
 {body}
 </main>
 </body>
 </html>
 "#,
         title = escape(title),
+        product = escape(product),
+        class = if wide { r#" class="wide""# } else { "" },
     )
+}
+
+/// An HTML response whose style sheet is allowed by its hash: no inline
+/// style or script other than latch's own runs on its pages.
+pub(super) fn html(status: StatusCode, page: String) -> Response<Body> {
+    static CSP: std::sync::OnceLock<header::HeaderValue> = std::sync::OnceLock::new();
+    let csp = CSP.get_or_init(|| {
+        let hash =
+            crate::crypto::b64_encode(&crate::crypto::sha256(format!("\n{STYLE}").as_bytes()));
+        let policy = format!(
+            "default-src 'none'; style-src 'sha256-{hash}'; frame-ancestors 'none'; \
+             base-uri 'none'"
+        );
+        header::HeaderValue::from_str(&policy).expect("a policy of ASCII")
+    });
+    let mut res = response::html(status, page);
+    res.headers_mut()
+        .insert(header::CONTENT_SECURITY_POLICY, csp.clone());
+    res
 }
 
 /// The pages' style sheet, a rule a line.
@@ -73,8 +97,16 @@ const STYLE: &str = concat!(
     "min-height: 100vh; align-items: center; justify-content: center; background: #f4f4f5; ",
     "color: #18181b; }\n",
     "main { background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 3px #0002; ",
-    "width: min(22rem, 90vw); }\n",
+    "width: min(22rem, 90vw); box-sizing: border-box; margin: 1rem 0; }\n",
+    "main.wide { width: min(40rem, 96vw); padding: 1.2rem; }\n",
+    ".product { margin: 0 0 .3rem; color: #52525b; font-weight: 600; }\n",
     "h1 { font-size: 1.4rem; margin: 0 0 1rem; }\n",
+    "h2 { font-size: 1.1rem; margin: 1.6rem 0 .4rem; }\n",
+    "ul.list { list-style: none; padding: 0; margin: 0; }\n",
+    "ul.list li { border-top: 1px solid #e4e4e7; padding: .6rem 0; overflow-wrap: anywhere; }\n",
+    "ul.list form { display: inline; } button.small { width: auto; margin: .3rem 0 0; ",
+    "padding: .3rem .8rem; background: #52525b; }\n",
+    "code { overflow-wrap: anywhere; background: #f4f4f5; padding: .2rem; }\n",
     "label { display: block; margin-top: .8rem; font-weight: 600; }\n",
     "input[type=text], input[type=password] { width: 100%; box-sizing: border-box; ",
     "padding: .5rem; font: inherit; border: 1px solid #a1a1aa; border-radius: 4px; }\n",
@@ -88,6 +120,7 @@ const STYLE: &str = concat!(
 
 /// The sign-in form. `remember` offers "remember me" (for that many days).
 fn login_page(
+    product: &str,
     rd: Option<&str>,
     form_token: &str,
     message: Option<&str>,
@@ -105,6 +138,7 @@ fn login_page(
         .map(|rd| format!(r#"<input type="hidden" name="rd" value="{}">"#, escape(rd)))
         .unwrap_or_default();
     page(
+        product,
         "Sign in",
         &format!(
             r#"<h1>Sign in</h1>
@@ -135,22 +169,7 @@ fn login_page(
                 r#"autocapitalize="none" spellcheck="false" required autofocus>"#,
             ),
         ),
-    )
-}
-
-fn signed_in_page(username: &str, form_token: &str) -> String {
-    page(
-        "Signed in",
-        &format!(
-            r#"<h1>Signed in</h1>
-<p>You are signed in as <strong id="user">{user}</strong>.</p>
-<form method="post" action="/logout">
-<input type="hidden" name="csrf" value="{token}">
-<button type="submit">Sign out</button>
-</form>"#,
-            user = escape(username),
-            token = escape(form_token),
-        ),
+        false,
     )
 }
 
@@ -179,7 +198,13 @@ fn cookie_attributes(app: &App, site: SiteRef<'_>) -> String {
 }
 
 /// Sets the session cookie to `value` for `max_age` seconds (0 clears it).
-fn set_session(app: &App, site: SiteRef<'_>, res: &mut Response<Body>, value: &str, max_age: u64) {
+pub(super) fn set_session(
+    app: &App,
+    site: SiteRef<'_>,
+    res: &mut Response<Body>,
+    value: &str,
+    max_age: u64,
+) {
     let cookie = format!(
         "{}={value}; Max-Age={max_age}{}",
         app.config.forward_auth.cookie_name,
@@ -211,14 +236,14 @@ fn form_nonce(parts: &Parts) -> Result<(String, bool)> {
 }
 
 /// Renders a page with a fresh form token, setting the form cookie when new.
-fn with_form(
+pub(super) fn with_form(
     app: &App,
     parts: &Parts,
     status: StatusCode,
     render: impl FnOnce(&str) -> String,
 ) -> Result<Response<Body>> {
     let (nonce, new) = form_nonce(parts)?;
-    let mut res = response::html(status, render(&app.forms.token(&nonce, app.service.now())));
+    let mut res = html(status, render(&app.forms.token(&nonce, app.service.now())));
     if new {
         let secure = if app.config.forward_auth.cookie_secure {
             "; Secure"
@@ -238,7 +263,7 @@ fn with_form(
 
 /// One of latch's own pages: under `public_url` when it is set (latch never
 /// trusts `Host` for a `Location`), else the bare path.
-fn own_url(site: SiteRef<'_>, path: &str) -> String {
+pub(super) fn own_url(site: SiteRef<'_>, path: &str) -> String {
     format!("{}{path}", site.public_url.unwrap_or(""))
 }
 
@@ -262,7 +287,7 @@ fn query_param(parts: &Parts, name: &str) -> Option<String> {
 }
 
 /// The identity behind a valid session cookie, if any.
-async fn signed_in(app: &App, parts: &Parts) -> Option<Identity> {
+pub(super) async fn signed_in(app: &App, parts: &Parts) -> Option<Identity> {
     let presented = extract::credential(parts, Surface::page(&app.config)).ok()??;
     app.service.authenticate(&presented).await.ok()
 }
@@ -277,12 +302,18 @@ pub async fn login_form(app: &App, parts: &Parts) -> Result<Response<Body>> {
         }
     }
     with_form(app, parts, StatusCode::OK, |token| {
-        login_page(rd.as_deref(), token, None, remember_days(app))
+        login_page(
+            &app.config.ui.title,
+            rd.as_deref(),
+            token,
+            None,
+            remember_days(app),
+        )
     })
 }
 
 /// A form post must come from our own pages and carry a valid form token.
-fn check_form(app: &App, parts: &Parts, fields: &[(String, String)]) -> Result<()> {
+pub(super) fn check_form(app: &App, parts: &Parts, fields: &[(String, String)]) -> Result<()> {
     let forbidden = || Error::new(Kind::Forbidden("cross-site form post refused"));
     if !request::same_origin(parts, site(app, parts).public_url) {
         return Err(forbidden());
@@ -307,7 +338,7 @@ fn check_form(app: &App, parts: &Parts, fields: &[(String, String)]) -> Result<(
     }
 }
 
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
     fields
         .iter()
         .find(|(k, _)| k == name)
@@ -335,6 +366,7 @@ pub async fn login_submit<B: ReadBody>(
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
             let mut res = with_form(app, parts, StatusCode::UNAUTHORIZED, |token| {
                 login_page(
+                    &app.config.ui.title,
                     rd,
                     token,
                     Some("Invalid username or password."),
@@ -370,19 +402,6 @@ pub async fn login_submit<B: ReadBody>(
     Ok(res)
 }
 
-/// `GET /`: who you are and a sign-out button; not signed in, the login page.
-pub async fn home(app: &App, parts: &Parts) -> Result<Response<Body>> {
-    match signed_in(app, parts).await {
-        Some(who) => with_form(app, parts, StatusCode::OK, |token| {
-            signed_in_page(&who.username, token)
-        }),
-        None => Ok(response::redirect(
-            StatusCode::FOUND,
-            &own_url(site(app, parts), "/login"),
-        )),
-    }
-}
-
 /// `POST /logout` without a header credential (the router sends those to
 /// the API's logout): a form post from the signed-in page revokes the
 /// session and clears the cookie (303 to the login page); a script's call
@@ -396,7 +415,7 @@ pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Re
         let presented = extract::required(parts, Surface::page(&app.config))?;
         let who = app.service.authenticate(&presented).await?;
         if let Via::Token(token) = who.via {
-            app.service.revoke(who.user_id, token).await?;
+            app.service.sign_out(who.user_id, token).await?;
         }
         let mut res = response::json(
             StatusCode::OK,
@@ -438,7 +457,7 @@ async fn end_session(app: &App, parts: &Parts) -> Result<()> {
     };
     if let Ok(who) = app.service.authenticate(&presented).await {
         if let Via::Token(token) = who.via {
-            app.service.revoke(who.user_id, token).await?;
+            app.service.sign_out(who.user_id, token).await?;
         }
     }
     Ok(())
@@ -448,12 +467,17 @@ async fn end_session(app: &App, parts: &Parts) -> Result<()> {
 /// reason, and ways forward (latch's own pages, when `public_url` says
 /// where they are: these pages are often served on the app's host).
 pub fn error_page(app: &App, parts: &Parts, e: &Error) -> Response<Body> {
-    error_page_back_to(site(app, parts), e, None)
+    error_page_back_to(app, site(app, parts), e, None)
 }
 
 /// [`error_page`], whose "sign in as someone else" comes back to `back`
 /// (the page that was refused) after the new sign-in.
-pub fn error_page_back_to(site: SiteRef<'_>, e: &Error, back: Option<&str>) -> Response<Body> {
+pub fn error_page_back_to(
+    app: &App,
+    site: SiteRef<'_>,
+    e: &Error,
+    back: Option<&str>,
+) -> Response<Body> {
     let json = response::error(e);
     let status = json.status();
     let links = match site.public_url {
@@ -481,7 +505,7 @@ pub fn error_page_back_to(site: SiteRef<'_>, e: &Error, back: Option<&str>) -> R
         title = escape(title),
         reason = escape(&capitalised(e.public_message())),
     );
-    let mut res = response::html(status, page(title, &body));
+    let mut res = html(status, page(&app.config.ui.title, title, &body, false));
     // Keep what the status calls for (challenges, Allow, Retry-After).
     for name in [
         header::WWW_AUTHENTICATE,
@@ -496,7 +520,7 @@ pub fn error_page_back_to(site: SiteRef<'_>, e: &Error, back: Option<&str>) -> R
     res
 }
 
-fn capitalised(text: &str) -> String {
+pub(super) fn capitalised(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),

@@ -42,7 +42,7 @@ use super::extract::{self, Surface};
 use super::forward::{self, Flavor};
 use super::request::ReadBody;
 use super::response::{self, Body};
-use super::{api, pages, request};
+use super::{account, api, pages, request};
 use crate::audit;
 use crate::error::{Error, Kind, Result};
 use crate::metrics::Route::{self, *};
@@ -122,7 +122,20 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
             (&Method::GET, Some(["logout"])) => (Logout, pages::logout_link(app, &parts).await),
             (&Method::POST, Some(["logout"])) => (Logout, logout(app, &parts, body).await),
             (_, Some(["logout"])) => (Logout, Err(not_allowed("GET, HEAD, POST"))),
-            (&Method::GET, Some([""])) => (Home, pages::home(app, &parts).await),
+            (&Method::GET, Some([""])) => (Home, account::home(app, &parts).await),
+            (&Method::POST, Some(["account", "sessions", "end"])) => {
+                (Account, account::end_session(app, &parts, body).await)
+            }
+            (&Method::POST, Some(["account", "keys"])) => {
+                (Account, account::create_key(app, &parts, body).await)
+            }
+            (&Method::POST, Some(["account", "keys", "revoke"])) => {
+                (Account, account::revoke_key(app, &parts, body).await)
+            }
+            (&Method::POST, Some(["account", "password"])) => {
+                (Account, account::change_password(app, &parts, body).await)
+            }
+            (_, Some(["account", ..])) => (Account, Err(Error::new(Kind::NotFound))),
             (_, Some([""])) => (Home, Err(not_allowed("GET, HEAD"))),
             (_, Some(["auth"])) => (
                 Auth,

@@ -164,6 +164,15 @@ impl Service {
         Ok(true)
     }
 
+    /// Signs out the session behind a session token: its record goes and
+    /// its cookie is refused (a token without a record is revoked alone).
+    pub async fn sign_out(&self, user: UserId, token: TokenRef) -> Result<()> {
+        if !self.end_session(user, SessionId(token.jti)).await? {
+            self.revoke(user, token).await?;
+        }
+        Ok(())
+    }
+
     /// Ends every live session of the user; returns how many.
     pub async fn end_all_sessions(&self, user: UserId) -> Result<usize> {
         let sessions = self.list_sessions(user)?;

@@ -372,8 +372,7 @@ fn jti_of(cookie: &str) -> String {
     let token = cookie.trim_start_matches("latch_session=");
     let payload = token.split('.').nth(1).unwrap();
     let claims: serde_json::Value =
-        serde_json::from_slice(&latch::crypto::b64url_decode(payload.as_bytes()).unwrap())
-            .unwrap();
+        serde_json::from_slice(&latch::crypto::b64url_decode(payload.as_bytes()).unwrap()).unwrap();
     claims["jti"].as_str().unwrap().to_owned()
 }
 
@@ -459,8 +458,7 @@ fn what_survives_what_is_what_the_readme_says() {
                 .status
             }
             "`latch user sessions NAME --all`" => {
-                let (status, _, stderr) =
-                    latch_with(&["user", "sessions", user, "--all"], &config);
+                let (status, _, stderr) = latch_with(&["user", "sessions", user, "--all"], &config);
                 assert!(status.success(), "{stderr}");
                 200
             }

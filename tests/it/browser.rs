@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::proxies::{free_port, latch_for, start_caddy, Upstream};
+use crate::forward::{open_login, set_cookie, submit_login};
+use crate::proxies::{free_port, latch_for, start_caddy, via, Upstream};
 use crate::support::*;
 
 /// A chromedriver process and one browser session, ended on drop.
@@ -151,6 +152,28 @@ impl Browser {
         }
     }
 
+    /// Runs `script` in the page; returns its value.
+    fn run(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Renders as a phone `width` CSS pixels wide would.
+    fn narrow(&self, width: u32) {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(
+                json!({"cmd": "Emulation.setDeviceMetricsOverride", "params": {
+                    "width": width, "height": 640, "deviceScaleFactor": 1, "mobile": true,
+                }}),
+            ),
+        );
+    }
+
     fn screenshot(&self, path: &std::path::Path) {
         let path_url = format!("/session/{}/screenshot", self.session);
         if let Ok(res) = self.client.try_raw(
@@ -234,6 +257,100 @@ fn sign_in_through_caddy_in_headless_chromium() {
         browser.wait_for_url(&format!("http://auth.example.test:{port}/login"));
         browser.go(&app);
         browser.wait_for_url(&format!("http://auth.example.test:{port}/login?rd="));
+    }));
+    if let Err(panic) = steps {
+        let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-failure.png");
+        browser.screenshot(&shot);
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// "Remember me", the account page at 320 px, and a second session ended
+/// from the first, which loses access on its next request through Caddy.
+#[test]
+fn sessions_on_the_account_page_in_headless_chromium() {
+    if !require_program("caddy")
+        || !require_program("python3")
+        || !require_program("chromium")
+        || !require_program("chromedriver")
+    {
+        return;
+    }
+    let dir = TempDir::new("browser-sessions");
+    let upstream = Upstream::start();
+    let port = free_port();
+    let server = latch_for(&dir, port);
+    let caddy = start_caddy(&dir, port, server.addr.port(), upstream.port);
+    let browser = Browser::start();
+    let app = format!("http://app.example.test:{port}/dashboard");
+    let account = format!("http://auth.example.test:{port}/");
+    let steps = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // 1. Sign in with "remember me".
+        browser.go(&app);
+        browser.wait_for_url(&format!("http://auth.example.test:{port}/login?rd="));
+        browser.type_into("#username", "alice");
+        browser.type_into("#password", "alice-password");
+        browser.click("#remember");
+        browser.click("button[type=submit]");
+        browser.wait_for_url(&app);
+        browser.wait_for_text(r#""HTTP_REMOTE_USER":"alice""#);
+        // 2. The account page lists this session, remembered.
+        browser.go(&account);
+        let page = browser.wait_for_text("(this session)");
+        assert!(page.contains("; remembered."), "{page}");
+        // 3. Readable at 320 px: nothing wider than the screen, and the
+        // style sheet allowed by its hash (the policy would block it
+        // otherwise).
+        browser.narrow(320);
+        browser.go(&account);
+        browser.wait_for_text("(this session)");
+        let widths = browser.run(
+            "return [document.documentElement.scrollWidth, window.innerWidth, \
+             getComputedStyle(document.querySelector('main')).borderTopLeftRadius];",
+        );
+        assert_eq!(widths[1], 320, "{widths}");
+        assert!(widths[0].as_u64().unwrap() <= 320, "{widths}");
+        assert_eq!(widths[2], "8px", "the style sheet did not apply: {widths}");
+        // 4. A second session (another device) ...
+        let c = server.client();
+        let form = open_login(&c, "");
+        let origin = format!("http://auth.example.test:{port}");
+        let res = submit_login(
+            &c,
+            &form,
+            "alice",
+            "alice-password",
+            None,
+            &[("Origin", &origin), ("User-Agent", "OtherDevice/1.0")],
+        );
+        assert_eq!(res.status, 303, "{}", res.text());
+        let (value, _) = set_cookie(&res, "latch_session").unwrap();
+        let other = format!("latch_session={value}");
+        let cookie: &[(&str, &str)] = &[("Cookie", &other), ("Accept", "text/html")];
+        assert_eq!(
+            via(&caddy, "app", "GET", "/dashboard", cookie, b"").status,
+            200
+        );
+        // ... is ended from the first.
+        browser.go(&account);
+        browser.wait_for_text("OtherDevice/1.0");
+        let payload = value.split('.').nth(1).unwrap();
+        let claims: Value =
+            serde_json::from_slice(&latch::crypto::b64url_decode(payload.as_bytes()).unwrap())
+                .unwrap();
+        let id = claims["jti"].as_str().unwrap();
+        browser.click(&format!("li[id=\"session-{id}\"] button"));
+        browser.wait_for_url(&account);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while browser.source().contains("OtherDevice/1.0") {
+            assert!(Instant::now() < deadline, "the session is still listed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let res = via(&caddy, "app", "GET", "/dashboard", cookie, b"");
+        assert_eq!(res.status, 302, "the ended session still gets in");
+        // The first one still does.
+        browser.go(&app);
+        browser.wait_for_text(r#""HTTP_REMOTE_USER":"alice""#);
     }));
     if let Err(panic) = steps {
         let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-failure.png");

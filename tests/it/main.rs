@@ -2,6 +2,7 @@
 //! driven over HTTP on port 0.
 
 mod access;
+mod account;
 mod accounts;
 mod audience;
 mod audit;

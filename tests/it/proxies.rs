@@ -356,7 +356,7 @@ fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
 }
 
 /// A request from 127.0.0.2 to the proxy for `host` (app or auth).
-fn via(
+pub fn via(
     proxy: &Proxy,
     host: &str,
     method: &str,

@@ -131,6 +131,7 @@ fn the_example_config_documents_every_key() {
             "api",
             "ops",
             "access_control",
+            "ui",
         ]
         .contains(&key.as_str())
         {

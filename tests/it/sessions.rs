@@ -254,6 +254,8 @@ fn the_cli_lists_and_ends_sessions() {
         "{out}"
     );
     assert!(out.contains("198.51.100.4"), "{out}");
+    // Session ids are base64url: some start with `-`, which must still
+    // read as the value of --revoke.
     let id = out
         .lines()
         .find(|l| l.contains("Firefox/1"))
@@ -273,6 +275,18 @@ fn the_cli_lists_and_ends_sessions() {
     assert_eq!(auth(&c, &second), 200);
     let (status, _, err) = latch_with(
         &["user", "sessions", "alice", "--revoke", &id],
+        &server.config_path,
+    );
+    assert!(!status.success());
+    assert!(err.contains("has no session"), "{err}");
+    let (status, _, err) = latch_with(
+        &[
+            "user",
+            "sessions",
+            "alice",
+            "--revoke",
+            "-AAAAAAAAAAAAAAAAAAAAA",
+        ],
         &server.config_path,
     );
     assert!(!status.success());
