@@ -212,12 +212,14 @@ impl Config {
             .map(SiteRef::from)
     }
 
-    /// The domain whose login host a page request came to (by `Host`,
-    /// which only picks among the configured ones), else the first.
-    pub fn site_for_page(&self, host_header: Option<&str>) -> SiteRef<'_> {
-        let chosen = host_header.and_then(|h| {
+    /// The domain whose login host a page request came to (by the host the
+    /// browser asked for, port aside, which only picks among the
+    /// configured ones), else the first.
+    pub fn site_for_page(&self, host: Option<&str>) -> SiteRef<'_> {
+        let host = host.and_then(net::host_of);
+        let chosen = host.and_then(|h| {
             self.forward_auth.domains.iter().find(|s| {
-                net::authority_of(&s.public_url).is_some_and(|a| a.eq_ignore_ascii_case(h))
+                net::url_host(&s.public_url).is_some_and(|own| own.eq_ignore_ascii_case(h))
             })
         });
         match chosen {

@@ -173,14 +173,20 @@ fn login_page(
     )
 }
 
-/// The domain whose login host the request came to (`Host` only picks
-/// among the configured domains).
+/// The domain whose login host the request came to (`X-Forwarded-Host`
+/// from a trusted proxy, else `Host`; either only picks among the
+/// configured domains).
 pub(super) fn site<'a>(app: &'a App, parts: &Parts) -> SiteRef<'a> {
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok());
-    app.config.site_for_page(host)
+    let header = |name| parts.headers.get(name).and_then(|h| h.to_str().ok());
+    let trusted = parts
+        .extensions
+        .get::<super::router::Peer>()
+        .is_some_and(|peer| app.config.forward_auth.trusts(peer.0.ip()));
+    // A proxy that passes its own address as Host (nginx's default) says
+    // which host the browser asked for in X-Forwarded-Host.
+    let forwarded = trusted.then(|| header("x-forwarded-host")).flatten();
+    app.config
+        .site_for_page(forwarded.or(header(header::HOST.as_str())))
 }
 
 /// `Secure` when configured, `Domain` when the site has one.

@@ -195,3 +195,47 @@ fn bad_domain_lists_stop_start_up() {
     );
     assert!(latch::Config::from_toml(&text).is_ok(), "{text}");
 }
+
+#[test]
+fn a_trusted_proxys_forwarded_host_picks_the_login_domain() {
+    for (trusted, wanted) in [(true, "example.org"), (false, "example.test")] {
+        let dir = TempDir::new("domains-xfh");
+        let extra = if trusted {
+            DOMAINS.to_owned()
+        } else {
+            DOMAINS.replace(
+                "cookie_secure = false",
+                "cookie_secure = false\ntrusted_proxies = [\"10.9.9.9/32\"]",
+            )
+        };
+        let server = InProcess::new(&dir, &extra);
+        let c = server.client();
+        c.register("alice", "alice-password");
+        // nginx's default: Host is latch's own address; the browser's host
+        // comes in X-Forwarded-Host.
+        let page = c.get(
+            "/login",
+            &[("X-Forwarded-Host", "auth.example.org"), BROWSER],
+        );
+        let (nonce, _) = set_cookie(&page, "latch_form").unwrap();
+        let body = format!(
+            "csrf={}&username=alice&password=alice-password",
+            latch::redirect::encode_query_value(&csrf(&page.text()))
+        );
+        let origin = format!("http://auth.{wanted}");
+        let res = c.request(
+            "POST",
+            "/login",
+            &[
+                ("X-Forwarded-Host", "auth.example.org"),
+                ("Origin", origin.as_str()),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &format!("latch_form={nonce}")),
+            ],
+            Some(body.as_bytes()),
+        );
+        assert_eq!(res.status, 303, "trusted {trusted}: {}", res.text());
+        let (_, header) = set_cookie(&res, "latch_session").unwrap();
+        assert!(header.contains(&format!("Domain={wanted}")), "{header}");
+    }
+}

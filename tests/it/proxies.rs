@@ -355,7 +355,8 @@ fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
     stream
 }
 
-/// A request from 127.0.0.2 to the proxy for `host` (app or auth).
+/// A request from 127.0.0.2 to the proxy for `host` (app or auth, under
+/// example.test, or a full name).
 pub fn via(
     proxy: &Proxy,
     host: &str,
@@ -364,8 +365,14 @@ pub fn via(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Response {
+    // `app` is app.example.test; a full name (`app.example.org`) is itself.
+    let host = if host.contains('.') {
+        host.to_owned()
+    } else {
+        format!("{host}.example.test")
+    };
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}.example.test:{}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}:{}\r\nConnection: close\r\n",
         proxy.port
     );
     for (n, v) in headers {
@@ -1062,4 +1069,161 @@ fn nginx_access_rules() {
 #[test]
 fn traefik_access_rules() {
     run_access("traefik", start_traefik_with_status);
+}
+
+// Two cookie domains through the real proxies: the README's blocks serve
+// app and auth under example.org beside example.test (the tests name the
+// second hosts beside the first and change nothing else), and latch lists
+// both domains.
+
+fn two_domain_latch(dir: &TempDir, port: u16) -> Server {
+    let server = Server::start(
+        dir,
+        &format!(
+            "[forward_auth]\ncookie_secure = false\ntrusted_proxies = [\"127.0.0.1\"]\n\
+             [[forward_auth.domains]]\ncookie_domain = \"example.test\"\n\
+             public_url = \"http://auth.example.test:{port}\"\n\
+             [[forward_auth.domains]]\ncookie_domain = \"example.org\"\n\
+             public_url = \"http://auth.example.org:{port}\"\n"
+        ),
+    );
+    server.client().register("alice", "alice-password");
+    server
+}
+
+fn start_caddy_two_domains(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let mut caddyfile = caddyfile(port, latch, upstream);
+    for name in ["app", "auth"] {
+        caddyfile = edited(
+            &caddyfile,
+            &format!("http://{name}.example.test:{port} {{"),
+            &format!("http://{name}.example.test:{port}, http://{name}.example.org:{port} {{"),
+        );
+    }
+    spawn_caddy(dir, port, &caddyfile)
+}
+
+fn start_nginx_two_domains(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let mut conf = nginx_conf(dir.path(), port, latch, upstream);
+    for name in ["app", "auth"] {
+        conf = edited(
+            &conf,
+            &format!("server_name {name}.example.test;"),
+            &format!("server_name {name}.example.test {name}.example.org;"),
+        );
+    }
+    spawn_nginx(dir, port, &conf)
+}
+
+fn start_traefik_two_domains(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let (static_config, mut dynamic) = traefik_configs(dir.path(), port, latch, upstream);
+    for name in ["app", "auth"] {
+        dynamic = edited(
+            &dynamic,
+            &format!("Host(`{name}.example.test`)"),
+            &format!("(Host(`{name}.example.test`) || Host(`{name}.example.org`))"),
+        );
+    }
+    spawn_traefik(dir, port, &static_config, &dynamic)
+}
+
+/// Each domain's visitors go to its own login host, sign in there for its
+/// own cookie domain, come back only within it, and reach the app.
+fn two_domains_story(proxy: &Proxy, upstream: &Upstream) {
+    let port = proxy.port;
+    for domain in ["example.test", "example.org"] {
+        let app = format!("app.{domain}");
+        let auth = format!("auth.{domain}");
+        // Not signed in: to this domain's login page.
+        let res = via(proxy, &app, "GET", "/x", &[BROWSER], b"");
+        assert_eq!(res.status, 302, "{domain}: {}", res.text());
+        let rd = format!("http://{app}:{port}/x");
+        let login = format!(
+            "http://{auth}:{port}/login?rd={}",
+            latch::redirect::encode_query_value(&rd)
+        );
+        assert_eq!(res.header("location"), Some(login.as_str()), "{domain}");
+        // Signing in there sets this domain's cookie and follows rd back.
+        let page = via(proxy, &auth, "GET", "/login", &[BROWSER], b"");
+        assert_eq!(page.status, 200, "{domain}");
+        let (nonce, _) = set_cookie(&page, "latch_form").expect("a form cookie");
+        let enc = latch::redirect::encode_query_value;
+        let other = if domain == "example.test" {
+            "example.org"
+        } else {
+            "example.test"
+        };
+        for (target, lands) in [
+            (
+                format!("http://app.{other}:{port}/y"),
+                format!("http://{auth}:{port}/"),
+            ),
+            (rd.clone(), rd.clone()),
+        ] {
+            let body = format!(
+                "csrf={}&username=alice&password=alice-password&rd={}",
+                enc(&csrf(&page.text())),
+                enc(&target)
+            );
+            let origin = format!("http://{auth}:{port}");
+            let form_cookie = format!("latch_form={nonce}");
+            let res = via(
+                proxy,
+                &auth,
+                "POST",
+                "/login",
+                &[
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                    ("Cookie", &form_cookie),
+                    ("Origin", &origin),
+                    BROWSER,
+                ],
+                body.as_bytes(),
+            );
+            assert_eq!(res.status, 303, "{domain}: {}", res.text());
+            assert_eq!(
+                res.header("location"),
+                Some(lands.as_str()),
+                "{domain}: rd {target}"
+            );
+            let (value, header) = set_cookie(&res, "latch_session").expect("a cookie");
+            assert!(header.contains(&format!("Domain={domain}")), "{header}");
+            let cookie = format!("latch_session={value}");
+            let res = via(proxy, &app, "GET", "/x", &[("Cookie", &cookie)], b"");
+            assert_eq!(res.status, 200, "{domain}: {}", res.text());
+            assert_identity(
+                &res,
+                ["alice", "", "", "alice"],
+                &format!("{domain}: signed in"),
+            );
+        }
+    }
+    assert!(upstream.hits() >= 4);
+}
+
+fn run_two_domains(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
+    if !require_program(name) || !require_program("python3") {
+        return;
+    }
+    let dir = TempDir::new(&format!("{name}-domains"));
+    let upstream = Upstream::start();
+    let port = free_port();
+    let server = two_domain_latch(&dir, port);
+    let proxy = start(&dir, port, server.addr.port(), upstream.port);
+    two_domains_story(&proxy, &upstream);
+}
+
+#[test]
+fn caddy_two_domains() {
+    run_two_domains("caddy", start_caddy_two_domains);
+}
+
+#[test]
+fn nginx_two_domains() {
+    run_two_domains("nginx", start_nginx_two_domains);
+}
+
+#[test]
+fn traefik_two_domains() {
+    run_two_domains("traefik", start_traefik_two_domains);
 }
