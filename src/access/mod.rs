@@ -291,8 +291,8 @@ impl fmt::Display for Rule {
     }
 }
 
-/// The largest compiled set of all rules' regexes (beyond it, each regex
-/// runs on its own: slower, never wrong).
+/// The largest compiled set of one host's rules' regexes (beyond it, each
+/// regex runs on its own: slower, never wrong).
 const SET_SIZE_LIMIT: usize = 64 << 20;
 
 /// The `[access_control]` section, compiled.
@@ -305,15 +305,47 @@ pub struct AccessControl {
     /// The rules, first match wins.
     rules: Vec<Rule>,
     /// For each host an exact `domain` names: the rules that can match it
-    /// (those naming it, and wildcards covering it), in order.
-    by_host: HashMap<String, Vec<usize>>,
+    /// (those naming it, and wildcards covering it).
+    by_host: HashMap<String, Candidates>,
     /// The rules that can match any other host: those with a wildcard.
-    wildcards: Vec<usize>,
-    /// Every rule's `resources`, in order, as one set (`None` if the set
-    /// is too large to build: then each regex is run on its own).
-    resource_set: Option<regex::RegexSet>,
-    /// Each rule's regexes' positions in that set.
-    resource_ids: Vec<std::ops::Range<usize>>,
+    wildcards: Candidates,
+}
+
+/// The rules that can match a host, in order, with their regexes as one
+/// set, run once per spelling of the path.
+#[derive(Debug, Clone)]
+struct Candidates {
+    /// Positions in the rule list.
+    rules: Vec<usize>,
+    /// Their `resources`, in order (`None` if too large to build: then
+    /// each regex runs on its own).
+    set: Option<regex::RegexSet>,
+    /// Each rule's regexes' positions in `set`.
+    ids: Vec<std::ops::Range<usize>>,
+    /// Whether any of them has `resources` (else the path never matters).
+    any_resources: bool,
+}
+
+impl Candidates {
+    fn new(all: &[Rule], rules: Vec<usize>) -> Candidates {
+        let mut ids = Vec::with_capacity(rules.len());
+        let mut patterns = Vec::new();
+        for &i in &rules {
+            let start = patterns.len();
+            patterns.extend(all[i].resources.iter().map(Regex::as_str));
+            ids.push(start..patterns.len());
+        }
+        let set = regex::RegexSetBuilder::new(&patterns)
+            .size_limit(SET_SIZE_LIMIT)
+            .build()
+            .ok();
+        Candidates {
+            rules,
+            set,
+            ids,
+            any_resources: !patterns.is_empty(),
+        }
+    }
 }
 
 impl Default for AccessControl {
@@ -330,7 +362,7 @@ impl AccessControl {
         rules: Vec<Rule>,
         tests: Option<std::path::PathBuf>,
     ) -> AccessControl {
-        let wildcards: Vec<usize> = (0..rules.len())
+        let wildcard_rules: Vec<usize> = (0..rules.len())
             .filter(|&i| {
                 rules[i]
                     .domains
@@ -342,34 +374,33 @@ impl AccessControl {
         for rule in &rules {
             for domain in &rule.domains {
                 if let DomainPattern::Exact(host) = domain {
-                    by_host.entry(host.clone()).or_insert_with(|| {
-                        (0..rules.len())
+                    if !by_host.contains_key(host) {
+                        let matching = (0..rules.len())
                             .filter(|&i| rules[i].domains.iter().any(|d| d.matches(host)))
-                            .collect::<Vec<usize>>()
-                    });
+                            .collect();
+                        by_host.insert(host.clone(), Candidates::new(&rules, matching));
+                    }
                 }
             }
         }
-        let mut resource_ids = Vec::with_capacity(rules.len());
-        let mut patterns = Vec::new();
-        for rule in &rules {
-            let start = patterns.len();
-            patterns.extend(rule.resources.iter().map(Regex::as_str));
-            resource_ids.push(start..patterns.len());
-        }
-        let resource_set = regex::RegexSetBuilder::new(&patterns)
-            .size_limit(SET_SIZE_LIMIT)
-            .build()
-            .ok();
+        let wildcards = Candidates::new(&rules, wildcard_rules);
         AccessControl {
             default_policy,
             tests,
             rules,
             by_host,
             wildcards,
-            resource_set,
-            resource_ids,
         }
+    }
+
+    /// Runs each regex on its own, as when a set is too large to build.
+    #[cfg(test)]
+    fn without_sets(mut self) -> AccessControl {
+        for c in self.by_host.values_mut() {
+            c.set = None;
+        }
+        self.wildcards.set = None;
+        self
     }
 
     /// The rules, in order.
@@ -407,6 +438,10 @@ impl AccessControl {
             Some(rules) => (rules, None),
             None => (&self.wildcards, Some(host)),
         };
+        if !candidates.any_resources {
+            // No rule looks at the path: one answer for every spelling.
+            return self.decide_one(candidates, request, check_host, request.path, who);
+        }
         let mut strictest: Option<Decision> = None;
         path::for_each_spelling(request.path, |spelling| {
             let d = self.decide_one(candidates, request, check_host, spelling, who);
@@ -428,25 +463,25 @@ impl AccessControl {
 
     fn decide_one(
         &self,
-        candidates: &[usize],
+        candidates: &Candidates,
         request: &Request<'_>,
         host: Option<&str>,
         path: &str,
         who: Option<&Subject<'_>>,
     ) -> Decision {
-        // Every rule's regexes in one set, run once per path, when the
+        // The candidates' regexes as one set, run once per path, when the
         // first rule that needs it is reached.
         let mut matched: Option<regex::SetMatches> = None;
-        for &index in candidates {
+        for (k, &index) in candidates.rules.iter().enumerate() {
             let rule = &self.rules[index];
             let decided = |verdict| Decision {
                 verdict,
                 rule: Some(index),
             };
-            let resources_match = || match &self.resource_set {
+            let resources_match = || match &candidates.set {
                 Some(set) => {
                     let m = matched.get_or_insert_with(|| set.matches(path));
-                    self.resource_ids[index].clone().any(|i| m.matched(i))
+                    candidates.ids[k].clone().any(|i| m.matched(i))
                 }
                 None => rule.resources.iter().any(|r| r.is_match(path)),
             };
