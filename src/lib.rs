@@ -131,26 +131,36 @@ impl App {
     /// rules in force stay and the error says why.
     pub fn reload_access(&self, file: &config::ConfigFile) -> Result<usize> {
         let rules = (*Config::load_from(file)?.access).clone();
-        if let Some(path) = &rules.tests {
-            let cases = access::cases::load(path)?;
-            let report =
-                access::cases::run(&rules, &cases, |name| match self.service.user_named(name) {
-                    Ok(user) => Ok(Some(user.groups)),
-                    Err(e) if e.kind() == error::Kind::NotFound => Ok(None),
-                    Err(e) => Err(e),
-                })?;
-            if let Some(first) = report.failures.first() {
-                return Err(Error::config(format_args!(
-                    "{} of {} access tests in {} fail, the first: {first}",
-                    report.failures.len(),
-                    cases.len(),
-                    path.display()
-                )));
-            }
-        }
+        self.check_access_tests(&rules)?;
         let count = rules.rules().len();
         self.replace_access(rules);
         Ok(count)
+    }
+
+    /// Runs the test file `rules` name, if any, with users looked up in
+    /// this server's store: an error names the first failing case. `serve`
+    /// runs it at start and a reload before it swaps, so the rules in force
+    /// always passed their tests.
+    pub fn check_access_tests(&self, rules: &access::AccessControl) -> Result<()> {
+        let Some(path) = &rules.tests else {
+            return Ok(());
+        };
+        let cases = access::cases::load(path)?;
+        let report =
+            access::cases::run(rules, &cases, |name| match self.service.user_named(name) {
+                Ok(user) => Ok(Some(user.groups)),
+                Err(e) if e.kind() == error::Kind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            })?;
+        match report.failures.first() {
+            Some(first) => Err(Error::config(format_args!(
+                "{} of {} access tests in {} fail, the first: {first}",
+                report.failures.len(),
+                cases.len(),
+                path.display()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Where the operations listener listens (port 0 resolved), if it does.

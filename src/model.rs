@@ -216,6 +216,9 @@ pub struct Session {
     pub user_agent: String,
     /// Whether "remember me" was ticked.
     pub remember: bool,
+    /// The cookie domain it was signed in for, with several domains; its
+    /// cookie lets in there only.
+    pub domain: Option<String>,
 }
 
 /// A session's id: its token's `jti`, written as base64url (22 characters).
@@ -266,6 +269,8 @@ pub struct SessionMeta {
     pub user_agent: String,
     /// "Remember me".
     pub remember: bool,
+    /// The cookie domain of the login page it was signed in on.
+    pub domain: Option<String>,
 }
 
 /// A freshly issued token.

@@ -72,7 +72,10 @@ pub fn parse(text: &str) -> Result<Vec<Case>> {
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .build()
         .and_then(config::Config::try_deserialize)
-        .map_err(|e| Error::config(one_line(&e.to_string())))?;
+        .map_err(|e| Error::config(crate::config::quiet_error(&e)))?;
+    if file.case.is_empty() {
+        return Err(Error::config("it has no [[case]]"));
+    }
     for (i, case) in file.case.iter().enumerate() {
         case.check()
             .map_err(|why| Error::config(format_args!("case {}: {why}", i + 1)))?;
@@ -85,10 +88,6 @@ pub fn parse(text: &str) -> Result<Vec<Case>> {
 pub fn parse_one(case: Case) -> Result<Case> {
     case.check_request().map_err(Error::config)?;
     Ok(case)
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Case {
@@ -113,6 +112,9 @@ impl Case {
             )
         })?;
         self.client()?;
+        if self.groups.is_some() && self.user.is_none() {
+            return Err("groups needs a user (no user is a visitor not signed in)".to_owned());
+        }
         if let Some(m) = &self.method {
             if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
                 return Err(format!("method {m:?} is not an HTTP method"));
@@ -206,19 +208,20 @@ pub fn run(
                 i + 1,
                 case.describe(),
                 case.expect,
-                describe(rules, &decision)
+                describe(rules, &decision, case.user.is_some())
             ));
         }
     }
     Ok(report)
 }
 
-/// `deny by rule 2 (domain = ...)`, with a note when a sign-in decides.
-pub fn describe(rules: &AccessControl, decision: &Decision) -> String {
-    let how = if decision.verdict == Verdict::SignIn {
-        " (sign-in needed: the rule names subjects)"
-    } else {
-        ""
+/// `deny by rule 2 (domain = ...)`, with a note when a visitor who is
+/// not signed in (`signed_in` false) is sent to sign in.
+pub fn describe(rules: &AccessControl, decision: &Decision, signed_in: bool) -> String {
+    let how = match (decision.verdict, signed_in) {
+        (Verdict::SignIn, _) => " (sign in first: the rule names subjects)",
+        (Verdict::OneFactor, false) => " (sign in first)",
+        _ => "",
     };
     format!(
         "{}{how} by {}",

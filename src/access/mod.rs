@@ -425,7 +425,14 @@ impl AccessControl {
         if self.rules.is_empty() {
             return self.default_decision();
         }
-        let host = host_without_port(request.host);
+        // A host latch cannot read is no host a rule names: denied, never
+        // matched by what it ends with.
+        let Some(host) = crate::config::net::request_host(request.host) else {
+            return Decision {
+                verdict: Verdict::Deny,
+                rule: None,
+            };
+        };
         let lowercase;
         let key = if host.bytes().any(|b| b.is_ascii_uppercase()) {
             lowercase = host.to_ascii_lowercase();
@@ -510,12 +517,6 @@ impl AccessControl {
             None => format!("the default policy ({})", self.default_policy),
         }
     }
-}
-
-/// `host[:port]` without the port and a trailing dot.
-fn host_without_port(authority: &str) -> &str {
-    let host = crate::config::net::host_of(authority).unwrap_or(authority);
-    host.strip_suffix('.').unwrap_or(host)
 }
 
 #[cfg(test)]

@@ -22,9 +22,14 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
-    // An app that reads `#` as the start of a fragment never sees the rest.
-    let path = path.split('#').next().unwrap_or("");
+    // Every reading is one more spelling, never a replacement of the path
+    // the next reading starts from: `/public/#/../../admin` is cut at `#`
+    // by one reader and resolved to `/admin` by another.
+    let cut = path.split('#').next().unwrap_or("");
     if path.len() < path_and_query.len() && !f(path) {
+        return;
+    }
+    if cut.len() < path.len() && !f(cut) {
         return;
     }
     if !needs_normalising(path) {
@@ -32,15 +37,20 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
     }
     let once = percent_decode(path.as_bytes());
     let fully = decode_fully(once.clone());
-    let mut seen: Vec<String> = vec![path_and_query.to_owned(), path.to_owned()];
-    let mut forms = Vec::with_capacity(8);
+    let mut seen: Vec<String> = vec![path_and_query.to_owned(), path.to_owned(), cut.to_owned()];
+    let mut forms = Vec::with_capacity(16);
     for decoded in [once, fully] {
         let decoded = decoded.replace('\\', "/");
-        let decoded = decoded.split('#').next().unwrap_or("");
-        for form in [resolve(decoded), resolve(&strip_params(decoded))] {
-            let lower = form.to_ascii_lowercase();
-            forms.push(form);
-            forms.push(lower);
+        // Whole, and as a reader that stops at a decoded `#` or `?` sees it.
+        let mut wholes = vec![decoded.as_str()];
+        wholes.extend(decoded.split_once('#').map(|(before, _)| before));
+        wholes.extend(decoded.split_once('?').map(|(before, _)| before));
+        for whole in wholes {
+            for form in [resolve(whole), resolve(&strip_params(whole))] {
+                let lower = form.to_ascii_lowercase();
+                forms.push(form);
+                forms.push(lower);
+            }
         }
     }
     for form in forms {
@@ -59,7 +69,7 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
 /// Whether the path holds something a reader might normalise away (or
 /// read in another case).
 fn needs_normalising(path: &str) -> bool {
-    path.contains(['%', '\\', ';'])
+    path.contains(['%', '\\', ';', '#'])
         || path.contains("//")
         || path.contains("/.")
         || path.bytes().any(|b| b.is_ascii_uppercase())
@@ -158,6 +168,15 @@ mod tests {
         assert_eq!(spellings("/app/x?y=1"), ["/app/x?y=1", "/app/x"]);
         assert_eq!(spellings("/"), ["/"]);
         assert_eq!(spellings("/admin#x"), ["/admin#x", "/admin"]);
+    }
+
+    #[test]
+    fn a_fragment_cut_never_hides_what_follows() {
+        for sent in ["/public/#/../../internal/", "/public/%23/../../internal/"] {
+            let all = spellings(sent);
+            assert!(all.contains(&"/public/".to_owned()), "{sent}: {all:?}");
+            assert!(all.contains(&"/internal/".to_owned()), "{sent}: {all:?}");
+        }
     }
 
     #[test]

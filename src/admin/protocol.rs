@@ -103,6 +103,9 @@ pub struct SessionInfo {
     pub address: Option<std::net::IpAddr>,
     /// Its browser, truncated.
     pub user_agent: String,
+    /// Whether "remember me" was ticked.
+    #[serde(default)]
+    pub remember: bool,
 }
 
 /// Which keys `latch user keys --revoke` takes back.
@@ -365,6 +368,7 @@ async fn sessions(service: &Service, username: &str, end: Option<EndSession>) ->
                     expires_at: s.expires_at,
                     address: s.address,
                     user_agent: s.user_agent,
+                    remember: s.remember,
                 })
                 .collect();
             Ok(Reply::Sessions { sessions })

@@ -32,7 +32,11 @@ pub(super) fn check(config: Result<Config>, case: Case) -> Result<()> {
         _ => Vec::new(),
     };
     let decision = case.decide(&config.access, &groups);
-    print(cases::describe(&config.access, &decision))
+    print(cases::describe(
+        &config.access,
+        &decision,
+        case.user.is_some(),
+    ))
 }
 
 /// `latch access test FILE`: every mismatch on a line, then a count;
@@ -64,11 +68,10 @@ pub(super) fn run_file(config: &Config, file: &Path) -> Result<String> {
         eprintln!("latch: {failure}");
     }
     if report.failures.is_empty() {
-        Ok(format!(
-            "{}: all {} access cases pass",
-            file.display(),
-            report.passed
-        ))
+        Ok(match report.passed {
+            1 => format!("{}: its 1 access case passes", file.display()),
+            n => format!("{}: all {n} access cases pass", file.display()),
+        })
     } else {
         Err(Error::config(format_args!(
             "{}: {} of {} access cases fail",
@@ -90,7 +93,7 @@ fn groups_of(config: &Config, users: &[String]) -> Result<HashMap<String, Vec<St
         Some(reply) => reply,
         None if !config.data_dir.exists() => {
             return Err(Error::config(format_args!(
-                "no database at {} to look up {} (give the groups instead)",
+                "no database at {} to look up {} (give --group, or `groups` in a test case)",
                 config.data_dir.display(),
                 users.join(", ")
             )))

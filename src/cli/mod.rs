@@ -211,29 +211,15 @@ pub fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve { config } => serve(ConfigFile::locate(config.as_deref())),
-        Command::Keygen => keygen(),
         Command::CheckConfig { config } => check_config(ConfigFile::locate(config.as_deref())),
         Command::User { config, command } => user::run(load(config), command),
-        Command::Access { config, command } => match command {
-            AccessCommand::Check {
-                user,
-                groups,
-                url,
-                method,
-                from,
-            } => access::check(
-                load(config),
-                crate::access::cases::Case {
-                    user,
-                    groups: (!groups.is_empty()).then_some(groups),
-                    url,
-                    method: Some(method),
-                    from,
-                    expect: String::new(),
-                },
-            ),
-            AccessCommand::Test { file } => access::test(load(config), &file),
-        },
+        Command::Access { config, command } => {
+            // Which rules were asked matters: say where they came from.
+            let file = ConfigFile::locate(config.as_deref());
+            eprintln!("latch: {file}");
+            access(Config::load_from(&file), command)
+        }
+        Command::Keygen => keygen(),
         Command::Backup {
             file,
             force,
@@ -247,6 +233,30 @@ pub fn main() -> ExitCode {
             eprintln!("latch: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `latch access check` and `latch access test` on `config`.
+fn access(config: Result<Config>, command: AccessCommand) -> Result<()> {
+    match command {
+        AccessCommand::Check {
+            user,
+            groups,
+            url,
+            method,
+            from,
+        } => access::check(
+            config,
+            crate::access::cases::Case {
+                user,
+                groups: (!groups.is_empty()).then_some(groups),
+                url,
+                method: Some(method),
+                from,
+                expect: String::new(),
+            },
+        ),
+        AccessCommand::Test { file } => access::test(config, &file),
     }
 }
 
@@ -274,6 +284,8 @@ fn serve(file: ConfigFile) -> Result<()> {
     }
     runtime.block_on(async {
         let app = App::open(config, Clock::system())?;
+        // Rules a reload would refuse never go live by a restart either.
+        app.check_access_tests(&app.access())?;
         let addr = app.config.listen;
         let listener = TcpListener::bind(addr)
             .await

@@ -159,7 +159,7 @@ fn print_keys(keys: &[KeyInfo]) -> Result<()> {
 }
 
 fn print_sessions(sessions: &[SessionInfo]) -> Result<()> {
-    let rows: Vec<[String; 6]> = sessions
+    let rows: Vec<[String; 7]> = sessions
         .iter()
         .map(|s| {
             [
@@ -167,8 +167,9 @@ fn print_sessions(sessions: &[SessionInfo]) -> Result<()> {
                 utc(s.created_at),
                 utc(s.last_seen_at),
                 utc(s.expires_at),
+                if s.remember { "yes" } else { "no" }.to_owned(),
                 s.address.map_or_else(|| "-".to_owned(), |a| a.to_string()),
-                s.user_agent.chars().take(40).collect(),
+                s.user_agent.chars().take(60).collect(),
             ]
         })
         .collect();
@@ -178,6 +179,7 @@ fn print_sessions(sessions: &[SessionInfo]) -> Result<()> {
             "CREATED",
             "LAST_SEEN",
             "EXPIRES",
+            "REMEMBERED",
             "ADDRESS",
             "USER_AGENT",
         ],

@@ -201,9 +201,7 @@ impl Config {
         if self.forward_auth.domains.is_empty() {
             return Some(self.primary_site());
         }
-        let host = host?;
-        let host = net::host_of(host).unwrap_or(host);
-        let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+        let host = net::request_host(host?)?.to_ascii_lowercase();
         self.forward_auth
             .domains
             .iter()
@@ -216,7 +214,7 @@ impl Config {
     /// browser asked for, port aside, which only picks among the
     /// configured ones), else the first.
     pub fn site_for_page(&self, host: Option<&str>) -> SiteRef<'_> {
-        let host = host.and_then(net::host_of);
+        let host = host.and_then(net::request_host);
         let chosen = host.and_then(|h| {
             self.forward_auth.domains.iter().find(|s| {
                 net::url_host(&s.public_url).is_some_and(|own| own.eq_ignore_ascii_case(h))
@@ -447,6 +445,36 @@ fn config_error(e: config::ConfigError) -> Error {
         })
         .collect();
     Error::config(format_args!("config: {}", redact_keys(&kept.join(": "))))
+}
+
+/// A `config` crate error about a file latch reads that is not its
+/// configuration (the access test file), on one line, with the source
+/// excerpt dropped and every string value masked: whatever file it is
+/// pointed at, its contents never reach the journal.
+pub(crate) fn quiet_error(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let excerpt = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !l.is_empty() && !excerpt.starts_with('|')
+        })
+        .collect();
+    // serde quotes a value as `string "..."`; key paths it quotes stay.
+    let joined = kept.join(": ");
+    let mut out = String::with_capacity(joined.len());
+    let mut rest = joined.as_str();
+    while let Some(at) = rest.find("string \"") {
+        let (head, tail) = rest.split_at(at + "string \"".len());
+        out.push_str(head);
+        out.push_str("…\"");
+        rest = tail.split_once('"').map_or("", |(_, after)| after);
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The config crate quotes the offending value in its errors; when the

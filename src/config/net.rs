@@ -111,6 +111,26 @@ pub fn host_of(authority: &str) -> Option<&str> {
     Some(host)
 }
 
+/// The host a request names in `authority` (a `Host` or
+/// `X-Forwarded-Host` value): the part before a numeric port, without a
+/// trailing dot, of letters, digits, `-` and `.` (or a bracketed IPv6
+/// literal). Anything else (`app.example.com:x.example.com`, userinfo, a
+/// path) is `None`: a request for a host latch cannot read is for no host.
+pub fn request_host(authority: &str) -> Option<&str> {
+    let host = host_of(authority)?;
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let plain = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let literal = host.starts_with('[')
+        && host.ends_with(']')
+        && host[1..host.len() - 1]
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok();
+    (plain || literal).then_some(host)
+}
+
 /// The host of an absolute http(s) URL, lowercase.
 pub fn url_host(url: &str) -> Option<String> {
     host_of(authority_of(url)?).map(str::to_ascii_lowercase)
@@ -143,6 +163,27 @@ mod tests {
         let mapped = IpNet::parse("::ffff:10.0.0.0/104").unwrap();
         assert!(mapped.contains("10.1.2.3".parse().unwrap()));
         assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn request_hosts_are_read_strictly() {
+        for (authority, host) in [
+            ("app.example.com", Some("app.example.com")),
+            ("App.Example.com:8443", Some("App.Example.com")),
+            ("app.example.com.", Some("app.example.com")),
+            ("app.example.com.:443", Some("app.example.com")),
+            ("[::1]:80", Some("[::1]")),
+            ("app.example.com:x.example.com", None),
+            ("app.example.com:1.media.example.com", None),
+            ("user@app.example.com", None),
+            ("app.example.com/x", None),
+            ("app.example.com:", None),
+            ("", None),
+            ("[zz]", None),
+            ("app_example.com", None),
+        ] {
+            assert_eq!(request_host(authority), host, "{authority}");
+        }
     }
 
     #[test]

@@ -328,7 +328,7 @@ async fn key_manager(app: &App, parts: &Parts) -> Result<Identity> {
     let who = authenticate(app, parts).await?;
     if let Via::ApiKey(_) = who.via {
         return Err(Error::new(Kind::Forbidden(
-            "API keys cannot manage API keys or sessions; use a token or the password",
+            "API keys cannot manage API keys or log out everywhere; use a token or the password",
         )));
     }
     Ok(who)

@@ -142,6 +142,12 @@ pub async fn check(
         }
         Err(e) => return Err(e),
     };
+    if !super::pages::session_fits(app, site, &who)? {
+        // A cookie of another of latch's domains (replayed by an app there):
+        // sign in on this domain's login page.
+        let e = Error::unauthorized(Refusal::BadToken);
+        return Ok(unauthenticated(app, site, parts, peer, flavor, &e));
+    }
     if let (Verdict::SignIn, Some(asked)) = (first.verdict, &asked) {
         // Now that it is known who asks, the subjects can decide.
         let subject = Subject {
@@ -244,8 +250,9 @@ impl<'a> Asked<'a> {
 }
 
 /// Host, path and method from `flavor`'s proxy headers, read as
-/// [`Original`] reads them: http(s) only, printable ASCII, and a host that
-/// is a host (letters, digits, `.-:[]`), else `None`.
+/// [`Original`] reads them: http(s) only, printable ASCII, a host that
+/// reads as one (`config::net::request_host`) and, for nginx, the host it
+/// routed by; else `None`.
 fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, &str)> {
     let get = |name: &str| {
         parts
@@ -260,6 +267,14 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, &str)> {
         Flavor::Nginx => {
             let url = get("x-original-url").filter(|u| printable(u))?;
             let (host, path) = cases::split_url(url)?;
+            // nginx routes an absolute-form request by its request line and
+            // sends that host ($host) here; `$http_host` in the URL is the
+            // client's Host header, which may name another.
+            if let Some(routed) = get("x-forwarded-host") {
+                if !same_host(routed, host) {
+                    return None;
+                }
+            }
             (host, path, get("x-original-method"))
         }
         Flavor::Redirecting => {
@@ -272,12 +287,17 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, &str)> {
             (host, path, get("x-forwarded-method"))
         }
     };
-    let is_host =
-        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']');
-    if !host.bytes().all(is_host) {
-        return None;
-    }
+    // The whole authority must read as a host: `app.example.com:x.example.com`
+    // is no host (Go's proxies route on the part before the colon).
+    crate::config::net::request_host(host)?;
     Some((host, path, method.unwrap_or(parts.method.as_str())))
+}
+
+/// Whether two authorities name the same host (case, a port and a
+/// trailing dot aside).
+fn same_host(a: &str, b: &str) -> bool {
+    use crate::config::net::request_host;
+    matches!((request_host(a), request_host(b)), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
 }
 
 /// 200 naming nobody: a bypass rule lets anyone in, signed in or not.
@@ -307,9 +327,21 @@ fn denied(
             "forward auth: denied by an access rule"
         ),
         (Some(rule), None) => tracing::info!(rule, "forward auth: denied by an access rule"),
-        (None, _) => tracing::info!(
-            "forward auth: denied by the default policy (or the proxy did not say which URL)"
-        ),
+        (None, _) => {
+            // The default policy, or a request the rules cannot read.
+            let trusted = app.config.forward_auth.trusts(peer.ip());
+            match trusted.then(|| forwarded(parts, flavor)).flatten() {
+                Some((host, _, _)) => tracing::info!(
+                    host = %host.escape_debug(),
+                    "forward auth: denied by the default policy"
+                ),
+                None => tracing::info!(
+                    "forward auth: denied: the request's URL is unknown (a peer not in \
+                     trusted_proxies, or no X-Forwarded-*/X-Original-* headers, or a host \
+                     that is no host)"
+                ),
+            }
+        }
     }
     let e = Error::new(Kind::Forbidden("access to this address is denied"));
     if !request::is_browser(parts) {
@@ -321,6 +353,7 @@ fn denied(
         site,
         &e,
         original.url.as_deref(),
+        who.is_some(),
     ))
 }
 
@@ -345,6 +378,7 @@ fn not_in_group(
         site,
         &e,
         original.url.as_deref(),
+        true,
     ))
 }
 

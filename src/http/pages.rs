@@ -292,10 +292,33 @@ fn query_param(parts: &Parts, name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// The identity behind a valid session cookie, if any.
+/// With several domains, whether the session behind a session cookie was
+/// signed in for `site`'s domain (other credentials fit everywhere).
+pub(super) fn session_fits(
+    app: &App,
+    site: SiteRef<'_>,
+    who: &crate::model::Identity,
+) -> Result<bool> {
+    if app.config.forward_auth.domains.is_empty() {
+        return Ok(true);
+    }
+    let crate::model::Via::Token(token) = who.via else {
+        return Ok(true);
+    };
+    Ok(match app.service.session_domain(&token)? {
+        Some(domain) => domain.as_deref() == site.cookie_domain,
+        None => true,
+    })
+}
+
+/// The identity behind a valid session cookie, if any (with several
+/// domains, a session of this page's domain).
 pub(super) async fn signed_in(app: &App, parts: &Parts) -> Option<Identity> {
     let presented = extract::credential(parts, Surface::page(&app.config)).ok()??;
-    app.service.authenticate(&presented).await.ok()
+    let who = app.service.authenticate(&presented).await.ok()?;
+    session_fits(app, site(app, parts), &who)
+        .ok()?
+        .then_some(who)
 }
 
 /// `GET /login?rd=...`: the form; already signed in with a safe `rd`,
@@ -389,6 +412,7 @@ pub async fn login_submit<B: ReadBody>(
         }
         Err(e) => return Err(e),
     };
+    let site = site(app, parts);
     let meta = SessionMeta {
         address: crate::audit::current_source(),
         user_agent: parts
@@ -398,9 +422,12 @@ pub async fn login_submit<B: ReadBody>(
             .unwrap_or("")
             .to_owned(),
         remember: field(&fields, "remember").is_some_and(|v| !v.is_empty()),
+        // With several domains, the session lets in on this one only.
+        domain: (!app.config.forward_auth.domains.is_empty())
+            .then(|| site.cookie_domain.map(str::to_owned))
+            .flatten(),
     };
     let session = app.service.issue_session(&proven, meta).await?;
-    let site = site(app, parts);
     let home = own_url(site, "/");
     let target = safe_rd(app, site, rd).unwrap_or(&home);
     let mut res = response::redirect(StatusCode::SEE_OTHER, target);
@@ -473,16 +500,19 @@ async fn end_session(app: &App, parts: &Parts) -> Result<()> {
 /// reason, and ways forward (latch's own pages, when `public_url` says
 /// where they are: these pages are often served on the app's host).
 pub fn error_page(app: &App, parts: &Parts, e: &Error) -> Response<Body> {
-    error_page_back_to(app, site(app, parts), e, None)
+    let cookie = extract::cookie_value(parts, &app.config.forward_auth.cookie_name);
+    error_page_back_to(app, site(app, parts), e, None, cookie.is_some())
 }
 
-/// [`error_page`], whose "sign in as someone else" comes back to `back`
-/// (the page that was refused) after the new sign-in.
+/// [`error_page`], whose "sign in as someone else" (or, for a visitor
+/// not `signed_in`, "sign in") comes back to `back` (the page that was
+/// refused) after the sign-in.
 pub fn error_page_back_to(
     app: &App,
     site: SiteRef<'_>,
     e: &Error,
     back: Option<&str>,
+    signed_in: bool,
 ) -> Response<Body> {
     let json = response::error(e);
     let status = json.status();
@@ -492,14 +522,18 @@ pub fn error_page_back_to(
                 Some(back) => format!("{url}/login?rd={}", redirect::encode_query_value(back)),
                 None => format!("{url}/login"),
             };
-            format!(
-                concat!(
-                    r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> · "#,
-                    r#"<a href="{url}/">Your account</a></p>"#,
-                ),
-                url = escape(url),
-                login = escape(&redirect::encode_query_value(&login)),
-            )
+            if signed_in {
+                format!(
+                    concat!(
+                        r#"<p><a href="{url}/logout?rd={login}">Sign in as someone else</a> · "#,
+                        r#"<a href="{url}/">Your account</a></p>"#,
+                    ),
+                    url = escape(url),
+                    login = escape(&redirect::encode_query_value(&login)),
+                )
+            } else {
+                format!(r#"<p><a href="{}">Sign in</a></p>"#, escape(&login))
+            }
         }
         None => String::new(),
     };

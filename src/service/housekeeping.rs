@@ -50,7 +50,7 @@ impl Service {
                     if let Err(e) = self.flush_key_uses() {
                         tracing::warn!("recording API key use failed: {e}");
                     }
-                    if let Err(e) = self.flush_session_uses() {
+                    if let Err(e) = self.flush_session_uses(false) {
                         tracing::warn!("recording session use failed: {e}");
                     }
                 }
@@ -72,7 +72,7 @@ impl Service {
     /// Writes what is pending and waits for the disk (shutdown).
     pub async fn flush(&self) -> Result<()> {
         self.flush_key_uses()?;
-        self.flush_session_uses()?;
+        self.flush_session_uses(true)?;
         self.store.flush().await
     }
 

@@ -36,7 +36,7 @@ pub(super) struct Sessions {
 }
 
 /// A session's use, in memory.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Seen {
     /// Last use.
     at: u64,
@@ -44,6 +44,8 @@ struct Seen {
     written: u64,
     /// Its token's expiry (then the entry goes).
     exp: u64,
+    /// The cookie domain it was signed in for.
+    domain: Option<std::sync::Arc<str>>,
 }
 
 impl Sessions {
@@ -83,6 +85,7 @@ impl Service {
             address: meta.address,
             user_agent: meta.user_agent.chars().take(MAX_USER_AGENT).collect(),
             remember,
+            domain: meta.domain,
         };
         self.store.put_session(&session).await?;
         self.sessions.seen().insert(
@@ -91,6 +94,7 @@ impl Service {
                 at: now,
                 written: now,
                 exp: session.expires_at,
+                domain: session.domain.as_deref().map(Into::into),
             },
         );
         Ok(issued)
@@ -103,14 +107,15 @@ impl Service {
     pub(super) fn use_session(&self, token: &TokenRef) -> Result<Option<&'static str>> {
         let id = SessionId(token.jti);
         let now = self.now();
-        let known = self.sessions.seen().get(&id).copied();
-        let seen = match known {
+        let known = self.sessions.seen().get(&id).cloned();
+        let seen = match known.clone() {
             Some(seen) => seen,
             None => match self.store.session(id)? {
                 Some(record) => Seen {
                     at: record.last_seen_at,
                     written: record.last_seen_at,
                     exp: record.expires_at,
+                    domain: record.domain.as_deref().map(Into::into),
                 },
                 None => return Ok(None),
             },
@@ -123,6 +128,18 @@ impl Service {
             self.sessions.seen().insert(id, Seen { at: now, ..seen });
         }
         Ok(None)
+    }
+
+    /// The cookie domain the session behind `token` was signed in for:
+    /// `None` for a token that names no session (an API token, or a session
+    /// from before sessions had records), `Some(None)` for a session of no
+    /// particular domain.
+    pub fn session_domain(&self, token: &TokenRef) -> Result<Option<Option<String>>> {
+        let id = SessionId(token.jti);
+        if let Some(seen) = self.sessions.seen().get(&id) {
+            return Ok(Some(seen.domain.as_deref().map(str::to_owned)));
+        }
+        Ok(self.store.session(id)?.map(|s| s.domain))
     }
 
     /// The user's live sessions (not expired, ended, refused or idle too
@@ -216,16 +233,18 @@ impl Service {
         Ok(())
     }
 
-    /// Writes last uses a minute or more newer than what is stored, and
-    /// forgets those of expired sessions.
-    pub fn flush_session_uses(&self) -> Result<()> {
+    /// Writes last uses a minute or more newer than what is stored (every
+    /// newer one when `all`: at shutdown), and forgets those of expired
+    /// sessions.
+    pub fn flush_session_uses(&self, all: bool) -> Result<()> {
         let now = self.now();
+        let every = if all { 1 } else { LAST_SEEN_EVERY };
         let mut pending = Vec::new();
         {
             let mut seen = self.sessions.seen();
             seen.retain(|_, s| s.exp > now);
             for (id, s) in seen.iter_mut() {
-                if s.at >= s.written + LAST_SEEN_EVERY {
+                if s.at >= s.written + every {
                     pending.push((*id, s.at));
                     s.written = s.at;
                 }

@@ -131,6 +131,15 @@ fn the_rules_decide_forward_auth() {
     );
     assert_eq!(res.status, 403);
     assert!(res.text().contains("denied"), "{}", res.text());
+    // A visitor who is not signed in is offered to sign in, not to sign
+    // in "as someone else".
+    let res = auth(&c, asked("GET", "other.example.test", "/"), &[BROWSER]);
+    assert_eq!(res.status, 403);
+    let page = res.text();
+    assert!(
+        page.contains(">Sign in</a>") && !page.contains("someone else"),
+        "{page}"
+    );
     // The default policy: deny, even signed in.
     let res = auth(&c, asked("GET", "other.example.test", "/"), &as_alice);
     assert_eq!(res.status, 403);
@@ -391,7 +400,7 @@ fn access_check_explains_a_decision() {
     );
     let (_, out, _) = check(&[url]);
     assert!(
-        out.starts_with("one_factor (sign-in needed: the rule names subjects) by rule 3"),
+        out.starts_with("one_factor (sign in first: the rule names subjects) by rule 3"),
         "{out}"
     );
     let (_, out, _) = check(&[url, "--user", "dave", "--group", "users"]);
@@ -406,6 +415,19 @@ fn access_check_explains_a_decision() {
     assert!(out.starts_with("bypass by rule 5"), "{out}");
     let (_, out, _) = check(&["--url=https://nowhere.example.test/"]);
     assert_eq!(out.trim(), "deny by the default policy (deny)");
+    // A visitor on a plain one_factor rule is sent to sign in; say so.
+    let (_, out, err) = check(&["--url=https://app.example.test/x"]);
+    assert!(
+        out.starts_with("one_factor (sign in first) by rule 6"),
+        "{out}"
+    );
+    // Which configuration was asked, on stderr.
+    assert!(
+        err.contains(&format!("config {} (from --config)", config.display())),
+        "{err}"
+    );
+    let (status, _, err) = check(&["--url=https://a.example.test/", "--group", "x"]);
+    assert!(!status.success(), "--group without --user: {err}");
     // Groups from the database (no server running), then from the server.
     let (status, _, err) = check(&[url, "--user", "alice"]);
     assert!(!status.success());
@@ -426,7 +448,7 @@ fn access_check_explains_a_decision() {
     assert!(status.success(), "{err}");
     assert!(out.starts_with("deny by rule 4"), "{out}");
     drop(server);
-    // Bad input: one line, non-zero.
+    // Bad input: one line (after the one naming the config), non-zero.
     for bad in [
         &["--url=app.example.test/"][..],
         &[url, "--from", "lan"],
@@ -434,7 +456,9 @@ fn access_check_explains_a_decision() {
     ] {
         let (status, _, err) = check(bad);
         assert!(!status.success(), "{bad:?}");
-        assert_eq!(err.lines().count(), 1, "{err}");
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{err}");
+        assert!(lines[0].starts_with("latch: config "), "{err}");
     }
 }
 
@@ -516,4 +540,33 @@ fn a_bad_rule_stops_start_up_with_one_line() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn failing_policy_tests_stop_start_up_as_they_stop_a_reload() {
+    let dir = TempDir::new("access-start-tests");
+    std::fs::write(
+        dir.path().join("cases.toml"),
+        "[[case]]\nurl = \"https://public.example.test/\"\nexpect = \"deny\"\n",
+    )
+    .unwrap();
+    let config = config_file(
+        &dir,
+        &RULES.replace(
+            "default_policy = \"deny\"",
+            "default_policy = \"deny\"\ntests = \"cases.toml\"",
+        ),
+    );
+    let (status, _, err) = latch_with(&["serve"], &config);
+    assert!(!status.success());
+    assert!(err.contains("1 of 1 access tests"), "{err}");
+    assert!(err.contains("expected deny, got bypass by rule 1"), "{err}");
+    // Fixed, it starts.
+    std::fs::write(
+        dir.path().join("cases.toml"),
+        "[[case]]\nurl = \"https://public.example.test/\"\nexpect = \"bypass\"\n",
+    )
+    .unwrap();
+    let server = Server::start_with(&config);
+    assert_eq!(server.client().get("/healthz", &[]).status, 200);
 }

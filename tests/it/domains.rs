@@ -115,6 +115,37 @@ fn each_domain_has_its_login_page_cookie_and_rd() {
     let res = auth(&c, "media.example.org", &[("Cookie", org_cookie.as_str())]);
     assert_eq!(res.status, 200);
     assert_eq!(res.header("remote-user"), Some("alice"));
+    // ... and only there: an app under example.org that sees the cookie
+    // cannot replay it against example.test (found by review), neither on
+    // forward auth nor on that domain's account page.
+    let res = auth(
+        &c,
+        "app.example.test",
+        &[("Cookie", org_cookie.as_str()), BROWSER],
+    );
+    assert_eq!(res.status, 302, "{}", res.text());
+    assert!(res
+        .header("location")
+        .unwrap()
+        .starts_with("http://auth.example.test/login?rd="));
+    let res = c.get(
+        "/",
+        &[
+            ("Host", "auth.example.test"),
+            ("Cookie", org_cookie.as_str()),
+            BROWSER,
+        ],
+    );
+    assert_eq!(res.status, 302);
+    let res = c.get(
+        "/",
+        &[
+            ("Host", "auth.example.org"),
+            ("Cookie", org_cookie.as_str()),
+            BROWSER,
+        ],
+    );
+    assert_eq!(res.status, 200);
 
     // A form from one login host is refused on the other.
     let page = c.get("/login", &[("Host", "auth.example.org"), BROWSER]);

@@ -367,14 +367,23 @@ pub fn via(
 ) -> Response {
     // `app` is app.example.test; a full name (`app.example.org`) is itself.
     let host = if host.contains('.') {
-        host.to_owned()
+        format!("{host}:{}", proxy.port)
     } else {
-        format!("{host}.example.test")
+        format!("{host}.example.test:{}", proxy.port)
     };
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}:{}\r\nConnection: close\r\n",
-        proxy.port
-    );
+    with_host_header(proxy, &host, method, path, headers, body)
+}
+
+/// A request from 127.0.0.2 to the proxy with this `Host` header, as is.
+fn with_host_header(
+    proxy: &Proxy,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (n, v) in headers {
         req.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -925,6 +934,45 @@ fn access_story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
     // auth answer lacks to its placeholder, `{http.reverse_proxy.header.
     // Remote-User}`, caddyserver/caddy#6610: hence latch's "always all
     // four, empty when there is no value" in the README's Caddy table.)
+    // The rules see the host the proxy routes by: an absolute-form request
+    // line naming the app, with a Host header naming the bypassed host,
+    // is the app's (found by review: through nginx, whose X-Original-URL
+    // has the Host header, it was a bypass).
+    let before = upstream.hits();
+    for target in ["/internal/", "/admin/x"] {
+        let absolute = format!("http://app.example.test:{port}{target}");
+        let res = to("status", "GET", &absolute, &[JSON]);
+        assert!(
+            matches!(res.status, 400 | 401 | 403),
+            "absolute-form {absolute} with Host status: {} {}",
+            res.status,
+            res.text()
+        );
+    }
+    assert_eq!(
+        upstream.hits(),
+        before,
+        "an absolute-form request reached the app"
+    );
+    // A host with a non-numeric port is no host (Go's proxies route on
+    // the part before the colon): never matched by what it ends with.
+    for host in [
+        "app.example.test:x.media.example.test",
+        "app.example.test:1.media.example.test",
+    ] {
+        let res = with_host_header(proxy, host, "GET", "/internal/", &[JSON, as_bob], b"");
+        assert!(
+            matches!(res.status, 400 | 403),
+            "Host {host}: {}",
+            res.status
+        );
+    }
+    assert_eq!(
+        upstream.hits(),
+        before,
+        "a host with a junk port reached the app"
+    );
+
     let anyone: [(&str, Headers); 3] = [
         ("a browser", &[BROWSER]),
         ("a script", &[JSON]),

@@ -61,6 +61,7 @@ struct SessionRecordV1 {
     address: Option<IpAddr>,
     user_agent: String,
     remember: bool,
+    domain: Option<String>,
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -155,6 +156,7 @@ pub(super) fn encode_session(s: &Session) -> Vec<u8> {
             address: s.address,
             user_agent: s.user_agent.clone(),
             remember: s.remember,
+            domain: s.domain.clone(),
         },
     )
 }
@@ -176,6 +178,7 @@ pub(super) fn decode_session(id: &[u8], bytes: &[u8]) -> Result<Session> {
         address: r.address,
         user_agent: r.user_agent,
         remember: r.remember,
+        domain: r.domain,
     })
 }
 
