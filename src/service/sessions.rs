@@ -25,8 +25,51 @@ pub const LAST_SEEN_EVERY: u64 = 60;
 /// Longest `User-Agent` kept, in characters.
 pub const MAX_USER_AGENT: usize = 200;
 
+/// Sessions whose use this thread noted last: (owner, session, when).
+/// A handful per thread, replaced in turn: a client presenting the same
+/// cookie request after request takes the shared map's lock once in a
+/// while, not each time.
+const NOTED_PER_THREAD: usize = 16;
+
+/// The next slot to replace, and the (owner, session, when) slots.
+type Noted = (usize, [(u64, SessionId, u64); NOTED_PER_THREAD]);
+
+thread_local! {
+    static NOTED: std::cell::RefCell<Noted> =
+        const { std::cell::RefCell::new((0, [(0, SessionId([0; 16]), 0); NOTED_PER_THREAD])) };
+}
+
+static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// When this thread last noted a use of `id` (for the service `owner`).
+fn noted_here(owner: u64, id: SessionId) -> Option<u64> {
+    NOTED.with(|n| {
+        n.borrow()
+            .1
+            .iter()
+            .find(|(o, s, _)| *o == owner && *s == id)
+            .map(|(_, _, at)| *at)
+    })
+}
+
+/// Remembers that this thread noted a use of `id` at `at`.
+fn note_here(owner: u64, id: SessionId, at: u64) {
+    NOTED.with(|n| {
+        let (next, entries) = &mut *n.borrow_mut();
+        match entries.iter_mut().find(|(o, s, _)| *o == owner && *s == id) {
+            Some(entry) => entry.2 = at,
+            None => {
+                entries[*next] = (owner, id, at);
+                *next = (*next + 1) % NOTED_PER_THREAD;
+            }
+        }
+    });
+}
+
 /// Session lifetimes and what is noted of their use.
 pub(super) struct Sessions {
+    /// Which service's entries a thread's notes are (tests run several).
+    owner: u64,
     /// A session unused this long is refused (0: never).
     inactivity: u64,
     /// Lifetime with "remember me" (0: not offered).
@@ -51,9 +94,20 @@ struct Seen {
 impl Sessions {
     pub(super) fn new(inactivity: u64, remember_ttl: u64) -> Sessions {
         Sessions {
+            owner: NEXT_OWNER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             inactivity,
             remember_ttl,
             seen: Mutex::default(),
+        }
+    }
+
+    /// How recent a use this thread noted may be for the shared note to be
+    /// skipped: a minute, or a tenth of `session_inactivity` (at least a
+    /// second), so a session in use is never taken for idle.
+    fn fresh_for(&self) -> u64 {
+        match self.inactivity {
+            0 => LAST_SEEN_EVERY,
+            idle => (idle / 10).clamp(1, LAST_SEEN_EVERY),
         }
     }
 
@@ -107,6 +161,12 @@ impl Service {
     pub(super) fn use_session(&self, token: &TokenRef) -> Result<Option<&'static str>> {
         let id = SessionId(token.jti);
         let now = self.now();
+        // This thread noted a use of it moments ago: it is not idle, and
+        // its last use is known well enough. No lock, no shared write.
+        let fresh = self.sessions.fresh_for();
+        if noted_here(self.sessions.owner, id).is_some_and(|at| now.saturating_sub(at) < fresh) {
+            return Ok(None);
+        }
         let known = self.sessions.seen().get(&id).cloned();
         let seen = match known.clone() {
             Some(seen) => seen,
@@ -127,6 +187,7 @@ impl Service {
         if known.is_none() || now > seen.at {
             self.sessions.seen().insert(id, Seen { at: now, ..seen });
         }
+        note_here(self.sessions.owner, id, now);
         Ok(None)
     }
 
