@@ -27,6 +27,9 @@ tokio::task_local! {
 pub struct Context {
     /// The client's address (the proxy's client when a trusted proxy says).
     pub source: IpAddr,
+    /// Whether the connection is from a trusted proxy (whose forwarding
+    /// headers are believed).
+    pub trusted_proxy: bool,
 }
 
 /// Runs `f` with `context` as the audit context of everything it logs.
@@ -40,6 +43,12 @@ pub async fn scope<F: Future>(context: Context, f: F) -> F::Output {
 /// no handler can forget to pass it.
 pub fn current_source() -> Option<IpAddr> {
     CONTEXT.try_with(|c| c.source).ok()
+}
+
+/// Whether the request being handled came from a trusted proxy; false
+/// outside a request.
+pub fn from_trusted_proxy() -> bool {
+    CONTEXT.try_with(|c| c.trusted_proxy).unwrap_or(false)
 }
 
 /// The source address, or `local` outside a request (the admin socket);

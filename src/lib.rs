@@ -44,6 +44,7 @@ pub mod token;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::net::TcpListener;
@@ -64,6 +65,12 @@ pub struct App {
     /// The access rules in force: the configuration's, until a reload
     /// replaces them.
     access: RwLock<Arc<access::AccessControl>>,
+    /// Bumped by every reload, so a thread's copy of the rules knows when
+    /// it is stale ([`App::with_access`]).
+    access_generation: AtomicU64,
+    /// Tells this app's rules apart from another's in a thread's copy
+    /// (tests run several apps in one process).
+    id: u64,
     /// The admin socket, bound by [`App::open`] so it exists before the
     /// server says it is listening; [`run`] takes it.
     admin: Mutex<Option<std::os::unix::net::UnixListener>>,
@@ -79,6 +86,9 @@ pub struct App {
     /// `[[forward_auth.domains]]` (bounded likewise).
     warned_hosts: Mutex<HashSet<String>>,
 }
+
+/// The next [`App`]'s id.
+static NEXT_APP: AtomicU64 = AtomicU64::new(1);
 
 /// Most untrusted peers remembered for [`App::warn_untrusted_proxy`].
 const MAX_WARNED: usize = 256;
@@ -101,6 +111,8 @@ impl App {
         let admin = admin::server::bind(&config.data_dir)?;
         Ok(App {
             access: RwLock::new(config.access.clone()),
+            access_generation: AtomicU64::new(0),
+            id: NEXT_APP.fetch_add(1, Ordering::Relaxed),
             config,
             service,
             forms,
@@ -123,6 +135,32 @@ impl App {
     /// Puts `rules` in force for every request from now on (a reload).
     pub fn replace_access(&self, rules: access::AccessControl) {
         *self.access.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(rules);
+        self.access_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Runs `f` with the access rules in force, from this thread's copy:
+    /// a request reads one atomic, takes no lock and touches no shared
+    /// count, and a reload reaches every thread at its next request.
+    pub fn with_access<R>(&self, f: impl FnOnce(&access::AccessControl) -> R) -> R {
+        thread_local! {
+            static RULES: std::cell::RefCell<Option<(u64, u64, Arc<access::AccessControl>)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let generation = self.access_generation.load(Ordering::Acquire);
+        RULES.with(|copy| {
+            let fresh = matches!(
+                &*copy.borrow(),
+                Some((id, g, _)) if *id == self.id && *g == generation
+            );
+            if !fresh {
+                *copy.borrow_mut() = Some((self.id, generation, self.access()));
+            }
+            let copy = copy.borrow();
+            match &*copy {
+                Some((_, _, rules)) => f(rules),
+                None => f(&self.access()),
+            }
+        })
     }
 
     /// Reads `file` again and puts its access rules in force, if they

@@ -108,14 +108,14 @@ pub async fn check(
         Some(site) => site,
         None => return no_site(app, parts, peer, flavor),
     };
-    let rules = app.access();
     // Only with rules is the request read: without, every request gets
     // the default policy.
-    let asked = (!rules.is_uniform()).then(|| Asked::read(app, parts, peer, flavor));
-    let first = match &asked {
-        Some(asked) => asked.decide(&rules, None),
+    let uniform = app.with_access(|rules| rules.is_uniform());
+    let asked = (!uniform).then(|| Asked::read(app, parts, peer, flavor));
+    let first = app.with_access(|rules| match &asked {
+        Some(asked) => asked.decide(rules, None),
         None => rules.decide(&UNIFORM, None),
-    };
+    });
     match first.verdict {
         // `?group=` narrows every rule, a bypass too: then a sign-in it is.
         Verdict::Bypass if required.is_empty() => return bypassed(),
@@ -154,7 +154,7 @@ pub async fn check(
             username: &who.username,
             groups: &user.groups,
         };
-        let second = asked.decide(&rules, Some(&subject));
+        let second = app.with_access(|rules| asked.decide(rules, Some(&subject)));
         match second.verdict {
             Verdict::Bypass if required.is_empty() => return bypassed(),
             Verdict::Bypass => {}

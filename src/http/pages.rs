@@ -178,10 +178,7 @@ fn login_page(
 /// configured domains).
 pub(super) fn site<'a>(app: &'a App, parts: &Parts) -> SiteRef<'a> {
     let header = |name| parts.headers.get(name).and_then(|h| h.to_str().ok());
-    let trusted = parts
-        .extensions
-        .get::<super::router::Peer>()
-        .is_some_and(|peer| app.config.forward_auth.trusts(peer.0.ip()));
+    let trusted = crate::audit::from_trusted_proxy();
     // A proxy that passes its own address as Host (nginx's default) says
     // which host the browser asked for in X-Forwarded-Host.
     let forwarded = trusted.then(|| header("x-forwarded-host")).flatten();

@@ -48,24 +48,19 @@ use crate::error::{Error, Kind, Result};
 use crate::metrics::Route::{self, *};
 use crate::App;
 
-/// The connection's peer, kept with the request for handlers that only
-/// believe a proxy's headers from a trusted one.
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub SocketAddr);
-
 /// Paths deeper than this are 404 without further thought.
 const MAX_SEGMENTS: usize = 4;
 
 /// Answers one request. Never fails: errors become their JSON responses
 /// (or, for browsers on the pages and forward auth, HTML pages) here.
 pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) -> Response<Body> {
-    let (mut parts, body) = req.into_parts();
-    parts.extensions.insert(Peer(peer));
+    let (parts, body) = req.into_parts();
     let started = Instant::now();
     let mut buf = [""; MAX_SEGMENTS];
     let segments = segments(parts.uri.path(), &mut buf);
     let context = audit::Context {
         source: client_address(app, &parts, peer),
+        trusted_proxy: app.config.forward_auth.trusts(peer.ip()),
     };
     // HEAD is GET without the body (hyper leaves the body out).
     let method = match parts.method {
