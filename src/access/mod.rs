@@ -478,7 +478,9 @@ impl AccessControl {
     ) -> Decision {
         // The candidates' regexes as one set, run once per path, when the
         // first rule that needs it is reached.
-        let mut matched: Option<regex::SetMatches> = None;
+        // `Some(None)`: none of them matches (known from the cheaper
+        // `is_match`, which most requests need only).
+        let mut matched: Option<Option<regex::SetMatches>> = None;
         for (k, &index) in candidates.rules.iter().enumerate() {
             let rule = &self.rules[index];
             let decided = |verdict| Decision {
@@ -487,8 +489,10 @@ impl AccessControl {
             };
             let resources_match = || match &candidates.set {
                 Some(set) => {
-                    let m = matched.get_or_insert_with(|| set.matches(path));
-                    candidates.ids[k].clone().any(|i| m.matched(i))
+                    let m = matched
+                        .get_or_insert_with(|| set.is_match(path).then(|| set.matches(path)));
+                    m.as_ref()
+                        .is_some_and(|m| candidates.ids[k].clone().any(|i| m.matched(i)))
                 }
                 None => rule.resources.iter().any(|r| r.is_match(path)),
             };
