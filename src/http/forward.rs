@@ -47,6 +47,12 @@ static REMOTE_USER: HeaderName = HeaderName::from_static("remote-user");
 static REMOTE_GROUPS: HeaderName = HeaderName::from_static("remote-groups");
 static REMOTE_EMAIL: HeaderName = HeaderName::from_static("remote-email");
 static REMOTE_NAME: HeaderName = HeaderName::from_static("remote-name");
+static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
+static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
 
 /// The request the proxy is asking about.
 struct Original {
@@ -226,7 +232,9 @@ impl<'a> Asked<'a> {
             original: trusts(peer.ip())
                 .then(|| forwarded(parts, flavor))
                 .flatten(),
-            client: request::client_address(&parts.headers, peer.ip(), trusts),
+            // The router worked it out for this request already.
+            client: crate::audit::current_source()
+                .unwrap_or_else(|| request::client_address(&parts.headers, peer.ip(), trusts)),
         }
     }
 
@@ -254,7 +262,7 @@ impl<'a> Asked<'a> {
 /// reads as one (`config::net::request_host`) and, for nginx, the host it
 /// routed by; else `None`.
 fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, &str)> {
-    let get = |name: &str| {
+    let get = |name: &HeaderName| {
         parts
             .headers
             .get(name)
@@ -265,26 +273,26 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, &str)> {
     let printable = |text: &str| text.bytes().all(|b| b.is_ascii_graphic());
     let (host, path, method) = match flavor {
         Flavor::Nginx => {
-            let url = get("x-original-url").filter(|u| printable(u))?;
+            let url = get(&X_ORIGINAL_URL).filter(|u| printable(u))?;
             let (host, path) = cases::split_url(url)?;
             // nginx routes an absolute-form request by its request line and
             // sends that host ($host) here; `$http_host` in the URL is the
             // client's Host header, which may name another.
-            if let Some(routed) = get("x-forwarded-host") {
+            if let Some(routed) = get(&X_FORWARDED_HOST) {
                 if !same_host(routed, host) {
                     return None;
                 }
             }
-            (host, path, get("x-original-method"))
+            (host, path, get(&X_ORIGINAL_METHOD))
         }
         Flavor::Redirecting => {
-            get("x-forwarded-proto").filter(|p| matches!(*p, "http" | "https"))?;
-            let host = get("x-forwarded-host")?;
-            let path = get("x-forwarded-uri").unwrap_or("/");
+            get(&X_FORWARDED_PROTO).filter(|p| matches!(*p, "http" | "https"))?;
+            let host = get(&X_FORWARDED_HOST)?;
+            let path = get(&X_FORWARDED_URI).unwrap_or("/");
             if !printable(path) || !path.starts_with('/') {
                 return None;
             }
-            (host, path, get("x-forwarded-method"))
+            (host, path, get(&X_FORWARDED_METHOD))
         }
     };
     // The whole authority must read as a host: `app.example.com:x.example.com`

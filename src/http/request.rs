@@ -201,6 +201,9 @@ pub fn is_browser(parts: &Parts) -> bool {
     accepts_html && !xhr
 }
 
+static X_FORWARDED_FOR: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-forwarded-for");
+
 /// The client's address: the peer, or, when the peer is a trusted proxy,
 /// the rightmost `X-Forwarded-For` entry that is not a trusted proxy
 /// itself. Entries to its left were written by the client (or proxies
@@ -215,12 +218,12 @@ pub fn client_address(
         return peer;
     }
     let mut client = peer;
-    let values: Vec<&str> = headers
-        .get_all("x-forwarded-for")
+    let values = headers
+        .get_all(&X_FORWARDED_FOR)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        .rev()
+        .filter_map(|v| v.to_str().ok());
+    for entry in values.flat_map(|v| v.rsplit(',')) {
         let Some(ip) = parse_forwarded_address(entry.trim()) else {
             return client;
         };
