@@ -6,30 +6,8 @@
 
 use super::raw::{OneOrMany, RawAccessControl, RawRule};
 use super::IpNet;
-use crate::access::{AccessControl, DomainPattern, Policy, Rule, SubjectPattern};
+use crate::access::{AccessControl, DomainPattern, Policy, Rule, SubjectPattern, METHODS};
 use crate::error::{Error, Result};
-
-/// Methods a rule may name (HTTP and WebDAV).
-const METHODS: &[&str] = &[
-    "GET",
-    "HEAD",
-    "POST",
-    "PUT",
-    "PATCH",
-    "DELETE",
-    "OPTIONS",
-    "CONNECT",
-    "TRACE",
-    "PROPFIND",
-    "PROPPATCH",
-    "MKCOL",
-    "COPY",
-    "MOVE",
-    "LOCK",
-    "UNLOCK",
-    "REPORT",
-    "SEARCH",
-];
 
 /// Longest compiled regex accepted, in bytes of the compiled program, so a
 /// rule cannot make start-up or matching heavy.

@@ -219,8 +219,9 @@ const UNIFORM: Request<'static> = Request {
 /// The request the proxy asks about, as the rules see it: borrowed from
 /// the headers, nothing allocated.
 struct Asked<'a> {
-    /// Host, path and query, method, when a trusted proxy said.
-    original: Option<(&'a str, &'a str, &'a str)>,
+    /// Host, path and query, and the method if it said, when a trusted
+    /// proxy said.
+    original: Option<(&'a str, &'a str, Option<&'a str>)>,
     /// The client's address (the peer, or what a trusted proxy reports).
     client: std::net::IpAddr,
 }
@@ -247,13 +248,25 @@ impl<'a> Asked<'a> {
                 rule: None,
             };
         };
-        let request = Request {
+        let request = |method| Request {
             host,
             path,
             method,
             client: Some(self.client),
         };
-        rules.decide(&request, who)
+        match method {
+            Some(method) => rules.decide(&request(method), who),
+            // A proxy that does not say which method could be passing any:
+            // the strictest answer over every method a rule may name.
+            None => crate::access::METHODS
+                .iter()
+                .map(|m| rules.decide(&request(m), who))
+                .max_by_key(|d| d.verdict)
+                .unwrap_or(Decision {
+                    verdict: Verdict::Deny,
+                    rule: None,
+                }),
+        }
     }
 }
 
@@ -261,7 +274,7 @@ impl<'a> Asked<'a> {
 /// [`Original`] reads them: http(s) only, printable ASCII, a host that
 /// reads as one (`config::net::request_host`) and, for nginx, the host it
 /// routed by; else `None`.
-fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, &str)> {
+fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)> {
     let get = |name: &HeaderName| {
         parts
             .headers
@@ -298,7 +311,7 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, &str)> {
     // The whole authority must read as a host: `app.example.com:x.example.com`
     // is no host (Go's proxies route on the part before the colon).
     crate::config::net::request_host(host)?;
-    Some((host, path, method.unwrap_or(parts.method.as_str())))
+    Some((host, path, method))
 }
 
 /// Whether two authorities name the same host (case, a port and a

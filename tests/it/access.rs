@@ -242,6 +242,12 @@ fn networks_and_methods_come_from_the_trusted_proxy() {
     let mut post = lan.clone();
     post[0] = ("X-Forwarded-Method", "POST");
     assert_eq!(auth(&c, post, &[]).status, 401);
+    // A proxy that does not say which method might be passing any: the
+    // strictest answer over all of them (found by review: it was /auth's
+    // own GET).
+    let mut unsaid = lan.clone();
+    unsaid.retain(|(k, _)| *k != "X-Forwarded-Method");
+    assert_eq!(auth(&c, unsaid, &[]).status, 401);
     // A client's own X-Forwarded-For entry is not believed (the proxy
     // appends the address it saw).
     let mut forged = asked("GET", "app.example.test", "/");
