@@ -108,7 +108,7 @@ fn session_list(sessions: &[Session], current: Option<SessionId>, token: &str, n
         out.push_str(&format!(
             concat!(
                 "\n<li id=\"session-{id}\">Signed in {created}{from}, {agent}; last seen ",
-                "{seen}{remember}.{this}\n",
+                "{seen}; ends {expires}{remember}.{this}\n",
                 r#"<form method="post" action="/account/sessions/end">"#,
                 r#"<input type="hidden" name="csrf" value="{token}">"#,
                 r#"<input type="hidden" name="id" value="{id}">"#,
@@ -124,7 +124,8 @@ fn session_list(sessions: &[Session], current: Option<SessionId>, token: &str, n
             } else {
                 when(s.last_seen_at)
             },
-            remember = if s.remember { "; remembered" } else { "" },
+            expires = when(s.expires_at),
+            remember = if s.remember { " (remembered)" } else { "" },
             this = this,
             token = escape(token),
         ));

@@ -89,6 +89,7 @@ fn the_page_shows_the_user_groups_sessions_and_keys() {
     let other_item = &page[page.find(&other).expect("the other session")..];
     let other_item = &other_item[..other_item.find("</li>").unwrap()];
     assert!(!other_item.contains("(this session)"), "{other_item}");
+    assert!(this_item.contains("; ends "), "{this_item}");
     assert!(page.contains("<strong>backup-script</strong>"), "{page}");
     // Every input has its label; no script; a strict policy.
     for id in ["key-name", "key-password", "old-password", "new-password"] {

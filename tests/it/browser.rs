@@ -297,7 +297,7 @@ fn sessions_on_the_account_page_in_headless_chromium() {
         // 2. The account page lists this session, remembered.
         browser.go(&account);
         let page = browser.wait_for_text("(this session)");
-        assert!(page.contains("; remembered."), "{page}");
+        assert!(page.contains(" (remembered)."), "{page}");
         // 3. Readable at 320 px: nothing wider than the screen, and the
         // style sheet allowed by its hash (the policy would block it
         // otherwise).
