@@ -124,6 +124,12 @@ impl App {
         })
     }
 
+    /// Tells this app apart from another in the same process (per-thread
+    /// copies are keyed by it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     /// The access rules in force.
     pub fn access(&self) -> Arc<access::AccessControl> {
         self.access

@@ -30,7 +30,6 @@ use crate::access::{cases, AccessControl, Decision, Request, Subject, Verdict};
 use crate::config::SiteRef;
 use crate::credentials;
 use crate::error::{Error, Kind, Refusal, Result};
-use crate::model::Profile;
 use crate::redirect::encode_query_value;
 use crate::App;
 
@@ -133,16 +132,8 @@ pub async fn check(
         Ok(presented) => app.service.authenticate(&presented).await,
         Err(e) => Err(e),
     };
-    let profile = match outcome {
-        Ok(who) => app.service.profile(who.user_id).map(|p| (who, p)),
-        Err(e) => Err(e),
-    };
-    let (who, user) = match profile {
-        Ok((who, Some(user))) => (who, user),
-        Ok((_, None)) => {
-            let e = Error::unauthorized(Refusal::BadToken);
-            return Ok(unauthenticated(app, site, parts, peer, flavor, &e));
-        }
+    let who = match outcome {
+        Ok(who) => who,
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
             return Ok(unauthenticated(app, site, parts, peer, flavor, &e))
         }
@@ -154,28 +145,108 @@ pub async fn check(
         let e = Error::unauthorized(Refusal::BadToken);
         return Ok(unauthenticated(app, site, parts, peer, flavor, &e));
     }
-    if let (Verdict::SignIn, Some(asked)) = (first.verdict, &asked) {
-        // Now that it is known who asks, the subjects can decide.
-        let subject = Subject {
-            username: &who.username,
-            groups: &user.groups,
-        };
-        let second = app.with_access(|rules| asked.decide(rules, Some(&subject)));
-        match second.verdict {
-            Verdict::Bypass if required.is_empty() => return bypassed(),
-            Verdict::Bypass => {}
-            Verdict::Deny => return denied(app, site, parts, peer, flavor, second, Some(&who)),
-            Verdict::OneFactor | Verdict::SignIn => {}
+    let answer = with_ready(app, who.user_id, |user| {
+        if let (Verdict::SignIn, Some(asked)) = (first.verdict, &asked) {
+            // Now that it is known who asks, the subjects can decide.
+            let subject = Subject {
+                username: &who.username,
+                groups: &user.groups,
+            };
+            let second = app.with_access(|rules| asked.decide(rules, Some(&subject)));
+            match second.verdict {
+                Verdict::Bypass if required.is_empty() => return bypassed(),
+                Verdict::Bypass => {}
+                Verdict::Deny => return denied(app, site, parts, peer, flavor, second, Some(&who)),
+                Verdict::OneFactor | Verdict::SignIn => {}
+            }
+        }
+        if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
+            tracing::info!(
+                user_id = who.user_id.get(),
+                "forward auth: not in a required group"
+            );
+            return not_in_group(app, site, parts, peer, flavor);
+        }
+        Ok(allowed(user))
+    })?;
+    match answer {
+        Some(answer) => answer,
+        None => {
+            // The user is gone.
+            let e = Error::unauthorized(Refusal::BadToken);
+            Ok(unauthenticated(app, site, parts, peer, flavor, &e))
         }
     }
-    if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
-        tracing::info!(
-            user_id = who.user_id.get(),
-            "forward auth: not in a required group"
-        );
-        return not_in_group(app, site, parts, peer, flavor);
-    }
-    allowed(&user)
+}
+
+/// A user's answer, ready on this thread: the four `Remote-*` values as
+/// this thread's own copies (sending them touches no count another
+/// thread shares) and the groups. Valid while the service's profile
+/// generation is the one it was made at (every change to a user bumps it).
+struct Ready {
+    app: u64,
+    user: crate::model::UserId,
+    generation: u64,
+    headers: [HeaderValue; 4],
+    groups: Vec<String>,
+}
+
+/// Users ready per thread; beyond it the oldest goes.
+const READY_PER_THREAD: usize = 16;
+
+thread_local! {
+    static READY: std::cell::RefCell<(usize, Vec<Ready>)> =
+        const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
+/// Runs `f` with `user`'s answer, from this thread's copy when it is
+/// current, else from the service's profile; `None` when there is no
+/// such user.
+fn with_ready<R>(
+    app: &App,
+    user: crate::model::UserId,
+    f: impl FnOnce(&Ready) -> R,
+) -> Result<Option<R>> {
+    let generation = app.service.profile_generation();
+    let id = app.id();
+    READY.with(|cell| {
+        {
+            let ready = cell.borrow();
+            let found = ready
+                .1
+                .iter()
+                .find(|r| r.app == id && r.user == user && r.generation == generation);
+            if let Some(r) = found {
+                return Ok(Some(f(r)));
+            }
+        }
+        let Some(profile) = app.service.profile(user)? else {
+            return Ok(None);
+        };
+        let copy = |b: &bytes::Bytes| HeaderValue::from_bytes(b).map_err(Error::internal);
+        let entry = Ready {
+            app: id,
+            user,
+            generation,
+            headers: [
+                copy(&profile.username)?,
+                copy(&profile.groups_joined)?,
+                copy(&profile.email)?,
+                copy(&profile.username)?,
+            ],
+            groups: profile.groups.clone(),
+        };
+        let out = f(&entry);
+        let mut ready = cell.borrow_mut();
+        let (next, entries) = &mut *ready;
+        if entries.len() < READY_PER_THREAD {
+            entries.push(entry);
+        } else {
+            entries[*next] = entry;
+            *next = (*next + 1) % READY_PER_THREAD;
+        }
+        Ok(Some(out))
+    })
 }
 
 /// The domain the forwarded request belongs to (always the one, without
@@ -326,7 +397,14 @@ fn same_host(a: &str, b: &str) -> bool {
 /// email: a proxy that copies them (Caddy before 2.9 fills a missing one
 /// with its placeholder text) then passes empty values.
 fn bypassed() -> Result<Response<Body>> {
-    allowed(&Profile::default())
+    let empty = HeaderValue::from_static("");
+    Ok(allowed(&Ready {
+        app: 0,
+        user: crate::model::UserId::new(0),
+        generation: 0,
+        headers: [empty.clone(), empty.clone(), empty.clone(), empty],
+        groups: Vec::new(),
+    }))
 }
 
 /// 403 by an access rule (or the default policy): a page for browsers,
@@ -404,17 +482,16 @@ fn not_in_group(
 }
 
 /// 200 with the `Remote-*` headers.
-fn allowed(user: &Profile) -> Result<Response<Body>> {
+fn allowed(user: &Ready) -> Response<Body> {
     let mut res = response::empty(StatusCode::OK);
     let h = res.headers_mut();
-    let value =
-        |b: &bytes::Bytes| HeaderValue::from_maybe_shared(b.clone()).map_err(Error::internal);
-    h.insert(REMOTE_USER.clone(), value(&user.username)?);
-    h.insert(REMOTE_GROUPS.clone(), value(&user.groups_joined)?);
-    h.insert(REMOTE_EMAIL.clone(), value(&user.email)?);
-    h.insert(REMOTE_NAME.clone(), value(&user.username)?);
+    let [name, groups, email, display] = &user.headers;
+    h.insert(REMOTE_USER.clone(), name.clone());
+    h.insert(REMOTE_GROUPS.clone(), groups.clone());
+    h.insert(REMOTE_EMAIL.clone(), email.clone());
+    h.insert(REMOTE_NAME.clone(), display.clone());
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(res)
+    res
 }
 
 /// `?group=G&group=H`: the groups of which the user must have one. A

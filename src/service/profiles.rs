@@ -39,6 +39,12 @@ impl Profiles {
 }
 
 impl Service {
+    /// Bumped by every change to any user: a copy of a profile made at one
+    /// value is current while this still reads the same.
+    pub fn profile_generation(&self) -> u64 {
+        self.profiles.generation.load(Ordering::Acquire)
+    }
+
     /// The user's profile, from memory when it can; `None` for no user.
     pub fn profile(&self, user: UserId) -> Result<Option<Arc<Profile>>> {
         let cache = &self.profiles;

@@ -576,3 +576,29 @@ fn failing_policy_tests_stop_start_up_as_they_stop_a_reload() {
     let server = Server::start_with(&config);
     assert_eq!(server.client().get("/healthz", &[]).status, 200);
 }
+
+#[test]
+fn a_change_to_the_user_reaches_forward_auth_at_once_on_every_thread() {
+    // Forward auth keeps each user's answer per thread: a change to the
+    // user must reach all of them by the next request.
+    let (_dir, server, alice, _bob) = start("");
+    let c = server.client();
+    let ask = |group: &str| {
+        c.get(
+            &format!("/auth?group={group}"),
+            &[("Cookie", alice.as_str())],
+        )
+    };
+    for _ in 0..20 {
+        let res = ask("admins");
+        assert_eq!(res.status, 200);
+        assert_eq!(res.header("remote-groups"), Some("admins"));
+    }
+    server.set_groups("alice", &["media"]);
+    for _ in 0..20 {
+        assert_eq!(ask("admins").status, 403);
+        let res = ask("media");
+        assert_eq!(res.status, 200);
+        assert_eq!(res.header("remote-groups"), Some("media"));
+    }
+}
