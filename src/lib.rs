@@ -130,6 +130,11 @@ impl App {
         self.id
     }
 
+    /// Bumped by every reload of the access rules.
+    pub fn access_generation(&self) -> u64 {
+        self.access_generation.load(Ordering::Acquire)
+    }
+
     /// The access rules in force.
     pub fn access(&self) -> Arc<access::AccessControl> {
         self.access

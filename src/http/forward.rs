@@ -117,10 +117,10 @@ pub async fn check(
     // the default policy.
     let uniform = app.with_access(|rules| rules.is_uniform());
     let asked = (!uniform).then(|| Asked::read(app, parts, peer, flavor));
-    let first = app.with_access(|rules| match &asked {
-        Some(asked) => asked.decide(rules, None),
-        None => rules.decide(&UNIFORM, None),
-    });
+    let first = match &asked {
+        Some(asked) => asked.decide_first(app),
+        None => app.with_access(|rules| rules.decide(&UNIFORM, None)),
+    };
     match first.verdict {
         // `?group=` narrows every rule, a bypass too: then a sign-in it is.
         Verdict::Bypass if required.is_empty() => return bypassed(),
@@ -297,7 +297,78 @@ struct Asked<'a> {
     client: std::net::IpAddr,
 }
 
+/// The first decisions (before anyone is known) this thread made lately,
+/// by everything they depend on: the rules in force (app and generation),
+/// host, path, method and client address. A decision is a function of
+/// these alone, so a repeated request skips the rules.
+struct Remembered {
+    app: u64,
+    generation: u64,
+    host: Box<str>,
+    path: Box<str>,
+    method: Option<Box<str>>,
+    client: std::net::IpAddr,
+    decision: Decision,
+}
+
+/// Decisions remembered per thread; beyond it the oldest goes.
+const REMEMBERED_PER_THREAD: usize = 32;
+
+/// Longest path remembered (a longer one is decided every time).
+const REMEMBERED_PATH_MAX: usize = 256;
+
+thread_local! {
+    static REMEMBERED: std::cell::RefCell<(usize, Vec<Remembered>)> =
+        const { std::cell::RefCell::new((0, Vec::new())) };
+}
+
 impl<'a> Asked<'a> {
+    /// [`Asked::decide`] for a visitor not yet known, remembered per
+    /// thread for requests exactly like this one under the same rules.
+    fn decide_first(&self, app: &App) -> Decision {
+        let Some((host, path, method)) = self.original else {
+            return app.with_access(|rules| self.decide(rules, None));
+        };
+        if path.len() > REMEMBERED_PATH_MAX {
+            return app.with_access(|rules| self.decide(rules, None));
+        }
+        let (id, generation) = (app.id(), app.access_generation());
+        let same = |r: &Remembered| {
+            r.app == id
+                && r.generation == generation
+                && r.client == self.client
+                && *r.host == *host
+                && *r.path == *path
+                && r.method.as_deref() == method
+        };
+        let hit =
+            REMEMBERED.with(|cell| cell.borrow().1.iter().find(|r| same(r)).map(|r| r.decision));
+        if let Some(decision) = hit {
+            return decision;
+        }
+        let decision = app.with_access(|rules| self.decide(rules, None));
+        REMEMBERED.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let (next, entries) = &mut *cell;
+            let entry = Remembered {
+                app: id,
+                generation,
+                host: host.into(),
+                path: path.into(),
+                method: method.map(Into::into),
+                client: self.client,
+                decision,
+            };
+            if entries.len() < REMEMBERED_PER_THREAD {
+                entries.push(entry);
+            } else {
+                entries[*next] = entry;
+                *next = (*next + 1) % REMEMBERED_PER_THREAD;
+            }
+        });
+        decision
+    }
+
     fn read(app: &App, parts: &'a Parts, peer: SocketAddr, flavor: Flavor) -> Asked<'a> {
         let trusts = |ip| app.config.forward_auth.trusts(ip);
         Asked {

@@ -237,7 +237,13 @@ fn networks_and_methods_come_from_the_trusted_proxy() {
     let mut lan = asked("GET", "app.example.test", "/");
     lan.retain(|(k, _)| *k != "X-Forwarded-For");
     lan.push(("X-Forwarded-For", "192.168.1.7"));
-    assert_eq!(auth(&c, lan.clone(), &[]).status, 200);
+    // The same URL from two addresses, alternately: never one's answer
+    // for the other.
+    let wan = asked("GET", "app.example.test", "/");
+    for _ in 0..10 {
+        assert_eq!(auth(&c, lan.clone(), &[]).status, 200);
+        assert_eq!(auth(&c, wan.clone(), &[]).status, 401);
+    }
     // The method is the original request's, not /auth's.
     let mut post = lan.clone();
     post[0] = ("X-Forwarded-Method", "POST");
@@ -305,7 +311,15 @@ fn a_reload_changes_the_decision_and_a_bad_file_keeps_the_rules() {
     let c = server.client();
     let path = dir.path().join("reloaded.toml");
     let file = latch::config::ConfigFile::Flag(path.clone());
-    let public = || auth(&c, asked("GET", "public.example.test", "/"), &[]).status;
+    // Asked many times, so every worker thread has decided (and
+    // remembered) it before the reload.
+    let public = || {
+        let all: Vec<u16> = (0..20)
+            .map(|_| auth(&c, asked("GET", "public.example.test", "/"), &[]).status)
+            .collect();
+        assert!(all.iter().all(|s| *s == all[0]), "{all:?}");
+        all[0]
+    };
     assert_eq!(public(), 200);
 
     let stricter = RULES.replace(
