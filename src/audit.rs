@@ -37,6 +37,12 @@ pub async fn scope<F: Future>(context: Context, f: F) -> F::Output {
     CONTEXT.scope(context, f).await
 }
 
+/// Runs `f` with `context` as the audit context, outside any future
+/// (the router shapes an error into its page here).
+pub fn sync_scope<R>(context: Context, f: impl FnOnce() -> R) -> R {
+    CONTEXT.sync_scope(context, f)
+}
+
 /// The client address of the request being handled; `None` outside a
 /// request (the admin socket, the CLI). Brute-force regulation counts
 /// guesses per address by it: the router sets it for every request, so

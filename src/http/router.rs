@@ -152,13 +152,17 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
         }
     })
     .await;
+    // The error page is shaped in the request's context too: which domain
+    // it links to depends on whether a trusted proxy sent the request.
     let res = result.unwrap_or_else(|e| {
-        log_refusal(&parts, &e);
-        if route.is_page() && request::is_browser(&parts) && !is_json_body(&parts) {
-            pages::error_page(app, &parts, &e)
-        } else {
-            response::error(&e)
-        }
+        audit::sync_scope(context, || {
+            log_refusal(&parts, &e);
+            if route.is_page() && request::is_browser(&parts) && !is_json_body(&parts) {
+                pages::error_page(app, &parts, &e)
+            } else {
+                response::error(&e)
+            }
+        })
     });
     app.service
         .metrics()

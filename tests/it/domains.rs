@@ -270,3 +270,28 @@ fn a_trusted_proxys_forwarded_host_picks_the_login_domain() {
         assert!(header.contains(&format!("Domain={wanted}")), "{header}");
     }
 }
+
+#[test]
+fn an_error_page_links_to_the_domain_a_trusted_proxy_names() {
+    // Found by review: the error page was shaped outside the request's
+    // context, so behind nginx (Host = latch's own address) it linked to
+    // the first domain's login page.
+    let dir = TempDir::new("domains-errpage");
+    let server = InProcess::new(&dir, DOMAINS);
+    let c = server.client();
+    let res = c.request(
+        "POST",
+        "/login",
+        &[
+            ("X-Forwarded-Host", "auth.example.org"),
+            ("Origin", "http://evil.example"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            BROWSER,
+        ],
+        Some(b"csrf=x&username=a&password=b"),
+    );
+    assert_eq!(res.status, 403);
+    let page = res.text();
+    assert!(page.contains("http://auth.example.org/login"), "{page}");
+    assert!(!page.contains("auth.example.test"), "{page}");
+}
