@@ -37,6 +37,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+mod recent;
 pub mod redirect;
 pub mod service;
 pub mod token;

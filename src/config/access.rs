@@ -47,8 +47,19 @@ fn policy(text: &str) -> std::result::Result<Policy, String> {
     }
 }
 
-fn list(field: Option<OneOrMany>) -> Vec<String> {
-    field.map(OneOrMany::into_vec).unwrap_or_default()
+/// Each entry of a rule's list field, parsed; the first bad one is named
+/// under the field's key.
+fn each<T>(
+    field: Option<OneOrMany>,
+    key: &str,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> std::result::Result<Vec<T>, String> {
+    field
+        .map(OneOrMany::into_vec)
+        .unwrap_or_default()
+        .iter()
+        .map(|entry| parse(entry).map_err(|why| format!("{key}: {why}")))
+        .collect()
 }
 
 fn rule(raw: RawRule) -> std::result::Result<Rule, String> {
@@ -56,32 +67,16 @@ fn rule(raw: RawRule) -> std::result::Result<Rule, String> {
         Some(text) => policy(text).map_err(|why| format!("policy: {why}"))?,
         None => return Err("policy: missing (deny, one_factor or bypass)".to_owned()),
     };
-    let domains = list(raw.domain)
-        .iter()
-        .map(|d| domain(d).map_err(|why| format!("domain: {why}")))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let domains = each(raw.domain, "domain", domain)?;
     if domains.is_empty() {
         return Err("domain: missing (a host, or *.suffix, or a list of them)".to_owned());
     }
-    let resources = list(raw.resources)
-        .iter()
-        .map(|r| resource(r).map_err(|why| format!("resources: {why}")))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let methods = list(raw.methods)
-        .iter()
-        .map(|m| method(m).map_err(|why| format!("methods: {why}")))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let networks = list(raw.networks)
-        .iter()
-        .map(|n| {
-            IpNet::parse(n)
-                .ok_or_else(|| format!("networks: {n:?} is not an address or ADDR/PREFIX"))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let subjects = list(raw.subject)
-        .iter()
-        .map(|s| subject(s).map_err(|why| format!("subject: {why}")))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let resources = each(raw.resources, "resources", resource)?;
+    let methods = each(raw.methods, "methods", method)?;
+    let networks = each(raw.networks, "networks", |n| {
+        IpNet::parse(n).ok_or_else(|| format!("{n:?} is not an address or ADDR/PREFIX"))
+    })?;
+    let subjects = each(raw.subject, "subject", subject)?;
     if policy == Policy::Bypass && !subjects.is_empty() {
         return Err(
             "subject: a bypass rule lets in without a sign-in, so it cannot name subjects"

@@ -433,6 +433,12 @@ impl Config {
 /// The `config` crate's error on one line: TOML parse errors come with a
 /// multi-line source excerpt, which is dropped (the line and column stay).
 fn config_error(e: config::ConfigError) -> Error {
+    Error::config(format_args!("config: {}", redact_keys(&one_line(&e))))
+}
+
+/// The `config` crate's error text on one line, its source excerpt
+/// (`12 | text`, `   |   ^`) dropped.
+fn one_line(e: &config::ConfigError) -> String {
     let text = e.to_string();
     let kept: Vec<&str> = text
         .lines()
@@ -444,7 +450,7 @@ fn config_error(e: config::ConfigError) -> Error {
             !l.is_empty() && !excerpt.starts_with('|')
         })
         .collect();
-    Error::config(format_args!("config: {}", redact_keys(&kept.join(": "))))
+    kept.join(": ")
 }
 
 /// A `config` crate error about a file latch reads that is not its
@@ -452,19 +458,8 @@ fn config_error(e: config::ConfigError) -> Error {
 /// excerpt dropped and every string value masked: whatever file it is
 /// pointed at, its contents never reach the journal.
 pub(crate) fn quiet_error(e: &config::ConfigError) -> String {
-    let text = e.to_string();
-    let kept: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            let excerpt = l
-                .trim_start_matches(|c: char| c.is_ascii_digit())
-                .trim_start();
-            !l.is_empty() && !excerpt.starts_with('|')
-        })
-        .collect();
     // serde quotes a value as `string "..."`; key paths it quotes stay.
-    let joined = kept.join(": ");
+    let joined = one_line(e);
     let mut out = String::with_capacity(joined.len());
     let mut rest = joined.as_str();
     while let Some(at) = rest.find("string \"") {

@@ -30,6 +30,7 @@ use crate::access::{cases, AccessControl, Decision, Request, Subject, Verdict};
 use crate::config::SiteRef;
 use crate::credentials;
 use crate::error::{Error, Kind, Refusal, Result};
+use crate::recent::Recent;
 use crate::redirect::encode_query_value;
 use crate::App;
 
@@ -113,6 +114,13 @@ pub async fn check(
         Some(site) => site,
         None => return no_site(app, parts, peer, flavor),
     };
+    let call = Call {
+        app,
+        site,
+        parts,
+        peer,
+        flavor,
+    };
     // Only with rules is the request read: without, every request gets
     // the default policy.
     let uniform = app.with_access(|rules| rules.is_uniform());
@@ -125,7 +133,7 @@ pub async fn check(
         // `?group=` narrows every rule, a bypass too: then a sign-in it is.
         Verdict::Bypass if required.is_empty() => return bypassed(),
         Verdict::Bypass => {}
-        Verdict::Deny => return denied(app, site, parts, peer, flavor, first, None),
+        Verdict::Deny => return denied(call, first, None),
         Verdict::OneFactor | Verdict::SignIn => {}
     }
     let outcome = match extract::required(parts, Surface::forward(&app.config)) {
@@ -135,7 +143,7 @@ pub async fn check(
     let who = match outcome {
         Ok(who) => who,
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
-            return Ok(unauthenticated(app, site, parts, peer, flavor, &e))
+            return Ok(unauthenticated(call, &e))
         }
         Err(e) => return Err(e),
     };
@@ -143,39 +151,72 @@ pub async fn check(
         // A cookie of another of latch's domains (replayed by an app there):
         // sign in on this domain's login page.
         let e = Error::unauthorized(Refusal::BadToken);
-        return Ok(unauthenticated(app, site, parts, peer, flavor, &e));
+        return Ok(unauthenticated(call, &e));
     }
-    let answer = with_ready(app, who.user_id, |user| {
-        if let (Verdict::SignIn, Some(asked)) = (first.verdict, &asked) {
-            // Now that it is known who asks, the subjects can decide.
-            let subject = Subject {
-                username: &who.username,
-                groups: &user.groups,
-            };
-            let second = app.with_access(|rules| asked.decide(rules, Some(&subject)));
-            match second.verdict {
-                Verdict::Bypass if required.is_empty() => return bypassed(),
-                Verdict::Bypass => {}
-                Verdict::Deny => return denied(app, site, parts, peer, flavor, second, Some(&who)),
-                Verdict::OneFactor | Verdict::SignIn => {}
-            }
-        }
-        if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
-            tracing::info!(
-                user_id = who.user_id.get(),
-                "forward auth: not in a required group"
-            );
-            return not_in_group(app, site, parts, peer, flavor);
-        }
-        Ok(allowed(user))
-    })?;
-    match answer {
+    let signed_in = SignedIn {
+        who: &who,
+        first,
+        asked: asked.as_ref(),
+        required: &required,
+    };
+    match with_ready(app, who.user_id, |user| signed_in.answer(call, user))? {
         Some(answer) => answer,
         None => {
             // The user is gone.
             let e = Error::unauthorized(Refusal::BadToken);
-            Ok(unauthenticated(app, site, parts, peer, flavor, &e))
+            Ok(unauthenticated(call, &e))
         }
+    }
+}
+
+/// One forward-auth request: what every answer to it is shaped from.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    app: &'a App,
+    site: SiteRef<'a>,
+    parts: &'a Parts,
+    peer: SocketAddr,
+    flavor: Flavor,
+}
+
+/// What is known of a request once its credential was accepted.
+struct SignedIn<'a> {
+    who: &'a crate::model::Identity,
+    /// The decision made before anyone was known.
+    first: Decision,
+    asked: Option<&'a Asked<'a>>,
+    /// `?group=`: one of these, if any.
+    required: &'a [String],
+}
+
+impl SignedIn<'_> {
+    /// The answer for `user`: the subjects decide if the first decision
+    /// left it to them, then `?group=`, then 200 with `Remote-*`.
+    fn answer(&self, call: Call<'_>, user: &Ready) -> Result<Response<Body>> {
+        if let (Verdict::SignIn, Some(asked)) = (self.first.verdict, self.asked) {
+            let subject = Subject {
+                username: &self.who.username,
+                groups: &user.groups,
+            };
+            let second = call
+                .app
+                .with_access(|rules| asked.decide(rules, Some(&subject)));
+            match second.verdict {
+                Verdict::Bypass if self.required.is_empty() => return bypassed(),
+                Verdict::Bypass => {}
+                Verdict::Deny => return denied(call, second, Some(self.who)),
+                Verdict::OneFactor | Verdict::SignIn => {}
+            }
+        }
+        let required = self.required;
+        if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
+            tracing::info!(
+                user_id = self.who.user_id.get(),
+                "forward auth: not in a required group"
+            );
+            return not_in_group(call);
+        }
+        Ok(allowed(user))
     }
 }
 
@@ -195,8 +236,8 @@ struct Ready {
 const READY_PER_THREAD: usize = 16;
 
 thread_local! {
-    static READY: std::cell::RefCell<(usize, Vec<Ready>)> =
-        const { std::cell::RefCell::new((0, Vec::new())) };
+    static READY: std::cell::RefCell<Recent<Ready, READY_PER_THREAD>> =
+        const { std::cell::RefCell::new(Recent::new()) };
 }
 
 /// Runs `f` with `user`'s answer, from this thread's copy when it is
@@ -212,10 +253,7 @@ fn with_ready<R>(
     READY.with(|cell| {
         {
             let ready = cell.borrow();
-            let found = ready
-                .1
-                .iter()
-                .find(|r| r.app == id && r.user == user && r.generation == generation);
+            let found = ready.find(|r| r.app == id && r.user == user && r.generation == generation);
             if let Some(r) = found {
                 return Ok(Some(f(r)));
             }
@@ -237,14 +275,7 @@ fn with_ready<R>(
             groups: profile.groups.clone(),
         };
         let out = f(&entry);
-        let mut ready = cell.borrow_mut();
-        let (next, entries) = &mut *ready;
-        if entries.len() < READY_PER_THREAD {
-            entries.push(entry);
-        } else {
-            entries[*next] = entry;
-            *next = (*next + 1) % READY_PER_THREAD;
-        }
+        cell.borrow_mut().put(entry);
         Ok(Some(out))
     })
 }
@@ -255,11 +286,7 @@ fn site<'a>(app: &'a App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Op
     if app.config.forward_auth.domains.is_empty() {
         return Some(app.config.primary_site());
     }
-    let trusted = app.config.forward_auth.trusts(peer.ip());
-    let host = trusted
-        .then(|| forwarded(parts, flavor))
-        .flatten()
-        .map(|(h, _, _)| h);
+    let host = believed(app, parts, peer, flavor).map(|(h, _, _)| h);
     app.config.site_for_host(host)
 }
 
@@ -267,11 +294,7 @@ fn site<'a>(app: &'a App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Op
 /// for it (its cookie would not be sent), so nobody gets in. Logged once
 /// per host.
 fn no_site(app: &App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Result<Response<Body>> {
-    let trusted = app.config.forward_auth.trusts(peer.ip());
-    let host = trusted
-        .then(|| forwarded(parts, flavor))
-        .flatten()
-        .map(|(h, _, _)| h);
+    let host = believed(app, parts, peer, flavor).map(|(h, _, _)| h);
     app.warn_once_about_host(host.unwrap_or(""));
     Err(Error::new(Kind::Forbidden(
         "this host is under none of latch's domains",
@@ -318,8 +341,8 @@ const REMEMBERED_PER_THREAD: usize = 32;
 const REMEMBERED_PATH_MAX: usize = 256;
 
 thread_local! {
-    static REMEMBERED: std::cell::RefCell<(usize, Vec<Remembered>)> =
-        const { std::cell::RefCell::new((0, Vec::new())) };
+    static REMEMBERED: std::cell::RefCell<Recent<Remembered, REMEMBERED_PER_THREAD>> =
+        const { std::cell::RefCell::new(Recent::new()) };
 }
 
 impl<'a> Asked<'a> {
@@ -341,40 +364,28 @@ impl<'a> Asked<'a> {
                 && *r.path == *path
                 && r.method.as_deref() == method
         };
-        let hit =
-            REMEMBERED.with(|cell| cell.borrow().1.iter().find(|r| same(r)).map(|r| r.decision));
+        let hit = REMEMBERED.with(|cell| cell.borrow().find(same).map(|r| r.decision));
         if let Some(decision) = hit {
             return decision;
         }
         let decision = app.with_access(|rules| self.decide(rules, None));
-        REMEMBERED.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            let (next, entries) = &mut *cell;
-            let entry = Remembered {
-                app: id,
-                generation,
-                host: host.into(),
-                path: path.into(),
-                method: method.map(Into::into),
-                client: self.client,
-                decision,
-            };
-            if entries.len() < REMEMBERED_PER_THREAD {
-                entries.push(entry);
-            } else {
-                entries[*next] = entry;
-                *next = (*next + 1) % REMEMBERED_PER_THREAD;
-            }
-        });
+        let entry = Remembered {
+            app: id,
+            generation,
+            host: host.into(),
+            path: path.into(),
+            method: method.map(Into::into),
+            client: self.client,
+            decision,
+        };
+        REMEMBERED.with(|cell| cell.borrow_mut().put(entry));
         decision
     }
 
     fn read(app: &App, parts: &'a Parts, peer: SocketAddr, flavor: Flavor) -> Asked<'a> {
         let trusts = |ip| app.config.forward_auth.trusts(ip);
         Asked {
-            original: trusts(peer.ip())
-                .then(|| forwarded(parts, flavor))
-                .flatten(),
+            original: believed(app, parts, peer, flavor),
             // The router worked it out for this request already.
             client: crate::audit::current_source()
                 .unwrap_or_else(|| request::client_address(&parts.headers, peer.ip(), trusts)),
@@ -410,6 +421,21 @@ impl<'a> Asked<'a> {
                 }),
         }
     }
+}
+
+/// [`forwarded`], when `peer` is a trusted proxy (no one else's headers
+/// are believed).
+fn believed<'p>(
+    app: &App,
+    parts: &'p Parts,
+    peer: SocketAddr,
+    flavor: Flavor,
+) -> Option<(&'p str, &'p str, Option<&'p str>)> {
+    app.config
+        .forward_auth
+        .trusts(peer.ip())
+        .then(|| forwarded(parts, flavor))
+        .flatten()
 }
 
 /// Host, path and method from `flavor`'s proxy headers, read as
@@ -481,14 +507,17 @@ fn bypassed() -> Result<Response<Body>> {
 /// 403 by an access rule (or the default policy): a page for browsers,
 /// JSON for scripts.
 fn denied(
-    app: &App,
-    site: SiteRef<'_>,
-    parts: &Parts,
-    peer: SocketAddr,
-    flavor: Flavor,
+    call: Call<'_>,
     decision: Decision,
     who: Option<&crate::model::Identity>,
 ) -> Result<Response<Body>> {
+    let Call {
+        app,
+        parts,
+        peer,
+        flavor,
+        ..
+    } = call;
     let rule = decision.rule.map(|i| i + 1);
     match (rule, who) {
         (Some(rule), Some(who)) => tracing::info!(
@@ -499,8 +528,7 @@ fn denied(
         (Some(rule), None) => tracing::info!(rule, "forward auth: denied by an access rule"),
         (None, _) => {
             // The default policy, or a request the rules cannot read.
-            let trusted = app.config.forward_auth.trusts(peer.ip());
-            match trusted.then(|| forwarded(parts, flavor)).flatten() {
+            match believed(app, parts, peer, flavor) {
                 Some((host, _, _)) => tracing::info!(
                     host = %host.escape_debug(),
                     "forward auth: denied by the default policy"
@@ -514,31 +542,28 @@ fn denied(
         }
     }
     let e = Error::new(Kind::Forbidden("access to this address is denied"));
-    if !request::is_browser(parts) {
-        return Err(e);
-    }
-    let original = original(app, parts, peer, flavor);
-    Ok(super::pages::error_page_back_to(
-        app,
-        site,
-        &e,
-        original.url.as_deref(),
-        who.is_some(),
-    ))
+    forbidden(call, e, who.is_some())
 }
 
 /// 403: signed in, but in none of the required groups. A browser gets a
 /// page that offers to sign in as someone else and come back.
-fn not_in_group(
-    app: &App,
-    site: SiteRef<'_>,
-    parts: &Parts,
-    peer: SocketAddr,
-    flavor: Flavor,
-) -> Result<Response<Body>> {
+fn not_in_group(call: Call<'_>) -> Result<Response<Body>> {
     let e = Error::new(Kind::Forbidden(
         "this account is not in a group allowed here",
     ));
+    forbidden(call, e, true)
+}
+
+/// A 403: JSON for scripts; for browsers a page whose sign-in link comes
+/// back to the refused URL.
+fn forbidden(call: Call<'_>, e: Error, signed_in: bool) -> Result<Response<Body>> {
+    let Call {
+        app,
+        site,
+        parts,
+        peer,
+        flavor,
+    } = call;
     if !request::is_browser(parts) {
         return Err(e);
     }
@@ -548,7 +573,7 @@ fn not_in_group(
         site,
         &e,
         original.url.as_deref(),
-        true,
+        signed_in,
     ))
 }
 
@@ -596,14 +621,14 @@ fn original(app: &App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Origi
 /// The answer for a request that is not (or no longer) signed in. Only
 /// here is the original request read from the proxy's headers: the
 /// allowed path does not need it.
-fn unauthenticated(
-    app: &App,
-    site: SiteRef<'_>,
-    parts: &Parts,
-    peer: SocketAddr,
-    flavor: Flavor,
-    e: &Error,
-) -> Response<Body> {
+fn unauthenticated(call: Call<'_>, e: &Error) -> Response<Body> {
+    let Call {
+        app,
+        site,
+        parts,
+        peer,
+        flavor,
+    } = call;
     let original = original(app, parts, peer, flavor);
     let location = site.login_url.map(|login| match &original.url {
         Some(url) => format!("{login}?rd={}", encode_query_value(url)),

@@ -17,6 +17,7 @@ use super::Service;
 use crate::audit;
 use crate::error::Result;
 use crate::model::{Issued, Proven, Session, SessionId, SessionMeta, TokenRef, UserId};
+use crate::recent::Recent;
 use crate::token::Audience;
 
 /// A session's last use is written at most this often (seconds).
@@ -31,12 +32,9 @@ pub const MAX_USER_AGENT: usize = 200;
 /// while, not each time.
 const NOTED_PER_THREAD: usize = 16;
 
-/// The next slot to replace, and the (owner, session, when) slots.
-type Noted = (usize, [(u64, SessionId, u64); NOTED_PER_THREAD]);
-
 thread_local! {
-    static NOTED: std::cell::RefCell<Noted> =
-        const { std::cell::RefCell::new((0, [(0, SessionId([0; 16]), 0); NOTED_PER_THREAD])) };
+    static NOTED: std::cell::RefCell<Recent<(u64, SessionId, u64), NOTED_PER_THREAD>> =
+        const { std::cell::RefCell::new(Recent::new()) };
 }
 
 static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -45,8 +43,6 @@ static NEXT_OWNER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::
 fn noted_here(owner: u64, id: SessionId) -> Option<u64> {
     NOTED.with(|n| {
         n.borrow()
-            .1
-            .iter()
             .find(|(o, s, _)| *o == owner && *s == id)
             .map(|(_, _, at)| *at)
     })
@@ -55,13 +51,10 @@ fn noted_here(owner: u64, id: SessionId) -> Option<u64> {
 /// Remembers that this thread noted a use of `id` at `at`.
 fn note_here(owner: u64, id: SessionId, at: u64) {
     NOTED.with(|n| {
-        let (next, entries) = &mut *n.borrow_mut();
-        match entries.iter_mut().find(|(o, s, _)| *o == owner && *s == id) {
+        let mut noted = n.borrow_mut();
+        match noted.find_mut(|(o, s, _)| *o == owner && *s == id) {
             Some(entry) => entry.2 = at,
-            None => {
-                entries[*next] = (owner, id, at);
-                *next = (*next + 1) % NOTED_PER_THREAD;
-            }
+            None => noted.put((owner, id, at)),
         }
     });
 }
