@@ -133,9 +133,7 @@ fn parse_basic(b64: &str) -> Result<Credential<'static>, Malformed> {
 /// Parses a bare token value (`Authentication-Token`, a cookie, the query):
 /// non-empty visible ASCII, at most [`token::MAX_TOKEN_LEN`] bytes.
 pub fn parse_token(value: &[u8]) -> Result<Cow<'_, str>, Malformed> {
-    let ok = !value.is_empty()
-        && value.len() <= token::MAX_TOKEN_LEN
-        && value.iter().all(|b| b.is_ascii_graphic());
+    let ok = !value.is_empty() && value.len() <= token::MAX_TOKEN_LEN && all_graphic(value);
     if !ok {
         return Err(Malformed::Token);
     }
@@ -173,6 +171,14 @@ pub fn cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
             .unwrap_or(v);
         Some(v)
     })
+}
+
+/// Whether every byte is printable ASCII (no space, no control). It looks
+/// at every byte, without stopping at the first bad one, so the compiler
+/// checks many at once: a session token is a few hundred bytes, read on
+/// every forward-auth request.
+fn all_graphic(value: &[u8]) -> bool {
+    value.iter().fold(true, |ok, b| ok & b.is_ascii_graphic())
 }
 
 /// Parses an `application/x-www-form-urlencoded` body into pairs; `None`
@@ -334,6 +340,23 @@ mod tests {
         assert_eq!(cookie(b"latch_session=", "latch_session"), Some(""));
         assert_eq!(cookie(b"\xff=1", "x"), None);
         assert_eq!(cookie(b"", "x"), None);
+        assert_eq!(cookie(b" x = v ;y=2", "x"), Some("v"));
+        assert_eq!(cookie(b"xx=1; x", "x"), None);
+    }
+
+    #[test]
+    fn tokens_are_printable_ascii_every_byte_checked() {
+        for b in 0..=255u8 {
+            let ok = b.is_ascii_graphic();
+            assert_eq!(parse_token(&[b]).is_ok(), ok, "byte {b}");
+            // At either end of a long value, too (the check is done in chunks).
+            let mut long = vec![b'a'; 300];
+            long[299] = b;
+            assert_eq!(parse_token(&long).is_ok(), ok, "last byte {b}");
+            long[299] = b'a';
+            long[0] = b;
+            assert_eq!(parse_token(&long).is_ok(), ok, "first byte {b}");
+        }
     }
 
     #[test]
