@@ -18,6 +18,7 @@ fn claims() -> Claims {
         iat: 1_800_000_000,
         exp: 1_800_000_600,
         auth_time: 1_800_000_000,
+        amr: vec!["pwd".into()],
         epoch: 0,
         jti: crypto::b64url_encode(&[9u8; 16]),
     }

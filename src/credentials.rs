@@ -53,6 +53,9 @@ pub struct Presented<'a> {
     pub credential: Credential<'a>,
     /// Where.
     pub place: Place,
+    /// A one-time code sent beside a password (`X-Latch-OTP`), for a user
+    /// with a second factor.
+    pub otp: Option<&'a str>,
 }
 
 /// What the username half of a Basic credential is. One rule, in this

@@ -1,5 +1,6 @@
 //! Every cryptographic primitive in one place: random bytes, HMAC-SHA256,
-//! the scrypt password KDF and base64 codecs.
+//! HMAC-SHA1 (for TOTP alone), AES-256-GCM (secrets at rest), the scrypt
+//! password KDF and base64 codecs.
 //!
 //! Nothing outside this module names `ring` or `scrypt`.
 //!
@@ -8,7 +9,7 @@
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::{digest, hmac};
+use ring::{aead, digest, hmac};
 use scrypt::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use scrypt::Scrypt;
 
@@ -95,6 +96,72 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest::digest(&digest::SHA256, data).as_ref());
     out
+}
+
+/// HMAC-SHA1 of `data` under `key`: what TOTP (RFC 6238) is defined
+/// with, and the one use latch makes of SHA-1 (ring names it legacy-use
+/// only, which this is).
+pub fn hmac_sha1(key: &[u8], data: &[u8]) -> [u8; 20] {
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(hmac::sign(&key, data).as_ref());
+    out
+}
+
+/// Compares two byte strings in constant time (for their length).
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An AES-256-GCM key for secrets at rest. No `Debug`: it would print it.
+pub struct SealingKey {
+    key: aead::LessSafeKey,
+}
+
+/// Bytes of nonce in front of each sealed value.
+const NONCE_LEN: usize = aead::NONCE_LEN;
+
+impl SealingKey {
+    /// Wraps 32 raw key bytes; `None` for any other length.
+    pub fn new(bytes: &[u8]) -> Option<SealingKey> {
+        let key = aead::UnboundKey::new(&aead::AES_256_GCM, bytes).ok()?;
+        Some(SealingKey {
+            key: aead::LessSafeKey::new(key),
+        })
+    }
+
+    /// Encrypts `plain`, bound to `context` (authenticated, not stored):
+    /// a fresh random nonce, then the ciphertext and its tag.
+    pub fn seal(&self, context: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+        let nonce = random_bytes::<NONCE_LEN>()?;
+        let mut out = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::from(context),
+                &mut out,
+            )
+            .map_err(|_| Error::internal("encryption failed"))?;
+        let mut sealed = nonce.to_vec();
+        sealed.append(&mut out);
+        Ok(sealed)
+    }
+
+    /// Decrypts what [`SealingKey::seal`] made with the same `context`;
+    /// `None` when the key, the context or the bytes differ.
+    pub fn open(&self, context: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN + aead::AES_256_GCM.tag_len() {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = body.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, aead::Aad::from(context), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
 }
 
 /// scrypt cost parameters.
@@ -231,6 +298,31 @@ mod tests {
         }
         .check()
         .is_ok());
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_context() {
+        let key = SealingKey::new(&[7u8; 32]).unwrap();
+        let sealed = key.seal(b"user 1", b"secret bytes").unwrap();
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(key.open(b"user 1", &sealed).unwrap(), b"secret bytes");
+        assert!(key.open(b"user 2", &sealed).is_none(), "another context");
+        let other = SealingKey::new(&[8u8; 32]).unwrap();
+        assert!(other.open(b"user 1", &sealed).is_none(), "another key");
+        let mut flipped = sealed.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(key.open(b"user 1", &flipped).is_none(), "a changed byte");
+        assert!(key.open(b"user 1", &sealed[..20]).is_none(), "too short");
+        assert_ne!(key.seal(b"user 1", b"secret bytes").unwrap(), sealed);
+        assert!(SealingKey::new(&[0u8; 31]).is_none());
+    }
+
+    #[test]
+    fn hmac_sha1_matches_rfc_2202() {
+        // RFC 2202, test case 2.
+        let tag = hmac_sha1(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = tag.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub enum Refusal {
     /// The credential is good, but this change needs a password proven
     /// recently (`[api] reauth_window`).
     Stale,
+    /// The password is right, and this user also needs a one-time code
+    /// (none was given).
+    OtpRequired,
+    /// A one-time code (or recovery code) was given and is wrong, used
+    /// already, or the account is banned.
+    BadCode,
 }
 
 /// The crate's error: a public [`Kind`] plus an optional private cause.
@@ -129,6 +135,10 @@ impl Error {
             Kind::Unauthorized(Refusal::Missing) => "authentication required",
             Kind::Unauthorized(Refusal::BadPassword) => "invalid username or password",
             Kind::Unauthorized(Refusal::BadToken) => "invalid or expired token",
+            Kind::Unauthorized(Refusal::OtpRequired) => {
+                "a one-time code is required: send it as \"otp\" (JSON) or X-Latch-OTP"
+            }
+            Kind::Unauthorized(Refusal::BadCode) => "invalid or already used one-time code",
             Kind::Unauthorized(Refusal::PasswordRequired) => {
                 "a username and password are required here"
             }

@@ -37,6 +37,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod otp;
 mod recent;
 pub mod redirect;
 pub mod service;
@@ -101,10 +102,11 @@ impl App {
     /// corrupt or unwritable, or a port busy.
     pub fn open(config: Config, clock: Clock) -> Result<App> {
         let database = service::Database::open(&config.data_dir)?;
+        // A busy port is reported before any key file is made.
+        let ops = config.ops.listen.map(bind_ops).transpose()?;
         let keys = config::keyfile::load_or_create(&config)?;
         let forms = http::csrf::Forms::new(&keys.current);
         let service = Service::open(&config, database, &keys, clock)?;
-        let ops = config.ops.listen.map(bind_ops).transpose()?;
         let ops_addr = ops
             .as_ref()
             .map(|l| l.local_addr().map_err(Error::internal))

@@ -25,8 +25,10 @@ pub enum Route {
     Key,
     Sessions,
     Session,
+    Totp,
     Account,
     Login,
+    LoginOtp,
     Logout,
     Home,
     Auth,
@@ -38,7 +40,7 @@ pub enum Route {
 }
 
 impl Route {
-    const ALL: [Route; 21] = [
+    const ALL: [Route; 23] = [
         Route::Users,
         Route::User,
         Route::Me,
@@ -50,8 +52,10 @@ impl Route {
         Route::Key,
         Route::Sessions,
         Route::Session,
+        Route::Totp,
         Route::Account,
         Route::Login,
+        Route::LoginOtp,
         Route::Logout,
         Route::Home,
         Route::Auth,
@@ -68,6 +72,7 @@ impl Route {
         matches!(
             self,
             Route::Login
+                | Route::LoginOtp
                 | Route::Logout
                 | Route::Home
                 | Route::Account
@@ -90,8 +95,10 @@ impl Route {
             Route::Key => "/api/keys/{id}",
             Route::Sessions => "/api/sessions",
             Route::Session => "/api/sessions/{id}",
+            Route::Totp => "/api/totp/...",
             Route::Account => "/account/...",
             Route::Login => "/login",
+            Route::LoginOtp => "/login/otp/...",
             Route::Logout => "/logout",
             Route::Home => "/",
             Route::Auth => "/auth",
@@ -131,9 +138,15 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// All counters.
+/// Counter shards: each thread counts in one of these (by a number it
+/// draws once), so two threads answering requests at once do not fight
+/// over the same cache line on every request. `/metrics` adds them up.
+const SHARDS: usize = 16;
+
+/// One shard of every counter, on cache lines of its own.
 #[derive(Default)]
-pub struct Metrics {
+#[repr(align(128))]
+struct Counters {
     logins: [AtomicU64; 3],
     verifications: [[AtomicU64; 2]; 3],
     tokens_issued: AtomicU64,
@@ -146,42 +159,72 @@ pub struct Metrics {
     latency_sum_micros: AtomicU64,
 }
 
+/// All counters.
+pub struct Metrics {
+    shards: Box<[Counters]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics {
+            shards: (0..SHARDS).map(|_| Counters::default()).collect(),
+        }
+    }
+}
+
+static NEXT_SHARD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Relaxed) % SHARDS;
+}
+
 impl Metrics {
+    /// This thread's shard.
+    fn here(&self) -> &Counters {
+        &self.shards[SHARD.with(|s| *s)]
+    }
+
+    /// One counter summed over the shards.
+    fn sum(&self, counter: impl Fn(&Counters) -> &AtomicU64) -> u64 {
+        self.shards.iter().map(|c| counter(c).load(Relaxed)).sum()
+    }
+
     /// Counts a password check.
     pub fn login(&self, result: LoginResult) {
-        self.logins[result as usize].fetch_add(1, Relaxed);
+        self.here().logins[result as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts a verification of a credential.
     pub fn verification(&self, kind: CredentialKind, ok: bool) {
-        self.verifications[kind as usize][usize::from(!ok)].fetch_add(1, Relaxed);
+        self.here().verifications[kind as usize][usize::from(!ok)].fetch_add(1, Relaxed);
     }
 
     /// Counts an issued token.
     pub fn token_issued(&self) {
-        self.tokens_issued.fetch_add(1, Relaxed);
+        self.here().tokens_issued.fetch_add(1, Relaxed);
     }
 
     /// Counts a revocation (one token, or all of a user's at once).
     pub fn revocation(&self) {
-        self.revocations.fetch_add(1, Relaxed);
+        self.here().revocations.fetch_add(1, Relaxed);
     }
 
     /// Counts a ban.
     pub fn ban(&self) {
-        self.bans.fetch_add(1, Relaxed);
+        self.here().bans.fetch_add(1, Relaxed);
     }
 
     /// Counts a request and its latency.
     pub fn request(&self, route: Route, status: u16, elapsed: Duration) {
+        let here = self.here();
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.requests[route as usize][class].fetch_add(1, Relaxed);
+        here.requests[route as usize][class].fetch_add(1, Relaxed);
         let secs = elapsed.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|&b| secs <= b) {
-            self.latency_buckets[i].fetch_add(1, Relaxed);
+            here.latency_buckets[i].fetch_add(1, Relaxed);
         }
-        self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_micros.fetch_add(
+        here.latency_count.fetch_add(1, Relaxed);
+        here.latency_sum_micros.fetch_add(
             u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             Relaxed,
         );
@@ -198,8 +241,8 @@ impl Metrics {
 
     /// Every metric family with its samples: the table `render` prints.
     fn families(&self, queue_depth: usize, users: usize) -> [Family; 9] {
-        let counter = |name, help, value: &AtomicU64| {
-            Family::new(name, help, "counter").with("", String::new(), get(value))
+        let counter = |name, help, value: u64| {
+            Family::new(name, help, "counter").with("", String::new(), value)
         };
         [
             self.logins_family(),
@@ -207,17 +250,17 @@ impl Metrics {
             counter(
                 "latch_tokens_issued_total",
                 "Tokens and sessions issued.",
-                &self.tokens_issued,
+                self.sum(|c| &c.tokens_issued),
             ),
             counter(
                 "latch_revocations_total",
                 "Revocations: logouts, logouts everywhere, password changes, deletions.",
-                &self.revocations,
+                self.sum(|c| &c.revocations),
             ),
             counter(
                 "latch_bans_total",
                 "Accounts banned by regulation.",
-                &self.bans,
+                self.sum(|c| &c.bans),
             ),
             self.requests_family(),
             self.latency_family(),
@@ -237,8 +280,12 @@ impl Metrics {
             "Password checks, by result.",
             "counter",
         );
-        for (result, n) in ["success", "failure", "banned"].iter().zip(&self.logins) {
-            f = f.with("", format!("result=\"{result}\""), get(n));
+        for (i, result) in ["success", "failure", "banned"].iter().enumerate() {
+            f = f.with(
+                "",
+                format!("result=\"{result}\""),
+                self.sum(|c| &c.logins[i]),
+            );
         }
         f
     }
@@ -249,12 +296,10 @@ impl Metrics {
             "Credentials verified, by kind and result.",
             "counter",
         );
-        for (kind, counts) in ["token", "api_key", "password"]
-            .iter()
-            .zip(&self.verifications)
-        {
-            for (result, n) in ["ok", "refused"].iter().zip(counts) {
-                f = f.with("", format!("kind=\"{kind}\",result=\"{result}\""), get(n));
+        for (k, kind) in ["token", "api_key", "password"].iter().enumerate() {
+            for (r, result) in ["ok", "refused"].iter().enumerate() {
+                let n = self.sum(|c| &c.verifications[k][r]);
+                f = f.with("", format!("kind=\"{kind}\",result=\"{result}\""), n);
             }
         }
         f
@@ -267,10 +312,13 @@ impl Metrics {
             "HTTP requests, by route and status class.",
             "counter",
         );
-        for (route, counts) in Route::ALL.iter().zip(&self.requests) {
-            for (class, n) in (1..).zip(counts).filter(|(_, n)| get(n) > 0) {
-                let labels = format!("route=\"{}\",status=\"{class}xx\"", route.label());
-                f = f.with("", labels, get(n));
+        for (r, route) in Route::ALL.iter().enumerate() {
+            for class in 1..=5 {
+                let n = self.sum(|c| &c.requests[r][class - 1]);
+                if n > 0 {
+                    let labels = format!("route=\"{}\",status=\"{class}xx\"", route.label());
+                    f = f.with("", labels, n);
+                }
             }
         }
         f
@@ -283,20 +331,16 @@ impl Metrics {
             "histogram",
         );
         let mut cumulative = 0;
-        for (bound, n) in BUCKETS.iter().zip(&self.latency_buckets) {
-            cumulative += get(n);
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.sum(|c| &c.latency_buckets[i]);
             f = f.with("_bucket", format!("le=\"{bound}\""), cumulative);
         }
-        let count = get(&self.latency_count);
-        let sum = get(&self.latency_sum_micros) as f64 / 1e6;
+        let count = self.sum(|c| &c.latency_count);
+        let sum = self.sum(|c| &c.latency_sum_micros) as f64 / 1e6;
         f.with("_bucket", "le=\"+Inf\"".to_owned(), count)
             .with("_sum", String::new(), sum)
             .with("_count", String::new(), count)
     }
-}
-
-fn get(a: &AtomicU64) -> u64 {
-    a.load(Relaxed)
 }
 
 /// One metric family: `# HELP`, `# TYPE`, then its samples.

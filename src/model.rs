@@ -124,6 +124,8 @@ pub struct ApiKey {
     pub expires_at: Option<u64>,
     /// Last successful use, recorded at most about once a minute.
     pub last_used_at: Option<u64>,
+    /// What the sign-in that made it proved.
+    pub factors: Factors,
 }
 
 /// A brute-force ban.
@@ -133,6 +135,72 @@ pub enum Ban {
     User(UserId, u64),
     /// A client address (IPv6 by its /64), until this second (exclusive).
     Source(IpAddr, u64),
+}
+
+/// How a user proved who they are: a password, and perhaps a one-time
+/// code on top (a TOTP code or a recovery code). Written into tokens as
+/// RFC 8176's `amr` claim: `["pwd"]` or `["pwd", "otp"]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Factors {
+    /// A password alone.
+    #[default]
+    Password,
+    /// A password and a one-time code.
+    PasswordAndOtp,
+}
+
+impl Factors {
+    /// The `amr` values.
+    pub fn amr(self) -> &'static [&'static str] {
+        match self {
+            Factors::Password => &["pwd"],
+            Factors::PasswordAndOtp => &["pwd", "otp"],
+        }
+    }
+
+    /// Reads `amr` values as [`Factors::amr`] writes them.
+    pub fn from_amr(amr: &[&str]) -> Option<Factors> {
+        match amr {
+            ["pwd"] => Some(Factors::Password),
+            ["pwd", "otp"] => Some(Factors::PasswordAndOtp),
+            _ => None,
+        }
+    }
+
+    /// Whether a second factor was proven.
+    pub fn two(self) -> bool {
+        self == Factors::PasswordAndOtp
+    }
+}
+
+/// A user's second factor as stored: the TOTP secret sealed with the
+/// storage key, never in the clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Totp {
+    /// Whose.
+    pub user_id: UserId,
+    /// The 20-byte secret, sealed (AES-256-GCM, bound to the user id).
+    pub sealed_secret: Vec<u8>,
+    /// Confirmed with a code: asked for at every sign-in. Until then it is
+    /// an enrolment under way and asks for nothing.
+    pub active: bool,
+    /// When enrolment began.
+    pub created_at: u64,
+    /// The newest time step a code was accepted for (older and equal ones
+    /// are replays).
+    pub last_step: Option<u64>,
+    /// SHA-256 of each unused recovery code.
+    pub recovery: Vec<[u8; 32]>,
+}
+
+impl fmt::Debug for Totp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Totp")
+            .field("user_id", &self.user_id)
+            .field("active", &self.active)
+            .field("recovery_left", &self.recovery.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A password that checked out: the user, and the credential epoch that
@@ -145,6 +213,19 @@ pub struct Proven {
     pub user: User,
     /// The user's credential epoch when the check began.
     pub epoch: u64,
+    /// What was proven: a password, then perhaps a code.
+    pub factors: Factors,
+}
+
+impl Proven {
+    /// A password alone.
+    pub fn password(user: User, epoch: u64) -> Proven {
+        Proven {
+            user,
+            epoch,
+            factors: Factors::Password,
+        }
+    }
 }
 
 /// Who a request is, once a credential was accepted.
@@ -163,6 +244,9 @@ pub struct Identity {
     /// when its check began, a token's own); none for an API key. A key
     /// is made only if the epoch is still current when it is stored.
     pub epoch: Option<u64>,
+    /// What the sign-in behind the credential proved (a key's or token's
+    /// are those of the sign-in that made it).
+    pub factors: Factors,
 }
 
 impl Identity {
@@ -219,6 +303,8 @@ pub struct Session {
     /// The cookie domain it was signed in for, with several domains; its
     /// cookie lets in there only.
     pub domain: Option<String>,
+    /// What the sign-in proved.
+    pub factors: Factors,
 }
 
 /// A session's id: its token's `jti`, written as base64url (22 characters).

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{self, SigningKey};
-use crate::model::UserId;
+use crate::model::{Factors, UserId};
 
 /// Tokens longer than this are refused unread.
 pub const MAX_TOKEN_LEN: usize = 4096;
@@ -42,6 +42,10 @@ pub enum Audience {
     /// The login page's session: accepted only as the session cookie, on
     /// forward auth and latch's own pages.
     Session,
+    /// Half a sign-in: the password checked out and the one-time code is
+    /// still to come. Accepted as a credential nowhere; only the code form
+    /// reads it (from its own hidden field), for a few minutes.
+    Pending,
 }
 
 impl Audience {
@@ -50,6 +54,7 @@ impl Audience {
         match self {
             Audience::Api => "api",
             Audience::Session => "session",
+            Audience::Pending => "otp_pending",
         }
     }
 
@@ -57,6 +62,7 @@ impl Audience {
         match text {
             "api" => Some(Audience::Api),
             "session" => Some(Audience::Session),
+            "otp_pending" => Some(Audience::Pending),
             _ => None,
         }
     }
@@ -79,6 +85,10 @@ pub struct Claims {
     /// When the password behind this token was checked (OpenID Connect's
     /// `auth_time`): sensitive changes need it to be recent.
     pub auth_time: u64,
+    /// How the sign-in behind it was proven (RFC 8176): `["pwd"]` or
+    /// `["pwd", "otp"]`. Tokens from before the second factor have none:
+    /// a password.
+    pub amr: Vec<String>,
     /// The user's credential epoch when the password was checked: each
     /// logout everywhere, password change or deletion starts a new one, and
     /// only tokens of the current epoch are accepted. (A login whose check
@@ -99,6 +109,8 @@ struct ClaimsRef<'a> {
     iat: u64,
     exp: u64,
     auth_time: u64,
+    #[serde(default)]
+    amr: Option<Vec<&'a str>>,
     epoch: u64,
     jti: &'a str,
 }
@@ -119,6 +131,8 @@ pub struct Verified {
     pub exp: u64,
     /// When the password behind the token was checked.
     pub auth_time: u64,
+    /// What the sign-in behind it proved.
+    pub factors: Factors,
     /// The user's credential epoch it belongs to.
     pub epoch: u64,
     /// The decoded `jti`.
@@ -230,6 +244,10 @@ impl Keys {
             return Err(Invalid::Expired);
         }
         let user_id = UserId::parse(claims.sub).ok_or(Invalid::Claims)?;
+        let factors = match &claims.amr {
+            None => Factors::Password,
+            Some(amr) => Factors::from_amr(amr).ok_or(Invalid::Claims)?,
+        };
         let audience = Audience::parse(claims.aud).ok_or(Invalid::Claims)?;
         let mut jti = [0u8; JTI_LEN];
         if crypto::b64url_decode_into(claims.jti.as_bytes(), &mut jti) != Some(JTI_LEN) {
@@ -242,6 +260,7 @@ impl Keys {
             iat: claims.iat,
             exp: claims.exp,
             auth_time: claims.auth_time,
+            factors,
             epoch: claims.epoch,
             jti,
         })
@@ -272,9 +291,50 @@ mod tests {
             iat: 1000,
             exp,
             auth_time: 1000,
+            amr: vec!["pwd".into(), "otp".into()],
             epoch: 0,
             jti: crypto::b64url_encode(&[9u8; JTI_LEN]),
         }
+    }
+
+    #[test]
+    fn amr_is_read_back_and_absent_means_a_password() {
+        let k = keys(1);
+        let v = k.verify(&k.sign(&claims(2000)), 1500).unwrap();
+        assert_eq!(v.factors, Factors::PasswordAndOtp);
+        // A token signed before the second factor existed has no `amr`.
+        let old = concat!(
+            r#"{"sub":"7","name":"a","aud":"api","iat":1,"exp":2000,"auth_time":1,"#,
+            r#""epoch":0,"jti":"CQkJCQkJCQkJCQkJCQkJCQ"}"#
+        );
+        assert_eq!(
+            sign_raw(&k, old)
+                .and_then(|t| k.verify(&t, 1500).ok())
+                .unwrap()
+                .factors,
+            Factors::Password
+        );
+        for amr in [
+            r#"["otp"]"#,
+            r#"["pwd","pwd"]"#,
+            r#"[]"#,
+            r#"["otp","pwd"]"#,
+        ] {
+            let bad = old.replace(r#""epoch""#, &format!(r#""amr":{amr},"epoch""#));
+            let t = sign_raw(&k, &bad).unwrap();
+            assert_eq!(k.verify(&t, 1500), Err(Invalid::Claims), "{amr}");
+        }
+    }
+
+    /// Signs a raw JSON payload with `k` (the header and MAC as latch writes them).
+    fn sign_raw(k: &Keys, json: &str) -> Option<String> {
+        let mut token = k.current.header.clone();
+        token.push('.');
+        token.push_str(&crypto::b64url_encode(json.as_bytes()));
+        let tag = k.current.key.sign(token.as_bytes());
+        token.push('.');
+        token.push_str(&crypto::b64url_encode(tag.as_ref()));
+        Some(token)
     }
 
     fn segments(token: &str) -> Vec<String> {

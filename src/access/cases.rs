@@ -9,7 +9,7 @@
 //! url = "https://app.example.com/admin/x"
 //! method = "GET"              # optional, GET
 //! from = "192.168.1.7"        # optional: without it no `networks` rule matches
-//! expect = "one_factor"       # bypass | one_factor | deny
+//! expect = "one_factor"       # bypass | one_factor | two_factor | deny
 //! ```
 //!
 //! It owns the file's format and the comparison; who a user is comes from
@@ -94,9 +94,12 @@ impl Case {
     /// Checks the fields that must parse.
     fn check(&self) -> std::result::Result<(), String> {
         self.check_request()?;
-        if !matches!(self.expect.as_str(), "bypass" | "one_factor" | "deny") {
+        if !matches!(
+            self.expect.as_str(),
+            "bypass" | "one_factor" | "two_factor" | "deny"
+        ) {
             return Err(format!(
-                "expect {:?} is not one of bypass, one_factor, deny",
+                "expect {:?} is not one of bypass, one_factor, two_factor, deny",
                 self.expect
             ));
         }

@@ -58,6 +58,8 @@ pub enum Policy {
     Bypass,
     /// Let in anyone signed in (then `?group=` may narrow it).
     OneFactor,
+    /// Let in anyone signed in with a password and a one-time code.
+    TwoFactor,
     /// Refuse everyone: 403.
     Deny,
 }
@@ -68,6 +70,7 @@ impl Policy {
         match text {
             "bypass" => Some(Policy::Bypass),
             "one_factor" => Some(Policy::OneFactor),
+            "two_factor" => Some(Policy::TwoFactor),
             "deny" => Some(Policy::Deny),
             _ => None,
         }
@@ -78,6 +81,7 @@ impl Policy {
         match self {
             Policy::Bypass => "bypass",
             Policy::OneFactor => "one_factor",
+            Policy::TwoFactor => "two_factor",
             Policy::Deny => "deny",
         }
     }
@@ -96,6 +100,8 @@ pub enum Verdict {
     Bypass,
     /// Let in once signed in.
     OneFactor,
+    /// Let in once signed in with a second factor.
+    TwoFactor,
     /// A rule that names subjects matched everything else: who the
     /// visitor is decides, so they must sign in first.
     SignIn,
@@ -108,6 +114,7 @@ impl From<Policy> for Verdict {
         match policy {
             Policy::Bypass => Verdict::Bypass,
             Policy::OneFactor => Verdict::OneFactor,
+            Policy::TwoFactor => Verdict::TwoFactor,
             Policy::Deny => Verdict::Deny,
         }
     }
@@ -120,6 +127,7 @@ impl Verdict {
         match self {
             Verdict::Bypass => "bypass",
             Verdict::OneFactor | Verdict::SignIn => "one_factor",
+            Verdict::TwoFactor => "two_factor",
             Verdict::Deny => "deny",
         }
     }

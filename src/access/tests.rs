@@ -451,10 +451,6 @@ fn a_bad_rule_stops_start_up_naming_the_rule_and_the_field() {
             "[access_control] rule 2: subject: a bypass rule",
         ),
         (
-            rule("domain = \"a.example.com\"\npolicy = \"two_factor\""),
-            "[access_control] rule 2: policy: \"two_factor\" needs a second factor",
-        ),
-        (
             rule("domain = \"a.example.com\"\npolicy = \"allow\""),
             "[access_control] rule 2: policy: \"allow\" is not one of",
         ),

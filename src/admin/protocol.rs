@@ -69,6 +69,13 @@ pub enum Request {
         /// What to revoke, if anything.
         revoke: Option<Revoke>,
     },
+    /// Show whether a user has a second factor, or remove it.
+    Totp {
+        /// Username.
+        username: String,
+        /// Remove it (the user signs in with the password alone again).
+        reset: bool,
+    },
     /// List a user's sessions, or end one or all of them.
     Sessions {
         /// Username.
@@ -210,6 +217,11 @@ impl Request {
                 revoke: None,
             } => ("sessions", Target::User(username)),
             Request::Sessions { username, .. } => ("sessions_end", Target::User(username)),
+            Request::Totp {
+                username,
+                reset: false,
+            } => ("totp", Target::User(username)),
+            Request::Totp { username, .. } => ("totp_reset", Target::User(username)),
         }
     }
 }
@@ -235,6 +247,7 @@ pub async fn execute(service: &Service, request: Request) -> Reply {
         Request::Unban { username, address } => unban(service, username, address).await,
         Request::Keys { username, revoke } => keys(service, &username, revoke).await,
         Request::Sessions { username, revoke } => sessions(service, &username, revoke).await,
+        Request::Totp { username, reset } => totp(service, &username, reset).await,
     };
     outcome.unwrap_or_else(|error| Reply::Failed { error })
 }
@@ -319,6 +332,26 @@ async fn del(service: &Service, username: &str) -> Outcome {
     let u = user(service, username)?;
     service.delete_user(&u).await.map_err(describe)?;
     done(format!("deleted user {}", u.username))
+}
+
+async fn totp(service: &Service, username: &str, reset: bool) -> Outcome {
+    let u = user(service, username)?;
+    if reset {
+        return match service.totp_reset(u.id).await.map_err(describe)? {
+            true => done(format!(
+                "removed the second factor of {}: the password alone signs in now",
+                u.username
+            )),
+            false => done(format!("{} has no second factor", u.username)),
+        };
+    }
+    match service.recovery_left(u.id).map_err(describe)? {
+        Some(left) => done(format!(
+            "{} has a second factor, with {left} recovery codes left",
+            u.username
+        )),
+        None => done(format!("{} has no second factor", u.username)),
+    }
 }
 
 async fn set_groups(service: &Service, username: &str, groups: Vec<String>) -> Outcome {
@@ -507,7 +540,7 @@ mod flows {
             password: "changed-password".into(),
         };
         assert!(message(execute(&s, passwd).await).contains("earlier tokens are refused"));
-        assert!(s.login("alice", "changed-password").await.is_ok());
+        assert!(s.sign_in("alice", "changed-password", None).await.is_ok());
         let nobody = failure(
             execute(
                 &s,

@@ -116,11 +116,16 @@ pub(super) fn restore(config: Result<Config>, file: &Path) -> Result<()> {
                 .map_err(|e| Error::config(format_args!("cannot read {}: {e}", file.display())))?,
         )
     };
-    let count = service::restore_offline(&config.data_dir, std::io::BufReader::new(input))
-        .map_err(|e| match e.kind() {
-            Kind::Locked => Error::config(format_args!("{e}; stop the server before restoring")),
-            _ => e,
-        })?;
+    let storage_key = keyfile::read_storage_key(&config)?;
+    let count = service::restore_offline(
+        &config.data_dir,
+        std::io::BufReader::new(input),
+        storage_key.as_ref(),
+    )
+    .map_err(|e| match e.kind() {
+        Kind::Locked => Error::config(format_args!("{e}; stop the server before restoring")),
+        _ => e,
+    })?;
     if let (Ok(None), KeySource::File(path)) = (keyfile::read_current(&config), &config.key) {
         eprintln!(
             "latch: warning: the key file {} does not exist: restore the key that signed the \

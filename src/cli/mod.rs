@@ -160,6 +160,15 @@ enum UserCommand {
         #[arg(long, value_name = "ADDR")]
         address: Option<std::net::IpAddr>,
     },
+    /// Show whether a user has a second factor (TOTP), or remove it
+    Totp {
+        /// Username
+        name: String,
+        /// Remove it: the password alone signs the user in again (audited
+        /// as a warning)
+        #[arg(long)]
+        reset: bool,
+    },
     /// List a user's sign-in sessions, or end one or all of them
     Sessions {
         /// Username

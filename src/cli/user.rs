@@ -46,6 +46,10 @@ pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
             username: name,
             address,
         },
+        UserCommand::Totp { name, reset } => Request::Totp {
+            username: name,
+            reset,
+        },
         UserCommand::Sessions { name, revoke, all } => Request::Sessions {
             username: name,
             revoke: match (revoke, all) {
@@ -100,6 +104,8 @@ pub(super) fn offline(config: &Config, request: Request) -> Result<Reply> {
     let keys = KeyMaterial {
         current,
         previous: Vec::new(),
+        // Offline commands never open a sealed secret (a reset deletes it).
+        storage: keyfile::read_storage_key(config).ok().flatten(),
     };
     let service = Service::open(config, database, &keys, Clock::system())?;
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -36,13 +36,8 @@ pub(super) fn access_control(raw: RawAccessControl) -> Result<AccessControl> {
 fn policy(text: &str) -> std::result::Result<Policy, String> {
     match Policy::parse(text) {
         Some(p) => Ok(p),
-        None if text == "two_factor" => Err(
-            "\"two_factor\" needs a second factor, which latch does not offer yet: use \
-             one_factor or deny"
-                .to_owned(),
-        ),
         None => Err(format!(
-            "{text:?} is not one of \"deny\", \"one_factor\", \"bypass\""
+            "{text:?} is not one of \"deny\", \"two_factor\", \"one_factor\", \"bypass\""
         )),
     }
 }
@@ -65,7 +60,7 @@ fn each<T>(
 fn rule(raw: RawRule) -> std::result::Result<Rule, String> {
     let policy = match raw.policy.as_deref() {
         Some(text) => policy(text).map_err(|why| format!("policy: {why}"))?,
-        None => return Err("policy: missing (deny, one_factor or bypass)".to_owned()),
+        None => return Err("policy: missing (deny, two_factor, one_factor or bypass)".to_owned()),
     };
     let domains = each(raw.domain, "domain", domain)?;
     if domains.is_empty() {

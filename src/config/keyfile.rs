@@ -16,6 +16,9 @@ pub struct KeyMaterial {
     pub current: Vec<u8>,
     /// Verify only (key rotation).
     pub previous: Vec<Vec<u8>>,
+    /// Seals secrets at rest (`[storage] encryption_key_file`); `None`
+    /// only for the CLI working offline before the server made one.
+    pub storage: Option<[u8; 32]>,
 }
 
 /// The server's keys: the signing key (its file created on first start,
@@ -35,6 +38,40 @@ pub fn load_or_create(config: &Config) -> Result<KeyMaterial> {
     Ok(KeyMaterial {
         current,
         previous: read_previous(config)?,
+        storage: Some(load_or_create_storage_key(config)?),
+    })
+}
+
+/// The storage key (`[storage] encryption_key_file`): 32 bytes that seal
+/// secrets at rest, its file created (0600, logged) on first start.
+pub fn load_or_create_storage_key(config: &Config) -> Result<[u8; 32]> {
+    let path = &config.storage_key_file;
+    let key = match read_key_file(path)? {
+        Some(key) => key,
+        None => {
+            let key = create_key_file(path)?;
+            tracing::info!("wrote a new storage key to {}", path.display());
+            key
+        }
+    };
+    storage_key_bytes(key, path)
+}
+
+/// Reads the storage key; `None` when its file does not exist yet (the
+/// CLI working offline never creates one).
+pub fn read_storage_key(config: &Config) -> Result<Option<[u8; 32]>> {
+    let path = &config.storage_key_file;
+    read_key_file(path)?
+        .map(|key| storage_key_bytes(key, path))
+        .transpose()
+}
+
+fn storage_key_bytes(key: Vec<u8>, path: &Path) -> Result<[u8; 32]> {
+    key.try_into().map_err(|_| {
+        Error::config(format_args!(
+            "storage key file {} must hold exactly 32 bytes (base64)",
+            path.display()
+        ))
     })
 }
 

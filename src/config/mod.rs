@@ -77,6 +77,16 @@ impl fmt::Debug for KeySource {
     }
 }
 
+/// `[totp]`: the second factor.
+#[derive(Debug, Clone)]
+pub struct Totp {
+    /// The issuer apps show beside the account (`[ui] title` by default).
+    pub issuer: String,
+    /// Whether a user without a second factor who reaches a `two_factor`
+    /// rule is sent to set one up (else refused).
+    pub enrol_on_demand: bool,
+}
+
 /// Password hashing: cost and how much of it may run at once.
 #[derive(Debug, Clone, Copy)]
 pub struct Hashing {
@@ -290,6 +300,12 @@ pub struct Config {
     pub ops: Ops,
     /// The pages' look.
     pub ui: Ui,
+    /// `[storage] encryption_key_file`: the AES-256-GCM key secrets at rest
+    /// (TOTP secrets) are sealed with, apart from the signing key (created
+    /// on first start when absent).
+    pub storage_key_file: PathBuf,
+    /// `[totp]`: the second factor.
+    pub totp: Totp,
     /// `[access_control]`: the rules as configured at start (the server
     /// holds the live ones, which a reload may replace).
     pub access: std::sync::Arc<crate::access::AccessControl>,

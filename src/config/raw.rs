@@ -40,6 +40,23 @@ pub(super) struct Raw {
     pub access_control: RawAccessControl,
     #[serde(default)]
     pub ui: RawUi,
+    #[serde(default)]
+    pub storage: RawStorage,
+    #[serde(default)]
+    pub totp: RawTotp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTotp {
+    pub issuer: Option<String>,
+    pub enrol_on_demand: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use super::raw::RawScrypt;
 use super::raw::{
-    Raw, RawApi, RawDuration, RawForwardAuth, RawLimits, RawOps, RawRegulation, RawSite, RawUi,
+    Raw, RawApi, RawDuration, RawForwardAuth, RawLimits, RawOps, RawRegulation, RawSite, RawTotp,
+    RawUi,
 };
 use super::{
     Api, Config, ForwardAuth, Hashing, IpNet, KeySource, Limits, LogFormat, Ops, Registration,
-    Regulation, Site, Ui, MAX_TTL,
+    Regulation, Site, Totp, Ui, MAX_TTL,
 };
 use crate::crypto::Cost;
 use crate::error::{Error, Result};
@@ -50,7 +51,15 @@ impl Config {
         let ops = ops(raw.ops)?;
         let access = super::access::access_control(raw.access_control)?;
         let ui = ui(raw.ui)?;
+        let storage_key_file = raw
+            .storage
+            .encryption_key_file
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| data_dir.join("storage.key"));
+        let totp = totp(raw.totp, &ui)?;
         Ok(Config {
+            storage_key_file,
+            totp,
             ui,
             access: std::sync::Arc::new(access),
             listen,
@@ -140,6 +149,24 @@ fn signing_key(
         (None, Some(path)) => Ok(KeySource::File(path)),
         (None, None) => Ok(KeySource::File(data_dir.join("secret.key"))),
     }
+}
+
+fn totp(raw: RawTotp, ui: &Ui) -> Result<Totp> {
+    let issuer = raw.issuer.unwrap_or_else(|| ui.title.clone());
+    let issuer = issuer.trim();
+    if issuer.is_empty()
+        || issuer.len() > 64
+        || issuer.contains(':')
+        || issuer.chars().any(char::is_control)
+    {
+        return Err(Error::config(
+            "config: totp.issuer must be 1 to 64 characters, without ':' or control characters",
+        ));
+    }
+    Ok(Totp {
+        issuer: issuer.to_owned(),
+        enrol_on_demand: raw.enrol_on_demand.unwrap_or(true),
+    })
 }
 
 fn previous_keys(

@@ -46,6 +46,7 @@ async fn show(
     };
     let now = app.service.now();
     let product = app.config.ui.title.clone();
+    let recovery_left = app.service.recovery_left(who.user_id)?;
     pages::with_form(app, parts, status, |token| {
         let notice = error
             .map(|m| {
@@ -70,8 +71,10 @@ async fn show(
                 r#"<input type="hidden" name="csrf" value="{token}">"#,
                 r#"<button type="submit" id="sign-out">Sign out</button></form>"#,
                 "\n<h2>Sessions</h2>\n{sessions}\n<h2>API keys</h2>\n{keys}\n{new_key}",
+                "\n<h2>Two-factor sign-in</h2>\n{second}",
                 "\n<h2>Change password</h2>\n{password}"
             ),
+            second = super::second::account_section(recovery_left, token),
             notice = notice,
             user = escape(&user.username),
             groups = groups,
@@ -260,14 +263,13 @@ pub async fn create_key<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Resul
     let (fields, who) = posted(app, parts, body).await?;
     let name = field(&fields, "name").unwrap_or("");
     let password = field(&fields, "password").unwrap_or("");
-    let proven = match app.service.login(&who.username, password).await {
-        Ok(proven) if proven.user.id == who.user_id => proven,
-        Ok(_) | Err(_) => {
+    let identity = match app.service.reconfirm(&who, password).await {
+        Ok(identity) => identity,
+        Err(_) => {
             let notice = "The password is wrong; no key was made.";
             return show(app, parts, &who, StatusCode::FORBIDDEN, Some(notice)).await;
         }
     };
-    let identity = app.service.password_identity(proven);
     let new = match app.service.create_key(&identity, name, None).await {
         Ok(new) => new,
         Err(e) if matches!(e.kind(), Kind::Invalid(_)) => {

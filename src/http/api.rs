@@ -50,7 +50,7 @@ async fn authenticate_recent(app: &App, parts: &Parts) -> Result<Identity> {
 }
 
 /// `who`, if their password was proven within `[api] reauth_window`.
-fn recent(app: &App, who: Identity) -> Result<Identity> {
+pub(super) fn recent(app: &App, who: Identity) -> Result<Identity> {
     let window = app.config.api.reauth_window.as_secs();
     if !who.password_proven_within(app.service.now(), window) {
         return Err(Error::unauthorized(Refusal::Stale));
@@ -59,7 +59,7 @@ fn recent(app: &App, who: Identity) -> Result<Identity> {
 }
 
 /// A JSON body within the configured size and time limits.
-async fn read_json<T: serde::de::DeserializeOwned, B: ReadBody>(
+pub(super) async fn read_json<T: serde::de::DeserializeOwned, B: ReadBody>(
     app: &App,
     parts: &Parts,
     body: B,
@@ -123,10 +123,14 @@ pub async fn user(app: &App, parts: &Parts, id: &str) -> Result<Response<Body>> 
 
 /// `GET /api/token`: a username and password buy a token; a token cannot.
 pub async fn token(app: &App, parts: &Parts) -> Result<Response<Body>> {
-    let Credential::Password { username, password } = credential(app, parts)?.credential else {
+    let presented = credential(app, parts)?;
+    let Credential::Password { username, password } = &presented.credential else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
-    let proven = app.service.login(&username, &password).await?;
+    let proven = app
+        .service
+        .sign_in(username, password, presented.otp)
+        .await?;
     let Issued {
         token, duration, ..
     } = app.service.issue(&proven).await?;
@@ -150,6 +154,8 @@ struct Login {
     username: Option<String>,
     email: Option<String>,
     password: Option<String>,
+    /// The one-time code, for a user with a second factor.
+    otp: Option<String>,
 }
 
 /// `POST /login` with JSON: the Flask-Security answer, plus `token` and
@@ -161,7 +167,10 @@ pub async fn login_json<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Resul
             "username (or email) and password are required",
         ));
     };
-    let proven = app.service.login(&login, &password).await?;
+    let proven = app
+        .service
+        .sign_in(&login, &password, input.otp.as_deref())
+        .await?;
     let Issued {
         token, duration, ..
     } = app.service.issue(&proven).await?;
@@ -308,10 +317,13 @@ pub async fn change_password<B: ReadBody>(
 /// `DELETE /api/users/me` with Basic username:password: 204. A token or
 /// key alone is not enough.
 pub async fn delete_me(app: &App, parts: &Parts) -> Result<Response<Body>> {
-    let Credential::Password { username, password } = credential(app, parts)?.credential else {
+    let presented = credential(app, parts)?;
+    let Credential::Password { username, password } = &presented.credential else {
         return Err(Error::unauthorized(Refusal::PasswordRequired));
     };
-    app.service.delete_account(&username, &password).await?;
+    app.service
+        .delete_account(username, password, presented.otp)
+        .await?;
     Ok(response::empty(StatusCode::NO_CONTENT))
 }
 

@@ -25,6 +25,9 @@ use crate::error::{Error, Refusal, Result};
 /// The Flask-Security token header.
 pub static AUTHENTICATION_TOKEN: HeaderName = HeaderName::from_static("authentication-token");
 
+/// A one-time code beside a Basic password.
+pub static X_LATCH_OTP: HeaderName = HeaderName::from_static("x-latch-otp");
+
 /// Which of latch's surfaces is asking.
 #[derive(Debug, Clone, Copy)]
 pub enum Surface<'a> {
@@ -97,7 +100,19 @@ pub fn credential<'a>(parts: &'a Parts, surface: Surface<'_>) -> Result<Option<P
         return Ok(None);
     };
     found
-        .map(|(credential, place)| Some(Presented { credential, place }))
+        .map(|(credential, place)| {
+            // Only a password has a second half; only the headers carry it.
+            let otp = matches!(credential, Credential::Password { .. })
+                .then(|| parts.headers.get(&X_LATCH_OTP))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim);
+            Some(Presented {
+                credential,
+                place,
+                otp,
+            })
+        })
         .map_err(|m| {
             Error::unauthorized(match m {
                 Malformed::Basic => Refusal::Malformed,

@@ -134,7 +134,7 @@ pub async fn check(
         Verdict::Bypass if required.is_empty() => return bypassed(),
         Verdict::Bypass => {}
         Verdict::Deny => return denied(call, first, None),
-        Verdict::OneFactor | Verdict::SignIn => {}
+        Verdict::OneFactor | Verdict::TwoFactor | Verdict::SignIn => {}
     }
     let outcome = match extract::required(parts, Surface::forward(&app.config)) {
         Ok(presented) => app.service.authenticate(&presented).await,
@@ -191,8 +191,10 @@ struct SignedIn<'a> {
 
 impl SignedIn<'_> {
     /// The answer for `user`: the subjects decide if the first decision
-    /// left it to them, then `?group=`, then 200 with `Remote-*`.
+    /// left it to them, then the second factor, then `?group=`, then 200
+    /// with `Remote-*`.
     fn answer(&self, call: Call<'_>, user: &Ready) -> Result<Response<Body>> {
+        let mut verdict = self.first.verdict;
         if let (Verdict::SignIn, Some(asked)) = (self.first.verdict, self.asked) {
             let subject = Subject {
                 username: &self.who.username,
@@ -205,8 +207,12 @@ impl SignedIn<'_> {
                 Verdict::Bypass if self.required.is_empty() => return bypassed(),
                 Verdict::Bypass => {}
                 Verdict::Deny => return denied(call, second, Some(self.who)),
-                Verdict::OneFactor | Verdict::SignIn => {}
+                Verdict::OneFactor | Verdict::TwoFactor | Verdict::SignIn => {}
             }
+            verdict = second.verdict;
+        }
+        if verdict == Verdict::TwoFactor && !self.who.factors.two() {
+            return second_factor_needed(call, self.who);
         }
         let required = self.required;
         if !required.is_empty() && !required.iter().any(|g| user.groups.contains(g)) {
@@ -220,16 +226,28 @@ impl SignedIn<'_> {
     }
 }
 
-/// A user's answer, ready on this thread: the four `Remote-*` values as
-/// this thread's own copies (sending them touches no count another
-/// thread shares) and the groups. Valid while the service's profile
+/// A user's answer, ready on this thread: the headers of the 200 (the
+/// four `Remote-*` and `Cache-Control`) as this thread's own copies
+/// (sending them touches no count another thread shares; cloning the map
+/// costs less than building it) and the groups. Valid while the service's profile
 /// generation is the one it was made at (every change to a user bumps it).
 struct Ready {
     app: u64,
     user: crate::model::UserId,
     generation: u64,
-    headers: [HeaderValue; 4],
+    headers: hyper::HeaderMap,
     groups: Vec<String>,
+}
+
+/// The headers of a 200: `Remote-*` with these values, and `no-store`.
+fn answer_headers(user: HeaderValue, groups: HeaderValue, email: HeaderValue) -> hyper::HeaderMap {
+    let mut h = hyper::HeaderMap::with_capacity(5);
+    h.insert(REMOTE_USER.clone(), user.clone());
+    h.insert(REMOTE_GROUPS.clone(), groups);
+    h.insert(REMOTE_EMAIL.clone(), email);
+    h.insert(REMOTE_NAME.clone(), user);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h
 }
 
 /// Users ready per thread; beyond it the oldest goes.
@@ -266,12 +284,11 @@ fn with_ready<R>(
             app: id,
             user,
             generation,
-            headers: [
+            headers: answer_headers(
                 copy(&profile.username)?,
                 copy(&profile.groups_joined)?,
                 copy(&profile.email)?,
-                copy(&profile.username)?,
-            ],
+            ),
             groups: profile.groups.clone(),
         };
         let out = f(&entry);
@@ -499,7 +516,7 @@ fn bypassed() -> Result<Response<Body>> {
         app: 0,
         user: crate::model::UserId::new(0),
         generation: 0,
-        headers: [empty.clone(), empty.clone(), empty.clone(), empty],
+        headers: answer_headers(empty.clone(), empty.clone(), empty),
         groups: Vec::new(),
     }))
 }
@@ -545,6 +562,37 @@ fn denied(
     forbidden(call, e, who.is_some())
 }
 
+/// A `two_factor` rule, and a credential that proved a password alone:
+/// browsers go to the code form (`<login page>/otp`, which asks a user
+/// without a second factor to set one up, unless `[totp] enrol_on_demand`
+/// is off: then this is 403), scripts get 401 `otp_required` with that
+/// `Location` (nginx turns it into the redirect).
+fn second_factor_needed(call: Call<'_>, who: &crate::model::Identity) -> Result<Response<Body>> {
+    let app = call.app;
+    if !app.config.totp.enrol_on_demand && !app.service.has_totp(who.user_id)? {
+        tracing::info!(
+            user_id = who.user_id.get(),
+            "forward auth: a second factor is required and the user has none"
+        );
+        let e = Error::new(Kind::Forbidden(
+            "this address needs a second factor: set one up on your account page",
+        ));
+        return forbidden(call, e, true);
+    }
+    tracing::info!(
+        user_id = who.user_id.get(),
+        "forward auth: a second factor is required: sent to the code form"
+    );
+    let e = Error::unauthorized(Refusal::OtpRequired);
+    let page = call.site.login_url.map(code_form_url);
+    Ok(send_to(call, &e, page.as_deref()))
+}
+
+/// The code form (second factor, step-up, enrolment) beside the login page.
+pub fn code_form_url(login: &str) -> String {
+    format!("{}/otp", login.trim_end_matches('/'))
+}
+
 /// 403: signed in, but in none of the required groups. A browser gets a
 /// page that offers to sign in as someone else and come back.
 fn not_in_group(call: Call<'_>) -> Result<Response<Body>> {
@@ -580,13 +628,7 @@ fn forbidden(call: Call<'_>, e: Error, signed_in: bool) -> Result<Response<Body>
 /// 200 with the `Remote-*` headers.
 fn allowed(user: &Ready) -> Response<Body> {
     let mut res = response::empty(StatusCode::OK);
-    let h = res.headers_mut();
-    let [name, groups, email, display] = &user.headers;
-    h.insert(REMOTE_USER.clone(), name.clone());
-    h.insert(REMOTE_GROUPS.clone(), groups.clone());
-    h.insert(REMOTE_EMAIL.clone(), email.clone());
-    h.insert(REMOTE_NAME.clone(), display.clone());
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    *res.headers_mut() = user.headers.clone();
     res
 }
 
@@ -622,15 +664,22 @@ fn original(app: &App, parts: &Parts, peer: SocketAddr, flavor: Flavor) -> Origi
 /// here is the original request read from the proxy's headers: the
 /// allowed path does not need it.
 fn unauthenticated(call: Call<'_>, e: &Error) -> Response<Body> {
+    send_to(call, e, call.site.login_url)
+}
+
+/// Sends the visitor to `page` with `rd` back to the original URL: a
+/// redirect for browsers on `/auth`, else `e` as a 401 with that
+/// `Location`.
+fn send_to(call: Call<'_>, e: &Error, page: Option<&str>) -> Response<Body> {
     let Call {
         app,
-        site,
         parts,
         peer,
         flavor,
+        ..
     } = call;
     let original = original(app, parts, peer, flavor);
-    let location = site.login_url.map(|login| match &original.url {
+    let location = page.map(|login| match &original.url {
         Some(url) => format!("{login}?rd={}", encode_query_value(url)),
         None => login.to_owned(),
     });

@@ -23,6 +23,7 @@ pub mod pages;
 pub mod request;
 pub mod response;
 pub mod router;
+pub mod second;
 mod server;
 
 pub use server::{serve, Listener};

@@ -22,8 +22,9 @@ use super::response::{self, Body};
 use crate::config::SiteRef;
 use crate::credentials;
 use crate::error::{Error, Kind, Result};
-use crate::model::{Identity, SessionMeta, Via};
+use crate::model::{Identity, Via};
 use crate::redirect::{self, Scope};
+use crate::service::FirstStep;
 use crate::App;
 
 /// The cookie holding the nonce that form tokens are bound to.
@@ -273,7 +274,7 @@ pub(super) fn own_url(site: SiteRef<'_>, path: &str) -> String {
 /// Where `rd` may send the browser, if anywhere: within the cookie's
 /// domain when one is set, else to the `public_url` host exactly (the
 /// host-only cookie goes nowhere else).
-fn safe_rd<'a>(app: &App, site: SiteRef<'_>, rd: Option<&'a str>) -> Option<&'a str> {
+pub(super) fn safe_rd<'a>(app: &App, site: SiteRef<'_>, rd: Option<&'a str>) -> Option<&'a str> {
     let fa = &app.config.forward_auth;
     let scope = match site.cookie_domain {
         Some(domain) => Scope::Domain(domain.to_owned()),
@@ -282,7 +283,7 @@ fn safe_rd<'a>(app: &App, site: SiteRef<'_>, rd: Option<&'a str>) -> Option<&'a 
     redirect::safe_redirect(rd?, &scope, !fa.cookie_secure)
 }
 
-fn query_param(parts: &Parts, name: &str) -> Option<String> {
+pub(super) fn query_param(parts: &Parts, name: &str) -> Option<String> {
     credentials::parse_form(parts.uri.query()?.as_bytes())?
         .into_iter()
         .find(|(k, _)| k == name)
@@ -387,8 +388,21 @@ pub async fn login_submit<B: ReadBody>(
         field(&fields, "username").unwrap_or(""),
         field(&fields, "password").unwrap_or(""),
     );
-    let proven = match app.service.login(username, password).await {
-        Ok(proven) => proven,
+    let proven = match app.service.password_step(username, password).await {
+        Ok(FirstStep::Done(proven)) => proven,
+        Ok(FirstStep::CodeNeeded(proven)) => {
+            // The password is right; the code comes next, on its own form.
+            let pending = app.service.issue_pending(&proven)?;
+            let carry = super::second::Carry {
+                rd,
+                pending: Some(&pending),
+                remember: field(&fields, "remember").is_some_and(|v| !v.is_empty()),
+            };
+            let product = &app.config.ui.title;
+            return with_form(app, parts, StatusCode::OK, |token| {
+                super::second::code_page(product, token, &carry, None)
+            });
+        }
         Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
             let mut res = with_form(app, parts, StatusCode::UNAUTHORIZED, |token| {
                 login_page(
@@ -410,20 +424,8 @@ pub async fn login_submit<B: ReadBody>(
         Err(e) => return Err(e),
     };
     let site = site(app, parts);
-    let meta = SessionMeta {
-        address: crate::audit::current_source(),
-        user_agent: parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
-        remember: field(&fields, "remember").is_some_and(|v| !v.is_empty()),
-        // With several domains, the session lets in on this one only.
-        domain: (!app.config.forward_auth.domains.is_empty())
-            .then(|| site.cookie_domain.map(str::to_owned))
-            .flatten(),
-    };
+    let remember = field(&fields, "remember").is_some_and(|v| !v.is_empty());
+    let meta = super::second::session_meta(app, parts, remember);
     let session = app.service.issue_session(&proven, meta).await?;
     let home = own_url(site, "/");
     let target = safe_rd(app, site, rd).unwrap_or(&home);

@@ -75,6 +75,8 @@ pub fn code(kind: Kind) -> &'static str {
         Kind::Invalid(_) => "invalid_request",
         Kind::Unauthorized(Refusal::BadToken) => "invalid_token",
         Kind::Unauthorized(Refusal::Stale) => "reauthentication_required",
+        Kind::Unauthorized(Refusal::OtpRequired) => "otp_required",
+        Kind::Unauthorized(Refusal::BadCode) => "invalid_otp",
         Kind::Unauthorized(_) => "unauthorized",
         Kind::Forbidden(_) => "forbidden",
         Kind::NotFound => "not_found",

@@ -42,7 +42,7 @@ use super::extract::{self, Surface};
 use super::forward::{self, Flavor};
 use super::request::ReadBody;
 use super::response::{self, Body};
-use super::{account, api, pages, request};
+use super::{account, api, pages, request, second};
 use crate::audit;
 use crate::error::{Error, Kind, Result};
 use crate::metrics::Route::{self, *};
@@ -114,6 +114,38 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
                 (Session, api::end_session(app, &parts, id).await)
             }
             (_, Some(["api", "sessions", _])) => (Session, Err(not_allowed("DELETE"))),
+            (&Method::POST, Some(["api", "totp"])) => (Totp, second::api_begin(app, &parts).await),
+            (&Method::DELETE, Some(["api", "totp"])) => {
+                (Totp, second::api_remove(app, &parts, body).await)
+            }
+            (_, Some(["api", "totp"])) => (Totp, Err(not_allowed("POST, DELETE"))),
+            (&Method::POST, Some(["api", "totp", "confirm"])) => {
+                (Totp, second::api_confirm(app, &parts, body).await)
+            }
+            (&Method::POST, Some(["api", "totp", "recovery"])) => {
+                (Totp, second::api_recovery(app, &parts, body).await)
+            }
+            (_, Some(["api", "totp", "confirm" | "recovery"])) => (Totp, Err(not_allowed("POST"))),
+            (&Method::GET, Some(["login", "otp"])) => (LoginOtp, second::form(app, &parts).await),
+            (&Method::POST, Some(["login", "otp"])) => {
+                (LoginOtp, second::submit(app, &parts, body).await)
+            }
+            (&Method::POST, Some(["login", "otp", "enrol"])) => {
+                (LoginOtp, second::enrol(app, &parts, body).await)
+            }
+            (&Method::POST, Some(["login", "otp", "confirm"])) => {
+                (LoginOtp, second::confirm(app, &parts, body).await)
+            }
+            (_, Some(["login", "otp"])) => (LoginOtp, Err(not_allowed("GET, HEAD, POST"))),
+            (_, Some(["login", "otp", "enrol" | "confirm"])) => {
+                (LoginOtp, Err(not_allowed("POST")))
+            }
+            (&Method::POST, Some(["account", "totp", "remove"])) => {
+                (Account, second::remove(app, &parts, body).await)
+            }
+            (&Method::POST, Some(["account", "totp", "recovery"])) => {
+                (Account, second::recovery(app, &parts, body).await)
+            }
             (&Method::GET, Some(["login"])) => (Login, pages::login_form(app, &parts).await),
             (&Method::POST, Some(["login"])) if request::is_form(&parts) => {
                 (Login, pages::login_submit(app, &parts, body).await)

@@ -67,13 +67,17 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        // Each request holds a handle to its connection's own, not to the
+        // app's: only this connection counts references to it, so requests
+        // on two cores do not fight over one shared count.
+        let own = Arc::new(app.clone());
         let service = service_fn(move |req| {
-            let app = app.clone();
+            let own = own.clone();
             async move {
+                let app: &App = &own;
                 Ok::<_, Infallible>(match kind {
-                    Listener::Main => router::route(&app, req, peer).await,
-                    Listener::Ops => ops::route(&app, req).await,
+                    Listener::Main => router::route(app, req, peer).await,
+                    Listener::Ops => ops::route(app, req).await,
                 })
             }
         });

@@ -103,7 +103,7 @@ impl Service {
         let record = self
             .user(user)?
             .ok_or_else(|| Error::unauthorized(Refusal::BadToken))?;
-        let proven = match self.login(&record.username, old).await {
+        let proven = match self.check_password(&record.username, old).await {
             Ok(proven) => proven,
             Err(e) if matches!(e.kind(), Kind::Unauthorized(_)) => {
                 return Err(Error::new(Kind::Forbidden("the old password is wrong")))
@@ -140,9 +140,15 @@ impl Service {
         Ok(())
     }
 
-    /// The caller deletes their own account, proving the password.
-    pub async fn delete_account(&self, login: &str, password: &str) -> Result<()> {
-        let proven = self.login(login, password).await?;
+    /// The caller deletes their own account, signing in with the password
+    /// (and the code, with a second factor).
+    pub async fn delete_account(
+        &self,
+        login: &str,
+        password: &str,
+        otp: Option<&str>,
+    ) -> Result<()> {
+        let proven = self.sign_in(login, password, otp).await?;
         self.delete_user(&proven.user).await
     }
 

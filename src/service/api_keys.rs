@@ -67,6 +67,7 @@ impl Service {
             created_at: now,
             expires_at: expires_in.map(|s| now + s),
             last_used_at: None,
+            factors: who.factors,
         };
         self.store
             .create_key(&key, &crypto::sha256(secret.as_bytes()), epoch)
@@ -106,6 +107,7 @@ impl Service {
             via: Via::ApiKey(key.id),
             auth_time: None,
             epoch: None,
+            factors: key.factors,
         })
     }
 

@@ -76,6 +76,12 @@ impl Service {
             iat: now,
             exp: now + ttl,
             auth_time: now,
+            amr: proven
+                .factors
+                .amr()
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect(),
             epoch: proven.epoch,
             jti: crypto::b64url_encode(&jti),
         };
@@ -89,34 +95,45 @@ impl Service {
 
     /// Verifies a token for `audience`: MAC, expiry, audience, then
     /// revocation and the user's epoch, both in memory.
-    fn verify_token(&self, token: &str, audience: Audience) -> Result<Identity> {
+    pub(super) fn verify_token(&self, token: &str, audience: Audience) -> Result<Identity> {
         let refused = |reason: &str| {
             audit::refused("token", reason);
             Error::with_cause(Kind::Unauthorized(Refusal::BadToken), reason)
         };
         let tokens = &self.tokens;
         let now = self.now();
-        let v = match tokens.verified.get(token, now) {
-            Some(v) => v,
+        // Read before the checks below: what they find holds while both
+        // generations are unchanged (none while revocations still load).
+        let stamp = tokens
+            .revoked
+            .generation()
+            .map(|r| (r, self.cutoffs.generation()));
+        let (v, checked) = match tokens.verified.get(token, now) {
+            Some((v, good_at)) => (v, good_at.is_some() && good_at == stamp),
             None => {
                 let v = tokens
                     .keys
                     .verify(token, now)
                     .map_err(|why| refused(&format!("{why:?}")))?;
                 tokens.verified.put(token, &v);
-                v
+                (v, false)
             }
         };
         if v.audience != audience {
             return Err(refused("presented where its audience does not allow"));
         }
-        if tokens.revoked.contains(&v.jti, &self.store)? {
-            return Err(refused("revoked"));
-        }
-        if !self.token_allowed(v.user_id, v.epoch) {
-            return Err(refused(
-                "of an earlier epoch (logged out everywhere, password changed, deleted)",
-            ));
+        if !checked {
+            if tokens.revoked.contains(&v.jti, &self.store)? {
+                return Err(refused("revoked"));
+            }
+            if !self.token_allowed(v.user_id, v.epoch) {
+                return Err(refused(
+                    "of an earlier epoch (logged out everywhere, password changed, deleted)",
+                ));
+            }
+            if let Some(stamp) = stamp {
+                tokens.verified.mark(token, stamp);
+            }
         }
         let token_ref = TokenRef {
             jti: v.jti,
@@ -133,6 +150,7 @@ impl Service {
             via: Via::Token(token_ref),
             auth_time: Some(v.auth_time),
             epoch: Some(v.epoch),
+            factors: v.factors,
         })
     }
 
@@ -153,7 +171,7 @@ impl Service {
             }
             (Credential::Password { username, password }, _) => (
                 CredentialKind::Password,
-                self.login(username, password)
+                self.sign_in(username, password, presented.otp)
                     .await
                     .map(|proven| self.password_identity(proven)),
             ),
@@ -170,6 +188,7 @@ impl Service {
             via: Via::Password,
             auth_time: Some(self.now()),
             epoch: Some(proven.epoch),
+            factors: proven.factors,
         }
     }
 

@@ -23,6 +23,9 @@ pub(super) struct Cutoffs {
     /// The longest token lifetime ever configured; cutoffs older than this
     /// (plus a margin) can refuse nothing that has not already expired.
     pub(super) max_ttl: u64,
+    /// Bumped after every change to the map: an epoch found current at one
+    /// generation is still current while it holds.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Cutoffs {
@@ -32,6 +35,7 @@ impl Cutoffs {
         Ok(Cutoffs {
             max_ttl: store.raise_max_ttl(ttl)?,
             map: RwLock::new(store.cutoffs()?.into_iter().collect()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -48,6 +52,18 @@ impl Cutoffs {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(user, cutoff);
+        self.bump();
+    }
+
+    fn bump(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The generation: read it before a check of an epoch, and the check
+    /// holds while it is unchanged.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Forgets the cutoffs a prune removed, unless a newer one replaced
@@ -59,6 +75,8 @@ impl Cutoffs {
                 map.remove(user);
             }
         }
+        drop(map);
+        self.bump();
     }
 }
 

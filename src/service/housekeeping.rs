@@ -89,6 +89,18 @@ pub fn export_offline(dir: &std::path::Path, out: &mut impl Write) -> Result<usi
 }
 
 /// Loads a backup into the empty database in `dir` (no server may run).
-pub fn restore_offline(dir: &std::path::Path, input: impl BufRead) -> Result<usize> {
-    Store::open(dir)?.restore(input)
+/// Its second factors' secrets must open with `storage_key` (the one the
+/// server will use); without a key, a backup holding any is refused.
+pub fn restore_offline(
+    dir: &std::path::Path,
+    input: impl BufRead,
+    storage_key: Option<&[u8; 32]>,
+) -> Result<usize> {
+    let sealing = storage_key.and_then(|k| crate::crypto::SealingKey::new(k));
+    let opens = |user: crate::model::UserId, sealed: &[u8]| {
+        sealing
+            .as_ref()
+            .is_some_and(|k| k.open(&super::totp::context(user), sealed).is_some())
+    };
+    Store::open(dir)?.restore(input, &opens)
 }

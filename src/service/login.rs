@@ -1,6 +1,10 @@
 //! The password check: every path that takes a password (Basic, the JSON
 //! and form logins, `/api/token`, the old password of a change, account
-//! deletion) comes through [`Service::login`].
+//! deletion) comes through [`Service::check_password`], which only the
+//! service may call. Outside it, a password signs in through
+//! [`Service::sign_in`] or [`Service::password_step`] (which ask a user
+//! with a second factor for a code too) or is re-entered by someone
+//! already signed in ([`Service::reconfirm`]).
 //!
 //! Unknown users, wrong passwords and banned accounts cost the same scrypt
 //! work and get the same refusal; a banned address is refused at once.
@@ -20,14 +24,22 @@ use crate::audit::{self, Outcome};
 use crate::crypto;
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::metrics::LoginResult;
-use crate::model::{Ban, Proven, User};
+use crate::model::{Ban, Identity, Proven, User};
+
+/// A password that checked out, and what must follow.
+pub enum FirstStep {
+    /// Signed in: the user has no second factor.
+    Done(Proven),
+    /// The user has a second factor: a code must follow.
+    CodeNeeded(Proven),
+}
 
 impl Service {
     /// Checks a username (or email: anything with an `@`) and password.
     /// The proof carries the user's credential epoch read before the check
     /// began, so what it yields is refused if the password changes
     /// meanwhile.
-    pub async fn login(&self, login: &str, password: &str) -> Result<Proven> {
+    pub(super) async fn check_password(&self, login: &str, password: &str) -> Result<Proven> {
         let user = if login.contains('@') {
             self.store.user_by_email(login)?
         } else {
@@ -36,10 +48,48 @@ impl Service {
         let epoch = user.as_ref().map_or(0, |u| self.epoch(u.id));
         let source = audit::current_source();
         if let Some(user) = self.remembered(login, password, user.as_ref(), source) {
-            return Ok(Proven { user, epoch });
+            return Ok(Proven::password(user, epoch));
         }
         let user = self.shared_check(login, password, user, source).await?;
-        Ok(Proven { user, epoch })
+        Ok(Proven::password(user, epoch))
+    }
+
+    /// The one password sign-in (Basic, the JSON login, `/api/token`):
+    /// the password, then, for a user with a second factor, the code. A
+    /// missing code is 401 `otp_required`; a password alone never signs in
+    /// such a user.
+    pub async fn sign_in(&self, login: &str, password: &str, otp: Option<&str>) -> Result<Proven> {
+        match (self.password_step(login, password).await?, otp) {
+            (FirstStep::Done(proven), _) => Ok(proven),
+            (FirstStep::CodeNeeded(_), None) => Err(Error::unauthorized(Refusal::OtpRequired)),
+            (FirstStep::CodeNeeded(proven), Some(code)) => self.second_factor(proven, code).await,
+        }
+    }
+
+    /// The first step of a sign-in in two (the login page): the password,
+    /// and whether a code must follow.
+    pub async fn password_step(&self, login: &str, password: &str) -> Result<FirstStep> {
+        let proven = self.check_password(login, password).await?;
+        Ok(if self.has_totp(proven.user.id)? {
+            FirstStep::CodeNeeded(proven)
+        } else {
+            FirstStep::Done(proven)
+        })
+    }
+
+    /// `who`, signed in, types their password again (to make an API key
+    /// on the account page): the identity it proves now, with the factors
+    /// of the sign-in it came from. A wrong password counts as a failed
+    /// login.
+    pub async fn reconfirm(&self, who: &Identity, password: &str) -> Result<Identity> {
+        let proven = self.check_password(&who.username, password).await?;
+        if proven.user.id != who.user_id {
+            return Err(Error::unauthorized(Refusal::BadPassword));
+        }
+        Ok(Identity {
+            factors: who.factors,
+            ..self.password_identity(proven)
+        })
     }
 
     /// A success from this address within `cache_ttl`: no hash, audited at
@@ -185,7 +235,7 @@ impl Service {
 
     /// Keeps new bans in the store (a restart does not lift them) and
     /// audits them.
-    async fn store_bans(&self, bans: &[Ban]) -> Result<()> {
+    pub(super) async fn store_bans(&self, bans: &[Ban]) -> Result<()> {
         for &ban in bans {
             self.metrics.ban();
             match ban {

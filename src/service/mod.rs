@@ -16,6 +16,7 @@
 //! - `cutoffs.rs`: credential epochs: logout everywhere, the in-memory
 //!   cutoff map, which tokens are still of the current epoch.
 //! - `profiles.rs`: the forward-auth profile cache.
+//! - `totp.rs`: the second factor: enrolment, codes, recovery codes.
 //! - `housekeeping.rs`: pruning, writing key uses, health, backups.
 //! - `regulation.rs`, `flights.rs`, `password_cache.rs`, `hasher.rs`,
 //!   `revoked.rs`, `verified.rs`: the parts the flows are built from.
@@ -39,9 +40,12 @@ mod sessions;
 mod store;
 #[cfg(test)]
 pub(crate) mod tests;
+mod totp;
 mod verified;
 
 pub use housekeeping::{export_offline, restore_offline};
+pub use login::FirstStep;
+pub use totp::Enrolment;
 
 use crate::clock::Clock;
 use crate::config::keyfile::KeyMaterial;
@@ -93,6 +97,8 @@ pub struct Service {
     key_uses: api_keys::KeyUses,
     /// Session lifetimes and uses.
     sessions: sessions::Sessions,
+    /// Seals second-factor secrets (`None` only offline, without a key).
+    sealing: Option<crate::crypto::SealingKey>,
 }
 
 impl Service {
@@ -130,6 +136,10 @@ impl Service {
             cutoffs,
             profiles: profiles::Profiles::default(),
             key_uses: api_keys::KeyUses::default(),
+            sealing: keys
+                .storage
+                .as_ref()
+                .and_then(|k| crate::crypto::SealingKey::new(k)),
             sessions: sessions::Sessions::new(
                 config.forward_auth.session_inactivity.as_secs(),
                 config.forward_auth.remember_me_ttl.as_secs(),

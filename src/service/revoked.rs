@@ -9,7 +9,7 @@
 //! first.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 
 use super::store::Store;
@@ -22,6 +22,9 @@ pub struct Revoked {
     ids: RwLock<HashMap<[u8; JTI_LEN], u64>>,
     /// Set once every stored revocation has been loaded.
     complete: AtomicBool,
+    /// Bumped after every revocation is added: a token found not revoked
+    /// at one generation is still not revoked while it holds.
+    generation: AtomicU64,
 }
 
 impl Default for Revoked {
@@ -29,6 +32,7 @@ impl Default for Revoked {
         Revoked {
             ids: RwLock::new(HashMap::new()),
             complete: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -71,6 +75,17 @@ impl Revoked {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(jti, exp);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The generation, once every stored revocation is in memory (before,
+    /// lookups go to the store and nothing may be remembered): read it
+    /// before a lookup, and the lookup's "not revoked" holds while it is
+    /// unchanged.
+    pub fn generation(&self) -> Option<u64> {
+        self.complete
+            .load(Ordering::Acquire)
+            .then(|| self.generation.load(Ordering::Acquire))
     }
 
     /// Forgets revocations of tokens expired at `now` (as the store prunes).

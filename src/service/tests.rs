@@ -34,6 +34,7 @@ fn open(dir: &std::path::Path, clock: &Clock) -> Service {
     let keys = KeyMaterial {
         current: vec![7; 32],
         previous: Vec::new(),
+        storage: Some([9; 32]),
     };
     let database = super::Database::open(dir).unwrap();
     Service::open(&config(dir), database, &keys, clock.clone()).unwrap()
@@ -43,11 +44,12 @@ fn bearer(token: &str) -> Presented<'_> {
     Presented {
         credential: Credential::Token(Cow::Borrowed(token)),
         place: Place::Header,
+        otp: None,
     }
 }
 
 async fn token(s: &Service, name: &str, password: &str) -> String {
-    let proven = s.login(name, password).await.unwrap();
+    let proven = s.check_password(name, password).await.unwrap();
     s.issue(&proven).await.unwrap().token
 }
 
@@ -76,7 +78,7 @@ async fn a_password_change_needs_the_old_one_and_ends_earlier_tokens() {
         identity(&s, &before).await.unwrap_err(),
         Kind::Unauthorized(Refusal::BadToken)
     );
-    assert!(s.login("alice", "alice-password").await.is_err());
+    assert!(s.check_password("alice", "alice-password").await.is_err());
     let after = token(&s, "alice", "new-password").await;
     assert_eq!(identity(&s, &after).await.unwrap().user_id, alice.id);
 }
@@ -88,12 +90,14 @@ async fn deleting_an_account_needs_its_password_and_frees_the_name() {
     let alice = s.register("alice", "alice-password", None).await.unwrap();
     let live = token(&s, "alice", "alice-password").await;
     let e = s
-        .delete_account("alice", "wrong-password")
+        .delete_account("alice", "wrong-password", None)
         .await
         .unwrap_err();
     assert!(matches!(e.kind(), Kind::Unauthorized(_)));
     assert!(s.user(alice.id).unwrap().is_some());
-    s.delete_account("alice", "alice-password").await.unwrap();
+    s.delete_account("alice", "alice-password", None)
+        .await
+        .unwrap();
     assert!(s.user(alice.id).unwrap().is_none());
     assert!(identity(&s, &live).await.is_err());
     assert!(s.is_deleted(alice.id));
@@ -106,7 +110,7 @@ async fn keys_come_only_from_a_proof_of_the_current_epoch() {
     let clock = Clock::frozen();
     let (_dir, s) = service(&clock);
     let alice = s.register("alice", "alice-password", None).await.unwrap();
-    let proven = s.login("alice", "alice-password").await.unwrap();
+    let proven = s.check_password("alice", "alice-password").await.unwrap();
     let who = s.password_identity(proven.clone());
     let key = s.create_key(&who, "ci", None).await.unwrap();
     let by_key = identity(&s, &key.secret).await.unwrap();
@@ -166,11 +170,14 @@ async fn bans_hold_until_lifted_and_a_lifted_ban_lets_the_password_in() {
     let (_dir, s) = service(&clock);
     let alice = s.register("alice", "alice-password", None).await.unwrap();
     for _ in 0..3 {
-        assert!(s.login("alice", "wrong-password").await.is_err());
+        assert!(s.check_password("alice", "wrong-password").await.is_err());
     }
-    assert!(s.login("alice", "alice-password").await.is_err(), "banned");
+    assert!(
+        s.check_password("alice", "alice-password").await.is_err(),
+        "banned"
+    );
     assert!(s.unban(Ban::User(alice.id, 0)).await.unwrap());
-    assert!(s.login("alice", "alice-password").await.is_ok());
+    assert!(s.check_password("alice", "alice-password").await.is_ok());
 }
 
 #[tokio::test]
@@ -185,10 +192,10 @@ async fn an_export_restores_into_an_empty_directory() {
     let entries = s.export(&mut backup).unwrap();
     assert!(entries > 0);
     let into = TempDir::new("restore");
-    let restored = super::restore_offline(into.path(), &backup[..]).unwrap();
+    let restored = super::restore_offline(into.path(), &backup[..], None).unwrap();
     assert_eq!(restored, entries);
     // Not twice: the directory is no longer empty.
-    assert!(super::restore_offline(into.path(), &backup[..]).is_err());
+    assert!(super::restore_offline(into.path(), &backup[..], None).is_err());
     let mut again = Vec::new();
     assert_eq!(
         super::export_offline(into.path(), &mut again).unwrap(),
@@ -199,7 +206,7 @@ async fn an_export_restores_into_an_empty_directory() {
     let copy = open(into.path(), &clock);
     let restored = copy.user_named("alice").unwrap();
     assert_eq!((restored.id, restored.email), (alice.id, alice.email));
-    assert!(copy.login("alice", "alice-password").await.is_ok());
+    assert!(copy.check_password("alice", "alice-password").await.is_ok());
     let next = copy.register("bob", "bob-password", None).await.unwrap();
     assert!(next.id > alice.id, "ids go on from the restored ones");
 }

@@ -2,15 +2,18 @@
 //! a client presenting the same token on every request pays for the MAC
 //! and the claims decoding once, not each time.
 //!
-//! Only the signature check and the decoding are skipped: expiry,
-//! revocation and the user's cutoff are checked on every request as
-//! before. An entry is used only for the exact token text it was made
+//! The signature check and the decoding are skipped; expiry is checked
+//! every time. Revocation and the user's cutoff are checked again
+//! whenever either changed since this thread last found them good (each
+//! has a generation, bumped on every change; an entry keeps the pair it
+//! was found good at), so a revocation is seen by the very next request.
+//! An entry is used only for the exact token text it was made
 //! from (looked up by the signature segment, then compared whole), and
 //! only by the [`super::Service`] that made it (tests run several in
 //! one process). Per thread, so lookups take no lock.
 //!
-//! It never decides validity (expiry, revocation, epoch): the service checks
-//! those every time.
+//! It never decides validity (expiry, revocation, epoch): the service
+//! does, and says when to remember that it did ([`VerifiedCache::mark`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,8 +26,21 @@ const MAX_ENTRIES: usize = 4096;
 
 static NEXT_OWNER: AtomicU64 = AtomicU64::new(1);
 
-/// Signature segment → (the whole token, what it says).
-type Entries = HashMap<Box<str>, (Box<str>, Verified)>;
+/// The revocation and cutoff generations a token was found good at.
+pub type Stamp = (u64, u64);
+
+/// One token this thread verified.
+struct Entry {
+    /// The whole token.
+    text: Box<str>,
+    /// What it says.
+    verified: Verified,
+    /// When it was last found neither revoked nor of an earlier epoch.
+    good_at: Option<Stamp>,
+}
+
+/// Signature segment → entry.
+type Entries = HashMap<Box<str>, Entry>;
 
 thread_local! {
     /// The owner whose entries these are, and the entries.
@@ -50,16 +66,33 @@ fn signature(token: &str) -> &str {
 
 impl VerifiedCache {
     /// What `token` says, if this thread verified exactly it before and it
-    /// has not expired at `now`.
-    pub fn get(&self, token: &str, now: u64) -> Option<Verified> {
+    /// has not expired at `now`, with the generations it was last found
+    /// good at.
+    pub fn get(&self, token: &str, now: u64) -> Option<(Verified, Option<Stamp>)> {
         ENTRIES.with(|entries| {
             let entries = entries.borrow();
             if entries.0 != self.owner {
                 return None;
             }
-            let (text, verified) = entries.1.get(signature(token))?;
-            (&**text == token && verified.exp > now).then(|| verified.clone())
+            let entry = entries.1.get(signature(token))?;
+            (&*entry.text == token && entry.verified.exp > now)
+                .then(|| (entry.verified.clone(), entry.good_at))
         })
+    }
+
+    /// Notes that `token` (put before) was found good at `stamp`.
+    pub fn mark(&self, token: &str, stamp: Stamp) {
+        ENTRIES.with(|entries| {
+            let mut entries = entries.borrow_mut();
+            if entries.0 != self.owner {
+                return;
+            }
+            if let Some(entry) = entries.1.get_mut(signature(token)) {
+                if &*entry.text == token {
+                    entry.good_at = Some(stamp);
+                }
+            }
+        });
     }
 
     /// Remembers a token whose signature and claims were just verified.
@@ -70,9 +103,12 @@ impl VerifiedCache {
                 entries.0 = self.owner;
                 entries.1.clear();
             }
-            entries
-                .1
-                .insert(signature(token).into(), (token.into(), verified.clone()));
+            let entry = Entry {
+                text: token.into(),
+                verified: verified.clone(),
+                good_at: None,
+            };
+            entries.1.insert(signature(token).into(), entry);
         });
     }
 }
@@ -89,6 +125,7 @@ mod tests {
             iat: 0,
             exp,
             auth_time: 0,
+            factors: crate::model::Factors::Password,
             epoch: 0,
             jti: [1; 16],
         }
@@ -100,7 +137,15 @@ mod tests {
         let b = VerifiedCache::default();
         assert!(a.get("h.p.sig", 0).is_none());
         a.put("h.p.sig", &verified(100));
-        assert_eq!(a.get("h.p.sig", 99), Some(verified(100)));
+        assert_eq!(a.get("h.p.sig", 99), Some((verified(100), None)));
+        a.mark("h.p.sig", (3, 4));
+        assert_eq!(a.get("h.p.sig", 99), Some((verified(100), Some((3, 4)))));
+        a.mark("h.other.sig", (5, 6));
+        assert_eq!(
+            a.get("h.p.sig", 99).unwrap().1,
+            Some((3, 4)),
+            "another token marks nothing"
+        );
         assert!(a.get("h.p.sig", 100).is_none(), "expired");
         assert!(
             a.get("h.other.sig", 0).is_none(),

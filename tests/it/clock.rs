@@ -183,7 +183,7 @@ fn a_login_under_way_when_the_password_changes_yields_nothing_that_lasts() {
     let c = server.client;
     c.register("alice", "alice-password");
     let service = &server.app.service;
-    let proven = tokio_block_on(service.login("alice", "alice-password")).unwrap();
+    let proven = tokio_block_on(service.sign_in("alice", "alice-password", None)).unwrap();
     tokio_block_on(service.set_password(&proven.user, "reset-by-admin")).unwrap();
     // No token is handed out from the stale proof...
     let e = tokio_block_on(service.issue(&proven)).err().unwrap();
@@ -211,6 +211,7 @@ fn a_login_under_way_when_the_password_changes_yields_nothing_that_lasts() {
         iat: now + 5,
         exp: now + 600,
         auth_time: now + 5,
+        amr: vec!["pwd".into()],
         epoch: proven.epoch,
         jti: latch::crypto::b64url_encode(&[3u8; 16]),
     });

@@ -24,6 +24,7 @@ fn valid_token() -> String {
         iat: 1000,
         exp: 5000,
         auth_time: 1000,
+        amr: vec!["pwd".into()],
         epoch: 0,
         jti: crypto::b64url_encode(&[1u8; 16]),
     })

@@ -132,6 +132,8 @@ fn the_example_config_documents_every_key() {
             "ops",
             "access_control",
             "ui",
+            "storage",
+            "totp",
         ]
         .contains(&key.as_str())
         {

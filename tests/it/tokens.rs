@@ -20,6 +20,7 @@ fn claims(sub: u64, name: &str, iat: u64, exp: u64) -> Claims {
         iat,
         exp,
         auth_time: iat,
+        amr: vec!["pwd".into()],
         epoch: 0,
         jti: crypto::b64url_encode(&[7u8; 16]),
     }
@@ -209,7 +210,8 @@ fn tokens_are_standard_jwts() {
     assert_eq!(claims["aud"], "api");
     assert_eq!(claims["auth_time"], iat);
     assert_eq!(claims["epoch"], 0);
-    assert_eq!(claims.as_object().unwrap().len(), 8);
+    assert_eq!(claims["amr"], json!(["pwd"]));
+    assert_eq!(claims.as_object().unwrap().len(), 9);
     // Verifiable by anyone holding the key: plain HMAC-SHA256 over the
     // first two segments.
     let key = SigningKey::new(&crypto::b64_decode(TEST_KEY.as_bytes()).unwrap());

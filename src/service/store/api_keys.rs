@@ -143,6 +143,7 @@ mod tests {
             created_at: 1,
             expires_at: None,
             last_used_at: None,
+            factors: crate::model::Factors::Password,
         }
     }
 

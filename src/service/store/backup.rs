@@ -16,7 +16,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use super::records::{
-    be_u64, decode_cutoff, decode_expiry, decode_key, decode_session, decode_user,
+    be_u64, decode_cutoff, decode_expiry, decode_key, decode_session, decode_totp, decode_user,
 };
 use super::users::USER_COUNT;
 use super::{Store, ID_BASE, MAX_ID, MAX_TTL, SCHEMA_VERSION};
@@ -26,7 +26,7 @@ use crate::model::UserId;
 use crate::token::JTI_LEN;
 
 /// Trees a backup holds, in order.
-const BACKUP_TREES: [&str; 11] = [
+const BACKUP_TREES: [&str; 12] = [
     "users",
     "usernames",
     "emails",
@@ -38,6 +38,7 @@ const BACKUP_TREES: [&str; 11] = [
     "meta",
     "sessions",
     "user_sessions",
+    "totp",
 ];
 
 /// The format version of backup files.
@@ -161,7 +162,14 @@ impl Store {
     /// must be empty. Every record is decoded and every key sized before
     /// anything is written, so a crafted file cannot leave a database that
     /// fails later; ids generated afterwards start past every restored one.
-    pub fn restore(&mut self, input: impl BufRead) -> Result<usize> {
+    /// `opens` says whether a sealed second-factor secret of a user opens
+    /// with the storage key at hand: a backup whose secrets do not is
+    /// refused whole (they would be lost).
+    pub fn restore(
+        &mut self,
+        input: impl BufRead,
+        opens: &dyn Fn(UserId, &[u8]) -> bool,
+    ) -> Result<usize> {
         let empty = ["users", "revoked", "keys", "cutoffs"]
             .iter()
             .all(|t| self.db.open_tree(t).map(|t| t.is_empty()).unwrap_or(false));
@@ -171,6 +179,14 @@ impl Store {
             ));
         }
         let checked = read_backup(input)?;
+        for (user, sealed) in &checked.sealed {
+            if !opens(*user, sealed) {
+                return Err(Error::store(
+                    "the backup's second-factor secrets do not open with this storage key; \
+                     restore with the [storage] encryption_key_file the backup was made with",
+                ));
+            }
+        }
         let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
         // The id base first, durably: should the restore die half-way, new
         // ids still cannot collide with the records already written.
@@ -197,6 +213,8 @@ struct Checked {
     batches: BTreeMap<&'static str, sled::Batch>,
     count: usize,
     max_id: u64,
+    /// Each second factor's sealed secret, by user.
+    sealed: Vec<(UserId, Vec<u8>)>,
 }
 
 /// Reads and checks a backup: header, every entry, the end count.
@@ -224,6 +242,7 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
             .collect(),
         count: 0,
         max_id: 0,
+        sealed: Vec::new(),
     };
     for line in lines {
         let line = line.map_err(|e| invalid(&e.to_string()))?;
@@ -259,6 +278,11 @@ impl Checked {
         };
         let (key, value) = (decode(key)?, decode(value)?);
         let id = check_entry(name, &key, &value)?;
+        if *name == "totp" {
+            let user = UserId::new(be_u64(&key, "a user id")?);
+            self.sealed
+                .push((user, decode_totp(user, &value)?.sealed_secret));
+        }
         self.max_id = self.max_id.max(id);
         if self.max_id > MAX_ID {
             return Err(invalid("an id is out of range"));
@@ -308,6 +332,11 @@ fn check_entry(tree: &str, key: &[u8], value: &[u8]) -> Result<u64> {
         "sessions" => {
             sized(JTI_LEN)?;
             decode_session(key, value).map(|_| 0)
+        }
+        "totp" => {
+            sized(8)?;
+            let id = be_u64(key, "a user id")?;
+            decode_totp(UserId::new(id), value).map(|_| 0)
         }
         "user_sessions" if key.len() != 8 + JTI_LEN || !value.is_empty() => {
             Err(invalid("a session index entry has the wrong size"))
@@ -363,15 +392,21 @@ mod tests {
 
         let mut into = TempStore::new();
         let truncated: Vec<&str> = text.lines().take(count).collect();
-        assert!(into.store.restore(truncated.join("\n").as_bytes()).is_err());
+        assert!(into
+            .store
+            .restore(truncated.join("\n").as_bytes(), &|_, _| true)
+            .is_err());
         assert_eq!(into.store.user_count(), 0, "nothing was written");
-        assert_eq!(into.store.restore(text.as_bytes()).unwrap(), count);
+        assert_eq!(
+            into.store.restore(text.as_bytes(), &|_, _| true).unwrap(),
+            count
+        );
         assert_eq!(into.store.user(alice.id).unwrap().unwrap(), alice);
         assert_eq!(into.store.user_count(), 1);
         assert!(into.store.is_revoked(&[1; 16]).unwrap());
         assert!(into.store.new_id().unwrap() > alice.id.get());
         // Not twice: the store is no longer empty.
-        assert!(into.store.restore(text.as_bytes()).is_err());
+        assert!(into.store.restore(text.as_bytes(), &|_, _| true).is_err());
     }
 
     /// What reading `lines` (a whole file) fails with, or "ok".

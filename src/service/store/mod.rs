@@ -36,6 +36,7 @@ mod prune;
 mod records;
 mod revocations;
 mod sessions;
+mod totp;
 mod users;
 
 use std::path::Path;
@@ -81,6 +82,7 @@ pub struct Store {
     bans: Tree,
     sessions: Tree,
     user_sessions: Tree,
+    totp: Tree,
     /// Ids are `id_base` + sled's generated ids: a restored backup sets the
     /// base past every id it holds, so new ids never collide with them.
     id_base: u64,
@@ -119,6 +121,7 @@ impl Store {
             bans: db.open_tree("bans")?,
             sessions: db.open_tree("sessions")?,
             user_sessions: db.open_tree("user_sessions")?,
+            totp: db.open_tree("totp")?,
             id_base: 0,
             gate: Arc::default(),
             db,

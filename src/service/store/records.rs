@@ -11,13 +11,18 @@ use std::net::IpAddr;
 use bincode::{Decode, Encode};
 
 use crate::error::{Error, Result};
-use crate::model::{ApiKey, Ban, Cutoff, KeyId, Session, SessionId, User, UserId};
+use crate::model::{ApiKey, Ban, Cutoff, Factors, KeyId, Session, SessionId, Totp, User, UserId};
 
 const USER_V1: u8 = 1;
 pub(super) const EXPIRY_V1: u8 = 1;
 const CUTOFF_V1: u8 = 1;
 const KEY_V1: u8 = 1;
+/// Adds what the sign-in that made the key proved.
+const KEY_V2: u8 = 2;
 const SESSION_V1: u8 = 1;
+/// Adds what the sign-in proved.
+const SESSION_V2: u8 = 2;
+const TOTP_V1: u8 = 1;
 
 /// Records are small; a damaged length prefix must not make a decode
 /// allocate without bound.
@@ -62,6 +67,55 @@ struct SessionRecordV1 {
     user_agent: String,
     remember: bool,
     domain: Option<String>,
+}
+
+/// Version 2 of the API key record: version 1 and the factors (0: a
+/// password, 1: a password and a code).
+#[derive(Encode, Decode)]
+struct ApiKeyRecordV2 {
+    v1: ApiKeyRecordV1,
+    factors: u8,
+}
+
+/// Version 2 of the session record: version 1 and the factors.
+#[derive(Encode, Decode)]
+struct SessionRecordV2 {
+    v1: SessionRecordV1,
+    factors: u8,
+}
+
+/// A user's second factor: the secret sealed with the storage key (never
+/// in the clear), whether it was confirmed, the newest time step a code
+/// was accepted for, and the hashes of unused recovery codes.
+#[derive(Encode, Decode)]
+struct TotpRecordV1 {
+    sealed_secret: Vec<u8>,
+    active: bool,
+    created_at: u64,
+    last_step: Option<u64>,
+    recovery: Vec<[u8; 32]>,
+}
+
+fn factors_byte(f: Factors) -> u8 {
+    match f {
+        Factors::Password => 0,
+        Factors::PasswordAndOtp => 1,
+    }
+}
+
+fn byte_factors(b: u8, what: &str) -> Result<Factors> {
+    match b {
+        0 => Ok(Factors::Password),
+        1 => Ok(Factors::PasswordAndOtp),
+        _ => Err(Error::store(format_args!(
+            "{what} names unknown factors {b}"
+        ))),
+    }
+}
+
+/// The version byte of a record, if any.
+fn version_of(bytes: &[u8]) -> Option<u8> {
+    bytes.first().copied()
 }
 
 fn bincode_config() -> impl bincode::config::Config {
@@ -118,21 +172,31 @@ pub(super) fn decode_user(id: UserId, bytes: &[u8]) -> Result<User> {
 
 pub(super) fn encode_key(key: &ApiKey) -> Vec<u8> {
     encode(
-        KEY_V1,
-        &ApiKeyRecordV1 {
-            id: key.id.get(),
-            user_id: key.user_id.get(),
-            username: key.username.clone(),
-            name: key.name.clone(),
-            created_at: key.created_at,
-            expires_at: key.expires_at,
-            last_used_at: key.last_used_at,
+        KEY_V2,
+        &ApiKeyRecordV2 {
+            v1: ApiKeyRecordV1 {
+                id: key.id.get(),
+                user_id: key.user_id.get(),
+                username: key.username.clone(),
+                name: key.name.clone(),
+                created_at: key.created_at,
+                expires_at: key.expires_at,
+                last_used_at: key.last_used_at,
+            },
+            factors: factors_byte(key.factors),
         },
     )
 }
 
 pub(super) fn decode_key(bytes: &[u8]) -> Result<ApiKey> {
-    let r: ApiKeyRecordV1 = decode(KEY_V1, bytes, &|| "an API key record".to_owned())?;
+    let what = || "an API key record".to_owned();
+    let (r, factors) = if version_of(bytes) == Some(KEY_V1) {
+        let r: ApiKeyRecordV1 = decode(KEY_V1, bytes, &what)?;
+        (r, Factors::Password)
+    } else {
+        let r: ApiKeyRecordV2 = decode(KEY_V2, bytes, &what)?;
+        (r.v1, byte_factors(r.factors, "an API key record")?)
+    };
     Ok(ApiKey {
         id: KeyId::new(r.id),
         user_id: UserId::new(r.user_id),
@@ -141,22 +205,26 @@ pub(super) fn decode_key(bytes: &[u8]) -> Result<ApiKey> {
         created_at: r.created_at,
         expires_at: r.expires_at,
         last_used_at: r.last_used_at,
+        factors,
     })
 }
 
 pub(super) fn encode_session(s: &Session) -> Vec<u8> {
     encode(
-        SESSION_V1,
-        &SessionRecordV1 {
-            user_id: s.user_id.get(),
-            created_at: s.created_at,
-            last_seen_at: s.last_seen_at,
-            expires_at: s.expires_at,
-            epoch: s.epoch,
-            address: s.address,
-            user_agent: s.user_agent.clone(),
-            remember: s.remember,
-            domain: s.domain.clone(),
+        SESSION_V2,
+        &SessionRecordV2 {
+            v1: SessionRecordV1 {
+                user_id: s.user_id.get(),
+                created_at: s.created_at,
+                last_seen_at: s.last_seen_at,
+                expires_at: s.expires_at,
+                epoch: s.epoch,
+                address: s.address,
+                user_agent: s.user_agent.clone(),
+                remember: s.remember,
+                domain: s.domain.clone(),
+            },
+            factors: factors_byte(s.factors),
         },
     )
 }
@@ -167,7 +235,14 @@ pub(super) fn decode_session(id: &[u8], bytes: &[u8]) -> Result<Session> {
         id.try_into()
             .map_err(|_| Error::store("a session key is corrupt"))?,
     );
-    let r: SessionRecordV1 = decode(SESSION_V1, bytes, &|| "a session record".to_owned())?;
+    let what = || "a session record".to_owned();
+    let (r, factors) = if version_of(bytes) == Some(SESSION_V1) {
+        let r: SessionRecordV1 = decode(SESSION_V1, bytes, &what)?;
+        (r, Factors::Password)
+    } else {
+        let r: SessionRecordV2 = decode(SESSION_V2, bytes, &what)?;
+        (r.v1, byte_factors(r.factors, "a session record")?)
+    };
     Ok(Session {
         id,
         user_id: UserId::new(r.user_id),
@@ -179,6 +254,34 @@ pub(super) fn decode_session(id: &[u8], bytes: &[u8]) -> Result<Session> {
         user_agent: r.user_agent,
         remember: r.remember,
         domain: r.domain,
+        factors,
+    })
+}
+
+pub(super) fn encode_totp(t: &Totp) -> Vec<u8> {
+    encode(
+        TOTP_V1,
+        &TotpRecordV1 {
+            sealed_secret: t.sealed_secret.clone(),
+            active: t.active,
+            created_at: t.created_at,
+            last_step: t.last_step,
+            recovery: t.recovery.clone(),
+        },
+    )
+}
+
+pub(super) fn decode_totp(user_id: UserId, bytes: &[u8]) -> Result<Totp> {
+    let r: TotpRecordV1 = decode(TOTP_V1, bytes, &|| {
+        format!("the second factor of user {user_id}")
+    })?;
+    Ok(Totp {
+        user_id,
+        sealed_secret: r.sealed_secret,
+        active: r.active,
+        created_at: r.created_at,
+        last_step: r.last_step,
+        recovery: r.recovery,
     })
 }
 
@@ -306,8 +409,37 @@ mod tests {
             created_at: 1,
             expires_at: Some(2),
             last_used_at: None,
+            factors: Factors::PasswordAndOtp,
         };
         assert_eq!(decode_key(&encode_key(&k)).unwrap(), k);
+        // A version 1 record (before the second factor) is a password's.
+        let v1 = encode(
+            KEY_V1,
+            &ApiKeyRecordV1 {
+                id: 9,
+                user_id: 3,
+                username: "alice".into(),
+                name: "ci".into(),
+                created_at: 1,
+                expires_at: Some(2),
+                last_used_at: None,
+            },
+        );
+        let old = decode_key(&v1).unwrap();
+        assert_eq!(old.factors, Factors::Password);
+        assert_eq!(old.name, "ci");
+        let mut unknown = encode_key(&k);
+        *unknown.last_mut().unwrap() = 7;
+        assert!(decode_key(&unknown).is_err(), "unknown factors");
+        let t = Totp {
+            user_id: UserId::new(3),
+            sealed_secret: vec![1, 2, 3],
+            active: true,
+            created_at: 4,
+            last_step: Some(5),
+            recovery: vec![[6; 32]],
+        };
+        assert!(decode_totp(UserId::new(3), &encode_totp(&t)).unwrap() == t);
         let c = Cutoff {
             at: 7,
             deleted: true,

@@ -260,22 +260,26 @@ impl Store {
             &self.keys,
             &self.user_keys,
             &self.meta,
+            &self.totp,
         );
-        trees.transaction(|(users, names, emails, cutoffs, keys, user_keys, meta)| {
-            if users.remove(&id)?.is_some() {
-                add_to_count(meta, -1)?;
-            }
-            names.remove(name_key.as_slice())?;
-            if let Some(e) = &email_key {
-                emails.remove(e.as_slice())?;
-            }
-            for (index, hash) in &key_entries {
-                keys.remove(hash)?;
-                user_keys.remove(index)?;
-            }
-            cutoffs.insert(&id, encode_cutoff(cutoff))?;
-            Tx::Ok(())
-        })?;
+        trees.transaction(
+            |(users, names, emails, cutoffs, keys, user_keys, meta, totp)| {
+                totp.remove(&id)?;
+                if users.remove(&id)?.is_some() {
+                    add_to_count(meta, -1)?;
+                }
+                names.remove(name_key.as_slice())?;
+                if let Some(e) = &email_key {
+                    emails.remove(e.as_slice())?;
+                }
+                for (index, hash) in &key_entries {
+                    keys.remove(hash)?;
+                    user_keys.remove(index)?;
+                }
+                cutoffs.insert(&id, encode_cutoff(cutoff))?;
+                Tx::Ok(())
+            },
+        )?;
         drop(gate);
         self.flush().await
     }
