@@ -45,6 +45,7 @@ pub enum Audience {
     /// Half a sign-in: the password checked out and the one-time code is
     /// still to come. Accepted as a credential nowhere; only the code form
     /// reads it (from its own hidden field), for a few minutes.
+    #[serde(rename = "otp_pending")]
     Pending,
 }
 
@@ -294,6 +295,19 @@ mod tests {
             amr: vec!["pwd".into(), "otp".into()],
             epoch: 0,
             jti: crypto::b64url_encode(&[9u8; JTI_LEN]),
+        }
+    }
+
+    #[test]
+    fn every_audience_is_read_back_as_written() {
+        let k = keys(1);
+        for aud in [Audience::Api, Audience::Session, Audience::Pending] {
+            let token = k.sign(&Claims {
+                aud,
+                ..claims(2000)
+            });
+            assert_eq!(k.verify(&token, 1500).unwrap().audience, aud);
+            assert_eq!(Audience::parse(aud.as_str()), Some(aud));
         }
     }
 

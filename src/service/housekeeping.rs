@@ -29,6 +29,7 @@ impl Service {
         let now = self.now();
         self.tokens.revoked.prune(now);
         self.regulator.prune(now);
+        self.code_regulator.prune(now);
         self.password_cache.prune(now);
         let max_ttl = self.cutoffs.max_ttl.saturating_add(PRUNE_MARGIN);
         let pruned = self.store.prune(now, max_ttl).await?;

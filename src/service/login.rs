@@ -220,6 +220,7 @@ impl Service {
             user => user,
         };
         self.regulator.lift(ban);
+        self.code_regulator.lift(ban);
         let stored = self.store.delete_ban(ban).await?;
         match (ban, stored) {
             (Ban::User(id, _), true) => audit::user_event("unban", id, "lifted a ban"),

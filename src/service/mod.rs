@@ -83,6 +83,10 @@ pub struct Service {
     hasher: hasher::Hasher,
     /// Failed-login counts and bans per account and address.
     regulator: regulation::Regulator,
+    /// Wrong one-time codes, counted apart: a right password clears the
+    /// password counts, and must not clear these (whoever guesses codes
+    /// holds the password). Its bans ban the account for passwords too.
+    code_regulator: regulation::Regulator,
     /// Identical password checks under way, made once.
     flights: flights::Flights,
     /// Recent successful password checks (Basic without a hash each time).
@@ -132,6 +136,7 @@ impl Service {
             metrics: Metrics::default(),
             registration: config.registration,
             regulator,
+            code_regulator: regulation::Regulator::new(config.regulation),
             flights: flights::Flights::default(),
             cutoffs,
             profiles: profiles::Profiles::default(),

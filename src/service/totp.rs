@@ -213,31 +213,43 @@ impl Service {
     }
 
     /// Runs `check` (given the time) as one guess of the brute-force
-    /// regulation: a banned account or address is refused, a `None` is a
-    /// failure counted and audited.
+    /// regulation of codes: a banned account or address is refused, a
+    /// `None` is a failure counted and audited. Codes are counted apart
+    /// from passwords (a right password clears only the password counts),
+    /// and a ban they earn bans the account's passwords too.
     async fn regulated<T>(&self, user: UserId, check: impl FnOnce(u64) -> Option<T>) -> Result<T> {
         let source: Option<IpAddr> = audit::current_source();
         let now = self.clock.now();
-        let mut guess = self.regulator.begin(Some(user), source, now);
-        self.store_bans(&std::mem::take(&mut guess.new_bans))
-            .await?;
-        if guess.refused_at_once || self.regulator.is_banned(Some(user), source, now) {
-            self.regulator.abandoned(guess);
+        let mut guess = self.code_regulator.begin(Some(user), source, now);
+        self.code_bans(std::mem::take(&mut guess.new_bans)).await?;
+        if self.code_regulator.banned_now(&guess, now)
+            || self.regulator.is_banned(Some(user), source, now)
+        {
+            self.code_regulator.abandoned(guess);
             audit::user_event("totp", user, "refused a one-time code: banned");
             return Err(Error::unauthorized(Refusal::BadCode));
         }
         match check(now) {
             Some(found) => {
-                self.regulator.succeeded(guess);
+                self.code_regulator.succeeded(guess);
                 Ok(found)
             }
             None => {
                 audit::user_event("totp", user, "refused a wrong or used one-time code");
-                let bans = self.regulator.failed(guess, now);
-                self.store_bans(&bans).await?;
+                let bans = self.code_regulator.failed(guess, now);
+                self.code_bans(bans).await?;
                 Err(Error::unauthorized(Refusal::BadCode))
             }
         }
+    }
+
+    /// Bans earned by wrong codes: stored and audited as any ban, and
+    /// applied to passwords as well.
+    async fn code_bans(&self, bans: Vec<crate::model::Ban>) -> Result<()> {
+        for &ban in &bans {
+            self.regulator.restore(ban);
+        }
+        self.store_bans(&bans).await
     }
 
     /// Removes `user`'s second factor after a good code (the caller checked

@@ -30,4 +30,5 @@ mod seeds;
 mod sessions;
 mod support;
 mod tokens;
+mod totp;
 mod user_cli;
