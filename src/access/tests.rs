@@ -758,3 +758,76 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn two_factor_rules_decide_and_explain_themselves() {
+    let ac = rules(
+        r#"
+[access_control]
+default_policy = "two_factor"
+
+[[access_control.rules]]
+domain = "app.example.com"
+resources = ["^/admin(/.*)?$"]
+subject = "group:admins"
+policy = "two_factor"
+
+[[access_control.rules]]
+domain = "app.example.com"
+resources = ["^/admin(/.*)?$"]
+policy = "deny"
+
+[[access_control.rules]]
+domain = "app.example.com"
+resources = ["^/open(/.*)?$"]
+policy = "one_factor"
+"#,
+    );
+    let ask = |path, who: Option<&Subject<'_>>| {
+        let request = Request {
+            host: "app.example.com",
+            path,
+            method: "GET",
+            client: None,
+        };
+        ac.decide(&request, who)
+    };
+    let admins = ["admins".to_owned()];
+    let alice = Subject {
+        username: "alice",
+        groups: &admins,
+    };
+    // A subject rule: sign in first, then the rule's two_factor.
+    assert_eq!(ask("/admin/x", None).verdict, Verdict::SignIn);
+    let d = ask("/admin/x", Some(&alice));
+    assert_eq!((d.verdict, d.rule), (Verdict::TwoFactor, Some(0)));
+    assert!(cases::describe(&ac, &d, true).starts_with("two_factor by rule 1 ("));
+    // The strictest spelling: /open/../admin is /admin.
+    assert_eq!(
+        ask("/open/../admin", Some(&alice)).verdict,
+        Verdict::TwoFactor
+    );
+    assert_eq!(ask("/open/x", Some(&alice)).verdict, Verdict::OneFactor);
+    // The default policy.
+    let d = ask("/elsewhere", None);
+    assert_eq!((d.verdict, d.rule), (Verdict::TwoFactor, None));
+    assert_eq!(
+        cases::describe(&ac, &d, false),
+        "two_factor by the default policy (two_factor)"
+    );
+    // A test file expects it by name.
+    let cases = cases::parse(
+        "[[case]]\nuser = \"alice\"\ngroups = [\"admins\"]\n\
+         url = \"https://app.example.com/admin\"\nexpect = \"two_factor\"\n",
+    )
+    .unwrap();
+    let report = cases::run(&ac, &cases, |_| Ok(Some(admins.to_vec()))).unwrap();
+    assert_eq!(
+        (report.passed, report.failures.len()),
+        (1, 0),
+        "{:?}",
+        report.failures
+    );
+    // Ordered between one_factor and a sign-in.
+    assert!(Verdict::OneFactor < Verdict::TwoFactor && Verdict::TwoFactor < Verdict::SignIn);
+}

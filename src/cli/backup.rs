@@ -124,6 +124,12 @@ pub(super) fn restore(config: Result<Config>, file: &Path) -> Result<()> {
     )
     .map_err(|e| match e.kind() {
         Kind::Locked => Error::config(format_args!("{e}; stop the server before restoring")),
+        Kind::Store if storage_key.is_none() && e.to_string().contains("storage key") => {
+            Error::config(format_args!(
+                "{e} (there is no storage key at {}: put the one the backup was made with there)",
+                config.storage_key_file.display()
+            ))
+        }
         _ => e,
     })?;
     if let (Ok(None), KeySource::File(path)) = (keyfile::read_current(&config), &config.key) {

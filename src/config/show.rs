@@ -24,6 +24,12 @@ impl fmt::Display for Config {
         }
         writeln!(f, "\n[ui]")?;
         writeln!(f, "title = {}", quoted(&self.ui.title))?;
+        writeln!(f, "\n[storage]")?;
+        let key = self.storage_key_file.display();
+        writeln!(f, "encryption_key_file = {}", quoted(key))?;
+        writeln!(f, "\n[totp]")?;
+        writeln!(f, "issuer = {}", quoted(&self.totp.issuer))?;
+        writeln!(f, "enrol_on_demand = {}", self.totp.enrol_on_demand)?;
         access_control(self, f)
     }
 }

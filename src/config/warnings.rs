@@ -18,6 +18,10 @@ impl Config {
         for source in &self.previous_keys {
             out.extend(key_file(source, "previous_key_files"));
         }
+        out.extend(keyfile::permission_warning(
+            &self.storage_key_file,
+            "[storage] encryption_key_file",
+        ));
         out.extend(
             [
                 secure_cookie_over_http(self),

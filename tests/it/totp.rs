@@ -705,3 +705,99 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The real binary: `latch user totp` over the admin socket, the reset's
+/// warning in the log, and `latch restore` with a wrong or missing storage
+/// key (one line, nothing written) and with the right one.
+#[test]
+fn the_cli_shows_and_resets_a_second_factor_and_restore_needs_the_storage_key() {
+    let dir = TempDir::new("totp-cli");
+    let server = Server::start(&dir, "");
+    let c = server.client();
+    c.register("alice", "alice-password");
+    let auth = basic("alice", "alice-password");
+    let res = c.post_json("/api/totp", &json!({}), &[("Authorization", &auth)]);
+    let text = res.json()["secret"].as_str().unwrap().to_owned();
+    let secret = Secret(otp::base32_decode(&text).unwrap().try_into().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The step before now's: the window takes it, and it leaves now's and
+    // the next for later in this test.
+    let code = format!("{:06}", otp::code_at(&secret, otp::step(now) - 1));
+    let res = c.post_json(
+        "/api/totp/confirm",
+        &json!({"code": code}),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(res.status, 200, "{}", res.text());
+    let config = server.config_path.clone();
+    let (status, stdout, stderr) = latch_with(&["user", "totp", "alice"], &config);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("alice has a second factor, with 10 recovery codes left"),
+        "{stdout}"
+    );
+
+    // A backup carries the sealed secret.
+    let file = dir.path().join("with-totp.backup");
+    let (status, _, stderr) = latch_with(&["backup", file.to_str().unwrap()], &config);
+    assert!(status.success(), "{stderr}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&secret.base32()), "the secret in the clear");
+    for (name, key) in [("wrong", Some([5u8; 32])), ("missing", None)] {
+        let target = dir.path().join(name);
+        std::fs::create_dir_all(&target).unwrap();
+        let target_config = target.join("latch.toml");
+        let data = target.join("data");
+        std::fs::write(&target_config, config_text(&target, "")).unwrap();
+        let key_path = latch::Config::from_toml(&config_text(&target, ""))
+            .unwrap()
+            .storage_key_file;
+        assert!(key_path.starts_with(&data), "{}", key_path.display());
+        if let Some(key) = key {
+            std::fs::create_dir_all(&data).unwrap();
+            let text = format!("{}\n", latch::crypto::b64_encode(&key));
+            std::fs::write(&key_path, text).unwrap();
+        }
+        let (status, _, stderr) = latch_with(&["restore", file.to_str().unwrap()], &target_config);
+        assert!(!status.success(), "{name}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("latch: "))
+            .unwrap_or_default();
+        assert!(
+            line.contains("do not open with this storage key"),
+            "{name}: {stderr}"
+        );
+        if key.is_none() {
+            assert!(line.contains("there is no storage key at"), "{stderr}");
+        }
+        // Nothing was written: a restore with the right key then works.
+        let key_text =
+            std::fs::read_to_string(dir.path().join("data").join("storage.key")).unwrap();
+        std::fs::write(&key_path, key_text).unwrap();
+        let (status, stdout, stderr) =
+            latch_with(&["restore", file.to_str().unwrap()], &target_config);
+        assert!(status.success(), "{name}: {stderr}");
+        assert!(stdout.contains("restored"), "{stdout}");
+        assert!(data.exists());
+    }
+
+    // The reset: the password alone signs in again, and the log warns.
+    let (status, stdout, stderr) = latch_with(&["user", "totp", "alice", "--reset"], &config);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("removed the second factor of alice"),
+        "{stdout}"
+    );
+    let log = server.log_containing("an administrator removed a user's second factor");
+    assert!(log.contains("WARN"), "{log}");
+    assert_eq!(json_login(&c, "alice", "alice-password", None).status, 200);
+    let (_, stdout, _) = latch_with(&["user", "totp", "alice", "--reset"], &config);
+    assert!(stdout.contains("alice has no second factor"), "{stdout}");
+    let (status, _, stderr) = latch_with(&["user", "totp", "nobody"], &config);
+    assert!(!status.success());
+    assert!(stderr.contains("no user named \"nobody\""), "{stderr}");
+}
