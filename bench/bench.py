@@ -108,6 +108,50 @@ def token(url, user, password):
     return json.loads(body)["token"]
 
 
+def totp_code(secret_b32, at):
+    """RFC 6238: SHA-1, six digits, 30-second steps."""
+    import base64
+    import hashlib
+    import hmac
+    import struct
+
+    key = base64.b32decode(secret_b32 + "=" * (-len(secret_b32) % 8))
+    mac = hmac.new(key, struct.pack(">Q", int(at) // 30), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
+    return f"{value % 1000000:06d}"
+
+
+def enrol(url, user, password):
+    """Registers USER and turns on a second factor for it (POST /api/totp,
+    then /api/totp/confirm with a code computed here)."""
+    import base64
+    import time
+
+    host, port = split_url(url)
+    conn = http.client.HTTPConnection(host, port, timeout=60)
+    body = json.dumps({"username": user, "password": password})
+    conn.request("POST", "/api/users", body=body, headers={"Content-Type": "application/json"})
+    res = conn.getresponse()
+    if res.status != 201:
+        die(f"POST /api/users answered {res.status}: {res.read()[:200]!r}")
+    res.read()
+    basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+    auth = {"Authorization": f"Basic {basic}", "Content-Type": "application/json"}
+    conn.request("POST", "/api/totp", body="{}", headers=auth)
+    res = conn.getresponse()
+    answer = res.read()
+    if res.status != 200:
+        die(f"POST /api/totp answered {res.status}: {answer[:200]!r}")
+    secret = json.loads(answer)["secret"]
+    code = totp_code(secret, time.time())
+    conn.request("POST", "/api/totp/confirm", body=json.dumps({"code": code}), headers=auth)
+    res = conn.getresponse()
+    answer = res.read()
+    if res.status != 200:
+        die(f"POST /api/totp/confirm answered {res.status}: {answer[:200]!r}")
+
+
 # --- start-up timing ---------------------------------------------------------
 
 
@@ -452,6 +496,8 @@ def main(argv):
         print(login(*args))
     elif cmd == "token":
         print(token(*args))
+    elif cmd == "enrol":
+        enrol(*args)
     elif cmd == "startup":
         sep = args.index("--")
         extra = {}

@@ -7,6 +7,11 @@
 -- (which latch answers at once, without hashing) can answer it without a
 -- full scrypt hash. latch answers 401 (after the hash) or, when its
 -- hashing queue is full, 503 at once.
+--
+-- Every fourth request has one-time codes in the mix: the right password of
+-- flood-totp, a user with a second factor (bench/run makes it, and lifts
+-- the ban limits of this server so the account is never banned), and a
+-- random code in X-Latch-OTP: a full scrypt hash, then a code check (401).
 -- response() counts answers per status in each thread; done() adds them up
 -- and prints them with the usual stats (bench/stats.lua).
 
@@ -57,6 +62,12 @@ function request()
       math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
    local source = string.format("10.%d.%d.%d", math.random(0, 255),
       math.random(0, 255), math.random(1, 254))
+   if counter % 4 == 0 then
+      return wrk.format("GET", "/api/token",
+         { Authorization = "Basic " .. base64("flood-totp:flood-totp-password"),
+           ["X-Latch-OTP"] = string.format("%06d", math.random(0, 999999)),
+           ["X-Forwarded-For"] = source })
+   end
    return wrk.format("GET", "/api/token",
       { Authorization = "Basic " .. base64(user .. ":" .. password),
         ["X-Forwarded-For"] = source })

@@ -107,5 +107,30 @@ fn access(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, tokens, credentials, access);
+fn totp(c: &mut Criterion) {
+    use latch::otp::{self, Checked, Secret};
+    let secret = Secret(*b"12345678901234567890");
+    let now = 1_800_000_000;
+    let code = format!("{:06}", otp::code_at(&secret, otp::step(now)));
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    assert_eq!(otp::check(&secret, &code, now, None), Checked::Good(otp::step(now)));
+    assert_eq!(otp::check(&secret, &wrong, now, None), Checked::Wrong);
+    c.bench_function("TOTP code check, right code (3 steps)", |b| {
+        b.iter(|| otp::check(&secret, black_box(&code), now, None))
+    });
+    c.bench_function("TOTP code check, wrong code (3 steps)", |b| {
+        b.iter(|| otp::check(&secret, black_box(&wrong), now, None))
+    });
+    let key = latch::crypto::SealingKey::new(&[7; 32]).unwrap();
+    let sealed = key.seal(b"totp:1", &secret.0).unwrap();
+    c.bench_function("TOTP secret unseal (AES-256-GCM)", |b| {
+        b.iter(|| key.open(b"totp:1", black_box(&sealed)))
+    });
+    let recovery = otp::recovery_codes().unwrap();
+    c.bench_function("recovery code hash", |b| {
+        b.iter(|| otp::recovery_hash(black_box(&recovery[0])))
+    });
+}
+
+criterion_group!(benches, tokens, credentials, access, totp);
 criterion_main!(benches);

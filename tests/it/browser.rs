@@ -358,3 +358,221 @@ fn sessions_on_the_account_page_in_headless_chromium() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// The second factor in the browser, through Caddy, with latch in process
+/// on a frozen clock (moved a time step between codes, never slept): a
+/// one-factor session stepped up on a `two_factor` path once the user has
+/// a factor; enrolment on the account page (the key read from the page,
+/// the code computed here); sign-in with password and code, a replayed
+/// code refused; a recovery code signing in once and refused the second
+/// time.
+#[test]
+fn two_factor_enrolment_sign_in_step_up_and_recovery_in_headless_chromium() {
+    use latch::otp::{self, Secret};
+
+    if !require_program("caddy")
+        || !require_program("python3")
+        || !require_program("chromium")
+        || !require_program("chromedriver")
+    {
+        return;
+    }
+    let dir = TempDir::new("browser-totp");
+    let upstream = Upstream::start();
+    let port = free_port();
+    let clock = latch::Clock::frozen();
+    let config = format!(
+        "public_url = \"http://auth.example.test:{port}\"\n[forward_auth]\n\
+         cookie_domain = \"example.test\"\ncookie_secure = false\n\
+         trusted_proxies = [\"127.0.0.1\"]\n\
+         [access_control]\ndefault_policy = \"one_factor\"\n\
+         [[access_control.rules]]\ndomain = \"app.example.test\"\n\
+         resources = [\"^/secure(/.*)?$\"]\npolicy = \"two_factor\"\n"
+    );
+    let server = InProcess::start(&dir, &config, clock.clone());
+    let c = server.client();
+    c.register("alice", "alice-password");
+    c.register("bob", "bob-password");
+    let _caddy = start_caddy(&dir, port, server.addr.port(), upstream.port);
+    let browser = Browser::start();
+    let auth = format!("http://auth.example.test:{port}");
+    let app = format!("http://app.example.test:{port}");
+    let account = format!("{auth}/");
+    let login = format!("{auth}/login?rd=");
+    let code = |secret: &Secret| format!("{:06}", otp::code_at(secret, otp::step(clock.now())));
+    let next_step = || clock.advance(otp::PERIOD as i64);
+    // The login page's first step, from a protected URL: the password.
+    let password_step = |url: &str, user: &str, password: &str| {
+        browser.go(url);
+        let at = browser.wait_for_url(&login);
+        assert!(at.contains("example.test"), "{at}");
+        browser.wait_for_text("Sign in");
+        browser.type_into("#username", user);
+        browser.type_into("#password", password);
+        browser.click("button[type=submit]");
+    };
+    // Lands on the code form of a sign-in in two steps (no cookie yet).
+    let code_form = || {
+        let page = browser.wait_for_text(r#"id="verify""#);
+        assert!(page.contains("Enter your code"), "{page}");
+        assert!(page.contains(r#"name="pending""#), "{page}");
+        assert!(browser.url().starts_with(&auth), "{}", browser.url());
+    };
+    let sign_out = || {
+        browser.go(&account);
+        browser.wait_for_text(r#"id="sign-out""#);
+        browser.click("#sign-out");
+        browser.wait_for_url(&format!("{auth}/login"));
+    };
+    // The app behind Caddy was reached at `path` and told `user`.
+    let at_app = |path: &str, user: &str| {
+        browser.wait_for_url(&format!("{app}{path}"));
+        let page = browser.wait_for_text(&format!(r#""HTTP_REMOTE_USER":"{user}""#));
+        assert!(page.contains(&format!(r#""path":"{path}""#)), "{page}");
+    };
+    let steps = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // 1. alice, no second factor yet: the password alone lets her in
+        //    on a one_factor path.
+        password_step(&format!("{app}/dashboard"), "alice", "alice-password");
+        at_app("/dashboard", "alice");
+
+        // 2. She sets up a factor (over the API, outside the browser): the
+        //    browser's session is now a one-factor one of a TOTP user.
+        let basic_auth = basic("alice", "alice-password");
+        let res = c.post_json("/api/totp", &json!({}), &[("Authorization", &basic_auth)]);
+        assert_eq!(res.status, 200, "{}", res.text());
+        let text = res.json()["secret"].as_str().unwrap().to_owned();
+        let alice = Secret(otp::base32_decode(&text).unwrap().try_into().unwrap());
+        let res = c.post_json(
+            "/api/totp/confirm",
+            &json!({"code": code(&alice)}),
+            &[("Authorization", &basic_auth)],
+        );
+        assert_eq!(res.status, 200, "{}", res.text());
+        next_step();
+        // one_factor paths still let the session in; a two_factor path
+        // sends it to the code form (step-up: no pending sign-in).
+        browser.go(&format!("{app}/dashboard"));
+        at_app("/dashboard", "alice");
+        browser.go(&format!("{app}/secure/x?y=1"));
+        let at = browser.wait_for_url(&format!("{auth}/login/otp?rd="));
+        assert!(at.contains("secure"), "{at}");
+        let page = browser.wait_for_text(r#"id="verify""#);
+        assert!(!page.contains(r#"name="pending""#), "{page}");
+        browser.type_into("#code", &code(&alice));
+        browser.click("#verify");
+        at_app("/secure/x?y=1", "alice");
+        // The stepped-up session passes two_factor paths from now on.
+        browser.go(&format!("{app}/secure/again"));
+        at_app("/secure/again", "alice");
+        sign_out();
+
+        // 3. bob enrols on the account page.
+        password_step(&format!("{app}/dashboard"), "bob", "bob-password");
+        at_app("/dashboard", "bob");
+        browser.go(&account);
+        let page = browser.wait_for_text("Two-factor sign-in");
+        assert!(page.contains("Off: you sign in with your password alone."));
+        browser.type_into("#totp-password", "bob-password");
+        browser.click("#enrol");
+        browser.wait_for_text("Scan this code");
+        assert_eq!(browser.url(), format!("{auth}/login/otp/enrol"));
+        // The QR code is drawn (an inline SVG the strict CSP allows).
+        let qr = browser.run(
+            "const svg = document.querySelectorAll('#qr svg'); \
+             if (svg.length !== 1) return null; \
+             const box = svg[0].getBoundingClientRect(); \
+             return [box.width, box.height];",
+        );
+        let sides: Vec<f64> = qr
+            .as_array()
+            .expect("one QR code")
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            sides.iter().all(|&side| side >= 150.0),
+            "the QR code is too small: {qr}"
+        );
+        let text = browser.run("return document.getElementById('secret').textContent;");
+        let bob = otp::base32_decode(text.as_str().unwrap()).expect("a base32 key");
+        let bob = Secret(bob.try_into().expect("20 bytes"));
+        browser.type_into("#code", &code(&bob));
+        browser.click("#confirm");
+        browser.wait_for_text(r#"id="recovery-codes""#);
+        let codes = browser.run(
+            "return Array.from(document.querySelectorAll('#recovery-codes code'))\
+             .map(e => e.textContent);",
+        );
+        let codes: Vec<String> = codes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(codes.len(), 10, "{codes:?}");
+        for code in &codes {
+            let groups: Vec<&str> = code.split('-').collect();
+            assert_eq!(groups.len(), 4, "{code}");
+            assert!(groups.iter().all(|g| g.len() == 4), "{code}");
+        }
+        browser.click("#continue");
+        browser.wait_for_url(&account);
+        browser.wait_for_text("On: 10 recovery codes left.");
+        // Enrolment made this session a two-factor one.
+        browser.go(&format!("{app}/secure/enrolled"));
+        at_app("/secure/enrolled", "bob");
+        sign_out();
+
+        // Password and code: in, at the two_factor path asked for.
+        next_step();
+        let used = code(&bob);
+        password_step(&format!("{app}/secure/report"), "bob", "bob-password");
+        code_form();
+        browser.type_into("#code", &used);
+        browser.click("#verify");
+        at_app("/secure/report", "bob");
+        sign_out();
+        // The same code again within its step: refused, the form again;
+        // the next step's code then signs in from that form.
+        password_step(&format!("{app}/secure/report"), "bob", "bob-password");
+        code_form();
+        browser.type_into("#code", &used);
+        browser.click("#verify");
+        let page = browser.wait_for_text("Invalid or already used code.");
+        assert!(page.contains(r#"id="error""#), "{page}");
+        assert!(page.contains(r#"name="pending""#), "{page}");
+        next_step();
+        browser.type_into("#code", &code(&bob));
+        browser.click("#verify");
+        at_app("/secure/report", "bob");
+        sign_out();
+
+        // 4. A recovery code in place of a code: in, once.
+        password_step(&format!("{app}/secure/recovered"), "bob", "bob-password");
+        code_form();
+        browser.type_into("#code", &codes[0]);
+        browser.click("#verify");
+        at_app("/secure/recovered", "bob");
+        browser.go(&account);
+        browser.wait_for_text("On: 9 recovery codes left.");
+        sign_out();
+        password_step(&format!("{app}/secure/recovered"), "bob", "bob-password");
+        code_form();
+        browser.type_into("#code", &codes[0]);
+        browser.click("#verify");
+        let page = browser.wait_for_text("Invalid or already used code.");
+        assert!(page.contains(r#"id="error""#), "{page}");
+        assert!(browser.url().starts_with(&auth), "{}", browser.url());
+        // No session: the app sends the browser to sign in again.
+        browser.go(&format!("{app}/dashboard"));
+        browser.wait_for_url(&login);
+        browser.go(&account);
+        browser.wait_for_url(&format!("{auth}/login"));
+    }));
+    if let Err(panic) = steps {
+        let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-failure.png");
+        browser.screenshot(&shot);
+        std::panic::resume_unwind(panic);
+    }
+}
