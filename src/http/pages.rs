@@ -108,6 +108,7 @@ const STYLE: &str = concat!(
     "ul.list form { display: inline; } button.small { width: auto; margin: .3rem 0 0; ",
     "padding: .3rem .8rem; background: #52525b; }\n",
     "code { overflow-wrap: anywhere; background: #f4f4f5; padding: .2rem; }\n",
+    "#otpauth { overflow-wrap: anywhere; }\n",
     "label { display: block; margin-top: .8rem; font-weight: 600; }\n",
     "input[type=text], input[type=password] { width: 100%; box-sizing: border-box; ",
     "padding: .5rem; font: inherit; border: 1px solid #a1a1aa; border-radius: 4px; }\n",

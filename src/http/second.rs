@@ -154,6 +154,8 @@ fn enrol_page(
             "\n",
             r#"<p>Key: <code id="secret">{secret}</code></p>"#,
             "\n",
+            r#"<p>On this device: <a href="{uri}" id="otpauth">{uri}</a></p>"#,
+            "\n",
             r#"<form method="post" action="/login/otp/confirm">"#,
             r#"<input type="hidden" name="csrf" value="{token}">{hidden}"#,
             "\n",
@@ -166,6 +168,7 @@ fn enrol_page(
         alert = alert(message),
         qr = qr,
         secret = escape(&enrolment.secret),
+        uri = escape(&enrolment.uri),
         token = escape(token),
         hidden = hidden(&carry),
     );

@@ -554,6 +554,8 @@ fn a_user_without_a_second_factor_is_sent_to_set_one_up_or_refused() {
         page.contains("<svg") && page.contains(r#"id="qr""#),
         "a QR code"
     );
+    let uri = r#"id="otpauth">otpauth://totp/latch:carol?secret="#;
+    assert!(page.contains(uri), "{page}");
     let at = page.find(r#"<code id="secret">"#).unwrap() + r#"<code id="secret">"#.len();
     let text = &page[at..at + page[at..].find('<').unwrap()];
     let secret = Secret(otp::base32_decode(text).unwrap().try_into().unwrap());
