@@ -136,7 +136,8 @@ impl Error {
             Kind::Unauthorized(Refusal::BadPassword) => "invalid username or password",
             Kind::Unauthorized(Refusal::BadToken) => "invalid or expired token",
             Kind::Unauthorized(Refusal::OtpRequired) => {
-                "a one-time code is required: send it as \"otp\" (JSON) or X-Latch-OTP"
+                "a second factor is required: a one-time code (\"otp\" in the JSON login, \
+                 X-Latch-OTP beside Basic), or a token or key from a sign-in that gave one"
             }
             Kind::Unauthorized(Refusal::BadCode) => "invalid or already used one-time code",
             Kind::Unauthorized(Refusal::PasswordRequired) => {

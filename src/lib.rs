@@ -104,9 +104,19 @@ impl App {
         let database = service::Database::open(&config.data_dir)?;
         // A busy port is reported before any key file is made.
         let ops = config.ops.listen.map(bind_ops).transpose()?;
+        // Second factors are sealed with the storage key: a missing key
+        // file is then a lost key, never one to make anew.
+        if database.holds_second_factors() && !config.storage_key_file.exists() {
+            return Err(Error::config(format_args!(
+                "no storage key at {} ([storage] encryption_key_file), but the database holds \
+                 second factors sealed with one: put that key back (a new one would open none)",
+                config.storage_key_file.display()
+            )));
+        }
         let keys = config::keyfile::load_or_create(&config)?;
         let forms = http::csrf::Forms::new(&keys.current);
         let service = Service::open(&config, database, &keys, clock)?;
+        service.check_storage_key(&config.storage_key_file)?;
         let ops_addr = ops
             .as_ref()
             .map(|l| l.local_addr().map_err(Error::internal))

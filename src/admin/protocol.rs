@@ -337,7 +337,12 @@ async fn del(service: &Service, username: &str) -> Outcome {
 async fn totp(service: &Service, username: &str, reset: bool) -> Outcome {
     let u = user(service, username)?;
     if reset {
+        let setting_up = service.totp_setting_up(u.id).map_err(describe)?;
         return match service.totp_reset(u.id).await.map_err(describe)? {
+            true if setting_up => done(format!(
+                "removed the second factor {} was setting up (never confirmed)",
+                u.username
+            )),
             true => done(format!(
                 "removed the second factor of {}: the password alone signs in now",
                 u.username
@@ -348,6 +353,10 @@ async fn totp(service: &Service, username: &str, reset: bool) -> Outcome {
     match service.recovery_left(u.id).map_err(describe)? {
         Some(left) => done(format!(
             "{} has a second factor, with {left} recovery codes left",
+            u.username
+        )),
+        None if service.totp_setting_up(u.id).map_err(describe)? => done(format!(
+            "{} has no second factor (one is being set up, not confirmed yet)",
             u.username
         )),
         None => done(format!("{} has no second factor", u.username)),

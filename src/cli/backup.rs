@@ -106,7 +106,7 @@ fn temporary_beside(file: &Path) -> Result<PathBuf> {
 }
 
 /// `latch restore FILE`: into an empty data directory, server stopped.
-pub(super) fn restore(config: Result<Config>, file: &Path) -> Result<()> {
+pub(super) fn restore(config: Result<Config>, file: &Path, drop_totp: bool) -> Result<()> {
     let config = config?;
     let input: Box<dyn std::io::Read> = if file == Path::new("-") {
         Box::new(std::io::stdin().lock())
@@ -121,6 +121,7 @@ pub(super) fn restore(config: Result<Config>, file: &Path) -> Result<()> {
         &config.data_dir,
         std::io::BufReader::new(input),
         storage_key.as_ref(),
+        drop_totp,
     )
     .map_err(|e| match e.kind() {
         Kind::Locked => Error::config(format_args!("{e}; stop the server before restoring")),
@@ -138,6 +139,12 @@ pub(super) fn restore(config: Result<Config>, file: &Path) -> Result<()> {
              tokens there before starting, or `latch serve` makes a new one (users and \
              passwords survive; tokens and sessions do not)",
             path.display()
+        );
+    }
+    if drop_totp {
+        eprintln!(
+            "latch: warning: every second factor was left out: those users sign in with their \
+             password alone until they set one up again"
         );
     }
     print(format_args!(

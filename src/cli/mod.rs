@@ -67,6 +67,11 @@ enum Command {
         /// Config file (same lookup as `serve`)
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// Leave out every second factor (when the storage key they were
+        /// sealed with is lost): those users sign in with the password
+        /// alone until they set one up again
+        #[arg(long)]
+        without_second_factors: bool,
     },
     /// Ask the access rules: which decision a request gets, and why
     Access {
@@ -234,7 +239,11 @@ pub fn main() -> ExitCode {
             force,
             config,
         } => backup::backup(load(config), &file, force),
-        Command::Restore { file, config } => backup::restore(load(config), &file),
+        Command::Restore {
+            file,
+            config,
+            without_second_factors,
+        } => backup::restore(load(config), &file, without_second_factors),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

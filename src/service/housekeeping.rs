@@ -91,11 +91,13 @@ pub fn export_offline(dir: &std::path::Path, out: &mut impl Write) -> Result<usi
 
 /// Loads a backup into the empty database in `dir` (no server may run).
 /// Its second factors' secrets must open with `storage_key` (the one the
-/// server will use); without a key, a backup holding any is refused.
+/// server will use); without a key, a backup holding any is refused,
+/// unless `drop_totp` leaves them all out.
 pub fn restore_offline(
     dir: &std::path::Path,
     input: impl BufRead,
     storage_key: Option<&[u8; 32]>,
+    drop_totp: bool,
 ) -> Result<usize> {
     let sealing = storage_key.and_then(|k| crate::crypto::SealingKey::new(k));
     let opens = |user: crate::model::UserId, sealed: &[u8]| {
@@ -103,5 +105,5 @@ pub fn restore_offline(
             .as_ref()
             .is_some_and(|k| k.open(&super::totp::context(user), sealed).is_some())
     };
-    Store::open(dir)?.restore(input, &opens)
+    Store::open(dir)?.restore(input, &opens, drop_totp)
 }

@@ -66,6 +66,13 @@ impl Database {
     pub fn open(dir: &std::path::Path) -> Result<Database> {
         store::Store::open(dir).map(Database)
     }
+
+    /// Whether any user has a second factor (set up or being set up):
+    /// its secret is sealed with a storage key that must not be replaced
+    /// by a new one.
+    pub fn holds_second_factors(&self) -> bool {
+        self.0.has_totp()
+    }
 }
 
 /// Everything the domain does, over one store. Cheap to share behind an
@@ -125,6 +132,10 @@ impl Service {
         for ban in store.bans(clock.now())? {
             regulator.restore(ban);
         }
+        let sealing = keys
+            .storage
+            .as_ref()
+            .and_then(|k| crate::crypto::SealingKey::new(k));
         let signing = SigningKey::new(&keys.current);
         let previous = keys.previous.iter().map(|k| SigningKey::new(k)).collect();
         Ok(Service {
@@ -141,10 +152,7 @@ impl Service {
             cutoffs,
             profiles: profiles::Profiles::default(),
             key_uses: api_keys::KeyUses::default(),
-            sealing: keys
-                .storage
-                .as_ref()
-                .and_then(|k| crate::crypto::SealingKey::new(k)),
+            sealing,
             sessions: sessions::Sessions::new(
                 config.forward_auth.session_inactivity.as_secs(),
                 config.forward_auth.remember_me_ttl.as_secs(),

@@ -192,10 +192,10 @@ async fn an_export_restores_into_an_empty_directory() {
     let entries = s.export(&mut backup).unwrap();
     assert!(entries > 0);
     let into = TempDir::new("restore");
-    let restored = super::restore_offline(into.path(), &backup[..], None).unwrap();
+    let restored = super::restore_offline(into.path(), &backup[..], None, false).unwrap();
     assert_eq!(restored, entries);
     // Not twice: the directory is no longer empty.
-    assert!(super::restore_offline(into.path(), &backup[..], None).is_err());
+    assert!(super::restore_offline(into.path(), &backup[..], None, false).is_err());
     let mut again = Vec::new();
     assert_eq!(
         super::export_offline(into.path(), &mut again).unwrap(),

@@ -28,6 +28,41 @@ pub fn context(user: UserId) -> [u8; 13] {
     out
 }
 
+impl Service {
+    /// Checks (the server, at start-up) that every stored secret opens
+    /// with the storage key read from `path`: a replaced key would
+    /// otherwise turn every sign-in of those users into an internal error.
+    /// One line naming the file and how many do not open. (The CLI working
+    /// offline does not check: `latch user totp NAME --reset` is the way
+    /// out.)
+    pub fn check_storage_key(&self, path: &std::path::Path) -> Result<()> {
+        let key = self.sealing()?;
+        check_storage_key(&self.store, key, path)
+    }
+}
+
+fn check_storage_key(
+    store: &super::store::Store,
+    key: &SealingKey,
+    path: &std::path::Path,
+) -> Result<()> {
+    let records = store.all_totp()?;
+    let closed = records
+        .iter()
+        .filter(|t| key.open(&context(t.user_id), &t.sealed_secret).is_none())
+        .count();
+    if closed == 0 {
+        return Ok(());
+    }
+    Err(Error::config(format_args!(
+        "{closed} of {} second factors in the database do not open with the storage key {} \
+         ([storage] encryption_key_file): put back the key they were sealed with, or remove \
+         those users' second factors with `latch user totp NAME --reset`",
+        records.len(),
+        path.display()
+    )))
+}
+
 /// An enrolment under way, as the user sees it.
 pub struct Enrolment {
     /// The secret as base32.
@@ -280,6 +315,11 @@ impl Service {
         }
         audit::user_event("totp", user, "made new recovery codes");
         Ok(codes)
+    }
+
+    /// Whether `user` is setting up a second factor (not confirmed yet).
+    pub fn totp_setting_up(&self, user: UserId) -> Result<bool> {
+        Ok(self.store.totp(user)?.is_some_and(|t| !t.active))
     }
 
     /// How many unused recovery codes `user` has; `None` without an active

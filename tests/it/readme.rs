@@ -74,6 +74,9 @@ fn readme_walkthroughs_run_verbatim() {
         run(&block(&readme, "accounts"), &server),
         [200, 200, 200, 200, 204, 401, 200, 401, 204, 401, 204]
     );
+    if require_program("oathtool") {
+        assert_eq!(run(&block(&readme, "totp"), &server), [201, 401, 200, 200]);
+    }
 }
 
 /// Every key the server accepts, as its own "unknown field" error lists

@@ -672,22 +672,24 @@ fn the_secret_is_sealed_at_rest_and_a_restore_needs_its_key() {
     let mut backup = Vec::new();
     s.server.app.service.export(&mut backup).unwrap();
     let into = TempDir::new("totp-restore");
-    let e = latch::service::restore_offline(&into.path().join("a"), &backup[..], Some(&[1; 32]))
-        .unwrap_err();
+    let e =
+        latch::service::restore_offline(&into.path().join("a"), &backup[..], Some(&[1; 32]), false)
+            .unwrap_err();
     assert!(
         e.to_string().contains("do not open with this storage key"),
         "{e}"
     );
     assert!(!e.to_string().contains('\n'));
-    let e = latch::service::restore_offline(&into.path().join("b"), &backup[..], None).unwrap_err();
+    let e = latch::service::restore_offline(&into.path().join("b"), &backup[..], None, false)
+        .unwrap_err();
     assert!(e.to_string().contains("storage key"), "{e}");
     let key = std::fs::read_to_string(data.join("storage.key")).unwrap();
     let key: [u8; 32] = latch::crypto::b64_decode(key.trim().as_bytes())
         .unwrap()
         .try_into()
         .unwrap();
-    let n =
-        latch::service::restore_offline(&into.path().join("c"), &backup[..], Some(&key)).unwrap();
+    let n = latch::service::restore_offline(&into.path().join("c"), &backup[..], Some(&key), false)
+        .unwrap();
     assert!(n > 0);
 }
 
@@ -802,4 +804,123 @@ fn the_cli_shows_and_resets_a_second_factor_and_restore_needs_the_storage_key() 
     let (status, _, stderr) = latch_with(&["user", "totp", "nobody"], &config);
     assert!(!status.success());
     assert!(stderr.contains("no user named \"nobody\""), "{stderr}");
+}
+
+/// A lost or replaced storage key stops `serve` with one line (a new key
+/// would open none of the secrets, and every sign-in of those users would
+/// fail); `latch restore --without-second-factors` is the way out when the
+/// key is gone; a set-up never confirmed is told apart.
+#[test]
+fn serve_refuses_a_lost_or_replaced_storage_key() {
+    let dir = TempDir::new("totp-key");
+    let server = Server::start(&dir, "");
+    let c = server.client();
+    c.register("alice", "alice-password");
+    c.register("frank", "frank-password");
+    let auth = basic("alice", "alice-password");
+    let text = c
+        .post_json("/api/totp", &json!({}), &[("Authorization", &auth)])
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = Secret(otp::base32_decode(&text).unwrap().try_into().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = format!("{:06}", otp::code_at(&secret, otp::step(now) - 1));
+    let res = c.post_json(
+        "/api/totp/confirm",
+        &json!({"code": code}),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(res.status, 200, "{}", res.text());
+    // frank starts setting one up and never confirms.
+    let frank = basic("frank", "frank-password");
+    assert_eq!(
+        c.post_json("/api/totp", &json!({}), &[("Authorization", &frank)])
+            .status,
+        200
+    );
+    let config = server.config_path.clone();
+    let (_, stdout, _) = latch_with(&["user", "totp", "frank"], &config);
+    assert!(
+        stdout.contains("frank has no second factor (one is being set up"),
+        "{stdout}"
+    );
+    let file = dir.path().join("all.backup");
+    let (status, _, stderr) = latch_with(&["backup", file.to_str().unwrap()], &config);
+    assert!(status.success(), "{stderr}");
+    server.stop();
+
+    let key_path = dir.path().join("data").join("storage.key");
+    let key = std::fs::read(&key_path).unwrap();
+    // Lost: serve stops, and makes no new key.
+    std::fs::remove_file(&key_path).unwrap();
+    let log = Server::try_start(&config)
+        .err()
+        .expect("serve refuses to start");
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("latch: "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("no storage key at") && line.contains("put that key back"),
+        "{log}"
+    );
+    assert!(!key_path.exists(), "no new key was made");
+    // Replaced: serve stops, naming how many do not open.
+    let other = format!("{}\n", latch::crypto::b64_encode(&[3u8; 32]));
+    std::fs::write(&key_path, other).unwrap();
+    let log = Server::try_start(&config)
+        .err()
+        .expect("serve refuses to start");
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("latch: "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("2 of 2 second factors in the database do not open"),
+        "{log}"
+    );
+    // The right key: in again, and alice still needs her code.
+    std::fs::write(&key_path, &key).unwrap();
+    let server = Server::start_with(&config);
+    let c = server.client();
+    let res = json_login(&c, "alice", "alice-password", None);
+    assert_eq!((res.status, res.error_code()), (401, "otp_required".into()));
+    let (_, stdout, _) = latch_with(&["user", "totp", "frank", "--reset"], &config);
+    assert!(
+        stdout.contains("removed the second factor frank was setting up"),
+        "{stdout}"
+    );
+    server.stop();
+
+    // The key is gone for good: restore without the second factors.
+    let target = dir.path().join("fresh");
+    std::fs::create_dir_all(&target).unwrap();
+    let target_config = target.join("latch.toml");
+    std::fs::write(&target_config, config_text(&target, "")).unwrap();
+    let (status, _, stderr) = latch_with(&["restore", file.to_str().unwrap()], &target_config);
+    assert!(!status.success(), "{stderr}");
+    let (status, stdout, stderr) = latch_with(
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--without-second-factors",
+        ],
+        &target_config,
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("every second factor was left out"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("restored"), "{stdout}");
+    let server = Server::start_with(&target_config);
+    let c = server.client();
+    assert_eq!(json_login(&c, "alice", "alice-password", None).status, 200);
+    let (_, stdout, _) = latch_with(&["user", "totp", "alice"], &target_config);
+    assert!(stdout.contains("alice has no second factor"), "{stdout}");
 }

@@ -169,6 +169,7 @@ impl Store {
         &mut self,
         input: impl BufRead,
         opens: &dyn Fn(UserId, &[u8]) -> bool,
+        drop_totp: bool,
     ) -> Result<usize> {
         let empty = ["users", "revoked", "keys", "cutoffs"]
             .iter()
@@ -178,7 +179,12 @@ impl Store {
                 "the data directory already holds users or tokens; restore into an empty one",
             ));
         }
-        let checked = read_backup(input)?;
+        let mut checked = read_backup(input)?;
+        if drop_totp {
+            checked.count -= checked.sealed.len();
+            checked.sealed.clear();
+            checked.batches.insert("totp", sled::Batch::default());
+        }
         for (user, sealed) in &checked.sealed {
             if !opens(*user, sealed) {
                 return Err(Error::store(
@@ -394,11 +400,13 @@ mod tests {
         let truncated: Vec<&str> = text.lines().take(count).collect();
         assert!(into
             .store
-            .restore(truncated.join("\n").as_bytes(), &|_, _| true)
+            .restore(truncated.join("\n").as_bytes(), &|_, _| true, false)
             .is_err());
         assert_eq!(into.store.user_count(), 0, "nothing was written");
         assert_eq!(
-            into.store.restore(text.as_bytes(), &|_, _| true).unwrap(),
+            into.store
+                .restore(text.as_bytes(), &|_, _| true, false)
+                .unwrap(),
             count
         );
         assert_eq!(into.store.user(alice.id).unwrap().unwrap(), alice);
@@ -406,7 +414,10 @@ mod tests {
         assert!(into.store.is_revoked(&[1; 16]).unwrap());
         assert!(into.store.new_id().unwrap() > alice.id.get());
         // Not twice: the store is no longer empty.
-        assert!(into.store.restore(text.as_bytes(), &|_, _| true).is_err());
+        assert!(into
+            .store
+            .restore(text.as_bytes(), &|_, _| true, false)
+            .is_err());
     }
 
     /// What reading `lines` (a whole file) fails with, or "ok".

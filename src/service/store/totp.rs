@@ -47,6 +47,25 @@ impl Store {
         Ok(swapped)
     }
 
+    /// Every stored second factor (active or being set up).
+    pub fn all_totp(&self) -> Result<Vec<Totp>> {
+        self.totp
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode_totp(
+                    UserId::new(super::records::be_u64(&key, "a user id")?),
+                    &bytes,
+                )
+            })
+            .collect()
+    }
+
+    /// Whether any second factor is stored.
+    pub fn has_totp(&self) -> bool {
+        !self.totp.is_empty()
+    }
+
     /// Removes a user's second factor, durably; whether there was one.
     pub async fn delete_totp(&self, user: UserId) -> Result<bool> {
         let gate = self.shared();
