@@ -122,6 +122,17 @@ pub enum LoginResult {
     Banned,
 }
 
+/// How a one-time code check ended.
+#[derive(Debug, Clone, Copy)]
+pub enum CodeResult {
+    /// Right, and not used before.
+    Ok,
+    /// Wrong (counted towards a ban).
+    Wrong,
+    /// Right, but used before (refused, not counted).
+    Replayed,
+}
+
 /// Which kind of credential was verified.
 #[derive(Debug, Clone, Copy)]
 pub enum CredentialKind {
@@ -148,6 +159,7 @@ const SHARDS: usize = 16;
 #[repr(align(128))]
 struct Counters {
     logins: [AtomicU64; 3],
+    codes: [AtomicU64; 3],
     verifications: [[AtomicU64; 2]; 3],
     tokens_issued: AtomicU64,
     revocations: AtomicU64,
@@ -192,6 +204,11 @@ impl Metrics {
     /// Counts a password check.
     pub fn login(&self, result: LoginResult) {
         self.here().logins[result as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a one-time code checked (after a right password).
+    pub fn code(&self, result: CodeResult) {
+        self.here().codes[result as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts a verification of a credential.
@@ -240,12 +257,13 @@ impl Metrics {
     }
 
     /// Every metric family with its samples: the table `render` prints.
-    fn families(&self, queue_depth: usize, users: usize) -> [Family; 9] {
+    fn families(&self, queue_depth: usize, users: usize) -> [Family; 10] {
         let counter = |name, help, value: u64| {
             Family::new(name, help, "counter").with("", String::new(), value)
         };
         [
             self.logins_family(),
+            self.codes_family(),
             self.verifications_family(),
             counter(
                 "latch_tokens_issued_total",
@@ -285,6 +303,22 @@ impl Metrics {
                 "",
                 format!("result=\"{result}\""),
                 self.sum(|c| &c.logins[i]),
+            );
+        }
+        f
+    }
+
+    fn codes_family(&self) -> Family {
+        let mut f = Family::new(
+            "latch_one_time_codes_total",
+            "One-time and recovery codes checked, by result (replayed: right, but used before).",
+            "counter",
+        );
+        for (i, result) in ["ok", "wrong", "replayed"].iter().enumerate() {
+            f = f.with(
+                "",
+                format!("result=\"{result}\""),
+                self.sum(|c| &c.codes[i]),
             );
         }
         f

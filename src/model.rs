@@ -106,6 +106,18 @@ pub struct Cutoff {
     pub seq: u64,
 }
 
+impl Cutoff {
+    /// The one rule for credential epochs: with no cutoff (none was ever
+    /// set, or it was pruned once every token it could refuse had expired)
+    /// every epoch is admitted; else only the cutoff's own, and none of a
+    /// deleted account. Tokens, sessions, new tokens from a proof and new
+    /// API keys are all judged by it: pruning a cutoff must not make the
+    /// current epoch's credentials look stale.
+    pub fn admits(cutoff: Option<&Cutoff>, epoch: u64) -> bool {
+        cutoff.is_none_or(|c| !c.deleted && c.seq == epoch)
+    }
+}
+
 /// An API key, without its secret (only a hash of that is stored).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {

@@ -137,6 +137,7 @@ fn enrol_page(
     product: &str,
     token: &str,
     enrolment: &crate::service::Enrolment,
+    ticket: &str,
     rd: Option<&str>,
     message: Option<&str>,
 ) -> String {
@@ -158,6 +159,7 @@ fn enrol_page(
             "\n",
             r#"<form method="post" action="/login/otp/confirm">"#,
             r#"<input type="hidden" name="csrf" value="{token}">{hidden}"#,
+            r#"<input type="hidden" name="ticket" value="{ticket}">"#,
             "\n",
             r#"<label for="code">Code from the app</label>"#,
             r#"<input type="text" id="code" name="code" inputmode="numeric" "#,
@@ -169,6 +171,7 @@ fn enrol_page(
         qr = qr,
         secret = escape(&enrolment.secret),
         uri = escape(&enrolment.uri),
+        ticket = escape(ticket),
         token = escape(token),
         hidden = hidden(&carry),
     );
@@ -360,12 +363,14 @@ pub async fn enrol<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Res
         .service
         .totp_begin(who.user_id, &who.username, &app.config.totp.issuer)
         .await?;
+    let ticket = app.service.enrolment_ticket(&who)?;
     pages::with_form(app, parts, StatusCode::OK, |token| {
-        enrol_page(product, token, &enrolment, rd, None)
+        enrol_page(product, token, &enrolment, &ticket, rd, None)
     })
 }
 
-/// `POST /login/otp/confirm`: the first code. Good: the factor is on, the
+/// `POST /login/otp/confirm`: the first code, with the ticket the enrolment
+/// page carries (a session alone is not enough). Good: the factor is on, the
 /// session becomes a two-factor one, and the recovery codes are shown
 /// once. Wrong: the same secret again, with a message.
 pub async fn confirm<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
@@ -373,9 +378,14 @@ pub async fn confirm<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<R
     let who = session_of(app, parts).await?;
     let rd = field(&fields, "rd");
     let code = field(&fields, "code").unwrap_or("");
+    let ticket = field(&fields, "ticket").unwrap_or("");
     let product = &app.config.ui.title;
     let meta = session_meta(app, parts, false);
-    match app.service.totp_confirm_session(&who, code, meta).await {
+    match app
+        .service
+        .totp_confirm_session(&who, ticket, code, meta)
+        .await
+    {
         Ok((codes, session)) => {
             let next = next_url(app, parts, rd);
             let title = "Two-factor sign-in is on";
@@ -393,15 +403,12 @@ pub async fn confirm<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<R
         }
         Err(e) if e.kind() == Kind::Unauthorized(Refusal::BadCode) => {
             let issuer = &app.config.totp.issuer;
-            let Some(enrolment) = app
-                .service
-                .totp_enrolment(who.user_id, &who.username, issuer)?
-            else {
+            let Some(enrolment) = app.service.totp_enrolment_for(&who, ticket, issuer)? else {
                 return Err(e);
             };
             let message = "That code is not right; check the time on your phone and try again.";
             pages::with_form(app, parts, StatusCode::UNAUTHORIZED, |token| {
-                enrol_page(product, token, &enrolment, rd, Some(message))
+                enrol_page(product, token, &enrolment, ticket, rd, Some(message))
             })
         }
         Err(e) => Err(e),

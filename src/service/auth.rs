@@ -61,7 +61,7 @@ impl Service {
     /// even handed out.
     pub(super) fn issue_for(&self, proven: &Proven, aud: Audience, ttl: u64) -> Result<Issued> {
         let user = &proven.user;
-        if self.epoch(user.id) != proven.epoch {
+        if !self.token_allowed(user.id, proven.epoch) {
             return Err(Error::with_cause(
                 Kind::Unauthorized(Refusal::BadPassword),
                 "the password changed (or everything was logged out) during the check",

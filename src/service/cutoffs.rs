@@ -96,10 +96,7 @@ impl Service {
     /// current epoch's are (none of a deleted account). A pruned cutoff
     /// (older than every token it could refuse) leaves no epoch to compare.
     pub(super) fn token_allowed(&self, user: UserId, epoch: u64) -> bool {
-        match self.cutoffs.get(user) {
-            None => true,
-            Some(c) => !c.deleted && c.seq == epoch,
-        }
+        Cutoff::admits(self.cutoffs.get(user).as_ref(), epoch)
     }
 
     /// Whether the account was deleted (its API keys are refused).

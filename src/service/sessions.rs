@@ -172,16 +172,62 @@ impl Service {
         Ok(issued)
     }
 
-    /// Enrolment's last step on the login page: the first code turns the
-    /// factor on (see [`Service::totp_confirm`]), and the session it was
-    /// made in, which just proved the code, becomes a two-factor one.
+    /// A ticket for the enrolment page, given once `who` typed their
+    /// password again ([`Service::reconfirm`]): a short-lived token of
+    /// audience `otp_pending`, accepted as a credential nowhere. The page
+    /// shown again after a wrong first code, and the confirmation, need
+    /// it: a session cookie alone never shows a secret nor completes an
+    /// enrolment.
+    pub fn enrolment_ticket(&self, who: &Identity) -> Result<String> {
+        let (Some(epoch), Some(user)) = (who.epoch, self.user(who.user_id)?) else {
+            return Err(Error::unauthorized(crate::error::Refusal::BadToken));
+        };
+        let proven = Proven {
+            user,
+            epoch,
+            factors: who.factors,
+        };
+        Ok(self
+            .issue_for(&proven, Audience::Pending, super::totp::ENROL_TTL)?
+            .token)
+    }
+
+    /// Checks an enrolment ticket of `who`.
+    fn check_ticket(&self, who: &Identity, ticket: &str) -> Result<TokenRef> {
+        let refused = || Error::unauthorized(crate::error::Refusal::BadToken);
+        let t = self.verify_token(ticket, Audience::Pending)?;
+        match t.via {
+            Via::Token(token) if t.user_id == who.user_id => Ok(token),
+            _ => Err(refused()),
+        }
+    }
+
+    /// The enrolment under way, shown again to `who` with its ticket.
+    pub fn totp_enrolment_for(
+        &self,
+        who: &Identity,
+        ticket: &str,
+        issuer: &str,
+    ) -> Result<Option<super::Enrolment>> {
+        self.check_ticket(who, ticket)?;
+        self.totp_enrolment(who.user_id, &who.username, issuer)
+    }
+
+    /// Enrolment's last step on the login page: with the ticket, the first
+    /// code turns the factor on (see [`Service::totp_confirm`]), the ticket
+    /// is spent, and the session it was made in, which just proved the
+    /// code, becomes a two-factor one.
     pub async fn totp_confirm_session(
         &self,
         who: &Identity,
+        ticket: &str,
         code: &str,
         meta: SessionMeta,
     ) -> Result<(Vec<String>, Option<Issued>)> {
+        let ticket = self.check_ticket(who, ticket)?;
         let codes = self.totp_confirm(who.user_id, code).await?;
+        self.store.revoke(&ticket.jti, ticket.exp).await?;
+        self.tokens.revoked.insert(ticket.jti, ticket.exp);
         let session = match who.via {
             Via::Token(_) => Some(self.replace_session(who, meta).await?),
             _ => None,
@@ -299,7 +345,6 @@ impl Service {
     /// long), with uses not yet written folded in.
     pub fn list_sessions(&self, user: UserId) -> Result<Vec<Session>> {
         let now = self.now();
-        let epoch = self.epoch(user);
         let mut sessions = self.store.user_sessions(user)?;
         let seen = self.sessions.seen();
         for s in &mut sessions {
@@ -313,7 +358,7 @@ impl Service {
         for s in sessions {
             let idle = inactivity > 0 && now.saturating_sub(s.last_seen_at) > inactivity;
             if s.expires_at > now
-                && s.epoch == epoch
+                && self.token_allowed(user, s.epoch)
                 && !idle
                 && !self.tokens.revoked.contains(&s.id.0, &self.store)?
             {

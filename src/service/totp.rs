@@ -16,6 +16,7 @@ use super::Service;
 use crate::audit;
 use crate::crypto::SealingKey;
 use crate::error::{Error, Kind, Refusal, Result};
+use crate::metrics::CodeResult;
 use crate::model::{Factors, Proven, Totp, UserId};
 use crate::otp::{self, Checked, Secret};
 
@@ -71,6 +72,27 @@ pub struct Enrolment {
     pub uri: String,
 }
 
+/// How long an enrolment may wait for its first code (seconds); after
+/// that it is started again, with a new secret.
+pub const ENROL_TTL: u64 = 600;
+
+/// The outcome of one guess.
+enum Attempt<T> {
+    /// Right: what it matched.
+    Good(T),
+    /// A right code of a step already used: refused, but no guess (a
+    /// double submit must not ban the account).
+    Replayed,
+    /// Wrong: counted towards a ban.
+    Wrong,
+}
+
+impl<T> From<Option<T>> for Attempt<T> {
+    fn from(found: Option<T>) -> Attempt<T> {
+        found.map_or(Attempt::Wrong, Attempt::Good)
+    }
+}
+
 /// What a code was checked against.
 enum Used {
     /// A TOTP code of this step.
@@ -101,6 +123,16 @@ impl Service {
             .try_into()
             .map(Secret)
             .map_err(|_| Error::internal("a sealed second-factor secret has the wrong size"))
+    }
+
+    /// `user`'s enrolment under way, unless it waited longer than
+    /// [`ENROL_TTL`] for its first code.
+    fn pending_enrolment(&self, user: UserId) -> Result<Option<Totp>> {
+        let now = self.now();
+        Ok(self
+            .store
+            .totp(user)?
+            .filter(|t| !t.active && now < t.created_at.saturating_add(ENROL_TTL)))
     }
 
     /// Whether `user` has an active second factor.
@@ -147,7 +179,7 @@ impl Service {
         username: &str,
         issuer: &str,
     ) -> Result<Option<Enrolment>> {
-        let Some(record) = self.store.totp(user)?.filter(|t| !t.active) else {
+        let Some(record) = self.pending_enrolment(user)? else {
             return Ok(None);
         };
         let secret = self.open_secret(&record)?;
@@ -161,17 +193,19 @@ impl Service {
     /// the user gets recovery codes (shown once; only hashes are kept). A
     /// wrong code counts as a failed login.
     pub async fn totp_confirm(&self, user: UserId, code: &str) -> Result<Vec<String>> {
-        let Some(record) = self.store.totp(user)?.filter(|t| !t.active) else {
+        let Some(record) = self.pending_enrolment(user)? else {
             return Err(Error::invalid(
-                "no second factor is being set up: start with POST /api/totp",
+                "no second factor is being set up (or it waited over ten minutes): start with \
+                 POST /api/totp",
             ));
         };
         let secret = self.open_secret(&record)?;
         let step = self
             .regulated(user, |now| {
                 match otp::check(&secret, code, now, record.last_step) {
-                    Checked::Good(step) => Some(step),
-                    Checked::Replayed | Checked::Wrong => None,
+                    Checked::Good(step) => Attempt::Good(step),
+                    Checked::Replayed => Attempt::Replayed,
+                    Checked::Wrong => Attempt::Wrong,
                 }
             })
             .await?;
@@ -211,16 +245,20 @@ impl Service {
             .regulated(user, |now| {
                 if otp::looks_like_code(code) {
                     match otp::check(&secret, code, now, record.last_step) {
-                        Checked::Good(step) => Some(Used::Step(step)),
-                        Checked::Replayed | Checked::Wrong => None,
+                        Checked::Good(step) => Attempt::Good(Used::Step(step)),
+                        Checked::Replayed => Attempt::Replayed,
+                        Checked::Wrong => Attempt::Wrong,
                     }
                 } else {
-                    let hash = recovery?;
+                    let Some(hash) = recovery else {
+                        return Attempt::Wrong;
+                    };
                     record
                         .recovery
                         .iter()
                         .position(|h| crate::crypto::same_bytes(h, &hash))
                         .map(Used::Recovery)
+                        .into()
                 }
             })
             .await?;
@@ -252,7 +290,7 @@ impl Service {
     /// `None` is a failure counted and audited. Codes are counted apart
     /// from passwords (a right password clears only the password counts),
     /// and a ban they earn bans the account's passwords too.
-    async fn regulated<T>(&self, user: UserId, check: impl FnOnce(u64) -> Option<T>) -> Result<T> {
+    async fn regulated<T>(&self, user: UserId, check: impl FnOnce(u64) -> Attempt<T>) -> Result<T> {
         let source: Option<IpAddr> = audit::current_source();
         let now = self.clock.now();
         let mut guess = self.code_regulator.begin(Some(user), source, now);
@@ -265,12 +303,20 @@ impl Service {
             return Err(Error::unauthorized(Refusal::BadCode));
         }
         match check(now) {
-            Some(found) => {
+            Attempt::Good(found) => {
                 self.code_regulator.succeeded(guess);
+                self.metrics.code(CodeResult::Ok);
                 Ok(found)
             }
-            None => {
-                audit::user_event("totp", user, "refused a wrong or used one-time code");
+            Attempt::Replayed => {
+                self.code_regulator.abandoned(guess);
+                self.metrics.code(CodeResult::Replayed);
+                audit::user_event("totp", user, "refused a one-time code used before");
+                Err(Error::unauthorized(Refusal::BadCode))
+            }
+            Attempt::Wrong => {
+                self.metrics.code(CodeResult::Wrong);
+                audit::user_event("totp", user, "refused a wrong one-time code");
                 let bans = self.code_regulator.failed(guess, now);
                 self.code_bans(bans).await?;
                 Err(Error::unauthorized(Refusal::BadCode))

@@ -565,10 +565,11 @@ fn a_user_without_a_second_factor_is_sent_to_set_one_up_or_refused() {
         .unwrap()
         .starts_with("default-src 'none'"));
     let body = format!(
-        "csrf={}&code={}&rd={}",
+        "csrf={}&code={}&rd={}&ticket={}",
         enc(&csrf(&page)),
         s.code(&secret),
-        enc("https://app.example.test/secure")
+        enc("https://app.example.test/secure"),
+        enc(&hidden(&page, "ticket"))
     );
     let res = post_form(&c, "/login/otp/confirm", &cookies, &body);
     assert_eq!(res.status, 200, "{}", res.text());
@@ -923,4 +924,208 @@ fn serve_refuses_a_lost_or_replaced_storage_key() {
     assert_eq!(json_login(&c, "alice", "alice-password", None).status, 200);
     let (_, stdout, _) = latch_with(&["user", "totp", "alice"], &target_config);
     assert!(stdout.contains("alice has no second factor"), "{stdout}");
+}
+
+fn secret_of(page: &str) -> Secret {
+    let at = page.find(r#"<code id="secret">"#).unwrap() + r#"<code id="secret">"#.len();
+    let text = &page[at..at + page[at..].find('<').unwrap()];
+    Secret(otp::base32_decode(text).unwrap().try_into().unwrap())
+}
+
+/// A form page for `cookie`: (the page, cookies with the form nonce).
+fn form_page(c: &Client, path: &str, cookie: &str) -> (String, String) {
+    let res = c.get(path, &[BROWSER, ("Cookie", cookie)]);
+    assert_eq!(res.status, 200, "{}", res.text());
+    let form = set_cookie(&res, "latch_form").map(|(v, _)| format!("latch_form={v}"));
+    (res.text(), format!("{cookie}; {}", form.unwrap()))
+}
+
+/// Found by review: a stolen one-factor cookie, without the password, read
+/// an unfinished enrolment's secret (the page shown again after a wrong
+/// first code) and completed it. The confirmation and that page now need
+/// the ticket the enrolment page carries (given for the password), and an
+/// enrolment waits ten minutes at most.
+#[test]
+fn a_session_cookie_alone_neither_reads_nor_completes_an_enrolment() {
+    let s = start("");
+    let c = s.c();
+    let device = session(&c, "carol", "carol-password");
+    let (page, cookies) = form_page(&c, "/login/otp", &device);
+    let body = format!("csrf={}&password=carol-password", enc(&csrf(&page)));
+    let res = post_form(&c, "/login/otp/enrol", &cookies, &body);
+    assert_eq!(res.status, 200);
+    let real = secret_of(&res.text());
+    let ticket = hidden(&res.text(), "ticket");
+    // Another one-factor cookie of carol's, and no password.
+    let stolen = session(&c, "carol", "carol-password");
+    let (page, cookies) = form_page(&c, "/login", &stolen);
+    for body in [
+        format!("csrf={}&code=000000", enc(&csrf(&page))),
+        format!("csrf={}&code={}", enc(&csrf(&page)), s.code(&real)),
+        format!("csrf={}&code=000000&ticket=junk", enc(&csrf(&page))),
+    ] {
+        let res = post_form(&c, "/login/otp/confirm", &cookies, &body);
+        assert_eq!(res.status, 401, "{body}");
+        assert!(
+            !res.text().contains(&real.base32()),
+            "the secret, to a cookie alone"
+        );
+        assert!(set_cookie(&res, "latch_session").is_none());
+    }
+    assert_eq!(
+        json_login(&c, "carol", "carol-password", None).status,
+        200,
+        "still off"
+    );
+    // Another user's ticket is no ticket for carol.
+    let alice = session(&c, "alice", "alice-password");
+    let (alice_page, alice_cookies) = form_page(&c, "/login/otp", &alice);
+    let body = format!("csrf={}&password=alice-password", enc(&csrf(&alice_page)));
+    let alice_ticket = hidden(
+        &post_form(&c, "/login/otp/enrol", &alice_cookies, &body).text(),
+        "ticket",
+    );
+    let body = format!(
+        "csrf={}&code={}&ticket={}",
+        enc(&csrf(&page)),
+        s.code(&real),
+        enc(&alice_ticket)
+    );
+    assert_eq!(
+        post_form(&c, "/login/otp/confirm", &cookies, &body).status,
+        401
+    );
+    // The ticket is no credential either.
+    assert_eq!(c.resource(&bearer(&ticket)).status, 401);
+    // Ten minutes on, the enrolment and its ticket are over.
+    s.clock.advance(601);
+    let (page, cookies) = form_page(&c, "/login", &device);
+    let body = format!(
+        "csrf={}&code={}&ticket={}",
+        enc(&csrf(&page)),
+        s.code(&real),
+        enc(&ticket)
+    );
+    assert_eq!(
+        post_form(&c, "/login/otp/confirm", &cookies, &body).status,
+        401
+    );
+    let auth = basic("carol", "carol-password");
+    let res = c.post_json(
+        "/api/totp/confirm",
+        &json!({"code": s.code(&real)}),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(
+        (res.status, res.error_code()),
+        (400, "invalid_request".into()),
+        "expired"
+    );
+    assert_eq!(
+        json_login(&c, "carol", "carol-password", None).status,
+        200,
+        "still off"
+    );
+}
+
+/// Found by review: once a logout-everywhere's cutoff was pruned (a month
+/// on), the sessions of its epoch were taken for stale: hidden from their
+/// owner, not ended by "end all", and a step-up or enrolment in them spent
+/// the code and signed out. One rule for epochs now (`Cutoff::admits`).
+#[test]
+fn a_pruned_cutoff_leaves_the_sessions_of_its_epoch_whole() {
+    let s = start("");
+    let c = s.c();
+    let t = c.token("carol", "carol-password");
+    assert_eq!(c.post_auth("/api/logout-all", &bearer(&t)).status, 200);
+    s.clock.advance(30 * 86400);
+    let carol = session(&c, "carol", "carol-password");
+    let spare = session(&c, "carol", "carol-password");
+    let alice_old = session(&c, "alice", "alice-password");
+    let t = c.token("alice", "alice-password");
+    assert_eq!(c.post_auth("/api/logout-all", &bearer(&t)).status, 200);
+    let alice = session(&c, "alice", "alice-password");
+    let (secret, _) = s.enrol("alice", "alice-password");
+    s.clock.advance(3600);
+    assert!(tokio_block_on(s.server.app.service.prune()).unwrap() >= 1);
+    assert_eq!(auth(&c, "/open", &carol, false).status, 200, "still live");
+    // Listed.
+    let fresh = c.token("carol", "carol-password");
+    let listed = c.get("/api/sessions", &[("Authorization", &bearer(&fresh))]);
+    assert_eq!(
+        listed.json().as_array().unwrap().len(),
+        2,
+        "{}",
+        listed.text()
+    );
+    // An API key from a token of that epoch.
+    c.new_key(&bearer(&fresh), "after-prune");
+    // Enrolment in such a session shows the recovery codes and upgrades it.
+    let (page, cookies) = form_page(&c, "/login/otp", &carol);
+    let body = format!("csrf={}&password=carol-password", enc(&csrf(&page)));
+    let res = post_form(&c, "/login/otp/enrol", &cookies, &body);
+    let carol_secret = secret_of(&res.text());
+    let body = format!(
+        "csrf={}&code={}&ticket={}",
+        enc(&csrf(&res.text())),
+        s.code(&carol_secret),
+        enc(&hidden(&res.text(), "ticket"))
+    );
+    let res = post_form(&c, "/login/otp/confirm", &cookies, &body);
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.text().matches("<li><code>").count(), 10);
+    // A step-up in such a session works.
+    let (page, cookies) = form_page(&c, "/login/otp", &alice);
+    let body = format!("csrf={}&code={}", enc(&csrf(&page)), s.code(&secret));
+    let res = post_form(&c, "/login/otp", &cookies, &body);
+    assert_eq!(res.status, 303, "{}", res.text());
+    // "End all" ends the sessions of that epoch, and the old epoch's stay
+    // refused.
+    let user = s.server.app.service.user_named("carol").unwrap();
+    let ended = tokio_block_on(s.server.app.service.end_all_sessions(user.id)).unwrap();
+    assert_eq!(ended, 2, "the spare session and the upgraded one");
+    assert_eq!(auth(&c, "/open", &spare, false).status, 401);
+    assert_eq!(auth(&c, "/open", &alice_old, false).status, 401);
+    assert_eq!(
+        c.get("/api/sessions", &[("Authorization", &bearer(&fresh))])
+            .json(),
+        json!([])
+    );
+}
+
+/// Found by review: a code used once, sent again (a retry, a double
+/// submit), counted as a wrong guess and banned the account. A replay is
+/// refused and not counted.
+#[test]
+fn a_replayed_code_is_refused_and_not_counted() {
+    let s = start("");
+    let c = s.c();
+    let (secret, _) = s.enrol("alice", "alice-password");
+    let code = s.code(&secret);
+    let headers = [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.test"),
+        ("X-Forwarded-Uri", "/secure"),
+    ];
+    let auth = basic("alice", "alice-password");
+    let send = |code: &str| {
+        let mut h = headers.to_vec();
+        h.push(("Authorization", &auth));
+        h.push(("X-Latch-OTP", code));
+        c.get("/auth", &h)
+    };
+    assert_eq!(send(&code).status, 200);
+    for _ in 0..6 {
+        let res = send(&code);
+        assert_eq!((res.status, res.error_code()), (401, "invalid_otp".into()));
+    }
+    s.next_step();
+    assert_eq!(send(&s.code(&secret)).status, 200, "not banned");
+    // Counted apart, on /metrics.
+    let text = s.server.ops().get("/metrics", &[]).text();
+    for (line, n) in [("ok", 3), ("wrong", 0), ("replayed", 6)] {
+        let sample = format!("latch_one_time_codes_total{{result=\"{line}\"}} {n}\n");
+        assert!(text.contains(&sample), "{sample} in\n{text}");
+    }
 }

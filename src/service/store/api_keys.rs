@@ -9,12 +9,12 @@ use sled::transaction::{abort, ConflictableTransactionError, Transactional as _}
 use super::records::{decode_cutoff, decode_key, encode_key, user_key, user_key_index};
 use super::Store;
 use crate::error::{Error, Kind, Result};
-use crate::model::{ApiKey, KeyId, UserId};
+use crate::model::{ApiKey, Cutoff, KeyId, UserId};
 
 impl Store {
     /// Stores a new key under the hash of its secret, if the owner still
-    /// exists and its credential epoch (the seq of its cutoff, 0 for none)
-    /// is still `epoch`: [`Kind::NotFound`] otherwise. A key must not
+    /// exists and its cutoff still admits `epoch` ([`Cutoff::admits`]):
+    /// [`Kind::NotFound`] otherwise. A key must not
     /// outlive the account or the proof it was made with.
     pub async fn create_key(&self, key: &ApiKey, hash: &[u8; 32], epoch: u64) -> Result<()> {
         let record = encode_key(key);
@@ -26,15 +26,13 @@ impl Store {
             if users.get(owner)?.is_none() {
                 return abort(Error::new(Kind::NotFound));
             }
-            let current = match cutoffs.get(owner)? {
+            let cutoff = match cutoffs.get(owner)? {
                 Some(bytes) => {
-                    decode_cutoff(&bytes)
-                        .map_err(ConflictableTransactionError::Abort)?
-                        .seq
+                    Some(decode_cutoff(&bytes).map_err(ConflictableTransactionError::Abort)?)
                 }
-                None => 0,
+                None => None,
             };
-            if current != epoch {
+            if !Cutoff::admits(cutoff.as_ref(), epoch) {
                 return abort(Error::new(Kind::NotFound));
             }
             keys.insert(hash, record.as_slice())?;
