@@ -113,7 +113,10 @@ fn totp(c: &mut Criterion) {
     let now = 1_800_000_000;
     let code = format!("{:06}", otp::code_at(&secret, otp::step(now)));
     let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
-    assert_eq!(otp::check(&secret, &code, now, None), Checked::Good(otp::step(now)));
+    assert_eq!(
+        otp::check(&secret, &code, now, None),
+        Checked::Good(otp::step(now))
+    );
     assert_eq!(otp::check(&secret, &wrong, now, None), Checked::Wrong);
     c.bench_function("TOTP code check, right code (3 steps)", |b| {
         b.iter(|| otp::check(&secret, black_box(&code), now, None))
