@@ -98,7 +98,7 @@ fn groups_of(config: &Config, users: &[String]) -> Result<HashMap<String, Vec<St
                 users.join(", ")
             )))
         }
-        None => super::user::offline(config, request)?,
+        None => super::user::offline(config, request, false)?,
     };
     match reply {
         Reply::Users { users } => Ok(users.into_iter().map(|u| (u.username, u.groups)).collect()),

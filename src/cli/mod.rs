@@ -37,7 +37,7 @@ enum Command {
     /// Run the server
     Serve {
         /// Config file (default: $LATCH_CONFIG, else /etc/latch/latch.toml if present, else
-        /// built-in defaults)
+        /// ./latch.toml if present, else built-in defaults)
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
@@ -86,6 +86,10 @@ enum Command {
         /// Config file (same lookup as `serve`)
         #[arg(long, short, value_name = "PATH", global = true)]
         config: Option<PathBuf>,
+        /// Make a new database when there is none at data_dir (and no
+        /// server answers): else the command stops, naming the path
+        #[arg(long, global = true)]
+        create: bool,
         #[command(subcommand)]
         command: UserCommand,
     },
@@ -213,26 +217,27 @@ pub fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            eprintln!("latch: a command is required (see `latch --help`)");
+            // The help of the command that lacks a subcommand, whole.
+            eprint!("latch: a command is required\n\n{e}");
             return ExitCode::from(2);
         }
         Err(e) => {
+            // clap's whole message: what is wrong (the missing argument
+            // named), the usage line, where to find more.
             let text = e.to_string();
-            let line = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("latch: {}", line.trim_start_matches("error: "));
+            eprint!("latch: {}", text.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
     };
     let result = match cli.command {
-        Command::Serve { config } => serve(ConfigFile::locate(config.as_deref())),
-        Command::CheckConfig { config } => check_config(ConfigFile::locate(config.as_deref())),
-        Command::User { config, command } => user::run(load(config), command),
-        Command::Access { config, command } => {
-            // Which rules were asked matters: say where they came from.
-            let file = ConfigFile::locate(config.as_deref());
-            eprintln!("latch: {file}");
-            access(Config::load_from(&file), command)
-        }
+        Command::Serve { config } => serve(locate(config)),
+        Command::CheckConfig { config } => check_config(locate(config)),
+        Command::User {
+            config,
+            create,
+            command,
+        } => user::run(load(config), command, create),
+        Command::Access { config, command } => access(load(config), command),
         Command::Keygen => keygen(),
         Command::Backup {
             file,
@@ -278,9 +283,18 @@ fn access(config: Result<Config>, command: AccessCommand) -> Result<()> {
     }
 }
 
-/// Finds the configuration the same way for every subcommand and loads it.
+/// Finds the configuration the same way for every subcommand (`--config`,
+/// `$LATCH_CONFIG`, `/etc/latch/latch.toml`, `./latch.toml`, defaults) and
+/// says which, once, on stderr.
+fn locate(flag: Option<PathBuf>) -> ConfigFile {
+    let file = ConfigFile::locate(flag.as_deref());
+    eprintln!("using {file}");
+    file
+}
+
+/// [`locate`], then loads it.
 fn load(flag: Option<PathBuf>) -> Result<Config> {
-    Config::load_from(&ConfigFile::locate(flag.as_deref()))
+    Config::load_from(&locate(flag))
 }
 
 fn serve(file: ConfigFile) -> Result<()> {

@@ -15,7 +15,7 @@ use super::{print, UserCommand};
 use crate::clock::utc;
 
 /// Runs a user command.
-pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
+pub(super) fn run(config: Result<Config>, command: UserCommand, create: bool) -> Result<()> {
     let config = config?;
     let request = match command {
         UserCommand::Add {
@@ -67,7 +67,7 @@ pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
             },
         },
     };
-    match call(&config, request)? {
+    match call(&config, request, create)? {
         Reply::Done { message } => print(message),
         Reply::Users { users } => print_users(&users),
         Reply::Keys { keys } => print_keys(&keys),
@@ -78,16 +78,24 @@ pub(super) fn run(config: Result<Config>, command: UserCommand) -> Result<()> {
 
 /// Sends `request` to the running server, or, when none answers, runs it
 /// on the database directly.
-pub(super) fn call(config: &Config, request: Request) -> Result<Reply> {
+pub(super) fn call(config: &Config, request: Request, create: bool) -> Result<Reply> {
     match admin::client::call(&config.data_dir, &request)? {
         Some(reply) => Ok(reply),
-        None => offline(config, request),
+        None => offline(config, request, create),
     }
 }
 
 /// Runs a user command on the database directly (no server is running).
-pub(super) fn offline(config: &Config, request: Request) -> Result<Reply> {
-    let database = Database::open(&config.data_dir).map_err(|e| match e.kind() {
+pub(super) fn offline(config: &Config, request: Request, create: bool) -> Result<Reply> {
+    let opened = if create {
+        Database::open(&config.data_dir)
+    } else {
+        Database::open_existing(
+            &config.data_dir,
+            "; `latch user --create ...` makes a new one",
+        )
+    };
+    let database = opened.map_err(|e| match e.kind() {
         Kind::Locked => Error::config(format_args!(
             "{e}, but nothing answers on {}",
             admin::socket_path(&config.data_dir).display()

@@ -34,6 +34,9 @@ use raw::Raw;
 /// Where `serve` looks when neither `--config` nor `$LATCH_CONFIG` is given.
 pub const SYSTEM_CONFIG: &str = "/etc/latch/latch.toml";
 
+/// The configuration in the working directory, when there is no other.
+pub const LOCAL_CONFIG: &str = "latch.toml";
+
 /// Longest accepted token lifetime: a year. Bounded so `iat + ttl` never
 /// overflows and stays exact in every JSON number reader.
 pub const MAX_TTL: Duration = Duration::from_secs(365 * 86400);
@@ -339,13 +342,15 @@ pub enum ConfigFile {
     Env(PathBuf),
     /// [`SYSTEM_CONFIG`], which exists.
     System(PathBuf),
+    /// `./latch.toml` in the working directory, which exists.
+    Local(PathBuf),
     /// None: built-in defaults (and `LATCH_*` variables).
     Defaults,
 }
 
 impl ConfigFile {
     /// `--config` if given, else `$LATCH_CONFIG`, else [`SYSTEM_CONFIG`] if
-    /// it exists, else the defaults.
+    /// it exists, else `./latch.toml` if it exists, else the defaults.
     pub fn locate(flag: Option<&Path>) -> ConfigFile {
         if let Some(path) = flag {
             return ConfigFile::Flag(path.to_path_buf());
@@ -357,24 +362,33 @@ impl ConfigFile {
         if system.exists() {
             return ConfigFile::System(system);
         }
+        let local = PathBuf::from(LOCAL_CONFIG);
+        if local.exists() {
+            return ConfigFile::Local(local);
+        }
         ConfigFile::Defaults
     }
 
     fn path(&self) -> Option<&Path> {
         match self {
-            ConfigFile::Flag(p) | ConfigFile::Env(p) | ConfigFile::System(p) => Some(p),
+            ConfigFile::Flag(p)
+            | ConfigFile::Env(p)
+            | ConfigFile::System(p)
+            | ConfigFile::Local(p) => Some(p),
             ConfigFile::Defaults => None,
         }
     }
 }
 
-/// "config /etc/latch/latch.toml (from --config)", for one stderr line.
+/// "config /etc/latch/latch.toml (from --config)", for the one stderr line
+/// every command that reads a configuration prints first.
 impl fmt::Display for ConfigFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigFile::Flag(p) => write!(f, "config {} (from --config)", p.display()),
             ConfigFile::Env(p) => write!(f, "config {} (from $LATCH_CONFIG)", p.display()),
             ConfigFile::System(p) => write!(f, "config {}", p.display()),
+            ConfigFile::Local(p) => write!(f, "config {} (in the working directory)", p.display()),
             ConfigFile::Defaults => f.write_str("no config file: built-in defaults"),
         }
     }

@@ -86,7 +86,8 @@ impl Service {
 
 /// Exports the database in `dir` when no server runs.
 pub fn export_offline(dir: &std::path::Path, out: &mut impl Write) -> Result<usize> {
-    Store::open(dir)?.export(out)
+    let super::Database(store) = super::Database::open_existing(dir, "")?;
+    store.export(out)
 }
 
 /// Loads a backup into the empty database in `dir` (no server may run).

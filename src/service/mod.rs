@@ -67,6 +67,21 @@ impl Database {
         store::Store::open(dir).map(Database)
     }
 
+    /// Opens the database in `dir` only if one is there: the CLI working
+    /// offline never makes one by accident (a typo in `data_dir`, or the
+    /// wrong working directory, would otherwise leave the server's users
+    /// out of sight). One line naming the directory and the way out.
+    pub fn open_existing(dir: &std::path::Path, create_hint: &str) -> Result<Database> {
+        if !store::Store::exists(dir) {
+            return Err(crate::error::Error::config(format_args!(
+                "no database in {} (is that the data_dir `latch serve` uses? the path is \
+                 relative to the working directory){create_hint}",
+                dir.display()
+            )));
+        }
+        Self::open(dir)
+    }
+
     /// Whether any user has a second factor (set up or being set up):
     /// its secret is sealed with a storage key that must not be replaced
     /// by a new one.

@@ -166,7 +166,7 @@ fn backup_cmd(args: &[&str], config: &std::path::Path) -> std::process::Output {
         script.push_str(&format!(" \"${}\"", i + 1));
     }
     script.push_str(" --config \"$CONFIG\"");
-    std::process::Command::new("sh")
+    let mut out = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
         .arg(LATCH)
@@ -174,7 +174,9 @@ fn backup_cmd(args: &[&str], config: &std::path::Path) -> std::process::Output {
         .env("CONFIG", config)
         .env_remove("LATCH_CONFIG")
         .output()
-        .unwrap()
+        .unwrap();
+    out.stderr = without_config_line(&String::from_utf8_lossy(&out.stderr)).into_bytes();
+    out
 }
 
 #[test]

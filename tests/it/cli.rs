@@ -83,17 +83,137 @@ fn check_config_does_not_create_the_key() {
 #[test]
 fn failures_are_one_line_and_non_zero() {
     for args in [
-        &["frobnicate"][..],
-        &["serve", "--no-such-flag"],
-        &["serve", "--config", "/nonexistent/latch.toml"],
+        &["serve", "--config", "/nonexistent/latch.toml"][..],
         &["check-config", "--config", "/nonexistent/latch.toml"],
-        &[],
     ] {
         let (status, _, stderr) = latch_cmd(args, &[]);
         assert!(!status.success(), "{args:?}");
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.starts_with("latch: "), "{args:?}: {stderr}");
     }
+}
+
+/// A usage error is clap's whole message: what is wrong, with the missing
+/// argument named, the usage line, and where to find more.
+#[test]
+fn usage_errors_name_what_is_missing_and_show_the_usage() {
+    for (args, wrong, usage) in [
+        (&["user", "add"][..], "<NAME>", "Usage: latch user add"),
+        (
+            &["frobnicate"],
+            "unrecognized subcommand 'frobnicate'",
+            "Usage: latch <COMMAND>",
+        ),
+        (
+            &["serve", "--no-such-flag"],
+            "unexpected argument '--no-such-flag'",
+            "Usage: latch serve",
+        ),
+        (&["user", "groups"], "<NAME>", "Usage: latch user groups"),
+        (&[], "a command is required", "Usage: latch <COMMAND>"),
+    ] {
+        let (status, _, stderr) = latch_cmd(args, &[]);
+        assert_eq!(status.code(), Some(2), "{args:?}");
+        assert!(stderr.starts_with("latch: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(wrong), "{args:?}: {stderr}");
+        assert!(stderr.contains(usage), "{args:?}: {stderr}");
+    }
+}
+
+/// Every command that reads a configuration finds it the same way and says
+/// which, once, on stderr: --config, $LATCH_CONFIG, /etc/latch/latch.toml,
+/// ./latch.toml, the defaults.
+#[test]
+fn every_command_says_which_config_it_read() {
+    let dir = TempDir::new("discovery");
+    let named = dir.path().join("named.toml");
+    std::fs::write(&named, config_text(dir.path(), "")).unwrap();
+    let local = dir.path().join("latch.toml");
+    std::fs::write(&local, config_text(dir.path(), "[ui]\ntitle = \"local\"\n")).unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path| {
+        let out = std::process::Command::new(LATCH)
+            .args(args)
+            .env_remove("LATCH_CONFIG")
+            .envs(env.iter().copied())
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let first_line = |stderr: &str| stderr.lines().next().unwrap_or_default().to_owned();
+    let system_exists = std::path::Path::new("/etc/latch/latch.toml").exists();
+    let named_str = named.to_str().unwrap();
+    for args in [
+        &["check-config"][..],
+        &["user", "list"],
+        &["access", "check", "--url", "https://a.example.test/"],
+        &["backup", "-"],
+    ] {
+        let mut flagged = args.to_vec();
+        flagged.extend(["--config", named_str]);
+        let stderr = run(&flagged, &[], dir.path());
+        assert_eq!(
+            first_line(&stderr),
+            format!("using config {named_str} (from --config)"),
+            "{args:?}: {stderr}"
+        );
+        let stderr = run(args, &[("LATCH_CONFIG", named_str)], dir.path());
+        assert_eq!(
+            first_line(&stderr),
+            format!("using config {named_str} (from $LATCH_CONFIG)"),
+            "{args:?}: {stderr}"
+        );
+        if !system_exists {
+            let stderr = run(args, &[], dir.path());
+            assert_eq!(
+                first_line(&stderr),
+                "using config latch.toml (in the working directory)",
+                "{args:?}: {stderr}"
+            );
+            let elsewhere = TempDir::new("discovery-none");
+            let stderr = run(args, &[], elsewhere.path());
+            assert_eq!(
+                first_line(&stderr),
+                "using no config file: built-in defaults",
+                "{args:?}: {stderr}"
+            );
+        }
+        for stderr in [run(args, &[], dir.path()), run(&flagged, &[], dir.path())] {
+            let count = stderr.lines().filter(|l| l.starts_with("using ")).count();
+            assert_eq!(count, 1, "once: {args:?}: {stderr}");
+        }
+    }
+    // keygen reads none, and says nothing.
+    assert_eq!(run(&["keygen"], &[], dir.path()), "");
+}
+
+/// `latch user` and `latch backup` never make a database by accident: with
+/// no server answering and none at data_dir, they stop with one line naming
+/// the path (and, for `user`, `--create`).
+#[test]
+fn no_database_is_made_by_accident() {
+    let dir = TempDir::new("nodb");
+    let config = dir.path().join("latch.toml");
+    std::fs::write(&config, config_text(dir.path(), "")).unwrap();
+    let data = dir.path().join("data");
+    let (status, _, stderr) = latch_with(&["user", "list"], &config);
+    assert!(!status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("no database in {}", data.display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("latch user --create"), "{stderr}");
+    let (status, _, stderr) = latch_with(&["backup", "-"], &config);
+    assert!(!status.success());
+    assert!(stderr.contains("no database in"), "{stderr}");
+    assert!(!data.join("latch-schema").exists(), "nothing was made");
+    let (status, _, stderr) = latch_with(&["user", "--create", "list"], &config);
+    assert!(status.success(), "{stderr}");
+    assert!(data.join("latch-schema").exists());
+    let (status, _, stderr) = latch_with(&["user", "list"], &config);
+    assert!(status.success(), "{stderr}");
 }
 
 #[test]

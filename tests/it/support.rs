@@ -176,7 +176,7 @@ impl Server {
                 let _ = child.kill();
                 let _ = child.wait();
                 std::thread::sleep(Duration::from_millis(50));
-                Err(log.lock().unwrap().clone())
+                Err(without_config_line(&log.lock().unwrap()))
             }
         }
     }
@@ -536,11 +536,27 @@ pub fn latch_cmd(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, St
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     (
         out.status,
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        without_config_line(&stderr),
     )
+}
+
+/// `stderr` without the line every command that reads a configuration
+/// prints first ("using config ..."), which must come at most once
+/// (`tests/it/cli.rs` checks it comes, and which file it names).
+pub fn without_config_line(stderr: &str) -> String {
+    let is_config = |l: &str| l.starts_with("using config ") || l.starts_with("using no config");
+    assert!(
+        stderr.lines().filter(|l| is_config(l)).count() <= 1,
+        "the config line more than once:\n{stderr}"
+    );
+    stderr
+        .split_inclusive('\n')
+        .filter(|l| !is_config(l))
+        .collect()
 }
 
 /// Whether `program` is on PATH. When it is not, the test is skipped with

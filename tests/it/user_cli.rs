@@ -29,7 +29,7 @@ fn user(config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, 
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        without_config_line(&String::from_utf8_lossy(&out.stderr)),
     )
 }
 

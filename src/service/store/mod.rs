@@ -93,6 +93,11 @@ pub struct Store {
 }
 
 impl Store {
+    /// Whether `dir` holds a latch database (its schema marker).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(SCHEMA_MARKER).is_file()
+    }
+
     /// Opens (creating if needed) the database in `dir`, made private to
     /// its owner. A directory locked by another process ([`Kind::Locked`]),
     /// a corrupt database or a newer schema is an error.
