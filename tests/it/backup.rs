@@ -169,7 +169,7 @@ fn backup_cmd(args: &[&str], config: &std::path::Path) -> std::process::Output {
     let mut out = std::process::Command::new("sh")
         .arg("-c")
         .arg(script)
-        .arg(LATCH)
+        .arg(&*LATCH)
         .args(args)
         .env("CONFIG", config)
         .env_remove("LATCH_CONFIG")
@@ -251,7 +251,7 @@ fn backup_files_are_private_and_never_overwritten_by_surprise() {
     let stdin_target = TempDir::new("backupmode-stdin");
     let stdin_config = stdin_target.path().join("latch.toml");
     std::fs::write(&stdin_config, config_text(stdin_target.path(), "")).unwrap();
-    let mut child = std::process::Command::new(LATCH)
+    let mut child = std::process::Command::new(&*LATCH)
         .args(["restore", "-", "--config", stdin_config.to_str().unwrap()])
         .env_remove("LATCH_CONFIG")
         .stdin(std::process::Stdio::piped())

@@ -131,7 +131,7 @@ fn every_command_says_which_config_it_read() {
     let local = dir.path().join("latch.toml");
     std::fs::write(&local, config_text(dir.path(), "[ui]\ntitle = \"local\"\n")).unwrap();
     let run = |args: &[&str], env: &[(&str, &str)], cwd: &std::path::Path| {
-        let out = std::process::Command::new(LATCH)
+        let out = std::process::Command::new(&*LATCH)
             .args(args)
             .env_remove("LATCH_CONFIG")
             .envs(env.iter().copied())

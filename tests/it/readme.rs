@@ -181,7 +181,7 @@ fn without_a_config_file_the_defaults_apply() {
         return;
     }
     let dir = TempDir::new("noconfig");
-    let out = std::process::Command::new(LATCH)
+    let out = std::process::Command::new(&*LATCH)
         .arg("check-config")
         .current_dir(dir.path())
         .env_remove("LATCH_CONFIG")

@@ -12,8 +12,12 @@ use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
 
-/// The path of the binary under test.
-pub const LATCH: &str = env!("CARGO_BIN_EXE_latch");
+/// The latch binary the tests spawn: this build's, or the one named by
+/// `LATCH_TEST_BINARY` (CI runs the suite again against the static
+/// binary, to show it works as the package's does).
+pub static LATCH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("LATCH_TEST_BINARY").unwrap_or_else(|_| env!("CARGO_BIN_EXE_latch").to_owned())
+});
 
 /// A fixed test key (base64 of 32 bytes), so tests can forge tokens with it.
 pub const TEST_KEY: &str = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdC0=";
@@ -125,7 +129,7 @@ impl Server {
         cwd: Option<&Path>,
         env: &[(&str, &str)],
     ) -> Result<Server, String> {
-        let mut command = Command::new(LATCH);
+        let mut command = Command::new(&*LATCH);
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
         }
@@ -529,7 +533,7 @@ pub fn bearer(token: &str) -> String {
 
 /// Runs `latch` with these arguments; returns (status, stdout, stderr).
 pub fn latch_cmd(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
-    let out = Command::new(LATCH)
+    let out = Command::new(&*LATCH)
         .args(args)
         .env_remove("LATCH_CONFIG")
         .envs(env.iter().copied())

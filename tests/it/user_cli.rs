@@ -8,7 +8,7 @@ use crate::support::*;
 
 /// Runs `latch user ARGS --config CONFIG` with `stdin` piped in.
 fn user(config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(LATCH)
+    let mut child = Command::new(&*LATCH)
         .arg("user")
         .args(args)
         .arg("--config")
