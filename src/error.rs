@@ -29,7 +29,9 @@ pub enum Kind {
     /// The request body is over the limit. 413.
     PayloadTooLarge,
     /// The body is not `application/json` where JSON is required. 415.
-    UnsupportedMediaType,
+    /// The body is not of the type this endpoint reads; the message says
+    /// which it wants.
+    UnsupportedMediaType(&'static str),
     /// The password-hashing queue is full; try again shortly. 503.
     Busy,
     /// The store does not answer (health check). 503.
@@ -152,7 +154,7 @@ impl Error {
             Kind::MethodNotAllowed(_) => "method not allowed",
             Kind::Timeout => "the request body did not arrive in time",
             Kind::PayloadTooLarge => "request body too large",
-            Kind::UnsupportedMediaType => "expected a JSON body (application/json)",
+            Kind::UnsupportedMediaType(m) => m,
             Kind::Busy => "too many password checks in progress, retry shortly",
             Kind::Unavailable => "the store does not answer",
             Kind::Internal | Kind::Config | Kind::Store | Kind::Locked => "internal server error",

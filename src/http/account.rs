@@ -222,7 +222,9 @@ async fn posted<B: ReadBody>(
     body: B,
 ) -> Result<(Vec<(String, String)>, Identity)> {
     if !request::is_form(parts) {
-        return Err(Error::new(Kind::UnsupportedMediaType));
+        return Err(Error::new(Kind::UnsupportedMediaType(
+            request::EXPECTED_FORM,
+        )));
     }
     let limits = &app.config.limits;
     let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;

@@ -43,13 +43,19 @@ pub async fn json<T: DeserializeOwned, B: ReadBody>(
         .map_err(|_| Error::invalid("the body is not valid JSON of the expected shape"))
 }
 
+/// The 415 of an endpoint that reads JSON.
+pub const EXPECTED_JSON: &str = "expected a JSON body (application/json)";
+
+/// The 415 of an endpoint that reads a form.
+pub const EXPECTED_FORM: &str = "expected a form (application/x-www-form-urlencoded)";
+
 /// 415 unless the body is declared JSON (or its type is not declared).
 pub fn check_json_type(parts: &Parts) -> Result<()> {
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("");
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !(essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")) {
-            return Err(Error::new(Kind::UnsupportedMediaType));
+            return Err(Error::new(Kind::UnsupportedMediaType(EXPECTED_JSON)));
         }
     }
     Ok(())

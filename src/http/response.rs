@@ -61,7 +61,7 @@ pub fn status(kind: Kind) -> StatusCode {
         Kind::Conflict(_) => StatusCode::CONFLICT,
         Kind::Timeout => StatusCode::REQUEST_TIMEOUT,
         Kind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Kind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        Kind::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Kind::Busy | Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         Kind::Internal | Kind::Config | Kind::Store | Kind::Locked => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -84,7 +84,7 @@ pub fn code(kind: Kind) -> &'static str {
         Kind::Conflict(_) => "conflict",
         Kind::Timeout => "request_timeout",
         Kind::PayloadTooLarge => "payload_too_large",
-        Kind::UnsupportedMediaType => "unsupported_media_type",
+        Kind::UnsupportedMediaType(_) => "unsupported_media_type",
         Kind::Busy => "busy",
         Kind::Unavailable => "unavailable",
         Kind::Internal | Kind::Config | Kind::Store | Kind::Locked => "internal_error",

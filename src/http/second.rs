@@ -285,7 +285,9 @@ pub async fn form(app: &App, parts: &Parts) -> Result<Response<Body>> {
 /// origin check out.
 async fn fields<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Vec<(String, String)>> {
     if !request::is_form(parts) {
-        return Err(Error::new(Kind::UnsupportedMediaType));
+        return Err(Error::new(Kind::UnsupportedMediaType(
+            request::EXPECTED_FORM,
+        )));
     }
     let limits = &app.config.limits;
     let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;

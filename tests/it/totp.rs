@@ -1129,3 +1129,42 @@ fn a_replayed_code_is_refused_and_not_counted() {
         assert!(text.contains(&sample), "{sample} in\n{text}");
     }
 }
+
+/// Each 415 says what the endpoint reads: the code form a form, the API
+/// JSON (found by review: the forms said "expected a JSON body").
+#[test]
+fn a_wrong_body_type_is_told_what_is_expected() {
+    let s = start("");
+    let c = s.c();
+    let carol = session(&c, "carol", "carol-password");
+    let res = c.request(
+        "POST",
+        "/login/otp",
+        &[
+            ORIGIN,
+            ("Content-Type", "application/json"),
+            ("Cookie", &carol),
+        ],
+        Some(b"{}"),
+    );
+    assert_eq!(res.status, 415);
+    assert!(res.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("expected a form"));
+    let res = c.request(
+        "POST",
+        "/api/totp/confirm",
+        &[
+            ("Authorization", &basic("carol", "carol-password")),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        Some(b"code=123456"),
+    );
+    assert_eq!(res.status, 415);
+    assert!(res.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("expected a JSON body"));
+    c.assert_alive("carol", "carol-password");
+}
