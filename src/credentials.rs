@@ -146,6 +146,18 @@ pub fn parse_token(value: &[u8]) -> Result<Cow<'_, str>, Malformed> {
         .map_err(|_| Malformed::Token)
 }
 
+/// [`parse_token`] of text already known to be UTF-8 (a cookie's value):
+/// the same checks, without reading the bytes a second time for UTF-8.
+pub fn parse_token_str(value: &str) -> Result<Cow<'_, str>, Malformed> {
+    let bytes = value.as_bytes();
+    let ok = !bytes.is_empty() && bytes.len() <= token::MAX_TOKEN_LEN && all_graphic(bytes);
+    if ok {
+        Ok(Cow::Borrowed(value))
+    } else {
+        Err(Malformed::Token)
+    }
+}
+
 /// Finds `auth_token` in a query string (percent-decoded). `None` when absent.
 pub fn query_token(query: &str) -> Option<Result<Cow<'_, str>, Malformed>> {
     let raw = query
@@ -352,6 +364,9 @@ mod tests {
         for b in 0..=255u8 {
             let ok = b.is_ascii_graphic();
             assert_eq!(parse_token(&[b]).is_ok(), ok, "byte {b}");
+            if let Ok(text) = std::str::from_utf8(&[b]) {
+                assert_eq!(parse_token_str(text).is_ok(), ok, "text {b}");
+            }
             // At either end of a long value, too (the check is done in chunks).
             let mut long = vec![b'a'; 300];
             long[299] = b;

@@ -95,7 +95,7 @@ pub fn credential<'a>(parts: &'a Parts, surface: Surface<'_>) -> Result<Option<P
     {
         found.map(|t| (Credential::Token(t), Place::Query))
     } else if let Some(value) = cookie.and_then(|name| cookie_value(parts, name)) {
-        credentials::parse_token(value.as_bytes()).map(|t| (Credential::Token(t), Place::Cookie))
+        credentials::parse_token_str(value).map(|t| (Credential::Token(t), Place::Cookie))
     } else {
         return Ok(None);
     };
