@@ -460,10 +460,9 @@ fn believed<'p>(
 /// reads as one (`config::net::request_host`) and, for nginx, the host it
 /// routed by; else `None`.
 fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)> {
+    let seen = ProxyHeaders::scan(parts);
     let get = |name: &HeaderName| {
-        parts
-            .headers
-            .get(name)
+        seen.get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|v| !v.is_empty())
@@ -497,6 +496,46 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)
     // is no host (Go's proxies route on the part before the colon).
     crate::config::net::request_host(host)?;
     Some((host, path, method))
+}
+
+/// The proxy headers forward auth reads, found in one pass over the
+/// request's headers (the first of each name, as `HeaderMap::get` would
+/// answer): cheaper than one hashed lookup per name on every request.
+#[derive(Default)]
+struct ProxyHeaders<'a> {
+    values: [Option<&'a HeaderValue>; 6],
+}
+
+/// The names [`ProxyHeaders`] keeps, in its order.
+static PROXY_HEADERS: [&HeaderName; 6] = [
+    &X_FORWARDED_PROTO,
+    &X_FORWARDED_HOST,
+    &X_FORWARDED_URI,
+    &X_FORWARDED_METHOD,
+    &X_ORIGINAL_URL,
+    &X_ORIGINAL_METHOD,
+];
+
+impl<'a> ProxyHeaders<'a> {
+    fn scan(parts: &'a Parts) -> ProxyHeaders<'a> {
+        let mut seen = ProxyHeaders::default();
+        for (name, value) in &parts.headers {
+            // Every name kept starts "x-": most headers are passed over on
+            // their first byte.
+            if !name.as_str().starts_with("x-") {
+                continue;
+            }
+            if let Some(i) = PROXY_HEADERS.iter().position(|n| *n == name) {
+                seen.values[i].get_or_insert(value);
+            }
+        }
+        seen
+    }
+
+    fn get(&self, name: &HeaderName) -> Option<&'a HeaderValue> {
+        let i = PROXY_HEADERS.iter().position(|n| *n == name)?;
+        self.values[i]
+    }
 }
 
 /// Whether two authorities name the same host (case, a port and a
@@ -713,4 +752,40 @@ fn from_a_browser(parts: &Parts) -> bool {
     parts.headers.contains_key("sec-fetch-mode")
         || parts.headers.contains_key("x-requested-with")
         || request::is_browser(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut b = hyper::Request::builder().uri("/auth");
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn the_one_pass_reads_as_header_lookups_do() {
+        let p = parts(&[
+            ("Host", "auth.example.com"),
+            ("X-Forwarded-Host", "app.example.com"),
+            ("X-Forwarded-Host", "evil.example.com"),
+            ("x-forwarded-proto", "https"),
+            ("X-Forwarded-Uri", "/a?b=1"),
+            ("X-Original-Method", "PUT"),
+            ("X-Other", "1"),
+        ]);
+        let seen = ProxyHeaders::scan(&p);
+        for name in PROXY_HEADERS {
+            assert_eq!(seen.get(name), p.headers.get(name), "{name}");
+        }
+        assert_eq!(seen.get(&X_FORWARDED_HOST).unwrap(), "app.example.com");
+        assert_eq!(seen.get(&X_FORWARDED_METHOD), None);
+        assert_eq!(
+            forwarded(&p, Flavor::Redirecting),
+            Some(("app.example.com", "/a?b=1", None))
+        );
+    }
 }
