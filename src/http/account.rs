@@ -9,7 +9,7 @@ use hyper::http::request::Parts;
 use hyper::{Response, StatusCode};
 
 use super::pages::{self, escape, field, own_url, page, site};
-use super::request::{self, ReadBody};
+use super::request::ReadBody;
 use super::response::{self, Body};
 use crate::error::{Error, Kind, Result};
 use crate::model::{ApiKey, Identity, KeyId, Session, SessionId, Via};
@@ -221,17 +221,8 @@ async fn posted<B: ReadBody>(
     parts: &Parts,
     body: B,
 ) -> Result<(Vec<(String, String)>, Identity)> {
-    if !request::is_form(parts) {
-        return Err(Error::new(Kind::UnsupportedMediaType(
-            request::EXPECTED_FORM,
-        )));
-    }
-    let limits = &app.config.limits;
-    let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
-    pages::check_form(app, parts, &fields)?;
-    let who = pages::signed_in(app, parts)
-        .await
-        .ok_or_else(|| Error::unauthorized(crate::error::Refusal::BadToken))?;
+    let fields = pages::posted_form(app, parts, body).await?;
+    let who = pages::signed_in_or_refused(app, parts).await?;
     Ok((fields, who))
 }
 

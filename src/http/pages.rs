@@ -218,6 +218,41 @@ pub(super) fn set_session(
     response::set_cookie(res, &cookie);
 }
 
+/// Sets the session cookie to a freshly issued session.
+pub(super) fn set_issued_session(
+    app: &App,
+    site: SiteRef<'_>,
+    res: &mut Response<Body>,
+    session: &crate::model::Issued,
+) {
+    set_session(app, site, res, &session.token, session.duration);
+}
+
+/// A form post to latch's pages: its fields, once its type, form token and
+/// origin check out.
+pub(super) async fn posted_form<B: ReadBody>(
+    app: &App,
+    parts: &Parts,
+    body: B,
+) -> Result<Vec<(String, String)>> {
+    if !request::is_form(parts) {
+        return Err(Error::new(Kind::UnsupportedMediaType(
+            request::EXPECTED_FORM,
+        )));
+    }
+    let limits = &app.config.limits;
+    let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
+    check_form(app, parts, &fields)?;
+    Ok(fields)
+}
+
+/// Who is signed in on the pages, for a form post: 401 when nobody is.
+pub(super) async fn signed_in_or_refused(app: &App, parts: &Parts) -> Result<Identity> {
+    signed_in(app, parts)
+        .await
+        .ok_or_else(|| Error::unauthorized(crate::error::Refusal::BadToken))
+}
+
 /// How long "remember me" keeps a session, in whole days (rounded up),
 /// when it is offered.
 fn remember_days(app: &App) -> Option<u64> {
@@ -381,9 +416,7 @@ pub async fn login_submit<B: ReadBody>(
     parts: &Parts,
     body: B,
 ) -> Result<Response<Body>> {
-    let limits = &app.config.limits;
-    let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
-    check_form(app, parts, &fields)?;
+    let fields = posted_form(app, parts, body).await?;
     let rd = field(&fields, "rd");
     let (username, password) = (
         field(&fields, "username").unwrap_or(""),
@@ -431,7 +464,7 @@ pub async fn login_submit<B: ReadBody>(
     let home = own_url(site, "/");
     let target = safe_rd(app, site, rd).unwrap_or(&home);
     let mut res = response::redirect(StatusCode::SEE_OTHER, target);
-    set_session(app, site, &mut res, &session.token, session.duration);
+    set_issued_session(app, site, &mut res, &session);
     Ok(res)
 }
 
@@ -457,9 +490,7 @@ pub async fn logout<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Re
         set_session(app, site, &mut res, "", 0);
         return Ok(res);
     }
-    let limits = &app.config.limits;
-    let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
-    check_form(app, parts, &fields)?;
+    posted_form(app, parts, body).await?;
     end_session(app, parts).await?;
     let mut res = response::redirect(StatusCode::SEE_OTHER, &own_url(site, "/login"));
     set_session(app, site, &mut res, "", 0);

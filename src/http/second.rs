@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::pages::{self, escape, field, own_url, page, site};
-use super::request::{self, ReadBody};
+use super::request::ReadBody;
 use super::response::{self, Body};
 use crate::error::{Error, Kind, Refusal, Result};
 use crate::model::{Identity, Issued, SessionMeta, Via};
@@ -230,13 +230,7 @@ pub(super) fn session_meta(app: &App, parts: &Parts, remember: bool) -> SessionM
 /// Signs the browser in with `session` and sends it on.
 fn signed_in_to(app: &App, parts: &Parts, session: &Issued, next: &str) -> Response<Body> {
     let mut res = response::redirect(StatusCode::SEE_OTHER, next);
-    pages::set_session(
-        app,
-        site(app, parts),
-        &mut res,
-        &session.token,
-        session.duration,
-    );
+    pages::set_issued_session(app, site(app, parts), &mut res, session);
     res
 }
 
@@ -281,32 +275,11 @@ pub async fn form(app: &App, parts: &Parts) -> Result<Response<Body>> {
     })
 }
 
-/// A form post of these pages: its fields, once the form token and
-/// origin check out.
-async fn fields<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Vec<(String, String)>> {
-    if !request::is_form(parts) {
-        return Err(Error::new(Kind::UnsupportedMediaType(
-            request::EXPECTED_FORM,
-        )));
-    }
-    let limits = &app.config.limits;
-    let fields = request::form(parts, body, limits.max_body, limits.header_read_timeout).await?;
-    pages::check_form(app, parts, &fields)?;
-    Ok(fields)
-}
-
-/// Who is signed in on the login page, for a form post (else 401).
-async fn session_of(app: &App, parts: &Parts) -> Result<Identity> {
-    pages::signed_in(app, parts)
-        .await
-        .ok_or_else(|| Error::unauthorized(Refusal::BadToken))
-}
-
 /// `POST /login/otp`: a code. With `pending` (the second step of a
 /// sign-in) it signs in; without, it steps up the session. A wrong code
 /// shows the form again (401) with the same hidden fields.
 pub async fn submit<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
-    let fields = fields(app, parts, body).await?;
+    let fields = pages::posted_form(app, parts, body).await?;
     let code = field(&fields, "code").unwrap_or("");
     let carry = Carry {
         rd: field(&fields, "rd"),
@@ -322,7 +295,7 @@ pub async fn submit<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Re
             Err(e) => Err(e),
         },
         None => {
-            let who = session_of(app, parts).await?;
+            let who = pages::signed_in_or_refused(app, parts).await?;
             let meta = session_meta(app, parts, false);
             app.service.step_up(&who, code, meta).await
         }
@@ -348,8 +321,8 @@ pub async fn submit<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Re
 /// `POST /login/otp/enrol`: the password again, then a fresh secret and
 /// its QR code.
 pub async fn enrol<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
-    let fields = fields(app, parts, body).await?;
-    let who = session_of(app, parts).await?;
+    let fields = pages::posted_form(app, parts, body).await?;
+    let who = pages::signed_in_or_refused(app, parts).await?;
     let rd = field(&fields, "rd");
     let product = &app.config.ui.title;
     let password = field(&fields, "password").unwrap_or("");
@@ -376,8 +349,8 @@ pub async fn enrol<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Res
 /// session becomes a two-factor one, and the recovery codes are shown
 /// once. Wrong: the same secret again, with a message.
 pub async fn confirm<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<Response<Body>> {
-    let fields = fields(app, parts, body).await?;
-    let who = session_of(app, parts).await?;
+    let fields = pages::posted_form(app, parts, body).await?;
+    let who = pages::signed_in_or_refused(app, parts).await?;
     let rd = field(&fields, "rd");
     let code = field(&fields, "code").unwrap_or("");
     let ticket = field(&fields, "ticket").unwrap_or("");
@@ -393,13 +366,7 @@ pub async fn confirm<B: ReadBody>(app: &App, parts: &Parts, body: B) -> Result<R
             let title = "Two-factor sign-in is on";
             let mut res = pages::html(StatusCode::OK, recovery_page(product, &codes, &next, title));
             if let Some(session) = session {
-                pages::set_session(
-                    app,
-                    site(app, parts),
-                    &mut res,
-                    &session.token,
-                    session.duration,
-                );
+                pages::set_issued_session(app, site(app, parts), &mut res, &session);
             }
             Ok(res)
         }
@@ -483,8 +450,8 @@ async fn password_and_code<B: ReadBody>(
     parts: &Parts,
     body: B,
 ) -> Result<(Identity, String)> {
-    let fields = fields(app, parts, body).await?;
-    let who = session_of(app, parts).await?;
+    let fields = pages::posted_form(app, parts, body).await?;
+    let who = pages::signed_in_or_refused(app, parts).await?;
     let password = field(&fields, "password").unwrap_or("");
     app.service
         .reconfirm(&who, password)
