@@ -1,7 +1,7 @@
 //! The account page: who you are, sessions, API keys, password, each form
 //! with the login page's protections.
 
-use crate::forward::{csrf, session, set_cookie, FA_CONFIG};
+use crate::forward::{csrf, enc, post_form, session, set_cookie, FA_CONFIG};
 use crate::support::*;
 use latch::Clock;
 
@@ -32,22 +32,7 @@ fn open(c: &Client, cookie: &str) -> (String, String, String) {
 
 /// Posts an account form with the session and form cookies.
 fn post(c: &Client, path: &str, cookie: &str, form: &str, fields: &str) -> Response {
-    let cookies = format!("{cookie}; {form}");
-    c.request(
-        "POST",
-        path,
-        &[
-            ORIGIN,
-            BROWSER,
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", &cookies),
-        ],
-        Some(fields.as_bytes()),
-    )
-}
-
-fn enc(text: &str) -> String {
-    latch::redirect::encode_query_value(text)
+    post_form(c, path, &format!("{cookie}; {form}"), fields)
 }
 
 fn jti_of(cookie: &str) -> String {

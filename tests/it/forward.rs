@@ -29,6 +29,27 @@ pub fn csrf(page: &str) -> String {
     page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
+/// A value percent-encoded for a form body or a query.
+pub fn enc(text: &str) -> String {
+    latch::redirect::encode_query_value(text)
+}
+
+/// Posts a form of latch's pages from a browser on latch's own origin,
+/// with these cookies.
+pub fn post_form(c: &Client, path: &str, cookies: &str, body: &str) -> Response {
+    c.request(
+        "POST",
+        path,
+        &[
+            ORIGIN,
+            BROWSER,
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Cookie", cookies),
+        ],
+        Some(body.as_bytes()),
+    )
+}
+
 /// A browser session: the form cookie and token from `GET /login`.
 pub struct Form {
     pub cookie: String,

@@ -4,7 +4,9 @@
 //! page), replays, recovery codes, brute force, step-up on a `two_factor`
 //! rule, and the secret sealed at rest.
 
-use crate::forward::{csrf, open_login, session, set_cookie, submit_login, FA_CONFIG};
+use crate::forward::{
+    csrf, enc, open_login, post_form, session, set_cookie, submit_login, FA_CONFIG,
+};
 use crate::support::*;
 use latch::otp::{self, Secret};
 use latch::Clock;
@@ -76,7 +78,7 @@ impl Setup {
             uri.ends_with("&issuer=latch&algorithm=SHA1&digits=6&period=30"),
             "{uri}"
         );
-        let secret = Secret(otp::base32_decode(text).unwrap().try_into().unwrap());
+        let secret = secret_from(text);
         // Until confirmed, the password alone still signs in.
         assert_eq!(json_login(&c, user, password, None).status, 200);
         let res = c.post_json(
@@ -399,24 +401,6 @@ fn hidden(page: &str, name: &str) -> String {
     page[start..start + page[start..].find('"').unwrap()].to_owned()
 }
 
-fn enc(text: &str) -> String {
-    latch::redirect::encode_query_value(text)
-}
-
-fn post_form(c: &Client, path: &str, cookies: &str, body: &str) -> Response {
-    c.request(
-        "POST",
-        path,
-        &[
-            ORIGIN,
-            BROWSER,
-            ("Content-Type", "application/x-www-form-urlencoded"),
-            ("Cookie", cookies),
-        ],
-        Some(body.as_bytes()),
-    )
-}
-
 /// Forward auth for GET https://app.example.test`path` with `cookie`.
 fn auth(c: &Client, path: &str, cookie: &str, browser: bool) -> Response {
     let mut headers = vec![
@@ -556,9 +540,7 @@ fn a_user_without_a_second_factor_is_sent_to_set_one_up_or_refused() {
     );
     let uri = r#"id="otpauth">otpauth://totp/latch:carol?secret="#;
     assert!(page.contains(uri), "{page}");
-    let at = page.find(r#"<code id="secret">"#).unwrap() + r#"<code id="secret">"#.len();
-    let text = &page[at..at + page[at..].find('<').unwrap()];
-    let secret = Secret(otp::base32_decode(text).unwrap().try_into().unwrap());
+    let secret = secret_of(&page);
     // The page's CSP still forbids everything but latch's style.
     assert!(res
         .header("content-security-policy")
@@ -720,23 +702,7 @@ fn the_cli_shows_and_resets_a_second_factor_and_restore_needs_the_storage_key() 
     let server = Server::start(&dir, "");
     let c = server.client();
     c.register("alice", "alice-password");
-    let auth = basic("alice", "alice-password");
-    let res = c.post_json("/api/totp", &json!({}), &[("Authorization", &auth)]);
-    let text = res.json()["secret"].as_str().unwrap().to_owned();
-    let secret = Secret(otp::base32_decode(&text).unwrap().try_into().unwrap());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    // The step before now's: the window takes it, and it leaves now's and
-    // the next for later in this test.
-    let code = format!("{:06}", otp::code_at(&secret, otp::step(now) - 1));
-    let res = c.post_json(
-        "/api/totp/confirm",
-        &json!({"code": code}),
-        &[("Authorization", &auth)],
-    );
-    assert_eq!(res.status, 200, "{}", res.text());
+    let secret = enrol_on_the_system_clock(&c, "alice", "alice-password");
     let config = server.config_path.clone();
     let (status, stdout, stderr) = latch_with(&["user", "totp", "alice"], &config);
     assert!(status.success(), "{stderr}");
@@ -818,25 +784,7 @@ fn serve_refuses_a_lost_or_replaced_storage_key() {
     let c = server.client();
     c.register("alice", "alice-password");
     c.register("frank", "frank-password");
-    let auth = basic("alice", "alice-password");
-    let text = c
-        .post_json("/api/totp", &json!({}), &[("Authorization", &auth)])
-        .json()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let secret = Secret(otp::base32_decode(&text).unwrap().try_into().unwrap());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let code = format!("{:06}", otp::code_at(&secret, otp::step(now) - 1));
-    let res = c.post_json(
-        "/api/totp/confirm",
-        &json!({"code": code}),
-        &[("Authorization", &auth)],
-    );
-    assert_eq!(res.status, 200, "{}", res.text());
+    enrol_on_the_system_clock(&c, "alice", "alice-password");
     // frank starts setting one up and never confirms.
     let frank = basic("frank", "frank-password");
     assert_eq!(
@@ -926,10 +874,41 @@ fn serve_refuses_a_lost_or_replaced_storage_key() {
     assert!(stdout.contains("alice has no second factor"), "{stdout}");
 }
 
+/// The secret of an enrolment page.
 fn secret_of(page: &str) -> Secret {
     let at = page.find(r#"<code id="secret">"#).unwrap() + r#"<code id="secret">"#.len();
-    let text = &page[at..at + page[at..].find('<').unwrap()];
+    secret_from(&page[at..at + page[at..].find('<').unwrap()])
+}
+
+/// A secret from its base32 text.
+fn secret_from(text: &str) -> Secret {
     Secret(otp::base32_decode(text).unwrap().try_into().unwrap())
+}
+
+/// Turns on a second factor for `user` of a server on the system clock
+/// (the real binary): the code of the step before now's, which the window
+/// takes and which leaves now's and the next for later. The secret.
+fn enrol_on_the_system_clock(c: &Client, user: &str, password: &str) -> Secret {
+    let auth = basic(user, password);
+    let text = c
+        .post_json("/api/totp", &json!({}), &[("Authorization", &auth)])
+        .json()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = secret_from(&text);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = format!("{:06}", otp::code_at(&secret, otp::step(now) - 1));
+    let res = c.post_json(
+        "/api/totp/confirm",
+        &json!({"code": code}),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(res.status, 200, "{}", res.text());
+    secret
 }
 
 /// A form page for `cookie`: (the page, cookies with the form nonce).
