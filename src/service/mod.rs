@@ -17,6 +17,8 @@
 //!   cutoff map, which tokens are still of the current epoch.
 //! - `profiles.rs`: the forward-auth profile cache.
 //! - `totp.rs`: the second factor: enrolment, codes, recovery codes.
+//! - `two_step.rs`: the second step of a sign-in: pending tokens, step-up,
+//!   the enrolment page's ticket.
 //! - `housekeeping.rs`: pruning, writing key uses, health, backups.
 //! - `regulation.rs`, `flights.rs`, `password_cache.rs`, `hasher.rs`,
 //!   `revoked.rs`, `verified.rs`: the parts the flows are built from.
@@ -41,6 +43,7 @@ mod store;
 #[cfg(test)]
 pub(crate) mod tests;
 mod totp;
+mod two_step;
 mod verified;
 
 pub use housekeeping::{export_offline, restore_offline};
