@@ -150,6 +150,8 @@ mod tests {
         let path = dir.path().join("sub/secret.key");
         let config = Config {
             key: KeySource::File(path.clone()),
+            // Not the default (./latch-data): the test must not write there.
+            storage_key_file: dir.path().join("sub/storage.key"),
             ..Config::default()
         };
         assert!(read_current(&config).unwrap().is_none());
@@ -161,8 +163,42 @@ mod tests {
         assert!(permission_warning(&path, "secret_key_file").is_none());
         let again = load_or_create(&config).unwrap();
         assert_eq!(again.current, first.current, "an existing key is kept");
+        assert_eq!(again.storage, first.storage, "and the storage key");
+        assert_ne!(
+            first.storage.unwrap().to_vec(),
+            first.current,
+            "two keys, not one"
+        );
+        let storage = dir.path().join("sub/storage.key");
+        let mode = std::fs::metadata(&storage).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(permission_warning(&path, "secret_key_file").is_some());
+    }
+
+    #[test]
+    fn a_storage_key_of_another_size_is_an_error_naming_the_file() {
+        let dir = crate::fsutil::TempDir::new("storagekey");
+        std::fs::create_dir_all(dir.path()).unwrap();
+        let path = dir.path().join("storage.key");
+        std::fs::write(
+            &path,
+            format!("{}\n", crate::crypto::b64_encode(&[1u8; 48])),
+        )
+        .unwrap();
+        let config = Config {
+            storage_key_file: path.clone(),
+            ..Config::default()
+        };
+        let e = read_storage_key(&config).unwrap_err().to_string();
+        assert!(e.contains("must hold exactly 32 bytes"), "{e}");
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(load_or_create_storage_key(&config).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap().trim().len(),
+            64,
+            "the file is left as it was"
+        );
     }
 
     #[test]
