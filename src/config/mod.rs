@@ -587,6 +587,31 @@ mod tests {
     }
 
     #[test]
+    fn totp_and_storage_defaults_and_checks() {
+        let c = Config::from_toml("data_dir = \"/d\"\n[ui]\ntitle = \"Home\"\n").unwrap();
+        assert_eq!(c.totp.issuer, "Home", "the title by default");
+        assert!(c.totp.enrol_on_demand);
+        assert_eq!(c.storage_key_file, Path::new("/d/storage.key"));
+        let c = Config::from_toml(
+            "[storage]\nencryption_key_file = \"/k\"\n[totp]\nissuer = \" Lab \"\n\
+             enrol_on_demand = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.storage_key_file, Path::new("/k"));
+        assert_eq!(c.totp.issuer, "Lab");
+        assert!(!c.totp.enrol_on_demand);
+        for issuer in [
+            "\"a:b\"",
+            "\" \"",
+            "\"a\\u0007\"",
+            &format!("\"{}\"", "x".repeat(65)),
+        ] {
+            let e = Config::from_toml(&format!("[totp]\nissuer = {issuer}\n")).unwrap_err();
+            assert!(e.to_string().contains("totp.issuer"), "{issuer}: {e}");
+        }
+    }
+
+    #[test]
     fn forward_auth_defaults_and_checks() {
         let c = Config::from_toml("public_url = \"https://auth.example.com\"").unwrap();
         let fa = &c.forward_auth;

@@ -1147,3 +1147,40 @@ fn a_wrong_body_type_is_told_what_is_expected() {
         .contains("expected a JSON body"));
     c.assert_alive("carol", "carol-password");
 }
+
+/// A code header that cannot be read as text is no code (401
+/// `otp_required`); one of any length or shape is a wrong code (401
+/// `invalid_otp`); the account still signs in with the right one.
+#[test]
+fn a_malformed_code_header_is_a_401() {
+    let s = start("");
+    let c = s.c();
+    let (secret, _) = s.enrol("alice", "alice-password");
+    let auth = basic("alice", "alice-password");
+    let mut raw = format!(
+        "GET /api/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {auth}\r\n\
+         X-Latch-OTP: "
+    )
+    .into_bytes();
+    raw.extend_from_slice(b"\xff\xfe12\r\n\r\n");
+    let res = c.raw(&raw);
+    assert_eq!((res.status, res.error_code()), (401, "otp_required".into()));
+    // Two wrong ones (a third would ban, REGULATION).
+    for junk in ["1".repeat(5000), "12 34 5".into()] {
+        let res = c.get(
+            "/api/token",
+            &[("Authorization", &auth), ("X-Latch-OTP", &junk)],
+        );
+        assert_eq!(
+            (res.status, res.error_code()),
+            (401, "invalid_otp".into()),
+            "{junk:.20}"
+        );
+    }
+    let code = s.code(&secret);
+    let res = c.get(
+        "/api/token",
+        &[("Authorization", &auth), ("X-Latch-OTP", &code)],
+    );
+    assert_eq!(res.status, 200, "{}", res.text());
+}
