@@ -17,6 +17,7 @@
 //!   credential parsing, where `rd` may go).
 //! - [`crypto`]: every primitive (ring, scrypt, base64) in one file.
 //! - [`audit`], [`metrics`], [`notify`]: what latch tells its operator.
+//! - [`snippet`]: the proxy configurations `latch proxy-snippet` prints.
 //! - [`clock`]: the one clock, movable in tests.
 //! - [`error`]: the one error type, public message apart from its cause.
 
@@ -41,6 +42,7 @@ pub mod otp;
 mod recent;
 pub mod redirect;
 pub mod service;
+pub mod snippet;
 pub mod token;
 
 use std::collections::HashSet;

@@ -4,7 +4,8 @@
 //! - `mod.rs`: parsing, `serve`, `keygen`, `check-config`, printing;
 //! - `user.rs`: `latch user ...`, over the admin socket or offline;
 //! - `backup.rs`: `latch backup` and `latch restore`;
-//! - `access.rs`: `latch access check` and `latch access test`.
+//! - `access.rs`: `latch access check` and `latch access test`;
+//! - `setup.rs`: `latch init` and `latch proxy-snippet`.
 //!
 //! The CLI owns arguments, prompts and what is printed; it carries out no
 //! flow itself (the admin protocol and the service do) and decides on
@@ -12,6 +13,7 @@
 
 mod access;
 mod backup;
+mod setup;
 mod user;
 
 use std::path::PathBuf;
@@ -38,6 +40,48 @@ enum Command {
     Serve {
         /// Config file (default: $LATCH_CONFIG, else /etc/latch/latch.toml if present, else
         /// ./latch.toml if present, else built-in defaults)
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Write a first configuration for your domain (a drop-in beside an
+    /// existing config file, else a new latch.toml) and a signing key
+    Init {
+        /// latch's public URL, where its login page is (asked when absent)
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
+        /// The parent domain of latch's host and of every app (default:
+        /// the public URL's host without its first label)
+        #[arg(long, value_name = "DOMAIN")]
+        cookie_domain: Option<String>,
+        /// The proxy in front of latch (for the next step printed)
+        #[arg(long, value_enum)]
+        proxy: Option<crate::snippet::Proxy>,
+        /// The config file to add to, or to write when it does not exist
+        /// (default: the one `serve` reads, else ./latch.toml)
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Print a proxy configuration that puts an app behind latch
+    ProxySnippet {
+        /// The proxy
+        #[arg(value_enum)]
+        proxy: crate::snippet::Proxy,
+        /// The app's host name
+        #[arg(long, value_name = "HOST")]
+        app: String,
+        /// Where the proxy reaches the app
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
+        upstream: String,
+        /// Only members of this group get in (repeatable: any of them)
+        #[arg(long = "group", value_name = "G")]
+        groups: Vec<String>,
+        /// latch's host name (default: public_url's host)
+        #[arg(long, value_name = "HOST")]
+        auth: Option<String>,
+        /// Where the proxy reaches latch (default: listen)
+        #[arg(long, value_name = "HOST:PORT")]
+        latch: Option<String>,
+        /// Config file (same lookup as `serve`)
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
@@ -238,6 +282,38 @@ pub fn main() -> ExitCode {
             command,
         } => user::run(load(config), command, create),
         Command::Access { config, command } => access(load(config), command),
+        Command::Init {
+            public_url,
+            cookie_domain,
+            proxy,
+            config,
+        } => setup::init(
+            locate(config),
+            setup::InitArgs {
+                public_url,
+                cookie_domain,
+                proxy,
+            },
+        ),
+        Command::ProxySnippet {
+            proxy,
+            app,
+            upstream,
+            groups,
+            auth,
+            latch,
+            config,
+        } => setup::proxy_snippet(
+            load(config),
+            setup::SnippetArgs {
+                proxy,
+                app,
+                upstream,
+                groups,
+                auth,
+                latch,
+            },
+        ),
         Command::Keygen => keygen(),
         Command::Backup {
             file,

@@ -100,6 +100,15 @@ pub fn read_previous(config: &Config) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
+/// Makes the key file `path` (a new random key, mode 0600) unless it
+/// exists, which must then hold a valid key: `true` when it was made.
+pub fn ensure_key_file(path: &Path) -> Result<bool> {
+    match read_key_file(path)? {
+        Some(_) => Ok(false),
+        None => create_key_file(path).map(|_| true),
+    }
+}
+
 fn create_key_file(path: &Path) -> Result<Vec<u8>> {
     let key = crypto::random_bytes::<32>()?;
     let text = format!("{}\n", crypto::b64_encode(&key));

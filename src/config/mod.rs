@@ -369,7 +369,8 @@ impl ConfigFile {
         ConfigFile::Defaults
     }
 
-    fn path(&self) -> Option<&Path> {
+    /// The file, if any.
+    pub fn path(&self) -> Option<&Path> {
         match self {
             ConfigFile::Flag(p)
             | ConfigFile::Env(p)
@@ -377,6 +378,32 @@ impl ConfigFile {
             | ConfigFile::Local(p) => Some(p),
             ConfigFile::Defaults => None,
         }
+    }
+
+    /// The drop-in directory beside the file: `latch.d/` for `latch.toml`
+    /// (`<stem>.d`), whose `*.toml` files are read after it, in name
+    /// order. `latch init` writes there, so the packaged file stays as
+    /// the package shipped it.
+    pub fn drop_in_dir(&self) -> Option<PathBuf> {
+        let path = self.path()?;
+        let stem = path.file_stem()?.to_str()?;
+        Some(path.with_file_name(format!("{stem}.d")))
+    }
+
+    /// The drop-in files that exist, in the order they are read.
+    pub fn drop_ins(&self) -> Vec<PathBuf> {
+        let Some(dir) = self.drop_in_dir() else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+            .collect();
+        files.sort();
+        files
     }
 }
 
@@ -390,7 +417,11 @@ impl fmt::Display for ConfigFile {
             ConfigFile::System(p) => write!(f, "config {}", p.display()),
             ConfigFile::Local(p) => write!(f, "config {} (in the working directory)", p.display()),
             ConfigFile::Defaults => f.write_str("no config file: built-in defaults"),
+        }?;
+        for drop_in in self.drop_ins() {
+            write!(f, ", then {}", drop_in.display())?;
         }
+        Ok(())
     }
 }
 
@@ -416,6 +447,10 @@ impl Config {
                 )));
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+            for drop_in in file.drop_ins() {
+                builder = builder
+                    .add_source(config::File::from(drop_in).format(config::FileFormat::Toml));
+            }
         }
         let env: HashMap<String, String> = std::env::vars()
             .filter(|(k, _)| {

@@ -46,6 +46,7 @@ mod totp;
 mod two_step;
 mod verified;
 
+pub use accounts::validate_groups;
 pub use housekeeping::{export_offline, restore_offline};
 pub use login::FirstStep;
 pub use totp::Enrolment;

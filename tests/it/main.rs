@@ -28,6 +28,7 @@ mod readme;
 mod regulation;
 mod seeds;
 mod sessions;
+mod setup;
 mod support;
 mod tokens;
 mod totp;

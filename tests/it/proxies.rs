@@ -1,8 +1,10 @@
 //! The real Caddy (`forward_auth`), nginx (`auth_request`) and Traefik
 //! (ForwardAuth) in front of a WSGI app (Python's `wsgiref`) that answers
 //! with what it received, with latch behind `/auth` and `/auth/nginx`. The
-//! proxy configurations are the README's, with hosts and ports filled in;
-//! the `*_access_rules` tests put latch on the README's policy example.
+//! proxy configurations are what `latch proxy-snippet` prints (the
+//! README's blocks, which `readme.rs` checks are the same text), with only
+//! the listening port and TLS changed; the `*_access_rules` tests put
+//! latch on the README's policy example.
 //! The test client connects from 127.0.0.2, so the client's address can be
 //! told apart from the proxies' (127.0.0.1, latch's only trusted proxy).
 
@@ -113,6 +115,8 @@ impl Drop for Upstream {
 /// A proxy process, stopped on drop.
 pub struct Proxy {
     child: Child,
+    /// "caddy", "nginx" or "traefik".
+    pub name: &'static str,
     pub port: u16,
     log: PathBuf,
 }
@@ -163,37 +167,52 @@ fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
     }
 }
 
-/// The code block of `lang` between `<!-- marker:begin -->` and
-/// `<!-- marker:end -->` in the README.
-fn readme_block(marker: &str, lang: &str) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let begin = format!("<!-- {marker}:begin -->");
-    let end = format!("<!-- {marker}:end -->");
-    let start = readme
-        .find(&begin)
-        .unwrap_or_else(|| panic!("README has no {begin}"));
-    let block = &readme[start..start + readme[start..].find(&end).expect("an end marker")];
-    let fence = format!("```{lang}\n");
-    let code = &block[block.find(&fence).expect("a code block") + fence.len()..];
-    code[..code.find("```").unwrap()].to_owned()
+/// What `latch proxy-snippet PROXY --app app.example.test` prints, with
+/// latch's host `auth.example.test` and latch and the app on these ports
+/// (`--group` for each of `groups`).
+pub fn printed(proxy: &str, latch: u16, upstream: u16, groups: &[&str]) -> String {
+    let (latch, upstream) = (
+        format!("127.0.0.1:{latch}"),
+        format!("127.0.0.1:{upstream}"),
+    );
+    let mut args = vec!["proxy-snippet", proxy, "--app", "app.example.test"];
+    args.extend(["--auth", "auth.example.test", "--latch", &latch]);
+    args.extend(["--upstream", &upstream]);
+    for group in groups {
+        args.extend(["--group", group]);
+    }
+    let dir = TempDir::new("snippet");
+    let config = dir.path().join("latch.toml");
+    std::fs::write(
+        &config,
+        "[forward_auth]\ncookie_domain = \"example.test\"\n",
+    )
+    .unwrap();
+    args.extend(["--config", config.to_str().unwrap()]);
+    let (status, out, err) = latch_cmd(&args, &[]);
+    assert!(
+        status.success() && err.is_empty(),
+        "{args:?}: {status}: {err}"
+    );
+    out
 }
 
-/// The README's Caddyfile, with hosts and ports filled in.
+/// The printed Caddyfile, over plain http on `port`.
 pub fn caddyfile(port: u16, latch: u16, upstream: u16) -> String {
-    let code = readme_block("caddyfile", "caddyfile");
+    caddyfile_for(port, &printed("caddy", latch, upstream, &[]))
+}
+
+fn caddyfile_for(port: u16, code: &str) -> String {
     let global = "{\n\tadmin off\n\tauto_https off\n}\n\n";
-    format!("{global}{code}")
-        .replace(
-            "app.example.com {",
-            &format!("http://app.example.test:{port} {{"),
-        )
-        .replace(
-            "auth.example.com {",
-            &format!("http://auth.example.test:{port} {{"),
-        )
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{latch}"))
-        .replace("127.0.0.1:3000", &format!("127.0.0.1:{upstream}"))
+    let mut caddyfile = format!("{global}{code}");
+    for name in ["app", "auth"] {
+        caddyfile = edited(
+            &caddyfile,
+            &format!("\n{name}.example.test {{"),
+            &format!("\nhttp://{name}.example.test:{port} {{"),
+        );
+    }
+    caddyfile
 }
 
 pub fn start_caddy(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
@@ -219,20 +238,30 @@ fn spawn_caddy(dir: &TempDir, port: u16, caddyfile: &str) -> Proxy {
         .spawn()
         .unwrap();
     wait_for_port(port, &mut child, &log);
-    Proxy { child, port, log }
+    Proxy {
+        child,
+        name: "caddy",
+        port,
+        log,
+    }
 }
 
-/// The README's nginx block, inside a minimal nginx.conf.
+/// The printed nginx blocks, inside a minimal nginx.conf, over plain http
+/// on `port`.
 pub fn nginx_conf(dir: &Path, port: u16, latch: u16, upstream: u16) -> String {
-    let code = readme_block("nginx", "nginx")
-        .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
-        .replace(".example.com;", ".example.test;")
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{latch}"))
-        .replace("127.0.0.1:3000", &format!("127.0.0.1:{upstream}"))
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("ssl_"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    nginx_conf_for(dir, port, &printed("nginx", latch, upstream, &[]))
+}
+
+fn nginx_conf_for(dir: &Path, port: u16, code: &str) -> String {
+    let code = edited(
+        code,
+        "listen 443 ssl;",
+        &format!("listen 127.0.0.1:{port};"),
+    )
+    .lines()
+    .filter(|l| !l.trim_start().starts_with("ssl_"))
+    .collect::<Vec<_>>()
+    .join("\n");
     let d = dir.display();
     format!(
         "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
@@ -267,7 +296,12 @@ fn spawn_nginx(dir: &TempDir, port: u16, conf: &str) -> Proxy {
         .spawn()
         .unwrap();
     wait_for_port(port, &mut child, &log);
-    Proxy { child, port, log }
+    Proxy {
+        child,
+        name: "nginx",
+        port,
+        log,
+    }
 }
 
 /// Drops the TLS lines (`tls: {}` and the certificate files), since the
@@ -284,20 +318,24 @@ fn without_tls(code: &str) -> String {
         .join("\n")
 }
 
-/// The README's Traefik static and dynamic configurations.
+/// The printed Traefik static and dynamic configurations, over plain http
+/// on `port`, the dynamic one in `dir`.
 pub fn traefik_configs(dir: &Path, port: u16, latch: u16, upstream: u16) -> (String, String) {
-    let dynamic_path = dir.join("latch.yml");
-    let static_config = without_tls(&readme_block("traefik-static", "yaml"))
-        .replace("\":443\"", &format!("\"127.0.0.1:{port}\""))
-        .replace(
-            "/etc/traefik/latch.yml",
-            dynamic_path.to_str().expect("a UTF-8 path"),
-        );
-    let dynamic = without_tls(&readme_block("traefik-dynamic", "yaml"))
-        .replace(".example.com`", ".example.test`")
-        .replace("127.0.0.1:8080", &format!("127.0.0.1:{latch}"))
-        .replace("127.0.0.1:3000", &format!("127.0.0.1:{upstream}"));
-    (static_config, dynamic)
+    traefik_configs_for(dir, port, &printed("traefik", latch, upstream, &[]))
+}
+
+fn traefik_configs_for(dir: &Path, port: u16, code: &str) -> (String, String) {
+    let (static_config, dynamic) = code.split_once("---\n").expect("two documents");
+    let static_config = edited(
+        &edited(
+            &without_tls(static_config),
+            "\":443\"",
+            &format!("\"127.0.0.1:{port}\""),
+        ),
+        "/etc/traefik/latch.yml",
+        dir.join("latch.yml").to_str().expect("a UTF-8 path"),
+    );
+    (static_config, without_tls(dynamic))
 }
 
 fn start_traefik(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
@@ -321,7 +359,12 @@ fn spawn_traefik(dir: &TempDir, port: u16, static_config: &str, dynamic: &str) -
         .spawn()
         .unwrap();
     wait_for_port(port, &mut child, &log);
-    let proxy = Proxy { child, port, log };
+    let proxy = Proxy {
+        child,
+        name: "traefik",
+        port,
+        log,
+    };
     // The routers come from the file provider a moment after the port
     // opens; until then every request gets Traefik's 404.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -574,9 +617,8 @@ const ADMIN_PATHS: [&str; 18] = [
     "/admin#x",
 ];
 
-/// The whole protected-app story through `proxy`. `refused` are the paths
-/// the proxy itself answers with 400.
-fn story(proxy: &Proxy, server: &Server, upstream: &Upstream, refused: &[&str]) {
+/// The whole protected-app story through `proxy`.
+fn story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
     let c = server.client();
     let port = proxy.port;
     let app = |method: &str, path: &str, headers: &[(&str, &str)]| {
@@ -681,25 +723,6 @@ fn story(proxy: &Proxy, server: &Server, upstream: &Upstream, refused: &[&str]) 
     let res = app("GET", "/some/page?group=admins", &[("Cookie", &bob)]);
     assert_identity(&res, bob_is, "bob with ?group=admins");
 
-    // /admin, however spelled, is for the admins group only.
-    for path in ADMIN_PATHS {
-        let before = upstream.hits();
-        let res = app("GET", path, &[BROWSER, ("Cookie", &bob)]);
-        let status = if refused.contains(&path) { 400 } else { 403 };
-        assert_eq!(res.status, status, "bob {path}: {}", res.text());
-        assert_eq!(upstream.hits(), before, "bob reached {path}");
-        let res = app("GET", path, &[BROWSER, ("Cookie", &alice)]);
-        if refused.contains(&path) {
-            assert_eq!(res.status, 400, "alice {path}: {}", res.text());
-            assert_eq!(upstream.hits(), before, "alice reached {path}");
-        } else {
-            assert_identity(&res, alice_is, &format!("alice {path}"));
-        }
-    }
-    // A longer name is not the admin area.
-    let res = app("GET", "/administrator", &[("Cookie", &bob)]);
-    assert_identity(&res, bob_is, "bob /administrator");
-
     // The client's address, not its own X-Forwarded-For, in latch's audit
     // log: through the app's forward auth and through the auth host.
     let spoof = ("X-Forwarded-For", "6.6.6.6");
@@ -769,7 +792,7 @@ fn latch_with(dir: &TempDir, port: u16, extra: &str) -> Server {
 }
 
 /// latch, the app and `start`'s proxy, then the story.
-fn run(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy, refused: &[&str]) {
+fn run(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
     if !require_program(name) || !require_program("python3") {
         return;
     }
@@ -779,28 +802,98 @@ fn run(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy, refused: &[&str]
     let port = free_port();
     let server = latch_for(&dir, port);
     let proxy = start(&dir, port, server.addr.port(), upstream.port);
-    story(&proxy, &server, &upstream, refused);
+    story(&proxy, &server, &upstream);
 }
 
 #[test]
 fn caddy_forward_auth() {
-    run("caddy", start_caddy, &[]);
+    run("caddy", start_caddy);
 }
 
 #[test]
 fn nginx_auth_request() {
-    run("nginx", start_nginx, &[]);
+    run("nginx", start_nginx);
 }
 
 #[test]
 fn traefik_forward_auth() {
-    // Traefik refuses encoded slashes (encodedCharacters) and raw
-    // backslashes outright.
-    run(
-        "traefik",
-        start_traefik,
-        &["/admin%2Fx", "/admin\\secret", "/admin#x"],
-    );
+    run("traefik", start_traefik);
+}
+
+// `latch proxy-snippet ... --group admins`: the whole app for the admins
+// group, through each proxy.
+
+fn start_caddy_admins(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let code = printed("caddy", latch, upstream, &["admins"]);
+    spawn_caddy(dir, port, &caddyfile_for(port, &code))
+}
+
+fn start_nginx_admins(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let code = printed("nginx", latch, upstream, &["admins"]);
+    spawn_nginx(dir, port, &nginx_conf_for(dir.path(), port, &code))
+}
+
+fn start_traefik_admins(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
+    let code = printed("traefik", latch, upstream, &["admins"]);
+    let (static_config, dynamic) = traefik_configs_for(dir.path(), port, &code);
+    spawn_traefik(dir, port, &static_config, &dynamic)
+}
+
+/// Only alice (in admins) reaches the app, on every path; bob is refused
+/// and a visitor sent to sign in, and a client's own `?group=` changes
+/// nothing.
+fn group_story(proxy: &Proxy, upstream: &Upstream) {
+    let port = proxy.port;
+    let rd = format!("http://app.example.test:{port}/");
+    let alice = sign_in(proxy, "alice", "alice-password", &rd);
+    let bob = sign_in(proxy, "bob", "bob-password", &rd);
+    let app = |path: &str, headers: Headers| via(proxy, "app", "GET", path, headers, b"");
+    for path in ["/", "/some/page?x=1", "/some/page?group=media"] {
+        let res = app(path, &[BROWSER, ("Cookie", &alice)]);
+        assert_identity(&res, ["alice", "admins,media", "", "alice"], path);
+    }
+    let before = upstream.hits();
+    for path in ["/", "/some/page", "/?group=media", "/?group=admins"] {
+        let res = app(path, &[BROWSER, ("Cookie", &bob)]);
+        assert_eq!(res.status, 403, "bob {path}: {}", res.text());
+        let res = app(
+            path,
+            &[JSON, ("Authorization", &basic("bob", "bob-password"))],
+        );
+        assert_eq!(res.status, 403, "bob's password {path}: {}", res.text());
+        let res = app(path, &[BROWSER]);
+        assert_eq!(res.status, 302, "a visitor {path}: {}", res.text());
+        let res = app(path, &[JSON]);
+        assert_eq!(res.status, 401, "a script {path}: {}", res.text());
+    }
+    assert_eq!(upstream.hits(), before, "bob or a visitor reached the app");
+}
+
+fn run_group(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
+    if !require_program(name) || !require_program("python3") {
+        return;
+    }
+    let dir = TempDir::new(&format!("{name}-group"));
+    let upstream = Upstream::start();
+    let port = free_port();
+    let server = latch_for(&dir, port);
+    let proxy = start(&dir, port, server.addr.port(), upstream.port);
+    group_story(&proxy, &upstream);
+}
+
+#[test]
+fn caddy_group() {
+    run_group("caddy", start_caddy_admins);
+}
+
+#[test]
+fn nginx_group() {
+    run_group("nginx", start_nginx_admins);
+}
+
+#[test]
+fn traefik_group() {
+    run_group("traefik", start_traefik_admins);
 }
 
 // Access rules through the real proxies.
@@ -1034,6 +1127,37 @@ fn access_story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
         assert_eq!(res.status, 401, "a visitor: {path}: {}", res.text());
     }
     assert_eq!(upstream.hits(), before, "bob or a visitor reached /admin");
+
+    // Every spelling of /admin is rule 3's: bob is refused, alice let in.
+    // Traefik itself refuses (400) the encoded characters of its
+    // encodedCharacters, a raw backslash and a raw `#`.
+    let mut alice_in = 0;
+    for path in ADMIN_PATHS {
+        let res = to("app", "GET", path, &[BROWSER, as_bob]);
+        let refused =
+            proxy.name == "traefik" && ["/admin%2Fx", "/admin\\secret", "/admin#x"].contains(&path);
+        let status = if refused { 400 } else { 403 };
+        assert_eq!(res.status, status, "bob {path}: {}", res.text());
+        if !refused {
+            denials += 1;
+            assert_rule_3_denials(server, denials, &format!("bob {path}"));
+        }
+        let res = to("app", "GET", path, &[BROWSER, as_alice]);
+        if refused {
+            assert_eq!(res.status, 400, "alice {path}: {}", res.text());
+        } else {
+            assert_identity(&res, alice_is, &format!("alice {path}"));
+            alice_in += 1;
+        }
+    }
+    // A longer name is not the admin area.
+    let res = to("app", "GET", "/administrator", &[as_bob]);
+    assert_identity(&res, bob_is, "bob /administrator");
+    assert_eq!(
+        upstream.hits(),
+        before + alice_in + 1,
+        "bob reached a spelling of /admin"
+    );
 
     // Rule 4 (GET and HEAD from 192.168.1.0/24: bypass) as the README has
     // it: the client, 127.0.0.2, is not on that network, so rule 5

@@ -193,3 +193,65 @@ fn without_a_config_file_the_defaults_apply() {
     assert!(stdout.contains("data_dir = \"./latch-data\""), "{stdout}");
     assert!(stdout.contains("registration = \"closed\""), "{stdout}");
 }
+
+/// The code block of `lang` between `<!-- marker:begin -->` and
+/// `<!-- marker:end -->`.
+fn code_block(readme: &str, marker: &str, lang: &str) -> String {
+    let inner = block_text(readme, marker);
+    let fence = format!("```{lang}\n");
+    let code = &inner[inner.find(&fence).expect("a code block") + fence.len()..];
+    code[..code.find("```").expect("the block's end")].to_owned()
+}
+
+fn block_text<'a>(readme: &'a str, marker: &str) -> &'a str {
+    let begin = format!("<!-- {marker}:begin -->");
+    let start = readme
+        .find(&begin)
+        .unwrap_or_else(|| panic!("README has no {begin}"));
+    let end = readme[start..]
+        .find(&format!("<!-- {marker}:end -->"))
+        .expect("an end marker");
+    &readme[start..start + end]
+}
+
+/// The README's proxy blocks are what `latch proxy-snippet` prints for the
+/// README's hosts, to the byte (the proxy tests run what it prints).
+#[test]
+fn proxy_blocks_are_what_proxy_snippet_prints() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let dir = TempDir::new("snippet-readme");
+    let config = dir.path().join("latch.toml");
+    std::fs::write(
+        &config,
+        "public_url = \"https://auth.example.com\"\n[forward_auth]\ncookie_domain = \"example.com\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let printed = |proxy: &str| {
+        let args = [
+            "proxy-snippet",
+            proxy,
+            "--app",
+            "app.example.com",
+            "-c",
+            config,
+        ];
+        let (status, out, err) = latch_cmd(&args, &[]);
+        assert!(status.success() && err.is_empty(), "{proxy}: {err}");
+        out
+    };
+    assert_eq!(
+        printed("caddy"),
+        code_block(&readme, "caddyfile", "caddyfile")
+    );
+    assert_eq!(printed("nginx"), code_block(&readme, "nginx", "nginx"));
+    assert_eq!(
+        printed("traefik"),
+        format!(
+            "{}---\n{}",
+            code_block(&readme, "traefik-static", "yaml"),
+            code_block(&readme, "traefik-dynamic", "yaml")
+        )
+    );
+}

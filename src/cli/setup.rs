@@ -1,0 +1,297 @@
+//! `latch init` (a first configuration for one domain) and `latch
+//! proxy-snippet` (the proxy's side of it).
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::config::{keyfile, net, Config, ConfigFile, KeySource};
+use crate::error::{Error, Result};
+use crate::snippet::{Address, Host, Proxy, Snippet};
+
+/// What `latch init` was told or asked.
+pub struct InitArgs {
+    /// latch's public URL (its login page), such as `https://auth.example.com`.
+    pub public_url: Option<String>,
+    /// The parent domain of every protected app and of latch.
+    pub cookie_domain: Option<String>,
+    /// The proxy in front (for the next step it prints).
+    pub proxy: Option<Proxy>,
+}
+
+/// Writes the domain's settings: into a drop-in beside the configuration
+/// in use (`latch.d/10-init.toml` beside `/etc/latch/latch.toml`, which the
+/// package owns), or, when there is none, a new `latch.toml` (at
+/// `--config`, else in the working directory) with a signing key file
+/// beside it. Never overwrites a file; a result the configuration would
+/// refuse is removed again.
+pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
+    let public_url = match args.public_url {
+        Some(url) => url,
+        None => ask(
+            "latch's public URL, where its login page is",
+            "--public-url",
+        )?,
+    };
+    let public_host = net::url_host(&public_url)
+        .filter(|_| public_url.starts_with("https://") || public_url.starts_with("http://"))
+        .ok_or_else(|| {
+            Error::config(format_args!(
+                "--public-url {public_url:?}: give an http(s) URL such as https://auth.example.com"
+            ))
+        })?;
+    let cookie_domain = match args.cookie_domain {
+        Some(domain) => domain,
+        None => match public_host.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => parent.to_owned(),
+            _ => ask(
+                "the cookie domain, the parent of latch's host and of every app",
+                "--cookie-domain",
+            )?,
+        },
+    };
+    let cookie_domain = Host::parse(cookie_domain.trim_start_matches('.'))?;
+    if !crate::config::domain_covers(cookie_domain.as_str(), &public_host) {
+        return Err(Error::config(format_args!(
+            "--cookie-domain {}: latch's host {public_host} is not under it (the cookie would \
+             never reach the login page)",
+            cookie_domain.as_str()
+        )));
+    }
+    let proxy = args.proxy.unwrap_or(Proxy::Caddy);
+    let settings = settings(&public_url, cookie_domain.as_str());
+
+    let (written, key) = match file.path() {
+        Some(main) if main.exists() => {
+            let before = Config::load_from(&file)?;
+            if let Some(url) = before.primary_site().public_url {
+                return Err(Error::config(format_args!(
+                    "{} already sets public_url ({url}): latch init makes a first \
+                     configuration; edit that one instead",
+                    main.display()
+                )));
+            }
+            let dir = file.drop_in_dir().expect("a file has a directory");
+            let path = dir.join("10-init.toml");
+            create_dir(&dir)?;
+            write_new(&path, &format!("{DROP_IN_HEAD}{settings}"))?;
+            let key = match checked(&file, &path)?.key {
+                KeySource::File(key) => Some(key),
+                KeySource::Inline(_) => None,
+            };
+            (path, key)
+        }
+        target => {
+            let path = target.map_or_else(|| PathBuf::from("latch.toml"), Path::to_path_buf);
+            let dir = absolute(path.parent().unwrap_or(Path::new("")))?;
+            let key = dir.join("secret.key");
+            let text = standalone(&dir, &key, &settings);
+            create_dir(&dir)?;
+            write_new(&path, &text)?;
+            checked(&ConfigFile::Flag(path.clone()), &path)?;
+            (path, Some(key))
+        }
+    };
+    println!("wrote {}", written.display());
+    if let Some(key) = key {
+        match keyfile::ensure_key_file(&key)? {
+            true => println!("wrote a new signing key to {} (mode 0600)", key.display()),
+            false => println!("kept the signing key in {}", key.display()),
+        }
+    }
+    let config = match file.path() {
+        Some(main) if main.exists() => file.clone(),
+        _ => ConfigFile::Flag(written.clone()),
+    };
+    let flag = match &config {
+        ConfigFile::Flag(p) | ConfigFile::Env(p) => format!(" --config {}", p.display()),
+        _ => String::new(),
+    };
+    let proxy_name = match proxy {
+        Proxy::Caddy => "caddy",
+        Proxy::Nginx => "nginx",
+        Proxy::Traefik => "traefik",
+    };
+    println!(
+        "next:\n  latch proxy-snippet {proxy_name} --app app.{domain}{flag}   \
+         (your app's host; --upstream where it listens)\n  \
+         latch user add NAME{flag}\n  \
+         then (re)start latch: systemctl restart latch, or latch serve{flag}",
+        domain = cookie_domain.as_str()
+    );
+    Ok(())
+}
+
+/// The keys `init` sets, commented.
+fn settings(public_url: &str, cookie_domain: &str) -> String {
+    format!(
+        "# latch's own address: its login page, and the host of every Location
+# it sends.
+public_url = {public_url:?}
+
+[forward_auth]
+# The parent of every protected app's host and of latch's: the session
+# cookie is sent to all of them, and the login page sends browsers back
+# (rd) only within it.
+cookie_domain = {cookie_domain:?}
+# Believe X-Forwarded-* and X-Original-* only from the proxy. Loopback is
+# right when it runs on this machine; put its address here when it does
+# not (a container network, another host).
+trusted_proxies = [\"127.0.0.1\", \"::1\"]
+"
+    )
+}
+
+const DROP_IN_HEAD: &str = "\
+# Written by `latch init`. Read after the main configuration file, whose
+# keys these replace; every other key, and its documentation, is there.
+
+";
+
+/// A whole configuration for a machine without one.
+fn standalone(dir: &Path, key: &Path, settings: &str) -> String {
+    let data = dir.join("latch-data");
+    format!(
+        "# Written by `latch init`. Every key, its default and what it does:
+# `latch check-config` prints them all, and config/latch.toml in the source
+# documents each.
+
+listen = \"127.0.0.1:8080\"
+# The database (sled), made on first start.
+data_dir = {data:?}
+# The key that signs tokens: keep it private (mode 0600) and back it up.
+secret_key_file = {key:?}
+# Nobody may sign up over HTTP: add users with `latch user add`.
+registration = \"closed\"
+
+{settings}
+[api]
+# GET /api/users/<id> for signed-in users only.
+public_profiles = false
+"
+    )
+}
+
+/// Loads the configuration with the new file in it; when it is refused,
+/// removes the file again and says why.
+fn checked(file: &ConfigFile, written: &Path) -> Result<Config> {
+    Config::load_from(file).inspect_err(|_| {
+        let _ = std::fs::remove_file(written);
+    })
+}
+
+/// Asks on the terminal, or says which flag to give when there is none.
+fn ask(what: &str, flag: &str) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::config(format_args!(
+            "no {flag} given, and no terminal to ask on: give {flag}"
+        )));
+    }
+    eprint!("{what}: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| Error::config(format_args!("cannot read the answer: {e}")))?;
+    match line.trim() {
+        "" => Err(Error::config(format_args!("no answer: give {flag}"))),
+        answer => Ok(answer.to_owned()),
+    }
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    std::path::absolute(dir)
+        .map_err(|e| Error::config(format_args!("cannot resolve {}: {e}", dir.display())))
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::config(format_args!("cannot create {}: {e}", dir.display())))
+}
+
+/// Writes a new file (mode 0644: it holds no secret); one that exists is
+/// an error naming it.
+fn write_new(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => Error::config(format_args!(
+                "{} exists: latch init never overwrites a file (remove it to start again)",
+                path.display()
+            )),
+            _ => Error::config(format_args!("cannot write {}: {e}", path.display())),
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::config(format_args!("cannot write {}: {e}", path.display())))
+}
+
+/// What `latch proxy-snippet` was told.
+pub struct SnippetArgs {
+    /// The proxy.
+    pub proxy: Proxy,
+    /// The app's host name.
+    pub app: String,
+    /// Where the app listens.
+    pub upstream: String,
+    /// Groups the app needs (any of).
+    pub groups: Vec<String>,
+    /// latch's host name (default: `public_url`'s).
+    pub auth: Option<String>,
+    /// Where the proxy reaches latch (default: `listen`).
+    pub latch: Option<String>,
+}
+
+/// Prints the proxy's configuration for one app, with latch's host and
+/// address from the configuration unless given; warns when the app is
+/// outside every cookie domain (the redirect-loop trap).
+pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
+    let config = config?;
+    let app = Host::parse(&args.app)?;
+    let auth = match &args.auth {
+        Some(auth) => Host::parse(auth)?,
+        None => {
+            let site = config.site_for_host(Some(app.as_str()));
+            let url = site.and_then(|s| s.public_url).ok_or_else(|| {
+                Error::config(format_args!(
+                    "latch's host is not known: set public_url (latch init does), or give --auth"
+                ))
+            })?;
+            Host::parse(&net::url_host(url).unwrap_or_default())?
+        }
+    };
+    let latch = match &args.latch {
+        Some(addr) => Address::parse(addr)?,
+        None => Address::of_listener(config.listen),
+    };
+    let snippet = Snippet::new(
+        app.clone(),
+        Address::parse(&args.upstream)?,
+        auth,
+        latch,
+        args.groups,
+    )?;
+    let covered = match config.site_for_host(Some(app.as_str())) {
+        Some(site) => site
+            .cookie_domain
+            .is_some_and(|d| crate::config::domain_covers(d, app.as_str())),
+        None => false,
+    };
+    if !covered {
+        eprintln!(
+            "latch: warning: {} is under no cookie_domain of this configuration: browsers \
+             signed in on latch's page will not carry the session to it",
+            app.as_str()
+        );
+    }
+    super::print(snippet.render(args.proxy).trim_end())
+}

@@ -1,0 +1,558 @@
+//! The proxy configurations `latch proxy-snippet` prints: Caddy, nginx and
+//! Traefik in front of one app, with latch as their forward-auth backend.
+//!
+//! These are the README's blocks (`tests/it/readme.rs` checks they are the
+//! same text, and `tests/it/proxies.rs` runs what the binary prints against
+//! the real proxies). Every value put into them is checked first
+//! ([`Host`], [`Address`], group names), so nothing typed on the command
+//! line can add a directive.
+
+use std::fmt::Write as _;
+
+use crate::error::{Error, Result};
+
+/// A DNS name: dot-separated labels of lowercase ASCII letters, digits
+/// and `-` (not at either end of a label), at most 253 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host(String);
+
+impl Host {
+    /// Checks `text` (any case; kept lowercase).
+    pub fn parse(text: &str) -> Result<Host> {
+        let host = text.to_ascii_lowercase();
+        let label_ok = |l: &str| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if host.len() <= 253 && host.split('.').all(label_ok) {
+            Ok(Host(host))
+        } else {
+            Err(Error::config(format_args!(
+                "{text:?} is not a host name (letters, digits, '-' and '.', such as \
+                 app.example.com)"
+            )))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name with `-` for `.`, for a Traefik router or service name.
+    fn key(&self) -> String {
+        self.0.replace('.', "-")
+    }
+}
+
+/// Where a proxy reaches a server: `HOST:PORT`, the host a [`Host`], an
+/// IPv4 address or a bracketed IPv6 address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address(String);
+
+impl Address {
+    /// Checks `text`.
+    pub fn parse(text: &str) -> Result<Address> {
+        let bad = || {
+            Error::config(format_args!(
+                "{text:?} is not HOST:PORT (such as 127.0.0.1:3000, [::1]:3000 or app:80)"
+            ))
+        };
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        port.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0 && !port.starts_with(['+', '0']))
+            .ok_or_else(bad)?;
+        let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => host.parse::<std::net::Ipv4Addr>().is_ok() || Host::parse(host).is_ok(),
+        };
+        if host_ok {
+            Ok(Address(text.to_ascii_lowercase()))
+        } else {
+            Err(bad())
+        }
+    }
+
+    /// The address from a socket address latch listens on: an unspecified
+    /// one (`0.0.0.0`, `[::]`) is reached on loopback.
+    pub fn of_listener(addr: std::net::SocketAddr) -> Address {
+        let ip = match addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_owned(),
+            ip if ip.is_unspecified() => "[::1]".to_owned(),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        };
+        Address(format!("{ip}:{}", addr.port()))
+    }
+}
+
+/// The proxies latch prints a configuration for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proxy {
+    /// Caddy 2.6 and later: one Caddyfile.
+    Caddy,
+    /// nginx: blocks for `http { }`.
+    Nginx,
+    /// Traefik 3: the static configuration, then the dynamic one.
+    Traefik,
+}
+
+/// What a snippet protects, and where everything is.
+#[derive(Debug, Clone)]
+pub struct Snippet {
+    /// The protected app's host name.
+    pub app: Host,
+    /// Where the proxy reaches the app.
+    pub upstream: Address,
+    /// latch's own host name (its login page), from `public_url`.
+    pub auth: Host,
+    /// Where the proxy reaches latch.
+    pub latch: Address,
+    /// The app needs one of these groups (none: anyone signed in).
+    pub groups: Vec<String>,
+}
+
+impl Snippet {
+    /// Checks the group names (the account rules: letters, digits, `.`, `_`
+    /// and `-`, so they need no escaping in a URL, a Caddyfile or YAML).
+    pub fn new(
+        app: Host,
+        upstream: Address,
+        auth: Host,
+        latch: Address,
+        groups: Vec<String>,
+    ) -> Result<Snippet> {
+        crate::service::validate_groups(&groups)?;
+        if app == auth {
+            return Err(Error::config(format_args!(
+                "the app and latch's login page need host names of their own: both are {}",
+                app.as_str()
+            )));
+        }
+        Ok(Snippet {
+            app,
+            upstream,
+            auth,
+            latch,
+            groups,
+        })
+    }
+
+    /// The configuration for `proxy`.
+    pub fn render(&self, proxy: Proxy) -> String {
+        match proxy {
+            Proxy::Caddy => self.caddy(),
+            Proxy::Nginx => self.nginx(),
+            Proxy::Traefik => format!("{}---\n{}", traefik_static(), self.traefik_dynamic()),
+        }
+    }
+
+    /// `?group=a&group=b`, or `None`.
+    fn group_query(&self) -> Option<String> {
+        (!self.groups.is_empty()).then(|| {
+            let each: Vec<String> = self.groups.iter().map(|g| format!("group={g}")).collect();
+            format!("?{}", each.join("&"))
+        })
+    }
+
+    /// Who may in, for a comment: "Anyone signed in" or "Members of ...".
+    fn who(&self) -> String {
+        match self.groups.as_slice() {
+            [] => "Anyone signed in".to_owned(),
+            [one] => format!("Members of the {one:?} group only"),
+            many => format!("Members of any of the groups {}", many.join(", ")),
+        }
+    }
+
+    /// A Caddyfile.
+    pub fn caddy(&self) -> String {
+        let Snippet {
+            app,
+            upstream,
+            auth,
+            latch,
+            ..
+        } = self;
+        let (app, auth) = (app.as_str(), auth.as_str());
+        // The uri carries a query of its own in every case: a bare
+        // `uri /auth` would pass the client's query on.
+        let query = self
+            .group_query()
+            .unwrap_or_else(|| "?from=caddy".to_owned());
+        let who = self.who();
+        format!(
+            "{app} {{
+\troute {{
+\t\t# Identity headers come from latch only: drop every request
+\t\t# header whose name starts with \"Remote\", in any case and with
+\t\t# any separator (Remote_User, remote.user...).
+\t\trequest_header -Remote*
+
+\t\t# {who}. The uri carries its own query, which replaces the
+\t\t# client's: no ?group= or ?auth_token= of the client reaches latch.
+\t\tforward_auth {latch} {{
+\t\t\turi /auth{query}
+\t\t\tcopy_headers Remote-User Remote-Groups Remote-Email Remote-Name
+\t\t}}
+\t\treverse_proxy {upstream}
+\t}}
+}}
+
+{auth} {{
+\treverse_proxy {latch}
+}}
+",
+            latch = latch.0,
+            upstream = upstream.0,
+        )
+    }
+
+    /// Blocks for nginx's `http { }`.
+    pub fn nginx(&self) -> String {
+        let (app, auth) = (self.app.as_str(), self.auth.as_str());
+        let (latch, upstream) = (&self.latch.0, &self.upstream.0);
+        let query = self.group_query().unwrap_or_default();
+        let who = self.who();
+        let mut out = String::from(NGINX_HTTP);
+        let _ = write!(
+            out,
+            "
+server {{
+    listen 443 ssl;
+    server_name {app};
+    ssl_certificate     /etc/ssl/{app}.pem;
+    ssl_certificate_key /etc/ssl/{app}.key;
+
+    # {who}.
+    # nginx is the edge: latch sees the client's address, never the
+    # client's own X-Forwarded-For. Behind another proxy, use
+    # $proxy_add_x_forwarded_for and set_real_ip_from instead.
+    # X-Forwarded-Host is the host nginx routed by ($host): latch refuses
+    # a URL whose host differs (an absolute-form request line naming one
+    # host with a Host header naming another).
+    location = /latch-auth {{
+        internal;
+        proxy_pass http://{latch}/auth/nginx{query};
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length \"\";
+        proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
+        proxy_set_header X-Original-Method $request_method;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Forwarded-For $remote_addr;
+    }}
+
+    # Not signed in, by $latch_status above. nginx passes latch's
+    # challenge on by itself; Location names the login page, with rd.
+    location @latch_login {{
+        default_type application/json;
+        if ($latch_status = 302) {{
+            return 302 $latch_location;
+        }}
+        if ($latch_status = 303) {{
+            return 303 $latch_location;
+        }}
+        if ($latch_status = 401) {{
+            add_header Location $latch_location always;
+            return 401 '{{\"error\":\"unauthorized\",\"message\":\"authentication required\"}}';
+        }}
+    }}
+
+    location / {{
+        auth_request /latch-auth;
+        auth_request_set $latch_location $upstream_http_location;
+        auth_request_set $latch_user $upstream_http_remote_user;
+        auth_request_set $latch_groups $upstream_http_remote_groups;
+        auth_request_set $latch_email $upstream_http_remote_email;
+        auth_request_set $latch_name $upstream_http_remote_name;
+        error_page 401 = @latch_login;
+        # Set (or, when empty, drop) the identity headers: a client's own
+        # Remote-User, in any case, never reaches the app.
+        proxy_set_header Remote-User $latch_user;
+        proxy_set_header Remote-Groups $latch_groups;
+        proxy_set_header Remote-Email $latch_email;
+        proxy_set_header Remote-Name $latch_name;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header Host $host;
+        proxy_pass http://{upstream};
+    }}
+}}
+
+server {{
+    listen 443 ssl;
+    server_name {auth};
+    ssl_certificate     /etc/ssl/{auth}.pem;
+    ssl_certificate_key /etc/ssl/{auth}.key;
+
+    location / {{
+        proxy_pass http://{latch};
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+    }}
+}}
+"
+        );
+        out
+    }
+
+    /// Traefik's dynamic configuration (the file provider's file).
+    pub fn traefik_dynamic(&self) -> String {
+        let (app, auth) = (self.app.as_str(), self.auth.as_str());
+        let (latch, upstream) = (&self.latch.0, &self.upstream.0);
+        let key = self.app.key();
+        let query = self.group_query().unwrap_or_default();
+        let middleware = match self.groups.as_slice() {
+            [] => "latch".to_owned(),
+            groups => format!("latch-{}", groups.join("-")),
+        };
+        let who = self.who();
+        format!(
+            "# /etc/traefik/latch.yml: the dynamic configuration.
+http:
+  middlewares:
+    # {who}.
+    {middleware}:
+      forwardAuth:
+        address: \"http://{latch}/auth{query}\"
+        # Traefik sets X-Forwarded-* for latch itself.
+        trustForwardHeader: false
+        maxResponseBodySize: 65536
+        # Replaced by latch's values (removed when latch sends none).
+        authResponseHeaders: [Remote-User, Remote-Groups, Remote-Email, Remote-Name]
+  routers:
+    {key}:
+      rule: \"Host(`{app}`)\"
+      middlewares: [{middleware}]
+      service: {key}
+    latch:
+      rule: \"Host(`{auth}`)\"
+      service: latch
+  services:
+    {key}:
+      loadBalancer:
+        servers: [{{url: \"http://{upstream}\"}}]
+    latch:
+      loadBalancer:
+        servers: [{{url: \"http://{latch}\"}}]
+tls:
+  certificates:
+    - certFile: /etc/ssl/{app}.pem
+      keyFile: /etc/ssl/{app}.key
+    - certFile: /etc/ssl/{auth}.pem
+      keyFile: /etc/ssl/{auth}.key
+"
+        )
+    }
+}
+
+/// nginx's `http`-level part: the header defaults and the `map`s that pick
+/// the redirect or the 401.
+const NGINX_HTTP: &str = "\
+# The defaults, spelled out, at http level (in a server block nginx reads
+# them from the default server only): header names with \"_\" or any
+# character but letters, digits and \"-\" are dropped, so no Remote_User or
+# Remote.User (REMOTE_USER to CGI, WSGI and PHP) reaches latch or the app.
+ignore_invalid_headers on;
+underscores_in_headers off;
+
+# Not signed in: browsers (they accept text/html and are not an XHR) go
+# to the login page, 302 for GET and HEAD, 303 for other methods (the
+# browser follows with a GET). Scripts and XHRs get the 401.
+map $http_accept $latch_html {
+    default       0;
+    \"~*text/html\" 1;
+}
+map $http_x_requested_with $latch_xhr {
+    default              0;
+    \"~*^XMLHttpRequest$\" 1;
+}
+map \"$latch_html$latch_xhr $request_method\" $latch_status {
+    default   401;
+    \"10 GET\"  302;
+    \"10 HEAD\" 302;
+    \"~^10 \"   303;
+}
+";
+
+/// Traefik's static configuration: the same for every app.
+pub fn traefik_static() -> &'static str {
+    "\
+# /etc/traefik/traefik.yml: the static configuration.
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+# The default level (ERROR) hides Traefik's warnings about unsafe settings.
+log:
+  level: WARN
+entryPoints:
+  websecure:
+    address: \":443\"
+    http:
+      tls: {}
+      # Drop request headers whose name aliases another (Remote_User,
+      # Remote.User: REMOTE_USER to CGI, WSGI and PHP) before routing.
+      aliasHeadersStrategy: delete
+      # Refuse (400) encoded characters a backend may decode differently
+      # from Traefik's router: /admin%2Fx is /admin/x to WSGI.
+      encodedCharacters:
+        allowEncodedSlash: false
+        allowEncodedBackSlash: false
+        allowEncodedNullCharacter: false
+        allowEncodedSemicolon: false
+        allowEncodedPercent: false
+        allowEncodedQuestionMark: false
+        allowEncodedHash: false
+    # Traefik is the edge: a client's own X-Forwarded-* are replaced, never
+    # believed. Behind another proxy, list that proxy in trustedIPs.
+    forwardedHeaders:
+      insecure: false
+providers:
+  file:
+    filename: /etc/traefik/latch.yml
+"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for good in [
+            "app.example.com",
+            "APP.Example.com",
+            "a",
+            "x-1.y",
+            "localhost",
+        ] {
+            assert_eq!(
+                Host::parse(good).unwrap().as_str(),
+                good.to_ascii_lowercase()
+            );
+        }
+        let long = format!("{}.com", "a".repeat(64));
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a.b",
+            "a-.b",
+            "a.b.",
+            "*.example.com",
+            "app.example.com {",
+            "app;",
+            "a b",
+            "a\nb",
+            "app.example.com:443",
+            "é.com",
+            "a`b",
+            "a\"b",
+            long.as_str(),
+        ] {
+            assert!(Host::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        for good in [
+            "127.0.0.1:3000",
+            "[::1]:8080",
+            "app:80",
+            "Whoami.Local:65535",
+        ] {
+            assert!(Address::parse(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "127.0.0.1",
+            "app:0",
+            "app:65536",
+            "app:+80",
+            "app:080",
+            ":80",
+            "[::1:80",
+            "[zz]:80",
+            "::1:80",
+            "a b:80",
+            "app:80;",
+            "app:80/x",
+            "http://app:80",
+            "a\n:80",
+        ] {
+            assert!(Address::parse(bad).is_err(), "{bad:?}");
+        }
+        let of = |s: &str| Address::of_listener(s.parse().unwrap()).0;
+        assert_eq!(of("0.0.0.0:8080"), "127.0.0.1:8080");
+        assert_eq!(of("[::]:8080"), "[::1]:8080");
+        assert_eq!(of("10.0.0.2:9"), "10.0.0.2:9");
+        assert_eq!(of("[fd00::1]:9"), "[fd00::1]:9");
+    }
+
+    fn snippet(groups: &[&str]) -> Snippet {
+        Snippet::new(
+            Host::parse("app.example.com").unwrap(),
+            Address::parse("127.0.0.1:3000").unwrap(),
+            Host::parse("auth.example.com").unwrap(),
+            Address::parse("127.0.0.1:8080").unwrap(),
+            groups.iter().map(|g| g.to_string()).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn groups_reach_every_proxy_and_nothing_else_changes() {
+        let plain = snippet(&[]);
+        let admins = snippet(&["admins"]);
+        let two = snippet(&["admins", "media"]);
+        assert!(plain.caddy().contains("uri /auth?from=caddy\n"));
+        assert!(admins.caddy().contains("uri /auth?group=admins\n"));
+        assert!(two.caddy().contains("uri /auth?group=admins&group=media\n"));
+        assert!(plain.nginx().contains("/auth/nginx;\n"));
+        assert!(two
+            .nginx()
+            .contains("/auth/nginx?group=admins&group=media;\n"));
+        assert!(plain.traefik_dynamic().contains("/auth\"\n"));
+        assert!(admins
+            .traefik_dynamic()
+            .contains("middlewares: [latch-admins]"));
+        assert!(admins.traefik_dynamic().contains("/auth?group=admins\"\n"));
+        // The group lines aside, the texts are the same.
+        let without = |text: String| {
+            text.lines()
+                .filter(|l| !l.contains("/auth") && !l.contains("latch") && !l.contains('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        for proxy in [Proxy::Caddy, Proxy::Nginx, Proxy::Traefik] {
+            assert_eq!(
+                without(plain.render(proxy)),
+                without(admins.render(proxy)),
+                "{proxy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let app = || Host::parse("app.example.com").unwrap();
+        let addr = || Address::parse("127.0.0.1:1").unwrap();
+        for bad in ["", "a b", "admins&x=1", "a;b", "-a", "a\"b"] {
+            assert!(
+                Snippet::new(
+                    app(),
+                    addr(),
+                    Host::parse("auth.x").unwrap(),
+                    addr(),
+                    vec![bad.to_owned()]
+                )
+                .is_err(),
+                "{bad:?}"
+            );
+        }
+        assert!(Snippet::new(app(), addr(), app(), addr(), vec![]).is_err());
+    }
+}

@@ -1,0 +1,329 @@
+//! `latch init` and `latch proxy-snippet` from the command line: what they
+//! write, what they never overwrite, and every refusal.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+/// `latch ARGS` in `dir`, with no `LATCH_*` from the test's environment;
+/// (success, stdout, stderr without the config line).
+fn latch_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(&*LATCH)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LATCH_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        without_config_line(&String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file under `dir`, with its contents, to show nothing changed.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.is_file() {
+                files.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn init_without_a_config_writes_one_and_a_key_and_the_server_runs_on_it() {
+    let dir = TempDir::new("init-new");
+    // Found in the working directory, unless this machine has a system
+    // config, which comes first (init would add to that one).
+    let here: &[&str] = if Path::new("/etc/latch/latch.toml").exists() {
+        &["-c", "latch.toml"]
+    } else {
+        &[]
+    };
+    let (ok, out, err) = latch_in(
+        dir.path(),
+        &[&["init", "--public-url", "https://auth.example.com"], here].concat(),
+    );
+    assert!(ok, "{err}");
+    let config = dir.path().join("latch.toml");
+    let key = dir.path().join("secret.key");
+    assert!(out.contains("wrote latch.toml"), "{out}");
+    assert!(out.contains(&format!("wrote a new signing key to {}", key.display())));
+    assert!(
+        out.contains("latch proxy-snippet caddy --app app.example.com"),
+        "{out}"
+    );
+    assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&config), 0o644);
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("public_url = \"https://auth.example.com\""),
+        "{text}"
+    );
+    assert!(text.contains("cookie_domain = \"example.com\""), "{text}");
+    assert!(text.contains("registration = \"closed\""), "{text}");
+    // check-config reads it back, finding it in the working directory.
+    let (ok, printed, err) = latch_in(dir.path(), &[&["check-config"], here].concat());
+    assert!(ok, "{err}");
+    assert!(
+        printed.contains("cookie_domain = \"example.com\""),
+        "{printed}"
+    );
+    // And a server starts on it (on a free port), with the key init made.
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let server = Server::try_start_in(
+        &config,
+        Some(dir.path()),
+        &[("LATCH_LISTEN", "127.0.0.1:0")],
+    )
+    .unwrap();
+    assert_eq!(server.client().get("/api/resource", &[]).status, 401);
+    drop(server);
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), key_text);
+
+    // Again: refused, and nothing changes.
+    let before = snapshot(dir.path());
+    let (ok, _, err) = latch_in(
+        dir.path(),
+        &[&["init", "--public-url", "https://auth.example.org"], here].concat(),
+    );
+    assert!(!ok);
+    assert!(err.contains("already sets public_url"), "{err}");
+    assert_eq!(snapshot(dir.path()), before);
+}
+
+#[test]
+fn init_beside_a_packaged_config_writes_a_drop_in_and_keeps_the_file() {
+    let dir = TempDir::new("init-dropin");
+    let etc = dir.path().join("etc");
+    std::fs::create_dir(&etc).unwrap();
+    let main = etc.join("latch.toml");
+    let key = etc.join("secret.key");
+    let packaged = format!(
+        "data_dir = {:?}\nsecret_key_file = {:?}\nregistration = \"closed\"\n",
+        dir.path().join("data"),
+        key
+    );
+    std::fs::write(&main, &packaged).unwrap();
+    let main_arg = main.to_str().unwrap();
+    let (ok, out, err) = latch_in(
+        dir.path(),
+        &[
+            "init",
+            "--config",
+            main_arg,
+            "--public-url",
+            "https://login.home.example.net",
+            "--proxy",
+            "nginx",
+        ],
+    );
+    assert!(ok, "{err}");
+    let drop_in = etc.join("latch.d/10-init.toml");
+    assert!(
+        out.contains(&format!("wrote {}", drop_in.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains("latch proxy-snippet nginx --app app.home.example.net"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&main).unwrap(), packaged);
+    assert_eq!(mode(&key), 0o600, "the key the config names is made");
+    // Every command reads the drop-in after the file, and says so.
+    let out = Command::new(&*LATCH)
+        .args(["check-config", "--config", main_arg])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(", then {}", drop_in.display())),
+        "{stderr}"
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("public_url = \"https://login.home.example.net\""));
+    assert!(printed.contains("cookie_domain = \"home.example.net\""));
+    // proxy-snippet takes latch's host from it.
+    let (ok, snippet, err) = latch_in(
+        dir.path(),
+        &[
+            "proxy-snippet",
+            "caddy",
+            "--app",
+            "app.home.example.net",
+            "-c",
+            main_arg,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert!(
+        snippet.contains("\nlogin.home.example.net {\n"),
+        "{snippet}"
+    );
+    // Again: refused, the drop-in kept as it was.
+    let before = snapshot(dir.path());
+    let (ok, _, err) = latch_in(
+        dir.path(),
+        &[
+            "init",
+            "-c",
+            main_arg,
+            "--public-url",
+            "https://auth.example.com",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("already sets public_url"), "{err}");
+    assert_eq!(snapshot(dir.path()), before);
+    // A drop-in that is not TOML stops every command, naming it.
+    std::fs::write(etc.join("latch.d/20-broken.toml"), "public_url = ").unwrap();
+    let (ok, _, err) = latch_in(dir.path(), &["check-config", "-c", main_arg]);
+    assert!(!ok);
+    assert!(err.contains("20-broken.toml"), "{err}");
+}
+
+#[test]
+fn init_refusals_write_nothing() {
+    let dir = TempDir::new("init-refusals");
+    let cases: [(&[&str], &str); 6] = [
+        (&["init"], "give --public-url"),
+        (
+            &["init", "--public-url", "ftp://auth.example.com"],
+            "an http(s) URL",
+        ),
+        (
+            &["init", "--public-url", "auth.example.com"],
+            "an http(s) URL",
+        ),
+        (
+            &["init", "--public-url", "https://localhost"],
+            "give --cookie-domain",
+        ),
+        (
+            &[
+                "init",
+                "--public-url",
+                "https://auth.example.com",
+                "--cookie-domain",
+                "other.org",
+            ],
+            "is not under it",
+        ),
+        (
+            &[
+                "init",
+                "--public-url",
+                "https://a.example.com",
+                "--cookie-domain",
+                "x y",
+            ],
+            "is not a host name",
+        ),
+    ];
+    for (args, message) in cases {
+        let (ok, out, err) = latch_in(dir.path(), args);
+        assert!(!ok, "{args:?}: {out}");
+        assert!(err.contains(message), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(snapshot(dir.path()).is_empty(), "{args:?} wrote something");
+    }
+    // A usage error (an unknown proxy) is clap's, exit 2.
+    let out = Command::new(&*LATCH)
+        .args(["init", "--proxy", "apache"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("caddy, nginx, traefik"));
+}
+
+#[test]
+fn proxy_snippet_refuses_what_would_change_the_configuration() {
+    let dir = TempDir::new("snippet-refusals");
+    let config = dir.path().join("latch.toml");
+    std::fs::write(&config, "[forward_auth]\ncookie_domain = \"example.com\"\n").unwrap();
+    let c = config.to_str().unwrap();
+    let base = [
+        "proxy-snippet",
+        "caddy",
+        "-c",
+        c,
+        "--auth",
+        "auth.example.com",
+    ];
+    let cases: [(&[&str], &str); 9] = [
+        (&["--app", "app.example.com {\n}"], "is not a host name"),
+        (&["--app", "app.example.com;"], "is not a host name"),
+        (&["--app", "*.example.com"], "is not a host name"),
+        (
+            &["--app", "app.example.com", "--upstream", "127.0.0.1:3000;"],
+            "HOST:PORT",
+        ),
+        (
+            &["--app", "app.example.com", "--upstream", "http://x:1"],
+            "HOST:PORT",
+        ),
+        (
+            &["--app", "app.example.com", "--latch", "127.0.0.1"],
+            "HOST:PORT",
+        ),
+        (
+            &["--app", "app.example.com", "--group", "admins&x=1"],
+            "group names",
+        ),
+        (
+            &["--app", "app.example.com", "--group", "a\"b"],
+            "group names",
+        ),
+        (&["--app", "auth.example.com"], "host names of their own"),
+    ];
+    for (extra, message) in cases {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (ok, out, err) = latch_in(dir.path(), &args);
+        assert!(!ok, "{args:?}: {out}");
+        assert!(out.is_empty(), "{args:?} printed {out}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    // Without public_url or --auth, latch's host is unknown.
+    let (ok, _, err) = latch_in(
+        dir.path(),
+        &[
+            "proxy-snippet",
+            "nginx",
+            "-c",
+            c,
+            "--app",
+            "app.example.com",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("set public_url"), "{err}");
+    // An app under no cookie domain is printed, with a warning.
+    let (ok, out, err) = latch_in(
+        dir.path(),
+        &[&base[..], &["--app", "app.other.org"]].concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\napp.other.org {\n") || out.starts_with("app.other.org {\n"));
+    assert!(
+        err.contains("app.other.org is under no cookie_domain"),
+        "{err}"
+    );
+}
