@@ -83,6 +83,14 @@ pub enum Request {
         /// What to end, if anything.
         revoke: Option<EndSession>,
     },
+    /// Every user as a users file (`latch user export`).
+    Export,
+    /// Add or change users as the file says, in one transaction (`latch
+    /// user import`).
+    Import {
+        /// The file, parsed.
+        file: crate::service::UserFile,
+    },
 }
 
 /// Which sessions `latch user sessions --revoke` ends.
@@ -222,6 +230,8 @@ impl Request {
                 reset: false,
             } => ("totp", Target::User(username)),
             Request::Totp { username, .. } => ("totp_reset", Target::User(username)),
+            Request::Export => ("export", Target::None),
+            Request::Import { .. } => ("import", Target::None),
         }
     }
 }
@@ -248,6 +258,8 @@ pub async fn execute(service: &Service, request: Request) -> Reply {
         Request::Keys { username, revoke } => keys(service, &username, revoke).await,
         Request::Sessions { username, revoke } => sessions(service, &username, revoke).await,
         Request::Totp { username, reset } => totp(service, &username, reset).await,
+        Request::Export => export(service),
+        Request::Import { file } => import(service, file).await,
     };
     outcome.unwrap_or_else(|error| Reply::Failed { error })
 }
@@ -316,6 +328,22 @@ impl From<User> for UserInfo {
             email: u.email,
             groups: u.groups,
         }
+    }
+}
+
+fn export(service: &Service) -> Outcome {
+    let file = service.export_users().map_err(describe)?;
+    done(file.to_toml().map_err(describe)?.trim_end().to_owned())
+}
+
+async fn import(service: &Service, file: crate::service::UserFile) -> Outcome {
+    let count = file.users.len();
+    let lines = service.import_users(file).await.map_err(describe)?;
+    match lines.is_empty() {
+        true => done(format!(
+            "nothing to change: the {count} users of the file are as it says"
+        )),
+        false => done(lines.join("\n")),
     }
 }
 

@@ -25,8 +25,9 @@ static BACKUPS: AtomicU64 = AtomicU64::new(0);
 /// How long a backup client may stall before the server gives up on it.
 const BACKUP_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Longest request line accepted on the socket.
-const MAX_LINE: u64 = 64 * 1024;
+/// Longest request line accepted on the socket (an import of some ten
+/// thousand users; only the socket's owner can connect).
+const MAX_LINE: u64 = 8 * 1024 * 1024;
 
 /// Binds the admin socket in `data_dir` (replacing a stale one: the caller
 /// holds the database lock, so no other server is using it) with mode 0600.
@@ -105,7 +106,7 @@ async fn read_request_line(stream: &mut UnixStream) -> std::io::Result<Option<St
     }
     // Refused: read (a bounded amount of) what the client still sends, so
     // the answer is not lost to a reset connection.
-    let mut rest = reader.into_inner().take(16 * MAX_LINE);
+    let mut rest = reader.into_inner().take(MAX_LINE);
     let _ = tokio::time::timeout(
         Duration::from_secs(1),
         tokio::io::copy(&mut rest, &mut tokio::io::sink()),

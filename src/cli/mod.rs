@@ -238,6 +238,15 @@ enum UserCommand {
         #[arg(long)]
         all: bool,
     },
+    /// Print every user as a TOML users file (names, emails, groups and
+    /// password hashes; no other secret)
+    Export,
+    /// Add or change users as a TOML users file says, all or nothing;
+    /// a second run changes nothing
+    Import {
+        /// The users file (`-` reads standard input)
+        file: PathBuf,
+    },
     /// List a user's API keys, or revoke one or all of them
     Keys {
         /// Username

@@ -58,6 +58,11 @@ pub(super) fn run(config: Result<Config>, command: UserCommand, create: bool) ->
                 (None, false) => None,
             },
         },
+        UserCommand::Export => Request::Export,
+        UserCommand::Import { file } => Request::Import {
+            file: crate::service::UserFile::parse(&read_file(&file)?)
+                .map_err(|e| Error::config(format_args!("{}: {e}", file.display())))?,
+        },
         UserCommand::Keys { name, revoke, all } => Request::Keys {
             username: name,
             revoke: match (revoke, all) {
@@ -74,6 +79,16 @@ pub(super) fn run(config: Result<Config>, command: UserCommand, create: bool) ->
         Reply::Sessions { sessions } => print_sessions(&sessions),
         Reply::Failed { error } => Err(Error::config(error)),
     }
+}
+
+/// A users file's text (`-`: standard input).
+fn read_file(path: &std::path::Path) -> Result<String> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    };
+    text.map_err(|e| Error::config(format_args!("cannot read {}: {e}", path.display())))
 }
 
 /// Sends `request` to the running server, or, when none answers, runs it

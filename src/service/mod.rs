@@ -20,6 +20,8 @@
 //! - `two_step.rs`: the second step of a sign-in: pending tokens, step-up,
 //!   the enrolment page's ticket.
 //! - `housekeeping.rs`: pruning, writing key uses, health, backups.
+//! - `import.rs`: users as a TOML file: export, and an import that is one
+//!   transaction and changes nothing the second time.
 //! - `regulation.rs`, `flights.rs`, `password_cache.rs`, `hasher.rs`,
 //!   `revoked.rs`, `verified.rs`: the parts the flows are built from.
 //! - `store/`: sled and the on-disk records, one file per entity.
@@ -31,6 +33,7 @@ mod cutoffs;
 mod flights;
 mod hasher;
 mod housekeeping;
+mod import;
 mod login;
 mod password_cache;
 mod profiles;
@@ -48,6 +51,7 @@ mod verified;
 
 pub use accounts::validate_groups;
 pub use housekeeping::{export_offline, restore_offline};
+pub use import::{UserEntry, UserFile};
 pub use login::FirstStep;
 pub use totp::Enrolment;
 

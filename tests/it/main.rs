@@ -33,3 +33,4 @@ mod support;
 mod tokens;
 mod totp;
 mod user_cli;
+mod user_file;

@@ -48,7 +48,7 @@ use crate::error::{Error, Kind, Result};
 #[cfg(test)]
 use crate::model::Cutoff;
 
-pub use users::NewUser;
+pub use users::{NewUser, Write};
 
 /// The schema this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 1;

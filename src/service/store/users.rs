@@ -285,6 +285,86 @@ impl Store {
     }
 }
 
+/// One user an import writes: a new one (`before` is `None`; its id is
+/// fresh), or a change to `before`, which must still be the stored record.
+pub struct Write {
+    /// The record as read when the import was planned.
+    pub before: Option<User>,
+    /// The record to store.
+    pub after: User,
+    /// The user's new cutoff (a changed password refuses earlier tokens).
+    pub cutoff: Option<Cutoff>,
+}
+
+impl Store {
+    /// Applies every write in one transaction: all of them, or (a name or
+    /// email taken, a record changed since it was read) none.
+    pub async fn import_users(&self, writes: &[Write]) -> Result<()> {
+        let gate = self.shared();
+        let trees = (
+            &self.users,
+            &self.usernames,
+            &self.emails,
+            &self.cutoffs,
+            &self.meta,
+        );
+        trees.transaction(|(users, names, emails, cutoffs, meta)| {
+            for write in writes {
+                let user = &write.after;
+                let id = user_key(user.id);
+                let taken = |tree: &TransactionalTree, index: &[u8]| -> Tx<bool> {
+                    Ok(tree.get(index)?.is_some_and(|owner| owner.as_ref() != id))
+                };
+                match &write.before {
+                    None => {
+                        if users.get(id)?.is_some() {
+                            return abort(Error::internal("a new user id is already taken"));
+                        }
+                        let name = index_key(&user.username);
+                        if taken(names, &name)? {
+                            return abort(Error::config(format_args!(
+                                "user {}: the name is taken",
+                                user.username
+                            )));
+                        }
+                        names.insert(name.as_slice(), &id)?;
+                        add_to_count(meta, 1)?;
+                    }
+                    Some(before) => {
+                        if users.get(id)?.as_deref() != Some(encode_user(before).as_slice()) {
+                            return abort(Error::config(format_args!(
+                                "user {} changed while the import ran: nothing was written, \
+                                 run it again",
+                                user.username
+                            )));
+                        }
+                        if let Some(old) = &before.email {
+                            emails.remove(index_key(old))?;
+                        }
+                    }
+                }
+                if let Some(email) = &user.email {
+                    let index = index_key(email);
+                    if taken(emails, &index)? {
+                        return abort(Error::config(format_args!(
+                            "user {}: the email {email} is another user's",
+                            user.username
+                        )));
+                    }
+                    emails.insert(index.as_slice(), &id)?;
+                }
+                users.insert(&id, encode_user(user))?;
+                if let Some(cutoff) = write.cutoff {
+                    cutoffs.insert(&id, encode_cutoff(cutoff))?;
+                }
+            }
+            Tx::Ok(())
+        })?;
+        drop(gate);
+        self.flush().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{cutoff, TempStore};

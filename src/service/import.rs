@@ -1,0 +1,293 @@
+//! Users as a file (`latch user import` and `latch user export`): a TOML
+//! list of `[[user]]` tables, for people who keep their homelab in git.
+//!
+//! Export writes no secret but the password hash (no keys, sessions or
+//! second factors). Import plans every change first, then writes them in
+//! one transaction: all or nothing. It is idempotent: a user already as
+//! the file says is left alone, a plaintext password is checked against
+//! the stored hash before anything is hashed again, so a second run
+//! changes nothing. Users the file does not name are left alone.
+
+use serde::{Deserialize, Serialize};
+
+use super::accounts::{validate_email, validate_groups, validate_password, validate_username};
+use super::store::Write;
+use super::Service;
+use crate::audit;
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::model::{User, UserId};
+
+/// One `[[user]]` table. Its `Debug` masks the password.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    /// The username.
+    pub name: String,
+    /// The email (none: the user has none; an import removes one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The groups (an import replaces the user's with these).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The scrypt PHC hash (`$scrypt$ln=...`), as export writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// A password to hash instead (export leaves it out: it has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for UserEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserEntry")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("groups", &self.groups)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "********"),
+            )
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .finish()
+    }
+}
+
+/// A users file.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserFile {
+    /// The users, in order.
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserEntry>,
+}
+
+impl UserFile {
+    /// Reads a file's text; an error names the line.
+    pub fn parse(text: &str) -> Result<UserFile> {
+        toml::from_str(text).map_err(|e| {
+            let start = e.span().map(|s| s.start.min(text.len()));
+            let line = start.map(|at| text[..at].matches('\n').count() + 1);
+            // The parser quotes the value it refused: never a password.
+            let on_password = start.is_some_and(|at| {
+                let from = text[..at].rfind('\n').map_or(0, |i| i + 1);
+                let to = text[at..].find('\n').map_or(text.len(), |i| at + i);
+                text[from..to].contains("password")
+            });
+            let message = match on_password {
+                true => "a bad password or password_hash (a string is expected)".to_owned(),
+                false => e.message().lines().next().unwrap_or_default().to_owned(),
+            };
+            Error::config(match line {
+                Some(line) => format!("line {line}: {message}"),
+                None => message,
+            })
+        })
+    }
+
+    /// The file's text.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(Error::internal)
+    }
+}
+
+impl From<&User> for UserEntry {
+    fn from(user: &User) -> UserEntry {
+        UserEntry {
+            name: user.username.clone(),
+            email: user.email.clone(),
+            groups: user.groups.clone(),
+            password_hash: Some(user.password_hash.clone()),
+            password: None,
+        }
+    }
+}
+
+/// What an entry asks for, checked: a new record, or the changes to an
+/// existing one.
+struct Plan {
+    write: Write,
+    lines: Vec<String>,
+}
+
+impl Service {
+    /// Every user, as a file.
+    pub fn export_users(&self) -> Result<UserFile> {
+        Ok(UserFile {
+            users: self.store.users()?.iter().map(UserEntry::from).collect(),
+        })
+    }
+
+    /// Imports `file`: checks every entry, then writes every change in one
+    /// transaction. Returns a line per change (none when nothing changes).
+    pub async fn import_users(&self, file: UserFile) -> Result<Vec<String>> {
+        check_entries(&file.users)?;
+        let mut plans = Vec::new();
+        let mut cutoff = None;
+        for entry in file.users {
+            if let Some(plan) = self.plan(entry, &mut cutoff).await? {
+                plans.push(plan);
+            }
+        }
+        let (writes, lines): (Vec<Write>, Vec<Vec<String>>) =
+            plans.into_iter().map(|p| (p.write, p.lines)).unzip();
+        if !writes.is_empty() {
+            self.store.import_users(&writes).await?;
+        }
+        for write in &writes {
+            let id = write.after.id;
+            self.profiles.forget(id);
+            match (&write.before, write.cutoff) {
+                (None, _) => audit::user_event("import", id, "added a user by import"),
+                (Some(_), Some(cutoff)) => {
+                    self.cutoffs.remember(id, cutoff);
+                    self.forget_sessions(id).await?;
+                    self.metrics.revocation();
+                    audit::user_event(
+                        "import",
+                        id,
+                        "changed a user by import; password changed, earlier tokens refused",
+                    );
+                }
+                (Some(_), None) => audit::user_event("import", id, "changed a user by import"),
+            }
+        }
+        Ok(lines.into_iter().flatten().collect())
+    }
+
+    /// The write `entry` needs, if any.
+    async fn plan(
+        &self,
+        entry: UserEntry,
+        cutoff: &mut Option<crate::model::Cutoff>,
+    ) -> Result<Option<Plan>> {
+        let name = entry.name.clone();
+        let Some(before) = self.store.user_by_name(&name)? else {
+            let password_hash = match (entry.password_hash, entry.password) {
+                (Some(hash), _) => hash,
+                (None, Some(password)) => self.hasher.hash(password).await?,
+                (None, None) => unreachable!("checked: one of the two"),
+            };
+            let user = User {
+                id: UserId::new(self.store.new_id()?),
+                username: name.clone(),
+                email: entry.email,
+                password_hash,
+                groups: entry.groups,
+                created_at: self.clock.now(),
+            };
+            let groups = user.groups.join(",");
+            return Ok(Some(Plan {
+                lines: vec![format!("{name}: added (groups: {groups})")],
+                write: Write {
+                    before: None,
+                    after: user,
+                    cutoff: None,
+                },
+            }));
+        };
+        let mut after = before.clone();
+        let mut lines = Vec::new();
+        if after.email != entry.email {
+            lines.push(format!(
+                "{}: email {} -> {}",
+                before.username,
+                before.email.as_deref().unwrap_or("(none)"),
+                entry.email.as_deref().unwrap_or("(none)")
+            ));
+            after.email = entry.email;
+        }
+        if after.groups != entry.groups {
+            lines.push(format!(
+                "{}: groups {} -> {}",
+                before.username,
+                before.groups.join(","),
+                entry.groups.join(",")
+            ));
+            after.groups = entry.groups;
+        }
+        let new_hash = match (entry.password_hash, entry.password) {
+            (Some(hash), _) => (hash != before.password_hash).then_some(hash),
+            (None, Some(password)) => {
+                let same = self
+                    .hasher
+                    .verify(password.clone(), Some(before.password_hash.clone()))
+                    .await?;
+                match same {
+                    true => None,
+                    false => Some(self.hasher.hash(password).await?),
+                }
+            }
+            (None, None) => unreachable!("checked: one of the two"),
+        };
+        let mut user_cutoff = None;
+        if let Some(hash) = new_hash {
+            lines.push(format!(
+                "{}: password changed (earlier tokens refused)",
+                before.username
+            ));
+            after.password_hash = hash;
+            let at = match *cutoff {
+                Some(at) => at,
+                None => *cutoff.insert(self.new_cutoff(false)?),
+            };
+            user_cutoff = Some(at);
+        }
+        Ok((!lines.is_empty()).then_some(Plan {
+            lines,
+            write: Write {
+                before: Some(before),
+                after,
+                cutoff: user_cutoff,
+            },
+        }))
+    }
+}
+
+/// Every entry valid, exactly one of `password` and `password_hash`, a
+/// usable hash, and no name or email twice.
+fn check_entries(entries: &[UserEntry]) -> Result<()> {
+    let mut names = std::collections::HashSet::new();
+    let mut emails = std::collections::HashSet::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let what = || format!("user {} ({:?})", i + 1, entry.name);
+        let say = |e: Error| Error::config(format_args!("{}: {}", what(), e.public_message()));
+        validate_username(&entry.name).map_err(say)?;
+        if let Some(email) = &entry.email {
+            validate_email(email).map_err(say)?;
+            if !emails.insert(email.to_ascii_lowercase()) {
+                return Err(Error::config(format_args!(
+                    "{}: the email {email} is in the file twice",
+                    what()
+                )));
+            }
+        }
+        validate_groups(&entry.groups).map_err(say)?;
+        if !names.insert(entry.name.to_ascii_lowercase()) {
+            return Err(Error::config(format_args!(
+                "{}: the name is in the file twice",
+                what()
+            )));
+        }
+        match (&entry.password, &entry.password_hash) {
+            (Some(password), None) => validate_password(password).map_err(say)?,
+            (None, Some(hash)) => {
+                let usable = crypto::stored_cost(hash).is_ok_and(|cost| cost.check().is_ok());
+                if !usable {
+                    return Err(Error::config(format_args!(
+                        "{}: password_hash is not a usable scrypt hash ($scrypt$ln=..,r=..,p=..$salt$hash, \
+                         at most 1 GiB of memory)",
+                        what()
+                    )));
+                }
+            }
+            _ => {
+                return Err(Error::config(format_args!(
+                    "{}: give either password or password_hash",
+                    what()
+                )))
+            }
+        }
+    }
+    Ok(())
+}

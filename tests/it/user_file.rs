@@ -1,0 +1,234 @@
+//! `latch user import` and `latch user export`: users as a TOML file,
+//! imported all or nothing, a second time changing nothing, with the
+//! server running (over the admin socket) and stopped.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::support::*;
+
+/// `latch user ARGS --config CONFIG`, `stdin` piped in: (success, stdout,
+/// stderr without the config line).
+fn user(config: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(&*LATCH)
+        .arg("user")
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("LATCH_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        without_config_line(&String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+/// Imports `file` (from standard input); its lines.
+fn import(config: &Path, file: &str) -> String {
+    let (ok, out, err) = user(config, &["import", "-"], file);
+    assert!(ok && err.is_empty(), "{file}\n{err}");
+    out
+}
+
+fn export(config: &Path) -> String {
+    let (ok, out, err) = user(config, &["export"], "");
+    assert!(ok && err.is_empty(), "{err}");
+    out
+}
+
+fn bob_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(make_bob_hash).clone()
+}
+
+fn make_bob_hash() -> String {
+    let cost = latch::crypto::Cost {
+        log_n: 4,
+        r: 8,
+        p: 1,
+    };
+    latch::crypto::hash_password("bob-password", cost).unwrap()
+}
+
+/// The story, with the server `running` or not.
+fn story(running: bool) {
+    let dir = TempDir::new(if running { "file-live" } else { "file-offline" });
+    let config = dir.path().join("latch.toml");
+    std::fs::write(
+        &config,
+        config_text(dir.path(), "registration = \"closed\""),
+    )
+    .unwrap();
+    // Without a database, import needs --create.
+    let first = format!(
+        "[[user]]\nname = \"alice\"\nemail = \"alice@example.test\"\ngroups = [\"admins\"]\n\
+         password = \"alice-password\"\n\n[[user]]\nname = \"bob\"\npassword_hash = \"{}\"\n",
+        bob_hash()
+    );
+    let (ok, _, err) = user(&config, &["import", "-"], &first);
+    assert!(!ok);
+    assert!(err.contains("--create"), "{err}");
+    let server = running.then(|| {
+        let (ok, _, err) = user(&config, &["list", "--create"], "");
+        assert!(ok, "{err}");
+        Server::start_with(&config)
+    });
+    let client = || server.as_ref().map(Server::client);
+    let args: &[&str] = if running {
+        &["import", "-"]
+    } else {
+        &["import", "-", "--create"]
+    };
+    let (ok, out, err) = user(&config, args, &first);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "alice: added (groups: admins)\nbob: added (groups: )\n"
+    );
+    if let Some(c) = client() {
+        c.token("alice", "alice-password");
+        c.token("bob", "bob-password");
+    }
+
+    // Export: every user, hashes and no other secret; and it imports as
+    // nothing to change, as does the first file again.
+    let exported = export(&config);
+    assert!(!exported.contains("password ="), "{exported}");
+    assert_eq!(exported.matches("password_hash = \"$scrypt$").count(), 2);
+    assert!(exported.contains(&bob_hash()[..20]));
+    for file in [&first, &exported] {
+        assert_eq!(
+            import(&config, file),
+            "nothing to change: the 2 users of the file are as it says\n"
+        );
+    }
+    assert_eq!(export(&config), exported);
+    let alice_token = client().map(|c| c.token("alice", "alice-password"));
+
+    // A change: alice's groups, email and password; bob left as he is.
+    let changed = format!(
+        "[[user]]\nname = \"Alice\"\ngroups = [\"admins\", \"media\"]\npassword = \"new-alice-password\"\n\
+         [[user]]\nname = \"bob\"\npassword_hash = \"{}\"\n",
+        bob_hash()
+    );
+    let out = import(&config, &changed);
+    assert_eq!(
+        out,
+        "alice: email alice@example.test -> (none)\nalice: groups admins -> admins,media\n\
+         alice: password changed (earlier tokens refused)\n"
+    );
+    assert_eq!(
+        import(&config, &changed),
+        "nothing to change: the 2 users of the file are as it says\n"
+    );
+    if let (Some(c), Some(token)) = (client(), alice_token) {
+        assert_eq!(c.resource(&bearer(&token)).status, 401);
+        let res = c.get(
+            "/api/token",
+            &[("Authorization", &basic("alice", "alice-password"))],
+        );
+        assert_eq!(res.status, 401);
+        c.token("alice", "new-alice-password");
+        c.token("bob", "bob-password");
+    }
+
+    // All or nothing: carol would be added, but bob's new email is erin's.
+    let (ok, _, err) = user(
+        &config,
+        &[
+            "add",
+            "erin",
+            "--email",
+            "erin@example.test",
+            "--password-stdin",
+        ],
+        "erin-password\n",
+    );
+    assert!(ok, "{err}");
+    let before = export(&config);
+    let clash = format!(
+        "[[user]]\nname = \"carol\"\npassword = \"carol-password\"\n\
+         [[user]]\nname = \"bob\"\nemail = \"ERIN@example.test\"\npassword_hash = \"{}\"\n",
+        bob_hash()
+    );
+    let (ok, out, err) = user(&config, &["import", "-"], &clash);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.contains("the email ERIN@example.test is another user's"),
+        "{err}"
+    );
+    assert_eq!(export(&config), before, "a refused import wrote something");
+
+    // Every bad file: one line, exit 1, nothing written, no password shown.
+    let hash = bob_hash();
+    let bad: [(String, &str); 12] = [
+        ("[[user]]\nname = \"x\"\npassword = ".into(), "line 3"),
+        ("[[user]]\nname = \"x\"\npasword = \"p4ssw0rd-x\"\n".into(), "unknown field"),
+        ("[[users]]\nname = \"x\"\n".into(), "unknown field"),
+        ("[[user]]\nname = \"x\"\n".into(), "give either password or password_hash"),
+        (
+            format!("[[user]]\nname = \"x\"\npassword = \"p4ssw0rd-x\"\npassword_hash = \"{hash}\"\n"),
+            "give either password or password_hash",
+        ),
+        ("[[user]]\nname = \"x\"\npassword_hash = \"p4ssw0rd-x\"\n".into(), "not a usable scrypt hash"),
+        (
+            format!("[[user]]\nname = \"x\"\npassword_hash = \"{}\"\n", hash.replace("ln=4", "ln=30")),
+            "not a usable scrypt hash",
+        ),
+        ("[[user]]\nname = \"x\"\npassword = 12345678\n".into(), "a bad password"),
+        ("[[user]]\nname = \"x y\"\npassword = \"p4ssw0rd-x\"\n".into(), "username must be"),
+        ("[[user]]\nname = \"x\"\npassword = \"short\"\n".into(), "8 to 1024 characters"),
+        (
+            "[[user]]\nname = \"x\"\npassword = \"p4ssw0rd-x\"\n[[user]]\nname = \"X\"\npassword = \"p4ssw0rd-x\"\n"
+                .into(),
+            "in the file twice",
+        ),
+        (
+            "[[user]]\nname = \"x\"\ngroups = [\"a,b\"]\npassword = \"p4ssw0rd-x\"\n".into(),
+            "group names",
+        ),
+    ];
+    for (file, expect) in &bad {
+        let (ok, out, err) = user(&config, &["import", "-"], file);
+        assert!(!ok, "{file}: {out}");
+        assert_eq!(err.lines().count(), 1, "{file}: {err}");
+        assert!(err.contains(expect), "{file}: expected {expect:?} in {err}");
+        assert!(
+            !err.contains("p4ssw0rd") && !err.contains("12345678"),
+            "{err}"
+        );
+    }
+    assert_eq!(export(&config), before);
+    let (ok, _, err) = user(&config, &["import", "/nonexistent/users.toml"], "");
+    assert!(
+        !ok && err.contains("cannot read /nonexistent/users.toml"),
+        "{err}"
+    );
+    if let Some(server) = &server {
+        server.client().assert_alive("bob", "bob-password");
+        let log = server.log();
+        for secret in ["p4ssw0rd", "alice-password", "carol-password", &hash[20..]] {
+            assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        }
+    }
+}
+
+#[test]
+fn users_file_with_the_server_running() {
+    story(true);
+}
+
+#[test]
+fn users_file_with_the_server_stopped() {
+    story(false);
+}
