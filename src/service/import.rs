@@ -275,8 +275,8 @@ fn check_entries(entries: &[UserEntry]) -> Result<()> {
                 let usable = crypto::stored_cost(hash).is_ok_and(|cost| cost.check().is_ok());
                 if !usable {
                     return Err(Error::config(format_args!(
-                        "{}: password_hash is not a usable scrypt hash ($scrypt$ln=..,r=..,p=..$salt$hash, \
-                         at most 1 GiB of memory)",
+                        "{}: password_hash is not a usable scrypt hash \
+                         ($scrypt$ln=..,r=..,p=..$salt$hash, at most 1 GiB of memory)",
                         what()
                     )));
                 }

@@ -349,10 +349,16 @@ fn spawn_traefik(dir: &TempDir, port: u16, static_config: &str, dynamic: &str) -
     let config = dir.path().join("traefik.yml");
     std::fs::write(&config, static_config).unwrap();
     std::fs::write(dir.path().join("latch.yml"), dynamic).unwrap();
+    spawn_traefik_with(dir, port, &[format!("--configFile={}", config.display())])
+}
+
+/// Traefik with these arguments, listening on `port`; it must start
+/// without a warning.
+fn spawn_traefik_with(dir: &TempDir, port: u16, args: &[String]) -> Proxy {
     let log = dir.path().join("traefik.log");
     let out = std::fs::File::create(&log).unwrap();
     let mut child = Command::new("traefik")
-        .arg(format!("--configFile={}", config.display()))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(out.try_clone().unwrap())
         .stderr(out)
@@ -1398,4 +1404,145 @@ fn nginx_two_domains() {
 #[test]
 fn traefik_two_domains() {
     run_two_domains("traefik", start_traefik_two_domains);
+}
+
+// The README's compose example: Traefik configured by its `command` flags
+// and by the other services' labels.
+
+/// Reads the compose file (argv[1]) as compose and Traefik's docker
+/// provider would, for a run without containers. Writes `dynamic.yml` (the
+/// labels of each service with `traefik.enable`, as the file provider's
+/// nested keys; each service's address 127.0.0.1 and the test's port for
+/// it) and `run.json` into argv[2]: Traefik's flags (the docker provider
+/// replaced by that file, the entry point on argv[3], plain http), latch's
+/// environment, and checks of the trusted proxy.
+const COMPOSE_TO_FILE: &str = r#"
+import ipaddress, json, re, sys, yaml
+compose = yaml.safe_load(open(sys.argv[1]))
+out, proxy_port = sys.argv[2], sys.argv[3]
+ports = json.loads(sys.argv[4])
+services = compose["services"]
+dynamic = {}
+
+def put(path, value):
+    node = dynamic
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+
+def address(name):
+    return "127.0.0.1:" + str(ports[name])
+
+for name, service in services.items():
+    labels = service.get("labels") or {}
+    if isinstance(labels, list):
+        labels = dict(label.split("=", 1) for label in labels)
+    if labels.get("traefik.enable") != "true":
+        continue
+    assert "ports" not in service, name + " publishes a port: only Traefik may"
+    own, routers = [], []
+    for key, value in labels.items():
+        path = key.split(".")
+        assert path[0] == "traefik", key
+        if path[1] == "enable":
+            continue
+        if path[1:3] == ["http", "services"] and path[4:] == ["loadbalancer", "server", "port"]:
+            own.append(path[3])
+            put(path[1:5] + ["servers"], [{"url": "http://" + address(name)}])
+            continue
+        if path[1:3] == ["http", "routers"]:
+            routers.append(path[3])
+        # A service's address, as another container reaches it.
+        value = re.sub(r"http://(\w+):\d+", lambda m: "http://" + address(m.group(1)), value)
+        put(path[1:], value.replace(".example.com`", ".example.test`"))
+    for router in routers:
+        assert len(own) == 1, name + ": a router without a service needs exactly one"
+        dynamic["http"]["routers"][router].setdefault("service", own[0])
+
+args = []
+replaced = set()
+for flag in services["traefik"]["command"]:
+    if flag.startswith("--providers.docker"):
+        replaced.add("docker")
+        continue
+    if flag == "--entryPoints.websecure.address=:443":
+        replaced.add("address")
+        flag = "--entryPoints.websecure.address=127.0.0.1:" + proxy_port
+    if flag == "--entryPoints.websecure.http.tls=true":
+        replaced.add("tls")
+        continue
+    args.append(flag)
+assert replaced == {"docker", "address", "tls"}, replaced
+args.append("--providers.file.filename=" + out + "/dynamic.yml")
+with open(out + "/dynamic.yml", "w") as f:
+    yaml.safe_dump(dynamic, f)
+
+env = services["latch"]["environment"]
+trusted = env["LATCH_FORWARD_AUTH__TRUSTED_PROXIES"]
+traefik_ip = services["traefik"]["networks"]["edge"]["ipv4_address"]
+subnet = compose["networks"]["edge"]["ipam"]["config"][0]["subnet"]
+assert trusted == traefik_ip, (trusted, traefik_ip)
+assert ipaddress.ip_address(traefik_ip) in ipaddress.ip_network(subnet)
+# The docker provider's network is compose's name for "edge".
+assert "--providers.docker.network=%s_edge" % compose["name"] in services["traefik"]["command"]
+json.dump({"args": args, "env": env}, open(out + "/run.json", "w"))
+"#;
+
+#[test]
+fn traefik_compose_labels() {
+    if !require_program("traefik") || !require_program("python3") {
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- compose:begin -->")
+        .expect("a compose block");
+    let block = &readme[start..];
+    let code = &block[block.find("```yaml\n").unwrap() + 8..];
+    let code = &code[..code.find("```").unwrap()];
+    let dir = TempDir::new("compose");
+    let compose = dir.path().join("compose.yaml");
+    std::fs::write(&compose, code).unwrap();
+    let upstream = Upstream::start();
+    let port = free_port();
+    let server = latch_for(&dir, port);
+    let ports = serde_json::json!({"latch": server.addr.port(), "app": upstream.port});
+    let out = Command::new("python3")
+        .args(["-c", COMPOSE_TO_FILE])
+        .arg(&compose)
+        .arg(dir.path())
+        .arg(port.to_string())
+        .arg(ports.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("run.json")).unwrap()).unwrap();
+    // latch's environment in the file is one latch accepts.
+    let env: Vec<(String, String)> = run["env"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
+    let (status, printed, err) = latch_cmd(&["check-config"], &env);
+    assert!(status.success(), "{err}");
+    assert!(
+        printed.contains("trusted_proxies = [\"10.89.7.2/32\"]"),
+        "{printed}"
+    );
+    let args: Vec<String> = run["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let proxy = spawn_traefik_with(&dir, port, &args);
+    story(&proxy, &server, &upstream);
 }

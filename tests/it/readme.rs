@@ -224,7 +224,8 @@ fn proxy_blocks_are_what_proxy_snippet_prints() {
     let config = dir.path().join("latch.toml");
     std::fs::write(
         &config,
-        "public_url = \"https://auth.example.com\"\n[forward_auth]\ncookie_domain = \"example.com\"\n",
+        "public_url = \"https://auth.example.com\"\n\
+         [forward_auth]\ncookie_domain = \"example.com\"\n",
     )
     .unwrap();
     let config = config.to_str().unwrap();

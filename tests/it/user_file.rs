@@ -117,7 +117,8 @@ fn story(running: bool) {
 
     // A change: alice's groups, email and password; bob left as he is.
     let changed = format!(
-        "[[user]]\nname = \"Alice\"\ngroups = [\"admins\", \"media\"]\npassword = \"new-alice-password\"\n\
+        "[[user]]\nname = \"Alice\"\ngroups = [\"admins\", \"media\"]\n\
+         password = \"new-alice-password\"\n\
          [[user]]\nname = \"bob\"\npassword_hash = \"{}\"\n",
         bob_hash()
     );
@@ -171,32 +172,39 @@ fn story(running: bool) {
 
     // Every bad file: one line, exit 1, nothing written, no password shown.
     let hash = bob_hash();
+    let x = |fields: &str| format!("[[user]]\nname = \"x\"\n{fields}");
+    let good = "password = \"p4ssw0rd-x\"\n";
     let bad: [(String, &str); 12] = [
-        ("[[user]]\nname = \"x\"\npassword = ".into(), "line 3"),
-        ("[[user]]\nname = \"x\"\npasword = \"p4ssw0rd-x\"\n".into(), "unknown field"),
+        (x("password = "), "line 3"),
+        (x("pasword = \"p4ssw0rd-x\"\n"), "unknown field"),
         ("[[users]]\nname = \"x\"\n".into(), "unknown field"),
-        ("[[user]]\nname = \"x\"\n".into(), "give either password or password_hash"),
+        (x(""), "give either password or password_hash"),
         (
-            format!("[[user]]\nname = \"x\"\npassword = \"p4ssw0rd-x\"\npassword_hash = \"{hash}\"\n"),
+            x(&format!("{good}password_hash = \"{hash}\"\n")),
             "give either password or password_hash",
         ),
-        ("[[user]]\nname = \"x\"\npassword_hash = \"p4ssw0rd-x\"\n".into(), "not a usable scrypt hash"),
         (
-            format!("[[user]]\nname = \"x\"\npassword_hash = \"{}\"\n", hash.replace("ln=4", "ln=30")),
+            x("password_hash = \"p4ssw0rd-x\"\n"),
             "not a usable scrypt hash",
         ),
-        ("[[user]]\nname = \"x\"\npassword = 12345678\n".into(), "a bad password"),
-        ("[[user]]\nname = \"x y\"\npassword = \"p4ssw0rd-x\"\n".into(), "username must be"),
-        ("[[user]]\nname = \"x\"\npassword = \"short\"\n".into(), "8 to 1024 characters"),
         (
-            "[[user]]\nname = \"x\"\npassword = \"p4ssw0rd-x\"\n[[user]]\nname = \"X\"\npassword = \"p4ssw0rd-x\"\n"
-                .into(),
+            x(&format!(
+                "password_hash = \"{}\"\n",
+                hash.replace("ln=4", "ln=30")
+            )),
+            "not a usable scrypt hash",
+        ),
+        (x("password = 12345678\n"), "a bad password"),
+        (
+            format!("[[user]]\nname = \"x y\"\n{good}"),
+            "username must be",
+        ),
+        (x("password = \"short\"\n"), "8 to 1024 characters"),
+        (
+            format!("{}[[user]]\nname = \"X\"\n{good}", x(good)),
             "in the file twice",
         ),
-        (
-            "[[user]]\nname = \"x\"\ngroups = [\"a,b\"]\npassword = \"p4ssw0rd-x\"\n".into(),
-            "group names",
-        ),
+        (x(&format!("groups = [\"a,b\"]\n{good}")), "group names"),
     ];
     for (file, expect) in &bad {
         let (ok, out, err) = user(&config, &["import", "-"], file);
