@@ -132,7 +132,7 @@ impl Service {
         let (writes, lines): (Vec<Write>, Vec<Vec<String>>) =
             plans.into_iter().map(|p| (p.write, p.lines)).unzip();
         if !writes.is_empty() {
-            self.store.import_users(&writes).await?;
+            self.store.apply_import(&writes).await?;
         }
         for write in &writes {
             let id = write.after.id;

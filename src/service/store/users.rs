@@ -299,7 +299,7 @@ pub struct Write {
 impl Store {
     /// Applies every write in one transaction: all of them, or (a name or
     /// email taken, a record changed since it was read) none.
-    pub async fn import_users(&self, writes: &[Write]) -> Result<()> {
+    pub async fn apply_import(&self, writes: &[Write]) -> Result<()> {
         let gate = self.shared();
         let trees = (
             &self.users,
