@@ -365,12 +365,12 @@ fn the_admin_socket_is_private() {
     let mut reply = String::new();
     std::io::Read::read_to_string(&mut stream, &mut reply).unwrap();
     assert!(reply.contains("malformed admin request"), "{reply}");
-    // Not UTF-8, or longer than a line may be: refused whole.
+    // Not UTF-8, or longer than a line may be (8 MiB): refused whole.
     for garbage in [
         b"{\"op\":\"list\"\xff}\n".to_vec(),
         [
             b"{\"op\":\"list\",\"x\":\"".to_vec(),
-            vec![b'a'; 70 * 1024],
+            vec![b'a'; 9 * 1024 * 1024],
             b"\"}\n".to_vec(),
         ]
         .concat(),
