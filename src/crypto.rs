@@ -250,6 +250,37 @@ pub fn stored_cost(phc: &str) -> Result<Cost> {
     })
 }
 
+/// Why a hash latch did not make (an import) cannot be stored, if it
+/// cannot: it must be an scrypt PHC string with a salt and a 32-byte
+/// output (anything else never verifies, and locks the account quietly),
+/// at no more than `most` in each of `ln`, `r` and `p` (a failed login on
+/// it costs no more than one on latch's own hashes).
+pub fn foreign_hash_problem(phc: &str, most: Cost) -> Option<String> {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return Some("not a PHC string ($scrypt$ln=..,r=..,p=..$salt$hash)".into());
+    };
+    if parsed.algorithm.as_str() != "scrypt" {
+        return Some(format!("a {} hash, not scrypt", parsed.algorithm));
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none_or(|h| h.len() != 32) {
+        return Some("no salt, or not a 32-byte hash after it".into());
+    }
+    let cost = match stored_cost(phc) {
+        Ok(cost) => cost,
+        Err(_) => return Some("its ln, r and p are not scrypt's".into()),
+    };
+    if let Err(why) = cost.check() {
+        return Some(why);
+    }
+    (cost.log_n > most.log_n || cost.r > most.r || cost.p > most.p).then(|| {
+        format!(
+            "it costs more (ln={},r={},p={}) than [scrypt] allows (ln={},r={},p={}): raise \
+             [scrypt], or import a password instead",
+            cost.log_n, cost.r, cost.p, most.log_n, most.r, most.p
+        )
+    })
+}
+
 /// Checks a password against a PHC string. A stored cost above the ceiling
 /// or an unparsable string is an error, not a silent refusal.
 /// Slow by design: call only from a blocking thread.
@@ -278,6 +309,28 @@ mod tests {
         assert!(verify_password("correct horse", &phc).unwrap());
         assert!(!verify_password("correct horsf", &phc).unwrap());
         assert_eq!(stored_cost(&phc).unwrap(), LOW);
+    }
+
+    #[test]
+    fn foreign_hashes() {
+        let good = hash_password("x", LOW).unwrap();
+        assert_eq!(foreign_hash_problem(&good, LOW), None);
+        let higher = Cost { log_n: 5, ..LOW };
+        assert_eq!(foreign_hash_problem(&good, higher), None);
+        assert!(foreign_hash_problem(&hash_password("x", higher).unwrap(), LOW).is_some());
+        let (head, output) = good.rsplit_once('$').unwrap();
+        for bad in [
+            String::new(),
+            "p4ssw0rd".to_owned(),
+            head.to_owned(),
+            format!("{head}$"),
+            format!("{head}${}", &output[..20]),
+            good.replace("$scrypt$", "$argon2id$"),
+            good.replace("ln=4", "ln=30"),
+            good.replace("ln=4", "ln=0"),
+        ] {
+            assert!(foreign_hash_problem(&bad, LOW).is_some(), "{bad}");
+        }
     }
 
     #[test]

@@ -41,9 +41,11 @@ impl Host {
         &self.0
     }
 
-    /// The name with `-` for `.`, for a Traefik router or service name.
+    /// The name as a Traefik router or service name: `--` for `-`, then
+    /// `-` for `.`, so that no two hosts share one (`a-b.c` is `a--b-c`,
+    /// `a.b-c` is `a-b--c`).
     fn key(&self) -> String {
-        self.0.replace('.', "-")
+        self.0.replace('-', "--").replace('.', "-")
     }
 }
 
@@ -96,8 +98,10 @@ pub enum Proxy {
     Caddy,
     /// nginx: blocks for `http { }`.
     Nginx,
-    /// Traefik 3: the static configuration, then the dynamic one.
+    /// Traefik 3: the dynamic configuration (the file provider's file).
     Traefik,
+    /// Traefik 3: the static configuration (the same for every app).
+    TraefikStatic,
 }
 
 /// What a snippet protects, and where everything is.
@@ -146,7 +150,8 @@ impl Snippet {
         match proxy {
             Proxy::Caddy => self.caddy(),
             Proxy::Nginx => self.nginx(),
-            Proxy::Traefik => format!("{}---\n{}", traefik_static(), self.traefik_dynamic()),
+            Proxy::Traefik => self.traefik_dynamic(),
+            Proxy::TraefikStatic => traefik_static().to_owned(),
         }
     }
 
@@ -190,6 +195,15 @@ impl Snippet {
 \t\t# header whose name starts with \"Remote\", in any case and with
 \t\t# any separator (Remote_User, remote.user...).
 \t\trequest_header -Remote*
+\t\t# So do forwarding headers, from Caddy: drop the client's (Caddy
+\t\t# sets X-Forwarded-For, -Proto and -Host itself), in the `_`
+\t\t# spelling too (X_Forwarded_Host is HTTP_X_FORWARDED_HOST to WSGI).
+\t\trequest_header -Forwarded
+\t\trequest_header -X-Forwarded*
+\t\trequest_header -X-Real-Ip
+\t\trequest_header -X-Original*
+\t\trequest_header -X-Rewrite*
+\t\trequest_header -X_*
 
 \t\t# {who}. The uri carries its own query, which replaces the
 \t\t# client's: no ?group= or ?auth_token= of the client reaches latch.
@@ -274,8 +288,18 @@ server {{
         proxy_set_header Remote-Groups $latch_groups;
         proxy_set_header Remote-Email $latch_email;
         proxy_set_header Remote-Name $latch_name;
+        # The forwarding headers are nginx's: set, or dropped (an empty
+        # value), never the client's.
         proxy_set_header X-Forwarded-For $remote_addr;
         proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-Port \"\";
+        proxy_set_header X-Forwarded-Prefix \"\";
+        proxy_set_header X-Forwarded-Server \"\";
+        proxy_set_header Forwarded \"\";
+        proxy_set_header X-Original-URL \"\";
+        proxy_set_header X-Rewrite-URL \"\";
         proxy_set_header Host $host;
         proxy_pass http://{upstream};
     }}
@@ -305,10 +329,12 @@ server {{
         let (latch, upstream) = (&self.latch.0, &self.upstream.0);
         let key = self.app.key();
         let query = self.group_query().unwrap_or_default();
-        let middleware = match self.groups.as_slice() {
-            [] => "latch".to_owned(),
-            groups => format!("latch-{}", groups.join("-")),
-        };
+        // One name per list of groups: `-` doubled, `.` and `_` spelled
+        // out, then `-` between groups.
+        let middleware = self.groups.iter().fold("latch".to_owned(), |name, g| {
+            let g = g.replace('-', "--").replace('.', "-d").replace('_', "-u");
+            format!("{name}-{g}")
+        });
         let who = self.who();
         format!(
             "# /etc/traefik/latch.yml: the dynamic configuration.
@@ -323,10 +349,18 @@ http:
         maxResponseBodySize: 65536
         # Replaced by latch's values (removed when latch sends none).
         authResponseHeaders: [Remote-User, Remote-Groups, Remote-Email, Remote-Name]
+    # Forwarding headers Traefik does not replace itself (it does
+    # X-Forwarded-* and X-Real-Ip): an empty value removes the client's.
+    latch-edge:
+      headers:
+        customRequestHeaders:
+          Forwarded: \"\"
+          X-Original-Url: \"\"
+          X-Rewrite-Url: \"\"
   routers:
     {key}:
       rule: \"Host(`{app}`)\"
-      middlewares: [{middleware}]
+      middlewares: [latch-edge, {middleware}]
       service: {key}
     latch:
       rule: \"Host(`{auth}`)\"
@@ -518,19 +552,43 @@ mod tests {
         assert!(plain.traefik_dynamic().contains("/auth\"\n"));
         assert!(admins
             .traefik_dynamic()
-            .contains("middlewares: [latch-admins]"));
+            .contains("middlewares: [latch-edge, latch-admins]"));
         assert!(admins.traefik_dynamic().contains("/auth?group=admins\"\n"));
-        // The group lines aside, the texts are the same.
-        let without = |text: String| {
-            text.lines()
-                .filter(|l| !l.contains("/auth") && !l.contains("latch") && !l.contains('#'))
-                .collect::<Vec<_>>()
-                .join("\n")
+        // Traefik's names: no two hosts or lists of groups share one.
+        let names = |app: &str, groups: &[&str]| {
+            let mut s = snippet(groups);
+            s.app = Host::parse(app).unwrap();
+            let text = s.traefik_dynamic();
+            let line = |prefix: &str| {
+                let at = text.find(prefix).unwrap() + prefix.len();
+                text[at..at + text[at..].find('\n').unwrap()].to_owned()
+            };
+            (
+                line("\n  routers:\n    "),
+                line("middlewares: [latch-edge, "),
+            )
         };
-        for proxy in [Proxy::Caddy, Proxy::Nginx, Proxy::Traefik] {
+        assert_ne!(names("a-b.c", &[]).0, names("a.b-c", &[]).0);
+        assert_ne!(names("x.y", &["a-b"]).1, names("x.y", &["a", "b"]).1);
+        assert_ne!(names("x.y", &["a.b"]).1, names("x.y", &["a-db"]).1);
+        assert_ne!(names("x.y", &["a_b"]).1, names("x.y", &["a-ub"]).1);
+        // With the group's words put back, the texts are the same.
+        let ungrouped = |text: String| {
+            text.replace("?group=admins", "?from=caddy")
+                .replace("/auth/nginx?from=caddy;", "/auth/nginx;")
+                .replace("/auth?from=caddy\"", "/auth\"")
+                .replace("latch-admins", "latch")
+                .replace("Members of the \"admins\" group only", "Anyone signed in")
+        };
+        for proxy in [
+            Proxy::Caddy,
+            Proxy::Nginx,
+            Proxy::Traefik,
+            Proxy::TraefikStatic,
+        ] {
             assert_eq!(
-                without(plain.render(proxy)),
-                without(admins.render(proxy)),
+                plain.render(proxy),
+                ungrouped(admins.render(proxy)),
                 "{proxy:?}"
             );
         }

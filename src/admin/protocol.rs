@@ -340,9 +340,10 @@ async fn import(service: &Service, file: crate::service::UserFile) -> Outcome {
     let count = file.users.len();
     let lines = service.import_users(file).await.map_err(describe)?;
     match lines.is_empty() {
-        true => done(format!(
-            "nothing to change: the {count} users of the file are as it says"
-        )),
+        true => done(match count {
+            1 => "nothing to change: the one user of the file is as it says".to_owned(),
+            n => format!("nothing to change: the {n} users of the file are as it says"),
+        }),
         false => done(lines.join("\n")),
     }
 }

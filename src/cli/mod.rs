@@ -66,9 +66,9 @@ enum Command {
         /// The proxy
         #[arg(value_enum)]
         proxy: crate::snippet::Proxy,
-        /// The app's host name
+        /// The app's host name (not for traefik-static)
         #[arg(long, value_name = "HOST")]
-        app: String,
+        app: Option<String>,
         /// Where the proxy reaches the app
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
         upstream: String,
@@ -297,7 +297,15 @@ pub fn main() -> ExitCode {
             proxy,
             config,
         } => setup::init(
-            locate(config),
+            // Named only when there is one to add to: init writes one
+            // otherwise.
+            match ConfigFile::locate(config.as_deref()) {
+                file if file.path().is_some_and(|p| p.exists()) => {
+                    eprintln!("using {file}");
+                    file
+                }
+                file => file,
+            },
             setup::InitArgs {
                 public_url,
                 cookie_domain,

@@ -32,18 +32,12 @@ pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
             "--public-url",
         )?,
     };
-    let public_host = net::url_host(&public_url)
-        .filter(|_| public_url.starts_with("https://") || public_url.starts_with("http://"))
-        .ok_or_else(|| {
-            Error::config(format_args!(
-                "--public-url {public_url:?}: give an http(s) URL such as https://auth.example.com"
-            ))
-        })?;
+    let public_host = public_host(&public_url)?;
     let cookie_domain = match args.cookie_domain {
         Some(domain) => domain,
-        None => match public_host.split_once('.') {
-            Some((_, parent)) if parent.contains('.') => parent.to_owned(),
-            _ => ask(
+        None => match derived_cookie_domain(&public_host) {
+            Some(parent) => parent,
+            None => ask(
                 "the cookie domain, the parent of latch's host and of every app",
                 "--cookie-domain",
             )?,
@@ -60,35 +54,43 @@ pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
     let proxy = args.proxy.unwrap_or(Proxy::Caddy);
     let settings = settings(&public_url, cookie_domain.as_str());
 
-    let (written, key) = match file.path() {
+    let (written, key, packaged) = match file.path() {
         Some(main) if main.exists() => {
-            let before = Config::load_from(&file)?;
-            if let Some(url) = before.primary_site().public_url {
-                return Err(Error::config(format_args!(
-                    "{} already sets public_url ({url}): latch init makes a first \
-                     configuration; edit that one instead",
-                    main.display()
-                )));
-            }
             let dir = file.drop_in_dir().expect("a file has a directory");
             let path = dir.join("10-init.toml");
+            let before = Config::load_from(&file)?;
+            if let Some(url) = before.primary_site().public_url {
+                let source = if path.exists() { &path } else { main };
+                return Err(Error::config(format_args!(
+                    "public_url is set already ({url}, in {} or a file read with it): latch \
+                     init makes a first configuration; edit that one instead",
+                    source.display()
+                )));
+            }
+            if let KeySource::File(key) = &before.key {
+                keep_only_own_key(key)?;
+            }
             create_dir(&dir)?;
             write_new(&path, &format!("{DROP_IN_HEAD}{settings}"))?;
             let key = match checked(&file, &path)?.key {
                 KeySource::File(key) => Some(key),
                 KeySource::Inline(_) => None,
             };
-            (path, key)
+            (path, key, true)
         }
         target => {
             let path = target.map_or_else(|| PathBuf::from("latch.toml"), Path::to_path_buf);
+            if path.exists() {
+                return Err(exists(&path));
+            }
             let dir = absolute(path.parent().unwrap_or(Path::new("")))?;
             let key = dir.join("secret.key");
             let text = standalone(&dir, &key, &settings);
+            keep_only_own_key(&key)?;
             create_dir(&dir)?;
             write_new(&path, &text)?;
             checked(&ConfigFile::Flag(path.clone()), &path)?;
-            (path, Some(key))
+            (path, Some(key), false)
         }
     };
     println!("wrote {}", written.display());
@@ -98,27 +100,101 @@ pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
             false => println!("kept the signing key in {}", key.display()),
         }
     }
-    let config = match file.path() {
-        Some(main) if main.exists() => file.clone(),
-        _ => ConfigFile::Flag(written.clone()),
+    if public_url.starts_with("http://") {
+        eprintln!(
+            "latch: warning: {public_url} is plain http: browsers drop the session cookie \
+             (cookie_secure = true): put latch behind https, or set [forward_auth] \
+             cookie_secure = false for a trial"
+        );
+    }
+    let flag = match (&file, packaged) {
+        (ConfigFile::Flag(p) | ConfigFile::Env(p), true) => format!(" --config {}", p.display()),
+        (ConfigFile::System(_), true) => String::new(),
+        (ConfigFile::Local(_), true) => String::new(),
+        _ => format!(" --config {}", written.display()),
     };
-    let flag = match &config {
-        ConfigFile::Flag(p) | ConfigFile::Env(p) => format!(" --config {}", p.display()),
-        _ => String::new(),
+    let start = match packaged {
+        true => "systemctl restart latch   (or restart latch serve as you run it)".to_owned(),
+        false => format!("latch serve{flag}   (or under systemd: see the README)"),
     };
     let proxy_name = match proxy {
         Proxy::Caddy => "caddy",
         Proxy::Nginx => "nginx",
-        Proxy::Traefik => "traefik",
+        Proxy::Traefik | Proxy::TraefikStatic => "traefik",
     };
     println!(
-        "next:\n  latch proxy-snippet {proxy_name} --app app.{domain}{flag}   \
-         (your app's host; --upstream where it listens)\n  \
-         latch user add NAME{flag}\n  \
-         then (re)start latch: systemctl restart latch, or latch serve{flag}",
+        "next:\n  {start}\n  latch proxy-snippet {proxy_name} --app app.{domain}{flag}   \
+         (your app's host; --upstream where it listens)\n  latch user add NAME{flag}",
         domain = cookie_domain.as_str()
     );
     Ok(())
+}
+
+/// The host of `--public-url`: an http(s) URL of latch's own host, at its
+/// root (latch serves its pages there).
+fn public_host(url: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Error::config(format_args!(
+            "--public-url {url:?}: {why} (such as https://auth.example.com)"
+        ))
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("give an http(s) URL"))?;
+    let host = net::url_host(url).ok_or_else(|| bad("give an http(s) URL"))?;
+    let path = rest.find('/').map_or("", |at| &rest[at..]);
+    if !matches!(path, "" | "/") || rest.contains(['?', '#', '@']) {
+        return Err(bad(
+            "give latch's host alone: it serves its pages at the root of its own host",
+        ));
+    }
+    Ok(host)
+}
+
+/// The cookie domain `init` proposes for latch's host: its parent, unless
+/// the host is an address or the parent looks like a public suffix
+/// (`auth.co.uk`): then it asks.
+fn derived_cookie_domain(host: &str) -> Option<String> {
+    let (_, parent) = host.split_once('.')?;
+    let usable = parent.contains('.')
+        && !net::is_address_shaped(host)
+        && host.parse::<std::net::IpAddr>().is_err()
+        && !net::looks_like_public_suffix(parent);
+    usable.then(|| parent.to_owned())
+}
+
+/// A key `init` keeps (one that exists) must be this user's own, readable
+/// by nobody else: a key someone else planted (in a shared directory)
+/// would sign tokens. Checked before anything is written.
+fn keep_only_own_key(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::config(format_args!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let mine = meta.uid() == current_uid();
+    if !meta.is_file() || !mine || meta.mode() & 0o077 != 0 {
+        return Err(Error::config(format_args!(
+            "{} exists but is not a key only you can read (your own regular file, mode \
+             0600): latch init will not sign tokens with it; remove it, or fix its owner and \
+             mode",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// This process's user id, read from `/proc/self` (no libc call).
+fn current_uid() -> u32 {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
 /// The keys `init` sets, commented.
@@ -133,10 +209,10 @@ public_url = {public_url:?}
 # cookie is sent to all of them, and the login page sends browsers back
 # (rd) only within it.
 cookie_domain = {cookie_domain:?}
-# Believe X-Forwarded-* and X-Original-* only from the proxy. Loopback is
-# right when it runs on this machine; put its address here when it does
-# not (a container network, another host).
-trusted_proxies = [\"127.0.0.1\", \"::1\"]
+# latch believes X-Forwarded-* and X-Original-* only from these proxies.
+# The default, loopback, is right when the proxy runs on this machine;
+# when it does not (a container network, another host), set its address:
+# trusted_proxies = [\"10.89.7.2\"]
 "
     )
 }
@@ -214,6 +290,13 @@ fn create_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::config(format_args!("cannot create {}: {e}", dir.display())))
 }
 
+fn exists(path: &Path) -> Error {
+    Error::config(format_args!(
+        "{} exists: latch init never overwrites a file (remove it to start again)",
+        path.display()
+    ))
+}
+
 /// Writes a new file (mode 0644: it holds no secret); one that exists is
 /// an error naming it.
 fn write_new(path: &Path, text: &str) -> Result<()> {
@@ -224,10 +307,7 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
         .mode(0o644)
         .open(path)
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => Error::config(format_args!(
-                "{} exists: latch init never overwrites a file (remove it to start again)",
-                path.display()
-            )),
+            std::io::ErrorKind::AlreadyExists => exists(path),
             _ => Error::config(format_args!("cannot write {}: {e}", path.display())),
         })?;
     file.write_all(text.as_bytes())
@@ -239,8 +319,8 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
 pub struct SnippetArgs {
     /// The proxy.
     pub proxy: Proxy,
-    /// The app's host name.
-    pub app: String,
+    /// The app's host name (none only for Traefik's static part).
+    pub app: Option<String>,
     /// Where the app listens.
     pub upstream: String,
     /// Groups the app needs (any of).
@@ -256,9 +336,29 @@ pub struct SnippetArgs {
 /// outside every cookie domain (the redirect-loop trap).
 pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
     let config = config?;
-    let app = Host::parse(&args.app)?;
+    let Some(app) = &args.app else {
+        return match args.proxy {
+            Proxy::TraefikStatic => super::print(crate::snippet::traefik_static().trim_end()),
+            _ => Err(Error::config("give the app's host name: --app HOST")),
+        };
+    };
+    let app = Host::parse(app)?;
+    let site_host = config
+        .site_for_host(Some(app.as_str()))
+        .and_then(|s| s.public_url)
+        .and_then(net::url_host);
     let auth = match &args.auth {
-        Some(auth) => Host::parse(auth)?,
+        Some(auth) => {
+            let auth = Host::parse(auth)?;
+            if let Some(own) = site_host.as_deref().filter(|own| *own != auth.as_str()) {
+                eprintln!(
+                    "latch: warning: --auth {} is not the public_url host ({own}): latch sends \
+                     browsers to {own} to sign in, which this block does not route",
+                    auth.as_str()
+                );
+            }
+            auth
+        }
         None => {
             let site = config.site_for_host(Some(app.as_str()));
             let url = site.and_then(|s| s.public_url).ok_or_else(|| {

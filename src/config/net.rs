@@ -136,9 +136,51 @@ pub fn url_host(url: &str) -> Option<String> {
     host_of(authority_of(url)?).map(str::to_ascii_lowercase)
 }
 
+/// Whether `domain` reads as an IP address rather than a name: its last
+/// label is all digits (no top-level domain is), as in `10.0.0.5` or the
+/// `0.0.5` cut from it.
+pub fn is_address_shaped(domain: &str) -> bool {
+    domain
+        .rsplit('.')
+        .next()
+        .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `domain` looks like a public suffix that many people register
+/// under: a single label (`com`), or a country's second level (`co.uk`,
+/// `com.au`, `ne.jp`). A heuristic without the public-suffix list: for a
+/// warning, or for not guessing a cookie domain.
+pub fn looks_like_public_suffix(domain: &str) -> bool {
+    const SECOND_LEVELS: [&str; 12] = [
+        "ac", "co", "com", "edu", "gob", "go", "gov", "mil", "ne", "net", "or", "org",
+    ];
+    let labels: Vec<&str> = domain.split('.').collect();
+    match labels.as_slice() {
+        [_] => true,
+        [second, country] => country.len() == 2 && SECOND_LEVELS.contains(second),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domains_that_are_no_cookie_domain() {
+        for shaped in ["10.0.0.5", "0.0.5", "5", "a.1"] {
+            assert!(is_address_shaped(shaped), "{shaped}");
+        }
+        for name in ["example.com", "1.example.com", "x1", "a.b1"] {
+            assert!(!is_address_shaped(name), "{name}");
+        }
+        for suffix in ["com", "co.uk", "com.au", "ne.jp", "org.nz"] {
+            assert!(looks_like_public_suffix(suffix), "{suffix}");
+        }
+        for domain in ["example.com", "example.co.uk", "home.arpa", "co.example"] {
+            assert!(!looks_like_public_suffix(domain), "{domain}");
+        }
+    }
 
     #[test]
     fn networks() {

@@ -352,6 +352,13 @@ fn cookie_domain(text: String) -> Result<String> {
             "config: [forward_auth] cookie_domain = {d:?} must be a domain such as example.com"
         )));
     }
+    if super::net::is_address_shaped(&d) {
+        return Err(Error::config(format_args!(
+            "config: [forward_auth] cookie_domain = {d:?} is an address, not a domain: browsers \
+             set no cookie for it, and the login page would follow rd to every address ending \
+             in it; use a host name (or leave cookie_domain unset for a host-only cookie)"
+        )));
+    }
     Ok(d)
 }
 

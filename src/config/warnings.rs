@@ -73,11 +73,18 @@ fn secure_cookie_over_http(c: &Config) -> Option<String> {
 
 fn single_label_cookie_domain(c: &Config) -> Option<String> {
     let domain = c.forward_auth.cookie_domain.as_deref()?;
-    (!domain.contains('.')).then(|| {
-        format!(
+    if !domain.contains('.') {
+        return Some(format!(
             "[forward_auth] cookie_domain = {domain:?} is a single label: the login page \
              follows rd to any host under it (evil.{domain} too); name your own domain, such \
              as example.{domain}"
+        ));
+    }
+    super::net::looks_like_public_suffix(domain).then(|| {
+        format!(
+            "[forward_auth] cookie_domain = {domain:?} looks like a public suffix: browsers \
+             set no cookie for it, and the login page follows rd to anyone's host under it; \
+             name your own domain, such as example.{domain}"
         )
     })
 }

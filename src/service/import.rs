@@ -121,7 +121,7 @@ impl Service {
     /// Imports `file`: checks every entry, then writes every change in one
     /// transaction. Returns a line per change (none when nothing changes).
     pub async fn import_users(&self, file: UserFile) -> Result<Vec<String>> {
-        check_entries(&file.users)?;
+        check_entries(&file.users, self.hasher.cost())?;
         let mut plans = Vec::new();
         let mut cutoff = None;
         for entry in file.users {
@@ -131,17 +131,27 @@ impl Service {
         }
         let (writes, lines): (Vec<Write>, Vec<Vec<String>>) =
             plans.into_iter().map(|p| (p.write, p.lines)).unzip();
-        if !writes.is_empty() {
-            self.store.apply_import(&writes).await?;
+        if writes.is_empty() {
+            return Ok(Vec::new());
         }
+        self.store.apply_import(&writes)?;
+        // Committed: the caches follow at once, every user's before any
+        // step that can fail (as a password change does), then the flush
+        // and the sessions; the first error is the answer.
+        for write in &writes {
+            self.profiles.forget(write.after.id);
+            if let (Some(_), Some(cutoff)) = (&write.before, write.cutoff) {
+                self.cutoffs.remember(write.after.id, cutoff);
+            }
+        }
+        let mut outcome = self.store.flush().await;
         for write in &writes {
             let id = write.after.id;
-            self.profiles.forget(id);
             match (&write.before, write.cutoff) {
                 (None, _) => audit::user_event("import", id, "added a user by import"),
-                (Some(_), Some(cutoff)) => {
-                    self.cutoffs.remember(id, cutoff);
-                    self.forget_sessions(id).await?;
+                (Some(_), Some(_)) => {
+                    let forgot = self.forget_sessions(id).await;
+                    outcome = outcome.and(forgot);
                     self.metrics.revocation();
                     audit::user_event(
                         "import",
@@ -152,6 +162,7 @@ impl Service {
                 (Some(_), None) => audit::user_event("import", id, "changed a user by import"),
             }
         }
+        outcome?;
         Ok(lines.into_iter().flatten().collect())
     }
 
@@ -176,9 +187,12 @@ impl Service {
                 groups: entry.groups,
                 created_at: self.clock.now(),
             };
-            let groups = user.groups.join(",");
+            let line = match user.groups.as_slice() {
+                [] => format!("{name}: added (no groups)"),
+                groups => format!("{name}: added (groups: {})", groups.join(",")),
+            };
             return Ok(Some(Plan {
-                lines: vec![format!("{name}: added (groups: {groups})")],
+                lines: vec![line],
                 write: Write {
                     before: None,
                     after: user,
@@ -201,8 +215,8 @@ impl Service {
             lines.push(format!(
                 "{}: groups {} -> {}",
                 before.username,
-                before.groups.join(","),
-                entry.groups.join(",")
+                listed(&before.groups),
+                listed(&entry.groups)
             ));
             after.groups = entry.groups;
         }
@@ -244,9 +258,17 @@ impl Service {
     }
 }
 
+/// Groups for a line: `a,b`, or `(none)`.
+fn listed(groups: &[String]) -> String {
+    match groups {
+        [] => "(none)".to_owned(),
+        groups => groups.join(","),
+    }
+}
+
 /// Every entry valid, exactly one of `password` and `password_hash`, a
-/// usable hash, and no name or email twice.
-fn check_entries(entries: &[UserEntry]) -> Result<()> {
+/// usable hash at no more than `cost`, and no name or email twice.
+fn check_entries(entries: &[UserEntry], cost: crypto::Cost) -> Result<()> {
     let mut names = std::collections::HashSet::new();
     let mut emails = std::collections::HashSet::new();
     for (i, entry) in entries.iter().enumerate() {
@@ -272,11 +294,9 @@ fn check_entries(entries: &[UserEntry]) -> Result<()> {
         match (&entry.password, &entry.password_hash) {
             (Some(password), None) => validate_password(password).map_err(say)?,
             (None, Some(hash)) => {
-                let usable = crypto::stored_cost(hash).is_ok_and(|cost| cost.check().is_ok());
-                if !usable {
+                if let Some(why) = crypto::foreign_hash_problem(hash, cost) {
                     return Err(Error::config(format_args!(
-                        "{}: password_hash is not a usable scrypt hash \
-                         ($scrypt$ln=..,r=..,p=..$salt$hash, at most 1 GiB of memory)",
+                        "{}: password_hash is not one latch can use: {why}",
                         what()
                     )));
                 }

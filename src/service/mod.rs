@@ -81,9 +81,13 @@ impl Database {
     /// out of sight). One line naming the directory and the way out.
     pub fn open_existing(dir: &std::path::Path, create_hint: &str) -> Result<Database> {
         if !store::Store::exists(dir) {
+            let relative = match dir.is_relative() {
+                true => "; the path is relative to the working directory",
+                false => "",
+            };
             return Err(crate::error::Error::config(format_args!(
-                "no database in {} (is that the data_dir `latch serve` uses? the path is \
-                 relative to the working directory){create_hint}",
+                "no database in {} (is that the data_dir `latch serve` uses?{relative})\
+                 {create_hint}",
                 dir.display()
             )));
         }

@@ -324,11 +324,14 @@ pub fn traefik_configs(dir: &Path, port: u16, latch: u16, upstream: u16) -> (Str
     traefik_configs_for(dir, port, &printed("traefik", latch, upstream, &[]))
 }
 
-fn traefik_configs_for(dir: &Path, port: u16, code: &str) -> (String, String) {
-    let (static_config, dynamic) = code.split_once("---\n").expect("two documents");
+/// `latch proxy-snippet traefik-static` and `dynamic` (what `latch
+/// proxy-snippet traefik` printed), over plain http on `port`.
+fn traefik_configs_for(dir: &Path, port: u16, dynamic: &str) -> (String, String) {
+    let (status, static_config, err) = latch_cmd(&["proxy-snippet", "traefik-static"], &[]);
+    assert!(status.success(), "{err}");
     let static_config = edited(
         &edited(
-            &without_tls(static_config),
+            &without_tls(&static_config),
             "\":443\"",
             &format!("\"127.0.0.1:{port}\""),
         ),
@@ -497,6 +500,34 @@ fn forged() -> Vec<(String, String)> {
         .iter()
         .zip(values)
         .flat_map(|(name, value)| spellings(name).into_iter().map(move |n| (n, value.into())))
+        .collect()
+}
+
+/// Forwarding headers a client has no business sending, in their usual
+/// spelling and with `_` (the same variable to CGI and WSGI).
+fn forged_forwarding() -> Vec<(String, String)> {
+    let headers = [
+        ("X-Forwarded-Host", "evil.example.net"),
+        ("X-Forwarded-Proto", "gopher"),
+        ("X-Forwarded-Port", "6666"),
+        ("X-Forwarded-Prefix", "/evil"),
+        ("X-Forwarded-Server", "evil"),
+        ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Real-IP", "6.6.6.6"),
+        (
+            "Forwarded",
+            "for=6.6.6.6;host=evil.example.net;proto=gopher",
+        ),
+        ("X-Original-URL", "/evil"),
+        ("X-Rewrite-URL", "/evil"),
+    ];
+    headers
+        .iter()
+        .flat_map(|(name, value)| {
+            [name.to_string(), name.replace('-', "_")]
+                .into_iter()
+                .map(move |n| (n, value.to_string()))
+        })
         .collect()
 }
 
@@ -713,6 +744,28 @@ fn story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
         let environ = &res.json()["environ"];
         assert_eq!(environ["PATH_INFO"], "/some/page");
         assert_eq!(environ["QUERY_STRING"], "x=1");
+    }
+
+    // The proxy is the edge: no forwarding header of the client's reaches
+    // the app, in any spelling a backend reads as one (an app that trusts
+    // its proxy would build links from X-Forwarded-Host, or take
+    // X-Real-IP for the client).
+    let forwarding = forged_forwarding();
+    let res = app(
+        "GET",
+        "/some/page",
+        &with_forged(&[("Cookie", &bob)], &forwarding),
+    );
+    assert_identity(&res, bob_is, "forwarding headers");
+    let body = res.json();
+    for pair in body["headers"].as_array().unwrap() {
+        let value = pair[1].as_str().unwrap();
+        assert!(
+            !["evil", "6.6.6.6", "gopher", "6666"]
+                .iter()
+                .any(|m| value.contains(m)),
+            "a client's forwarding header reached the app: {pair}"
+        );
     }
 
     // Forged headers without a login never reach the upstream at all.
@@ -1480,9 +1533,11 @@ with open(out + "/dynamic.yml", "w") as f:
 env = services["latch"]["environment"]
 trusted = env["LATCH_FORWARD_AUTH__TRUSTED_PROXIES"]
 traefik_ip = services["traefik"]["networks"]["edge"]["ipv4_address"]
-subnet = compose["networks"]["edge"]["ipam"]["config"][0]["subnet"]
+ipam = compose["networks"]["edge"]["ipam"]["config"][0]
 assert trusted == traefik_ip, (trusted, traefik_ip)
-assert ipaddress.ip_address(traefik_ip) in ipaddress.ip_network(subnet)
+# Traefik's address is on the network, and no other container can get it.
+assert ipaddress.ip_address(traefik_ip) in ipaddress.ip_network(ipam["subnet"])
+assert ipaddress.ip_address(traefik_ip) not in ipaddress.ip_network(ipam["ip_range"])
 # The docker provider's network is compose's name for "edge".
 assert "--providers.docker.network=%s_edge" % compose["name"] in services["traefik"]["command"]
 json.dump({"args": args, "env": env}, open(out + "/run.json", "w"))

@@ -104,7 +104,7 @@ fn init_without_a_config_writes_one_and_a_key_and_the_server_runs_on_it() {
         &[&["init", "--public-url", "https://auth.example.org"], here].concat(),
     );
     assert!(!ok);
-    assert!(err.contains("already sets public_url"), "{err}");
+    assert!(err.contains("public_url is set already"), "{err}");
     assert_eq!(snapshot(dir.path()), before);
 }
 
@@ -190,7 +190,7 @@ fn init_beside_a_packaged_config_writes_a_drop_in_and_keeps_the_file() {
         ],
     );
     assert!(!ok);
-    assert!(err.contains("already sets public_url"), "{err}");
+    assert!(err.contains("public_url is set already"), "{err}");
     assert_eq!(snapshot(dir.path()), before);
     // A drop-in that is not TOML stops every command, naming it.
     std::fs::write(etc.join("latch.d/20-broken.toml"), "public_url = ").unwrap();
@@ -202,8 +202,30 @@ fn init_beside_a_packaged_config_writes_a_drop_in_and_keeps_the_file() {
 #[test]
 fn init_refusals_write_nothing() {
     let dir = TempDir::new("init-refusals");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["init"], "give --public-url"),
+        // An address or a public suffix is no cookie domain to guess.
+        (
+            &["init", "--public-url", "https://10.0.0.5"],
+            "give --cookie-domain",
+        ),
+        (
+            &["init", "--public-url", "http://10.0.0.5:8080"],
+            "give --cookie-domain",
+        ),
+        (
+            &["init", "--public-url", "https://auth.co.uk"],
+            "give --cookie-domain",
+        ),
+        // latch serves its pages at the root of its host.
+        (
+            &["init", "--public-url", "https://auth.example.com/latch/"],
+            "host alone",
+        ),
+        (
+            &["init", "--public-url", "https://u@auth.example.com"],
+            "host alone",
+        ),
         (
             &["init", "--public-url", "ftp://auth.example.com"],
             "an http(s) URL",
@@ -244,6 +266,20 @@ fn init_refusals_write_nothing() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(snapshot(dir.path()).is_empty(), "{args:?} wrote something");
     }
+    // Given anyway, an address is refused by the configuration itself.
+    let (ok, _, err) = latch_in(
+        dir.path(),
+        &[
+            "init",
+            "--public-url",
+            "https://10.0.0.5",
+            "--cookie-domain",
+            "0.0.5",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("is an address, not a domain"), "{err}");
+    assert!(snapshot(dir.path()).is_empty(), "a refused config stayed");
     // A usage error (an unknown proxy) is clap's, exit 2.
     let out = Command::new(&*LATCH)
         .args(["init", "--proxy", "apache"])
@@ -326,4 +362,47 @@ fn proxy_snippet_refuses_what_would_change_the_configuration() {
         err.contains("app.other.org is under no cookie_domain"),
         "{err}"
     );
+}
+
+#[test]
+fn init_keeps_no_key_that_others_can_read() {
+    let dir = TempDir::new("init-planted");
+    let key = dir.path().join("secret.key");
+    let (status, out, _) = latch_cmd(&["keygen"], &[]);
+    assert!(status.success());
+    std::fs::write(&key, out).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (ok, _, err) = latch_in(
+        dir.path(),
+        &[
+            "init",
+            "-c",
+            "latch.toml",
+            "--public-url",
+            "https://auth.example.com",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("is not a key only you can read"), "{err}");
+    assert_eq!(
+        snapshot(dir.path()).len(),
+        1,
+        "init wrote beside a planted key"
+    );
+    // Plain http is written, with a warning about the secure cookie.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other = TempDir::new("init-http");
+    let (ok, out, err) = latch_in(
+        other.path(),
+        &[
+            "init",
+            "-c",
+            "latch.toml",
+            "--public-url",
+            "http://auth.example.com",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("is plain http"), "{err}");
+    assert!(out.contains("latch serve --config"), "{out}");
 }

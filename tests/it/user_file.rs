@@ -93,7 +93,7 @@ fn story(running: bool) {
     assert!(ok, "{err}");
     assert_eq!(
         out,
-        "alice: added (groups: admins)\nbob: added (groups: )\n"
+        "alice: added (groups: admins)\nbob: added (no groups)\n"
     );
     if let Some(c) = client() {
         c.token("alice", "alice-password");
@@ -165,7 +165,7 @@ fn story(running: bool) {
     let (ok, out, err) = user(&config, &["import", "-"], &clash);
     assert!(!ok && out.is_empty(), "{out}");
     assert!(
-        err.contains("the email ERIN@example.test is another user's"),
+        err.contains("user \"bob\": the email ERIN@example.test is another user's"),
         "{err}"
     );
     assert_eq!(export(&config), before, "a refused import wrote something");
@@ -174,7 +174,7 @@ fn story(running: bool) {
     let hash = bob_hash();
     let x = |fields: &str| format!("[[user]]\nname = \"x\"\n{fields}");
     let good = "password = \"p4ssw0rd-x\"\n";
-    let bad: [(String, &str); 12] = [
+    let bad: [(String, &str); 15] = [
         (x("password = "), "line 3"),
         (x("pasword = \"p4ssw0rd-x\"\n"), "unknown field"),
         ("[[users]]\nname = \"x\"\n".into(), "unknown field"),
@@ -185,14 +185,38 @@ fn story(running: bool) {
         ),
         (
             x("password_hash = \"p4ssw0rd-x\"\n"),
-            "not a usable scrypt hash",
+            "is not one latch can use",
         ),
         (
             x(&format!(
                 "password_hash = \"{}\"\n",
                 hash.replace("ln=4", "ln=30")
             )),
-            "not a usable scrypt hash",
+            "above the ceiling",
+        ),
+        // Above the configured cost (log_n = 4 here): every failed login
+        // on it would cost more than latch's own.
+        (
+            x(&format!(
+                "password_hash = \"{}\"\n",
+                hash.replace("ln=4", "ln=12")
+            )),
+            "than [scrypt] allows",
+        ),
+        // Hashes that never verify: another algorithm, no output.
+        (
+            x(&format!(
+                "password_hash = \"{}\"\n",
+                hash.replace("$scrypt$", "$argon2id$")
+            )),
+            "not scrypt",
+        ),
+        (
+            x(&format!(
+                "password_hash = \"{}\"\n",
+                &hash[..hash.rfind('$').unwrap()]
+            )),
+            "not a 32-byte hash",
         ),
         (x("password = 12345678\n"), "a bad password"),
         (

@@ -298,8 +298,10 @@ pub struct Write {
 
 impl Store {
     /// Applies every write in one transaction: all of them, or (a name or
-    /// email taken, a record changed since it was read) none.
-    pub async fn apply_import(&self, writes: &[Write]) -> Result<()> {
+    /// email taken, a record changed since it was read) none. Not flushed:
+    /// the caller brings its caches in line with what is committed, then
+    /// flushes before it acknowledges.
+    pub fn apply_import(&self, writes: &[Write]) -> Result<()> {
         let gate = self.shared();
         let trees = (
             &self.users,
@@ -323,7 +325,7 @@ impl Store {
                         let name = index_key(&user.username);
                         if taken(names, &name)? {
                             return abort(Error::config(format_args!(
-                                "user {}: the name is taken",
+                                "user {:?}: the name is taken",
                                 user.username
                             )));
                         }
@@ -333,8 +335,8 @@ impl Store {
                     Some(before) => {
                         if users.get(id)?.as_deref() != Some(encode_user(before).as_slice()) {
                             return abort(Error::config(format_args!(
-                                "user {} changed while the import ran: nothing was written, \
-                                 run it again",
+                                "user {:?} changed while the import ran: nothing was \
+                                 written, run it again",
                                 user.username
                             )));
                         }
@@ -347,7 +349,7 @@ impl Store {
                     let index = index_key(email);
                     if taken(emails, &index)? {
                         return abort(Error::config(format_args!(
-                            "user {}: the email {email} is another user's",
+                            "user {:?}: the email {email} is another user's",
                             user.username
                         )));
                     }
@@ -361,7 +363,7 @@ impl Store {
             Tx::Ok(())
         })?;
         drop(gate);
-        self.flush().await
+        Ok(())
     }
 }
 
