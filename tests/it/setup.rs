@@ -362,6 +362,31 @@ fn proxy_snippet_refuses_what_would_change_the_configuration() {
         err.contains("app.other.org is under no cookie_domain"),
         "{err}"
     );
+    // An --auth that is not public_url's host: printed, with a warning.
+    std::fs::write(
+        &config,
+        "public_url = \"https://auth.example.com\"\n\
+         [forward_auth]\ncookie_domain = \"example.com\"\n",
+    )
+    .unwrap();
+    let args = [
+        "proxy-snippet",
+        "nginx",
+        "-c",
+        c,
+        "--app",
+        "app.example.com",
+    ];
+    let (ok, out, err) = latch_in(
+        dir.path(),
+        &[&args[..], &["--auth", "login.example.com"]].concat(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("server_name login.example.com;"), "{out}");
+    assert!(
+        err.contains("is not the public_url host (auth.example.com)"),
+        "{err}"
+    );
 }
 
 #[test]
