@@ -262,8 +262,11 @@ pub fn foreign_hash_problem(phc: &str, most: Cost) -> Option<String> {
     if parsed.algorithm.as_str() != "scrypt" {
         return Some(format!("a {} hash, not scrypt", parsed.algorithm));
     }
-    if parsed.salt.is_none() || parsed.hash.is_none_or(|h| h.len() != 32) {
-        return Some("no salt, or not a 32-byte hash after it".into());
+    let salt_reads = parsed
+        .salt
+        .is_some_and(|salt| salt.decode_b64(&mut [0u8; 64]).is_ok());
+    if !salt_reads || parsed.hash.is_none_or(|h| h.len() != 32) {
+        return Some("no readable salt, or not a 32-byte hash after it".into());
     }
     let cost = match stored_cost(phc) {
         Ok(cost) => cost,
@@ -289,7 +292,15 @@ pub fn verify_password(password: &str, phc: &str) -> Result<bool> {
         .check()
         .map_err(|e| Error::internal(format_args!("refusing stored hash: {e}")))?;
     let parsed = PasswordHash::new(phc).map_err(Error::internal)?;
-    Ok(Scrypt.verify_password(password.as_bytes(), &parsed).is_ok())
+    // Only a wrong password is a no; a hash that cannot be checked (a salt
+    // that is not base64) is an error, never a silent lock-out.
+    match Scrypt.verify_password(password.as_bytes(), &parsed) {
+        Ok(()) => Ok(true),
+        Err(scrypt::password_hash::Error::Password) => Ok(false),
+        Err(e) => Err(Error::internal(format_args!(
+            "cannot check a stored hash: {e}"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +339,11 @@ mod tests {
             good.replace("$scrypt$", "$argon2id$"),
             good.replace("ln=4", "ln=30"),
             good.replace("ln=4", "ln=0"),
+            // A salt scrypt cannot decode: it would never verify.
+            format!(
+                "{}$abcde${output}",
+                head[..head.rfind('$').unwrap()].to_owned()
+            ),
         ] {
             assert!(foreign_hash_problem(&bad, LOW).is_some(), "{bad}");
         }

@@ -188,6 +188,11 @@ impl Snippet {
             .group_query()
             .unwrap_or_else(|| "?from=caddy".to_owned());
         let who = self.who();
+        let caddy_drops: String = CLIENT_FORWARDING
+            .iter()
+            .filter(|h| !h.starts_with("X-Forwarded") && !h.starts_with("X-Original"))
+            .map(|h| format!("\t\trequest_header -{h}\n"))
+            .collect();
         format!(
             "{app} {{
 \troute {{
@@ -195,16 +200,16 @@ impl Snippet {
 \t\t# header whose name starts with \"Remote\", in any case and with
 \t\t# any separator (Remote_User, remote.user...).
 \t\trequest_header -Remote*
-\t\t# So do forwarding headers, from Caddy: drop the client's (Caddy
-\t\t# sets X-Forwarded-For, -Proto and -Host itself), in the `_`
-\t\t# spelling too (X_Forwarded_Host is HTTP_X_FORWARDED_HOST to WSGI).
-\t\trequest_header -Forwarded
+\t\t# So do the forwarding headers, from Caddy: it sets X-Forwarded-For,
+\t\t# -Proto and -Host itself, and the client's others are dropped, as
+\t\t# is every name with a `_` or a `.` (X_Forwarded_Host is
+\t\t# HTTP_X_FORWARDED_HOST to WSGI).
+\t\trequest_header -*_*
+\t\trequest_header -*.*
 \t\trequest_header -X-Forwarded*
-\t\trequest_header -X-Real-Ip
 \t\trequest_header -X-Original*
-\t\trequest_header -X-Rewrite*
-\t\trequest_header -X_*
-
+\t\trequest_header -X-Real-Ip
+{caddy_drops}
 \t\t# {who}. The uri carries its own query, which replaces the
 \t\t# client's: no ?group= or ?auth_token= of the client reaches latch.
 \t\tforward_auth {latch} {{
@@ -230,6 +235,10 @@ impl Snippet {
         let (latch, upstream) = (&self.latch.0, &self.upstream.0);
         let query = self.group_query().unwrap_or_default();
         let who = self.who();
+        let nginx_drops: String = CLIENT_FORWARDING
+            .iter()
+            .map(|h| format!("        proxy_set_header {h} \"\";\n"))
+            .collect();
         let mut out = String::from(NGINX_HTTP);
         let _ = write!(
             out,
@@ -294,13 +303,7 @@ server {{
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_set_header X-Forwarded-Host $host;
         proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-Port \"\";
-        proxy_set_header X-Forwarded-Prefix \"\";
-        proxy_set_header X-Forwarded-Server \"\";
-        proxy_set_header Forwarded \"\";
-        proxy_set_header X-Original-URL \"\";
-        proxy_set_header X-Rewrite-URL \"\";
-        proxy_set_header Host $host;
+{nginx_drops}        proxy_set_header Host $host;
         proxy_pass http://{upstream};
     }}
 }}
@@ -329,13 +332,25 @@ server {{
         let (latch, upstream) = (&self.latch.0, &self.upstream.0);
         let key = self.app.key();
         let query = self.group_query().unwrap_or_default();
-        // One name per list of groups: `-` doubled, `.` and `_` spelled
-        // out, then `-` between groups.
-        let middleware = self.groups.iter().fold("latch".to_owned(), |name, g| {
-            let g = g.replace('-', "--").replace('.', "-d").replace('_', "-u");
-            format!("{name}-{g}")
-        });
+        // One name per list of groups, none of them another middleware's:
+        // in each group `-` doubled, `.` and `_` spelled out (`-d`, `-u`),
+        // so `_`, which no group then holds, can separate them.
+        let middleware = match self.groups.as_slice() {
+            [] => "latch".to_owned(),
+            groups => {
+                let each: Vec<String> = groups
+                    .iter()
+                    .map(|g| g.replace('-', "--").replace('.', "-d").replace('_', "-u"))
+                    .collect();
+                format!("latch-group_{}", each.join("_"))
+            }
+        };
         let who = self.who();
+        let traefik_drops: String = CLIENT_FORWARDING
+            .iter()
+            .filter(|h| !TRAEFIK_SETS.contains(h))
+            .map(|h| format!("          {h}: \"\"\n"))
+            .collect();
         format!(
             "# /etc/traefik/latch.yml: the dynamic configuration.
 http:
@@ -350,26 +365,25 @@ http:
         # Replaced by latch's values (removed when latch sends none).
         authResponseHeaders: [Remote-User, Remote-Groups, Remote-Email, Remote-Name]
     # Forwarding headers Traefik does not replace itself (it does
-    # X-Forwarded-* and X-Real-Ip): an empty value removes the client's.
+    # X-Forwarded-For, -Proto, -Host, -Port, -Server, -Uri, -Method,
+    # -Prefix and X-Real-Ip): an empty value removes the client's.
     latch-edge:
       headers:
         customRequestHeaders:
-          Forwarded: \"\"
-          X-Original-Url: \"\"
-          X-Rewrite-Url: \"\"
-  routers:
+{traefik_drops}  routers:
     {key}:
       rule: \"Host(`{app}`)\"
       middlewares: [latch-edge, {middleware}]
       service: {key}
-    latch:
+    # (`_` in latch's own names: no app's name holds one.)
+    latch_login:
       rule: \"Host(`{auth}`)\"
-      service: latch
+      service: latch_login
   services:
     {key}:
       loadBalancer:
         servers: [{{url: \"http://{upstream}\"}}]
-    latch:
+    latch_login:
       loadBalancer:
         servers: [{{url: \"http://{latch}\"}}]
 tls:
@@ -382,6 +396,52 @@ tls:
         )
     }
 }
+
+/// Request headers through which apps and their frameworks learn the
+/// client's address, scheme, host or path prefix, beside the
+/// `X-Forwarded-For`, `-Proto`, `-Host` and `X-Real-IP` the proxy sets
+/// itself: a client's own never reach the app. Every block drops each of
+/// them (Caddy by its `X-Forwarded*` and `X-Original*` prefixes for those).
+pub const CLIENT_FORWARDING: [&str; 29] = [
+    "Forwarded",
+    "Forwarded-For",
+    "X-Forwarded",
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Server",
+    "X-Forwarded-Ssl",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Protocol",
+    "X-Forwarded-Uri",
+    "X-Forwarded-Method",
+    "X-Original-URL",
+    "X-Original-Host",
+    "X-Original-For",
+    "X-Original-Proto",
+    "X-Original-Uri",
+    "X-Original-Method",
+    "X-Rewrite-URL",
+    "X-Url-Scheme",
+    "Front-End-Https",
+    "X-Host",
+    "Script-Name",
+    "X-Script-Name",
+    "Client-IP",
+    "X-Client-IP",
+    "True-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Cluster-Client-IP",
+];
+
+/// Of those, the ones Traefik replaces itself (its `forwardedHeaders`).
+const TRAEFIK_SETS: [&str; 5] = [
+    "X-Forwarded-Port",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Server",
+    "X-Forwarded-Uri",
+    "X-Forwarded-Method",
+];
 
 /// nginx's `http`-level part: the header defaults and the `map`s that pick
 /// the redirect or the 401.
@@ -552,7 +612,7 @@ mod tests {
         assert!(plain.traefik_dynamic().contains("/auth\"\n"));
         assert!(admins
             .traefik_dynamic()
-            .contains("middlewares: [latch-edge, latch-admins]"));
+            .contains("middlewares: [latch-edge, latch-group_admins]"));
         assert!(admins.traefik_dynamic().contains("/auth?group=admins\"\n"));
         // Traefik's names: no two hosts or lists of groups share one.
         let names = |app: &str, groups: &[&str]| {
@@ -569,15 +629,33 @@ mod tests {
             )
         };
         assert_ne!(names("a-b.c", &[]).0, names("a.b-c", &[]).0);
-        assert_ne!(names("x.y", &["a-b"]).1, names("x.y", &["a", "b"]).1);
-        assert_ne!(names("x.y", &["a.b"]).1, names("x.y", &["a-db"]).1);
-        assert_ne!(names("x.y", &["a_b"]).1, names("x.y", &["a-ub"]).1);
+        let lists: [&[&str]; 9] = [
+            &["a-b"],
+            &["a", "b"],
+            &["a.b"],
+            &["a", "db"],
+            &["a-db"],
+            &["a_b"],
+            &["a", "ub"],
+            &["a-ub"],
+            &["edge"],
+        ];
+        let all: std::collections::HashSet<String> =
+            lists.iter().map(|groups| names("x.y", groups).1).collect();
+        assert_eq!(all.len(), lists.len(), "{all:?}");
+        assert!(!all
+            .iter()
+            .any(|n| n.starts_with("latch-edge") || n == "latch]"));
+        // latch's own router and service are no app's.
+        for app in ["latch", "latch-login", "latch.login"] {
+            assert!(!names(app, &[]).0.starts_with("latch_login:"), "{app}");
+        }
         // With the group's words put back, the texts are the same.
         let ungrouped = |text: String| {
             text.replace("?group=admins", "?from=caddy")
                 .replace("/auth/nginx?from=caddy;", "/auth/nginx;")
                 .replace("/auth?from=caddy\"", "/auth\"")
-                .replace("latch-admins", "latch")
+                .replace("latch-group_admins", "latch")
                 .replace("Members of the \"admins\" group only", "Anyone signed in")
         };
         for proxy in [

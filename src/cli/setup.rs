@@ -67,15 +67,15 @@ pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
                     source.display()
                 )));
             }
-            if let KeySource::File(key) = &before.key {
-                keep_only_own_key(key)?;
-            }
-            create_dir(&dir)?;
-            write_new(&path, &format!("{DROP_IN_HEAD}{settings}"))?;
-            let key = match checked(&file, &path)?.key {
-                KeySource::File(key) => Some(key),
+            // The key first: made, or checked and kept, before anything
+            // names it (init adds nothing that changes its path).
+            let key = match &before.key {
+                KeySource::File(key) => Some((key.clone(), keyfile::make_or_keep_own_key(key)?)),
                 KeySource::Inline(_) => None,
             };
+            create_dir(&dir)?;
+            write_new(&path, &format!("{DROP_IN_HEAD}{settings}"))?;
+            checked(&file, &path)?;
             (path, key, true)
         }
         target => {
@@ -86,19 +86,24 @@ pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
             let dir = absolute(path.parent().unwrap_or(Path::new("")))?;
             let key = dir.join("secret.key");
             let text = standalone(&dir, &key, &settings);
-            keep_only_own_key(&key)?;
             create_dir(&dir)?;
-            write_new(&path, &text)?;
-            checked(&ConfigFile::Flag(path.clone()), &path)?;
-            (path, Some(key), false)
+            let made = keyfile::make_or_keep_own_key(&key)?;
+            let written = write_new(&path, &text)
+                .and_then(|()| checked(&ConfigFile::Flag(path.clone()), &path).map(drop));
+            if let Err(e) = written {
+                if made {
+                    let _ = std::fs::remove_file(&key);
+                }
+                return Err(e);
+            }
+            (path, Some((key, made)), false)
         }
     };
     println!("wrote {}", written.display());
-    if let Some(key) = key {
-        match keyfile::ensure_key_file(&key)? {
-            true => println!("wrote a new signing key to {} (mode 0600)", key.display()),
-            false => println!("kept the signing key in {}", key.display()),
-        }
+    match key {
+        Some((key, true)) => println!("wrote a new signing key to {} (mode 0600)", key.display()),
+        Some((key, false)) => println!("kept the signing key in {}", key.display()),
+        None => {}
     }
     if public_url.starts_with("http://") {
         eprintln!(
@@ -162,39 +167,6 @@ fn derived_cookie_domain(host: &str) -> Option<String> {
         && host.parse::<std::net::IpAddr>().is_err()
         && !net::looks_like_public_suffix(parent);
     usable.then(|| parent.to_owned())
-}
-
-/// A key `init` keeps (one that exists) must be this user's own, readable
-/// by nobody else: a key someone else planted (in a shared directory)
-/// would sign tokens. Checked before anything is written.
-fn keep_only_own_key(path: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(Error::config(format_args!(
-                "cannot read {}: {e}",
-                path.display()
-            )))
-        }
-    };
-    let mine = meta.uid() == current_uid();
-    if !meta.is_file() || !mine || meta.mode() & 0o077 != 0 {
-        return Err(Error::config(format_args!(
-            "{} exists but is not a key only you can read (your own regular file, mode \
-             0600): latch init will not sign tokens with it; remove it, or fix its owner and \
-             mode",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// This process's user id, read from `/proc/self` (no libc call).
-fn current_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self").map_or(u32::MAX, |m| m.uid())
 }
 
 /// The keys `init` sets, commented.

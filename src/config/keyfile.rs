@@ -100,13 +100,51 @@ pub fn read_previous(config: &Config) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-/// Makes the key file `path` (a new random key, mode 0600) unless it
-/// exists, which must then hold a valid key: `true` when it was made.
-pub fn ensure_key_file(path: &Path) -> Result<bool> {
-    match read_key_file(path)? {
-        Some(_) => Ok(false),
-        None => create_key_file(path).map(|_| true),
+/// A signing key file for `latch init`: made new (a random key, mode
+/// 0600, never replacing a file: `true`), or, when one exists, kept only
+/// if it is this user's own regular file that nobody else can read and
+/// holds a valid key (`false`). The checks are made on the file that is
+/// read: the path's entry (not followed if a link) and the open file must
+/// be the same one, so nothing swapped in between is taken.
+pub fn make_or_keep_own_key(path: &Path) -> Result<bool> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
+    match crate::fsutil::write_private(path, &new_key_text()?) {
+        Ok(()) => return Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            return Err(Error::config(format_args!(
+                "cannot create key file {}: {e}",
+                path.display()
+            )))
+        }
     }
+    let refuse = || {
+        Error::config(format_args!(
+            "{} exists but is not a key only you can read (your own regular file, mode \
+             0600): latch will not sign tokens with it; remove it, or fix its owner and mode",
+            path.display()
+        ))
+    };
+    let cannot =
+        |e: std::io::Error| Error::config(format_args!("cannot read {}: {e}", path.display()));
+    let entry = std::fs::symlink_metadata(path).map_err(cannot)?;
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let open = file.metadata().map_err(cannot)?;
+    let me = std::fs::metadata("/proc/self").map_err(cannot)?.uid();
+    let same = entry.dev() == open.dev() && entry.ino() == open.ino();
+    if !same || !open.is_file() || open.uid() != me || open.mode() & 0o077 != 0 {
+        return Err(refuse());
+    }
+    let mut text = String::new();
+    file.take(4096).read_to_string(&mut text).map_err(cannot)?;
+    decode_key(&text, &path.display().to_string())?;
+    Ok(false)
+}
+
+fn new_key_text() -> Result<Vec<u8>> {
+    let key = crypto::random_bytes::<32>()?;
+    Ok(format!("{}\n", crypto::b64_encode(&key)).into_bytes())
 }
 
 fn create_key_file(path: &Path) -> Result<Vec<u8>> {
@@ -152,6 +190,28 @@ pub(super) fn permission_warning(path: &Path, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn init_makes_a_key_or_keeps_only_its_own_private_one() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = crate::fsutil::TempDir::new("ownkey");
+        let path = dir.path().join("secret.key");
+        assert!(make_or_keep_own_key(&path).unwrap());
+        let made = std::fs::read(&path).unwrap();
+        assert!(!make_or_keep_own_key(&path).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), made, "kept as it was");
+        // A link to a private key of ours is not that key's own entry.
+        let link = dir.path().join("link.key");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let e = make_or_keep_own_key(&link).err().unwrap();
+        assert!(e.to_string().contains("not a key only you can read"), "{e}");
+        // Others may read it: refused; not a key: refused.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(make_or_keep_own_key(&path).is_err());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "not base64\n").unwrap();
+        assert!(make_or_keep_own_key(&path).is_err());
+    }
 
     #[test]
     fn the_key_file_is_created_private_once() {

@@ -140,26 +140,47 @@ pub fn url_host(url: &str) -> Option<String> {
 /// label is all digits (no top-level domain is), as in `10.0.0.5` or the
 /// `0.0.5` cut from it.
 pub fn is_address_shaped(domain: &str) -> bool {
-    domain
-        .rsplit('.')
-        .next()
-        .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+    // Browsers read `0xa.0x5` as 10.0.0.5: a hexadecimal last label too.
+    let number = |label: &str| {
+        let label = label.to_ascii_lowercase();
+        match label.strip_prefix("0x") {
+            Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            None => !label.is_empty() && label.bytes().all(|b| b.is_ascii_digit()),
+        }
+    };
+    domain.rsplit('.').next().is_some_and(number)
 }
 
 /// Whether `domain` looks like a public suffix that many people register
-/// under: a single label (`com`), or a country's second level (`co.uk`,
-/// `com.au`, `ne.jp`). A heuristic without the public-suffix list: for a
+/// under: a single label (`com`), a country's second level (`co.uk`,
+/// `com.au`, `ne.jp`), or a dynamic-DNS or wildcard-DNS service homelabs
+/// use (`duckdns.org`). A heuristic without the public-suffix list: for a
 /// warning, or for not guessing a cookie domain.
 pub fn looks_like_public_suffix(domain: &str) -> bool {
     const SECOND_LEVELS: [&str; 12] = [
         "ac", "co", "com", "edu", "gob", "go", "gov", "mil", "ne", "net", "or", "org",
     ];
+    const SHARED: [&str; 12] = [
+        "duckdns.org",
+        "ddns.net",
+        "dynu.net",
+        "dyndns.org",
+        "no-ip.org",
+        "hopto.org",
+        "zapto.org",
+        "freeddns.org",
+        "afraid.org",
+        "nip.io",
+        "sslip.io",
+        "ts.net",
+    ];
     let labels: Vec<&str> = domain.split('.').collect();
-    match labels.as_slice() {
-        [_] => true,
-        [second, country] => country.len() == 2 && SECOND_LEVELS.contains(second),
-        _ => false,
-    }
+    SHARED.contains(&domain)
+        || match labels.as_slice() {
+            [_] => true,
+            [second, country] => country.len() == 2 && SECOND_LEVELS.contains(second),
+            _ => false,
+        }
 }
 
 #[cfg(test)]
@@ -168,13 +189,13 @@ mod tests {
 
     #[test]
     fn domains_that_are_no_cookie_domain() {
-        for shaped in ["10.0.0.5", "0.0.5", "5", "a.1"] {
+        for shaped in ["10.0.0.5", "0.0.5", "5", "a.1", "0xa.0x5", "a.0X1f", "0x"] {
             assert!(is_address_shaped(shaped), "{shaped}");
         }
-        for name in ["example.com", "1.example.com", "x1", "a.b1"] {
+        for name in ["example.com", "1.example.com", "x1", "a.b1", "a.0xz"] {
             assert!(!is_address_shaped(name), "{name}");
         }
-        for suffix in ["com", "co.uk", "com.au", "ne.jp", "org.nz"] {
+        for suffix in ["com", "co.uk", "com.au", "ne.jp", "org.nz", "duckdns.org"] {
             assert!(looks_like_public_suffix(suffix), "{suffix}");
         }
         for domain in ["example.com", "example.co.uk", "home.arpa", "co.example"] {

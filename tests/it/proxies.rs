@@ -503,8 +503,11 @@ fn forged() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Forwarding headers a client has no business sending, in their usual
-/// spelling and with `_` (the same variable to CGI and WSGI).
+/// Forwarding headers a client has no business sending: those through
+/// which frameworks learn the client's address, scheme, host or path
+/// prefix, each in its usual spelling, with `_` for every `-` (the same
+/// variable to CGI and WSGI), in lower case, and a few mixed or dotted
+/// spellings (PHP reads `.` as `_`).
 fn forged_forwarding() -> Vec<(String, String)> {
     let headers = [
         ("X-Forwarded-Host", "evil.example.net"),
@@ -513,22 +516,56 @@ fn forged_forwarding() -> Vec<(String, String)> {
         ("X-Forwarded-Prefix", "/evil"),
         ("X-Forwarded-Server", "evil"),
         ("X-Forwarded-For", "6.6.6.6"),
+        ("X-Forwarded-Ssl", "gopher"),
+        ("X-Forwarded-Scheme", "gopher"),
+        ("X-Forwarded-Protocol", "gopher"),
+        ("X-Forwarded-Uri", "/evil"),
+        ("X-Forwarded-Method", "evil"),
+        ("X-Forwarded", "for=6.6.6.6"),
         ("X-Real-IP", "6.6.6.6"),
         (
             "Forwarded",
             "for=6.6.6.6;host=evil.example.net;proto=gopher",
         ),
+        ("Forwarded-For", "6.6.6.6"),
         ("X-Original-URL", "/evil"),
+        ("X-Original-Host", "evil.example.net"),
+        ("X-Original-For", "6.6.6.6"),
+        ("X-Original-Proto", "gopher"),
         ("X-Rewrite-URL", "/evil"),
+        ("X-Url-Scheme", "gopher"),
+        ("Front-End-Https", "gopher"),
+        ("X-Host", "evil.example.net"),
+        ("Script-Name", "/evil"),
+        ("X-Script-Name", "/evil"),
+        ("Client-IP", "6.6.6.6"),
+        ("X-Client-IP", "6.6.6.6"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("CF-Connecting-IP", "6.6.6.6"),
+        ("Fastly-Client-IP", "6.6.6.6"),
+        ("X-Cluster-Client-IP", "6.6.6.6"),
     ];
-    headers
+    let mut all: Vec<(String, String)> = headers
         .iter()
         .flat_map(|(name, value)| {
-            [name.to_string(), name.replace('-', "_")]
-                .into_iter()
-                .map(move |n| (n, value.to_string()))
+            [
+                name.to_string(),
+                name.replace('-', "_"),
+                name.to_ascii_lowercase(),
+            ]
+            .into_iter()
+            .map(move |n| (n, value.to_string()))
         })
-        .collect()
+        .collect();
+    for (name, value) in [
+        ("X-Real_IP", "6.6.6.6"),
+        ("X.Forwarded.Host", "evil.example.net"),
+        ("X.Real.IP", "6.6.6.6"),
+        ("x-forwarded_port", "6666"),
+    ] {
+        all.push((name.to_owned(), value.to_owned()));
+    }
+    all
 }
 
 fn with_forged<'a>(

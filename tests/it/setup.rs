@@ -202,7 +202,7 @@ fn init_beside_a_packaged_config_writes_a_drop_in_and_keeps_the_file() {
 #[test]
 fn init_refusals_write_nothing() {
     let dir = TempDir::new("init-refusals");
-    let cases: [(&[&str], &str); 11] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["init"], "give --public-url"),
         // An address or a public suffix is no cookie domain to guess.
         (
@@ -215,6 +215,10 @@ fn init_refusals_write_nothing() {
         ),
         (
             &["init", "--public-url", "https://auth.co.uk"],
+            "give --cookie-domain",
+        ),
+        (
+            &["init", "--public-url", "https://me.duckdns.org"],
             "give --cookie-domain",
         ),
         // latch serves its pages at the root of its host.
