@@ -4,6 +4,8 @@
     bench.py login URL USER PASSWORD        sign in through the login page,
                                             print the latch_session cookie
     bench.py token URL USER PASSWORD        GET /api/token, print the token
+    bench.py nfa-cookie SECRET USER         the cookie JWT nforwardauth signs
+                                            at login (HS256, no expiry)
     bench.py startup RESULTS RUNS LOG [KEY=VALUE...] -- CMD...
                                             spawn CMD RUNS times; time
                                             "listening on" and "revocations
@@ -106,6 +108,24 @@ def token(url, user, password):
     if res.status != 200:
         die(f"GET /api/token answered {res.status}: {body[:200]!r}")
     return json.loads(body)["token"]
+
+
+def nfa_cookie(secret, user):
+    """The JWT nforwardauth sets at login: HS256 over
+    {"authenticated": "true", "user": USER}, with no expiry."""
+    import base64
+    import hashlib
+    import hmac
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    def part(obj):
+        return b64(json.dumps(obj, separators=(",", ":")).encode())
+
+    signed = part({"alg": "HS256"}) + "." + part({"authenticated": "true", "user": user})
+    mac = hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest()
+    return signed + "." + b64(mac)
 
 
 def totp_code(secret_b32, at):
@@ -364,10 +384,11 @@ def report(results):
         "5": f"Bearer, {count(meta.get('big_users'))} users + "
         f"{count(meta.get('big_revocations'))} revocations",
         "6": "forward auth, GET /auth with session cookie, 100 access rules",
+        "7": "forward auth, GET /auth with session cookie (beside nforwardauth)",
     }
     s1 = summary("1", "latch")
     table = []
-    for sc in ["1", "2", "3", "4", "5", "6"]:
+    for sc in ["1", "2", "3", "4", "5", "6", "7"]:
         lat = summary(sc, "latch")
         if lat is None:
             continue
@@ -395,6 +416,24 @@ def report(results):
             f"| {fmt(kib and kib / 1024, '.1f', '-')} |"
         )
     p("")
+
+    nfa = summary("7", "nfa")
+    if nfa:
+        lat, base = summary("7", "latch"), summary("7", "hello")
+        p(
+            "Scenario 7, latch beside nforwardauth (the same request to each: "
+            "both cookies and the proxy's X-Forwarded-* headers; median of "
+            f"{nfa['n']} rounds, alternating latch, nforwardauth, hello):"
+        )
+        p("")
+        p("| server | req/s | p50 ms | p99 ms | vs hello | latch vs it |")
+        p("|---|---:|---:|---:|---:|---:|")
+        for name, s_ in [("latch /auth", lat), ("nforwardauth /forward", nfa), ("hello", base)]:
+            p(
+                f"| {name} | {s_['rps']:.0f} | {s_['p50']:.3f} | {s_['p99']:.3f} "
+                f"| {s_['rps'] / base['rps']:.3f} | {lat['rps'] / s_['rps']:.3f} |"
+            )
+        p("")
 
     flood = [r for r in wrk if r["scenario"] == "4" and r["server"] == "flood"]
     if flood:
@@ -449,6 +488,9 @@ def report(results):
         if "2" in by:
             r2 = by["6"][0]["rps"] / by["2"][0]["rps"]
             check("#6 req/s vs #2 (no rules)", f"{r2:.3f}", True, "reported")
+    if nfa and "7" in by:
+        r = by["7"][0]["rps"] / nfa["rps"]
+        check("#7 latch /auth vs nforwardauth req/s", f"{r:.3f}", r >= 1.10, ">= 1.10")
     if "3" in by and by["3"][2] is not None:
         r = by["3"][2]
         check("#3 latch/hello req/s", f"{r:.3f}", r >= 0.50, ">= 0.50")
@@ -494,6 +536,8 @@ def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "login":
         print(login(*args))
+    elif cmd == "nfa-cookie":
+        print(nfa_cookie(*args))
     elif cmd == "token":
         print(token(*args))
     elif cmd == "enrol":
