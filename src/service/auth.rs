@@ -169,9 +169,12 @@ impl Service {
             (Credential::Token(t), _) => {
                 (CredentialKind::Token, self.verify_token(t, Audience::Api))
             }
+            // Boxed: the password path's future is large, and every
+            // caller's future (forward auth's, the resource's) would carry
+            // it inline, and copy it, for tokens too.
             (Credential::Password { username, password }, _) => (
                 CredentialKind::Password,
-                self.sign_in(username, password, presented.otp)
+                Box::pin(self.sign_in(username, password, presented.otp))
                     .await
                     .map(|proven| self.password_identity(proven)),
             ),
