@@ -171,21 +171,51 @@ pub fn query_token(query: &str) -> Option<Result<Cow<'_, str>, Malformed>> {
 }
 
 /// The value of the cookie `name` in a `Cookie` header value, if present
-/// and shaped like a cookie value (RFC 6265; surrounding quotes removed).
+/// and shaped like a cookie value (RFC 6265; surrounding quotes removed):
+/// the first pair of that name decides. Read as bytes, one pair at a time;
+/// only the value returned must be UTF-8 (another cookie's bytes are not
+/// latch's business). Forward auth reads it on every request.
 pub fn cookie<'a>(header: &'a [u8], name: &str) -> Option<&'a str> {
-    let header = std::str::from_utf8(header).ok()?;
-    header.split(';').find_map(|pair| {
-        let (n, v) = pair.trim().split_once('=')?;
-        if n.trim() != name {
-            return None;
+    let mut rest = header;
+    loop {
+        let (pair, next) = match find_byte(rest, b';') {
+            Some(at) => (&rest[..at], Some(&rest[at + 1..])),
+            None => (rest, None),
+        };
+        let value = pair
+            .trim_ascii_start()
+            .strip_prefix(name.as_bytes())
+            .and_then(|after| after.trim_ascii_start().strip_prefix(b"="));
+        if let Some(value) = value {
+            let value = value.trim_ascii();
+            let value = value
+                .strip_prefix(b"\"")
+                .and_then(|v| v.strip_suffix(b"\""))
+                .unwrap_or(value);
+            return std::str::from_utf8(value).ok();
         }
-        let v = v.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(v);
-        Some(v)
-    })
+        rest = next?;
+    }
+}
+
+/// The first `needle` in `hay`, eight bytes at a time (the word trick
+/// `memchr` uses: a zero byte in `word ^ pattern` sets its high bit in
+/// `(x - 0x01..) & !x & 0x80..`).
+fn find_byte(hay: &[u8], needle: u8) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO * u64::from(needle);
+    let mut chunks = hay.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes")) ^ pattern;
+        if word.wrapping_sub(LO) & !word & HI != 0 {
+            return chunk.iter().position(|&b| b == needle).map(|i| offset + i);
+        }
+        offset += 8;
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(|&b| b == needle).map(|i| offset + i)
 }
 
 /// Whether every byte is printable ASCII (no space, no control). It looks
@@ -357,6 +387,36 @@ mod tests {
         assert_eq!(cookie(b"", "x"), None);
         assert_eq!(cookie(b" x = v ;y=2", "x"), Some("v"));
         assert_eq!(cookie(b"xx=1; x", "x"), None);
+        // The first of a name decides, even when its value is no UTF-8.
+        assert_eq!(cookie(b"x=1; x=2", "x"), Some("1"));
+        assert_eq!(cookie(b"x=\xff; x=2", "x"), None);
+        // Another cookie's bytes do not matter.
+        assert_eq!(cookie(b"a=\xff\xfe; x=v", "x"), Some("v"));
+        assert_eq!(cookie(b"x2=1; x=v", "x"), Some("v"));
+        assert_eq!(cookie(b"x\t=\t\"v\" ", "x"), Some("v"));
+        assert_eq!(cookie(b";;; x=v;", "x"), Some("v"));
+        let long = [b"a=".as_slice(), &[b'b'; 300], b"; x=", &[b'c'; 333]].concat();
+        assert_eq!(cookie(&long, "x").map(str::len), Some(333));
+    }
+
+    #[test]
+    fn find_byte_is_position() {
+        for len in 0..40 {
+            let mut hay = vec![b'a'; len];
+            assert_eq!(find_byte(&hay, b';'), None, "{len}");
+            for at in 0..len {
+                hay.fill(b'a');
+                hay[at] = b';';
+                if at + 3 < len {
+                    hay[at + 3] = b';';
+                }
+                assert_eq!(find_byte(&hay, b';'), Some(at), "{len} {at}");
+            }
+        }
+        // Bytes that differ from the needle by a borrow are not it.
+        assert_eq!(find_byte(&[0x3c, 0x3a, 0xbb, 0x3b], b';'), Some(3));
+        assert_eq!(find_byte(&[0xff; 17], 0x7f), None);
+        assert_eq!(find_byte(&[0, 0, 0, 0, 0, 0, 0, 1, 0], 1), Some(7));
     }
 
     #[test]
