@@ -40,11 +40,48 @@ struct Entry {
 }
 
 /// Signature segment → entry.
-type Entries = HashMap<Box<str>, Entry>;
+type Entries = HashMap<Box<str>, Entry, SignatureHash>;
 
 thread_local! {
     /// The owner whose entries these are, and the entries.
-    static ENTRIES: RefCell<(u64, Entries)> = RefCell::new((0, HashMap::new()));
+    static ENTRIES: RefCell<(u64, Entries)> =
+        RefCell::new((0, HashMap::with_hasher(SignatureHash)));
+}
+
+/// Hashes a key by its first eight bytes. The keys are MAC signatures
+/// (base64url of HMAC-SHA256 output), inserted only once verified: their
+/// first eight characters are already 48 random bits no one can choose,
+/// so SipHash's defence against chosen keys buys nothing here. A lookup
+/// of a chosen signature only probes among the verified ones.
+#[derive(Clone, Copy, Default)]
+struct SignatureHash;
+
+impl std::hash::BuildHasher for SignatureHash {
+    type Hasher = SignatureHasher;
+
+    fn build_hasher(&self) -> SignatureHasher {
+        SignatureHasher(0)
+    }
+}
+
+struct SignatureHasher(u64);
+
+impl std::hash::Hasher for SignatureHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut first = [0u8; 8];
+        let n = bytes.len().min(8);
+        first[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(first);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.0 = self.0.rotate_left(5) ^ u64::from(byte);
+    }
+
+    fn finish(&self) -> u64 {
+        // Fibonacci hashing: the table reads the high bits too.
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
 }
 
 /// A handle naming one owner's entries.
