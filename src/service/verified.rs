@@ -45,7 +45,7 @@ type Entries = HashMap<Box<str>, Entry, SignatureHash>;
 thread_local! {
     /// The owner whose entries these are, and the entries.
     static ENTRIES: RefCell<(u64, Entries)> =
-        RefCell::new((0, HashMap::with_hasher(SignatureHash)));
+        const { RefCell::new((0, HashMap::with_hasher(SignatureHash))) };
 }
 
 /// Hashes a key by its first eight bytes. The keys are MAC signatures
