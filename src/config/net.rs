@@ -132,18 +132,13 @@ pub fn request_host(authority: &str) -> Option<&str> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
         return (port_ok && plain && !name.is_empty()).then_some(name);
     }
+    // A bracketed IPv6 literal (`host_of` returns it with its brackets).
     let host = host_of(authority)?;
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let plain = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    let literal = host.starts_with('[')
-        && host.ends_with(']')
+    let literal = host.ends_with(']')
         && host[1..host.len() - 1]
             .parse::<std::net::Ipv6Addr>()
             .is_ok();
-    (plain || literal).then_some(host)
+    literal.then_some(host)
 }
 
 /// The host of an absolute http(s) URL, lowercase.
