@@ -48,6 +48,22 @@ pub(super) fn add_to_count(meta: &TransactionalTree, delta: i64) -> Tx<()> {
     Ok(())
 }
 
+/// Points the unique index entry `key` (a name or an email) at the user
+/// `id`, unless it is another user's: then the transaction aborts with
+/// `taken()`. The one check every write of an index makes.
+fn claim(
+    index: &TransactionalTree,
+    key: &[u8],
+    id: &[u8],
+    taken: impl FnOnce() -> Error,
+) -> Tx<()> {
+    if index.get(key)?.is_some_and(|owner| owner.as_ref() != id) {
+        return abort(taken());
+    }
+    index.insert(key, id)?;
+    Ok(())
+}
+
 impl Store {
     /// Creates a user; a taken username or email is a conflict.
     pub async fn create_user(&self, new: NewUser<'_>) -> Result<User> {
@@ -70,16 +86,14 @@ impl Store {
                 if users.get(id)?.is_some() {
                     return abort(Error::internal("a new user id is already taken"));
                 }
-                if names.get(&name_key)?.is_some() {
-                    return abort(Error::new(Kind::Conflict("username is taken")));
-                }
+                claim(names, &name_key, &id, || {
+                    Error::new(Kind::Conflict("username is taken"))
+                })?;
                 if let Some(key) = &email_key {
-                    if emails.get(key)?.is_some() {
-                        return abort(Error::new(Kind::Conflict("email is taken")));
-                    }
-                    emails.insert(key.as_slice(), &id)?;
+                    claim(emails, key, &id, || {
+                        Error::new(Kind::Conflict("email is taken"))
+                    })?;
                 }
-                names.insert(name_key.as_slice(), &id)?;
                 users.insert(&id, record.as_slice())?;
                 add_to_count(meta, 1)
             },
@@ -173,19 +187,13 @@ impl Store {
                 return Ok(None);
             };
             let mut user = decode_user(id, &old).map_err(ConflictableTransactionError::Abort)?;
-            if let Some(index) = &new_index {
-                if emails
-                    .get(index)?
-                    .is_some_and(|owner| owner.as_ref() != key)
-                {
-                    return abort(Error::new(Kind::Conflict("email is taken")));
-                }
-            }
             if let Some(old_email) = &user.email {
                 emails.remove(index_key(old_email))?;
             }
             if let Some(index) = &new_index {
-                emails.insert(index.as_slice(), &key)?;
+                claim(emails, index, &key, || {
+                    Error::new(Kind::Conflict("email is taken"))
+                })?;
             }
             user.email = email.map(str::to_owned);
             users.insert(&key, encode_user(&user))?;
@@ -314,22 +322,17 @@ impl Store {
             for write in writes {
                 let user = &write.after;
                 let id = user_key(user.id);
-                let taken = |tree: &TransactionalTree, index: &[u8]| -> Tx<bool> {
-                    Ok(tree.get(index)?.is_some_and(|owner| owner.as_ref() != id))
-                };
                 match &write.before {
                     None => {
                         if users.get(id)?.is_some() {
                             return abort(Error::internal("a new user id is already taken"));
                         }
-                        let name = index_key(&user.username);
-                        if taken(names, &name)? {
-                            return abort(Error::config(format_args!(
+                        claim(names, &index_key(&user.username), &id, || {
+                            Error::config(format_args!(
                                 "user {:?}: the name is taken",
                                 user.username
-                            )));
-                        }
-                        names.insert(name.as_slice(), &id)?;
+                            ))
+                        })?;
                         add_to_count(meta, 1)?;
                     }
                     Some(before) => {
@@ -346,14 +349,12 @@ impl Store {
                     }
                 }
                 if let Some(email) = &user.email {
-                    let index = index_key(email);
-                    if taken(emails, &index)? {
-                        return abort(Error::config(format_args!(
+                    claim(emails, &index_key(email), &id, || {
+                        Error::config(format_args!(
                             "user {:?}: the email {email} is another user's",
                             user.username
-                        )));
-                    }
-                    emails.insert(index.as_slice(), &id)?;
+                        ))
+                    })?;
                 }
                 users.insert(&id, encode_user(user))?;
                 if let Some(cutoff) = write.cutoff {
