@@ -45,42 +45,11 @@ enum Command {
     },
     /// Write a first configuration for your domain (a drop-in beside an
     /// existing config file, else a new latch.toml) and a signing key
-    Init {
-        /// latch's public URL, where its login page is (asked when absent)
-        #[arg(long, value_name = "URL")]
-        public_url: Option<String>,
-        /// The parent domain of latch's host and of every app (default:
-        /// the public URL's host without its first label)
-        #[arg(long, value_name = "DOMAIN")]
-        cookie_domain: Option<String>,
-        /// The proxy in front of latch (for the next step printed)
-        #[arg(long, value_enum)]
-        proxy: Option<crate::snippet::Proxy>,
-        /// The config file to add to, or to write when it does not exist
-        /// (default: the one `serve` reads, else ./latch.toml)
-        #[arg(long, short, value_name = "PATH")]
-        config: Option<PathBuf>,
-    },
+    Init(setup::InitArgs),
     /// Print a proxy configuration that puts an app behind latch
     ProxySnippet {
-        /// The proxy
-        #[arg(value_enum)]
-        proxy: crate::snippet::Proxy,
-        /// The app's host name (not for traefik-static)
-        #[arg(long, value_name = "HOST")]
-        app: Option<String>,
-        /// Where the proxy reaches the app
-        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
-        upstream: String,
-        /// Only members of this group get in (repeatable: any of them)
-        #[arg(long = "group", value_name = "G")]
-        groups: Vec<String>,
-        /// latch's host name (default: public_url's host)
-        #[arg(long, value_name = "HOST")]
-        auth: Option<String>,
-        /// Where the proxy reaches latch (default: listen)
-        #[arg(long, value_name = "HOST:PORT")]
-        latch: Option<String>,
+        #[command(flatten)]
+        args: setup::SnippetArgs,
         /// Config file (same lookup as `serve`)
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
@@ -291,46 +260,8 @@ pub fn main() -> ExitCode {
             command,
         } => user::run(load(config), command, create),
         Command::Access { config, command } => access(load(config), command),
-        Command::Init {
-            public_url,
-            cookie_domain,
-            proxy,
-            config,
-        } => setup::init(
-            // Named only when there is one to add to: init writes one
-            // otherwise.
-            match ConfigFile::locate(config.as_deref()) {
-                file if file.path().is_some_and(|p| p.exists()) => {
-                    eprintln!("using {file}");
-                    file
-                }
-                file => file,
-            },
-            setup::InitArgs {
-                public_url,
-                cookie_domain,
-                proxy,
-            },
-        ),
-        Command::ProxySnippet {
-            proxy,
-            app,
-            upstream,
-            groups,
-            auth,
-            latch,
-            config,
-        } => setup::proxy_snippet(
-            load(config),
-            setup::SnippetArgs {
-                proxy,
-                app,
-                upstream,
-                groups,
-                auth,
-                latch,
-            },
-        ),
+        Command::Init(args) => setup::init(args),
+        Command::ProxySnippet { args, config } => setup::proxy_snippet(load(config), args),
         Command::Keygen => keygen(),
         Command::Backup {
             file,

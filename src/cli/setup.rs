@@ -8,14 +8,33 @@ use crate::config::{keyfile, net, Config, ConfigFile, KeySource};
 use crate::error::{Error, Result};
 use crate::snippet::{Address, Host, Proxy, Snippet};
 
-/// What `latch init` was told or asked.
+/// `latch init`'s arguments.
+#[derive(clap::Args)]
 pub struct InitArgs {
-    /// latch's public URL (its login page), such as `https://auth.example.com`.
+    /// latch's public URL, where its login page is (asked when absent)
+    #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
-    /// The parent domain of every protected app and of latch.
+    /// The parent domain of latch's host and of every app (default:
+    /// the public URL's host without its first label)
+    #[arg(long, value_name = "DOMAIN")]
     pub cookie_domain: Option<String>,
-    /// The proxy in front (for the next step it prints).
+    /// The proxy in front of latch (for the next step printed)
+    #[arg(long, value_enum)]
     pub proxy: Option<Proxy>,
+    /// The config file to add to, or to write when it does not exist
+    /// (default: the one `serve` reads, else ./latch.toml)
+    #[arg(long, short, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// What `init` wrote.
+struct Written {
+    /// The configuration file (or drop-in).
+    path: PathBuf,
+    /// The signing key file, and whether it was made now (else kept).
+    key: Option<(PathBuf, bool)>,
+    /// Whether it was a drop-in beside an existing file (the package's).
+    drop_in: bool,
 }
 
 /// Writes the domain's settings: into a drop-in beside the configuration
@@ -24,8 +43,45 @@ pub struct InitArgs {
 /// `--config`, else in the working directory) with a signing key file
 /// beside it. Never overwrites a file; a result the configuration would
 /// refuse is removed again.
-pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
-    let public_url = match args.public_url {
+pub fn init(args: InitArgs) -> Result<()> {
+    let file = ConfigFile::locate(args.config.as_deref());
+    // Named only when there is one to add to: init writes one otherwise.
+    let existing = file.path().is_some_and(Path::exists);
+    if existing {
+        eprintln!("using {file}");
+    }
+    let (public_url, cookie_domain) = domain(args.public_url, args.cookie_domain)?;
+    let settings = settings(&public_url, cookie_domain.as_str());
+    let written = match existing {
+        true => add_drop_in(&file, &settings)?,
+        false => write_whole(file.path(), &settings)?,
+    };
+    println!("wrote {}", written.path.display());
+    match &written.key {
+        Some((key, true)) => println!("wrote a new signing key to {} (mode 0600)", key.display()),
+        Some((key, false)) => println!("kept the signing key in {}", key.display()),
+        None => {}
+    }
+    if public_url.starts_with("http://") {
+        eprintln!(
+            "latch: warning: {public_url} is plain http: browsers drop the session cookie \
+             (cookie_secure = true): put latch behind https, or set [forward_auth] \
+             cookie_secure = false for a trial"
+        );
+    }
+    print_next_steps(
+        &file,
+        &written,
+        args.proxy.unwrap_or(Proxy::Caddy),
+        &cookie_domain,
+    );
+    Ok(())
+}
+
+/// latch's public URL and the cookie domain, from the flags or asked: the
+/// URL an http(s) URL of latch's host, the domain a name above that host.
+fn domain(public_url: Option<String>, cookie_domain: Option<String>) -> Result<(String, Host)> {
+    let public_url = match public_url {
         Some(url) => url,
         None => ask(
             "latch's public URL, where its login page is",
@@ -33,7 +89,7 @@ pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
         )?,
     };
     let public_host = public_host(&public_url)?;
-    let cookie_domain = match args.cookie_domain {
+    let cookie_domain = match cookie_domain {
         Some(domain) => domain,
         None => match derived_cookie_domain(&public_host) {
             Some(parent) => parent,
@@ -51,74 +107,77 @@ pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
             cookie_domain.as_str()
         )));
     }
-    let proxy = args.proxy.unwrap_or(Proxy::Caddy);
-    let settings = settings(&public_url, cookie_domain.as_str());
+    Ok((public_url, cookie_domain))
+}
 
-    let (written, key, packaged) = match file.path() {
-        Some(main) if main.exists() => {
-            let dir = file.drop_in_dir().expect("a file has a directory");
-            let path = dir.join("10-init.toml");
-            let before = Config::load_from(&file)?;
-            if let Some(url) = before.primary_site().public_url {
-                let source = if path.exists() { &path } else { main };
-                return Err(Error::config(format_args!(
-                    "public_url is set already ({url}, in {} or a file read with it): latch \
-                     init makes a first configuration; edit that one instead",
-                    source.display()
-                )));
-            }
-            // The key first: made, or checked and kept, before anything
-            // names it (init adds nothing that changes its path).
-            let key = match &before.key {
-                KeySource::File(key) => Some((key.clone(), keyfile::make_or_keep_own_key(key)?)),
-                KeySource::Inline(_) => None,
-            };
-            create_dir(&dir)?;
-            write_new(&path, &format!("{DROP_IN_HEAD}{settings}"))?;
-            checked(&file, &path)?;
-            (path, key, true)
-        }
-        target => {
-            let path = target.map_or_else(|| PathBuf::from("latch.toml"), Path::to_path_buf);
-            if path.exists() {
-                return Err(exists(&path));
-            }
-            let dir = absolute(path.parent().unwrap_or(Path::new("")))?;
-            let key = dir.join("secret.key");
-            let text = standalone(&dir, &key, &settings);
-            create_dir(&dir)?;
-            let made = keyfile::make_or_keep_own_key(&key)?;
-            let written = write_new(&path, &text)
-                .and_then(|()| checked(&ConfigFile::Flag(path.clone()), &path).map(drop));
-            if let Err(e) = written {
-                if made {
-                    let _ = std::fs::remove_file(&key);
-                }
-                return Err(e);
-            }
-            (path, Some((key, made)), false)
-        }
+/// `settings` as `latch.d/10-init.toml` beside `file`, which exists and
+/// must not set `public_url` yet; the key it names made or kept first.
+fn add_drop_in(file: &ConfigFile, settings: &str) -> Result<Written> {
+    let main = file.path().expect("an existing file");
+    let dir = file.drop_in_dir().expect("a file has a directory");
+    let path = dir.join("10-init.toml");
+    let before = Config::load_from(file)?;
+    if let Some(url) = before.primary_site().public_url {
+        let source = if path.exists() { &path } else { main };
+        return Err(Error::config(format_args!(
+            "public_url is set already ({url}, in {} or a file read with it): latch \
+             init makes a first configuration; edit that one instead",
+            source.display()
+        )));
+    }
+    // The key first: made, or checked and kept, before anything names it
+    // (init adds nothing that changes its path).
+    let key = match &before.key {
+        KeySource::File(key) => Some((key.clone(), keyfile::make_or_keep_own_key(key)?)),
+        KeySource::Inline(_) => None,
     };
-    println!("wrote {}", written.display());
-    match key {
-        Some((key, true)) => println!("wrote a new signing key to {} (mode 0600)", key.display()),
-        Some((key, false)) => println!("kept the signing key in {}", key.display()),
-        None => {}
+    create_dir(&dir)?;
+    write_new(&path, &format!("{DROP_IN_HEAD}{settings}"))?;
+    checked(file, &path)?;
+    Ok(Written {
+        path,
+        key,
+        drop_in: true,
+    })
+}
+
+/// A whole configuration with `settings` at `target` (else `./latch.toml`),
+/// and the signing key beside it, made or kept first; both gone again if
+/// the configuration is refused.
+fn write_whole(target: Option<&Path>, settings: &str) -> Result<Written> {
+    let path = target.map_or_else(|| PathBuf::from("latch.toml"), Path::to_path_buf);
+    if path.exists() {
+        return Err(exists(&path));
     }
-    if public_url.starts_with("http://") {
-        eprintln!(
-            "latch: warning: {public_url} is plain http: browsers drop the session cookie \
-             (cookie_secure = true): put latch behind https, or set [forward_auth] \
-             cookie_secure = false for a trial"
-        );
+    let dir = absolute(path.parent().unwrap_or(Path::new("")))?;
+    let key = dir.join("secret.key");
+    let text = standalone(&dir, &key, settings);
+    create_dir(&dir)?;
+    let made = keyfile::make_or_keep_own_key(&key)?;
+    let written = write_new(&path, &text)
+        .and_then(|()| checked(&ConfigFile::Flag(path.clone()), &path).map(drop));
+    if let Err(e) = written {
+        if made {
+            let _ = std::fs::remove_file(&key);
+        }
+        return Err(e);
     }
-    let flag = match (&file, packaged) {
+    Ok(Written {
+        path,
+        key: Some((key, made)),
+        drop_in: false,
+    })
+}
+
+/// Start (or restart) latch, print the proxy's block, add a user: with
+/// `--config` wherever the file would not be found by itself.
+fn print_next_steps(file: &ConfigFile, written: &Written, proxy: Proxy, domain: &Host) {
+    let flag = match (file, written.drop_in) {
         (ConfigFile::Flag(p) | ConfigFile::Env(p), true) => format!(" --config {}", p.display()),
-        (ConfigFile::System(_), true) => String::new(),
-        (ConfigFile::Local(_), true) => String::new(),
-        _ => format!(" --config {}", written.display()),
+        (ConfigFile::System(_) | ConfigFile::Local(_), true) => String::new(),
+        _ => format!(" --config {}", written.path.display()),
     };
-    let start = match packaged {
+    let start = match written.drop_in {
         true => "systemctl restart latch   (or restart latch serve as you run it)".to_owned(),
         false => format!("latch serve{flag}   (or under systemd: see the README)"),
     };
@@ -130,9 +189,8 @@ pub fn init(file: ConfigFile, args: InitArgs) -> Result<()> {
     println!(
         "next:\n  {start}\n  latch proxy-snippet {proxy_name} --app app.{domain}{flag}   \
          (your app's host; --upstream where it listens)\n  latch user add NAME{flag}",
-        domain = cookie_domain.as_str()
+        domain = domain.as_str()
     );
-    Ok(())
 }
 
 /// The host of `--public-url`: an http(s) URL of latch's own host, at its
@@ -287,19 +345,26 @@ fn write_new(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| Error::config(format_args!("cannot write {}: {e}", path.display())))
 }
 
-/// What `latch proxy-snippet` was told.
+/// `latch proxy-snippet`'s arguments (the config file apart).
+#[derive(clap::Args)]
 pub struct SnippetArgs {
-    /// The proxy.
+    /// The proxy
+    #[arg(value_enum)]
     pub proxy: Proxy,
-    /// The app's host name (none only for Traefik's static part).
+    /// The app's host name (not for traefik-static)
+    #[arg(long, value_name = "HOST")]
     pub app: Option<String>,
-    /// Where the app listens.
+    /// Where the proxy reaches the app
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:3000")]
     pub upstream: String,
-    /// Groups the app needs (any of).
+    /// Only members of this group get in (repeatable: any of them)
+    #[arg(long = "group", value_name = "G")]
     pub groups: Vec<String>,
-    /// latch's host name (default: `public_url`'s).
+    /// latch's host name (default: public_url's host)
+    #[arg(long, value_name = "HOST")]
     pub auth: Option<String>,
-    /// Where the proxy reaches latch (default: `listen`).
+    /// Where the proxy reaches latch (default: listen)
+    #[arg(long, value_name = "HOST:PORT")]
     pub latch: Option<String>,
 }
 
@@ -315,10 +380,8 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
         };
     };
     let app = Host::parse(app)?;
-    let site_host = config
-        .site_for_host(Some(app.as_str()))
-        .and_then(|s| s.public_url)
-        .and_then(net::url_host);
+    let site = config.site_for_host(Some(app.as_str()));
+    let site_host = site.and_then(|s| s.public_url).and_then(net::url_host);
     let auth = match &args.auth {
         Some(auth) => {
             let auth = Host::parse(auth)?;
@@ -331,15 +394,11 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
             }
             auth
         }
-        None => {
-            let site = config.site_for_host(Some(app.as_str()));
-            let url = site.and_then(|s| s.public_url).ok_or_else(|| {
-                Error::config(format_args!(
-                    "latch's host is not known: set public_url (latch init does), or give --auth"
-                ))
-            })?;
-            Host::parse(&net::url_host(url).unwrap_or_default())?
-        }
+        None => Host::parse(&site_host.ok_or_else(|| {
+            Error::config(format_args!(
+                "latch's host is not known: set public_url (latch init does), or give --auth"
+            ))
+        })?)?,
     };
     let latch = match &args.latch {
         Some(addr) => Address::parse(addr)?,
@@ -352,12 +411,9 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
         latch,
         args.groups,
     )?;
-    let covered = match config.site_for_host(Some(app.as_str())) {
-        Some(site) => site
-            .cookie_domain
-            .is_some_and(|d| crate::config::domain_covers(d, app.as_str())),
-        None => false,
-    };
+    let covered = site
+        .and_then(|s| s.cookie_domain)
+        .is_some_and(|d| crate::config::domain_covers(d, app.as_str()));
     if !covered {
         eprintln!(
             "latch: warning: {} is under no cookie_domain of this configuration: browsers \
