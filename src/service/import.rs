@@ -172,82 +172,76 @@ impl Service {
         entry: UserEntry,
         cutoff: &mut Option<crate::model::Cutoff>,
     ) -> Result<Option<Plan>> {
-        let name = entry.name.clone();
-        let Some(before) = self.store.user_by_name(&name)? else {
-            let password_hash = match (entry.password_hash, entry.password) {
-                (Some(hash), _) => hash,
-                (None, Some(password)) => self.hasher.hash(password).await?,
-                (None, None) => unreachable!("checked: one of the two"),
-            };
-            let user = User {
-                id: UserId::new(self.store.new_id()?),
-                username: name.clone(),
-                email: entry.email,
-                password_hash,
-                groups: entry.groups,
-                created_at: self.clock.now(),
-            };
-            let line = match user.groups.as_slice() {
-                [] => format!("{name}: added (no groups)"),
-                groups => format!("{name}: added (groups: {})", groups.join(",")),
-            };
-            return Ok(Some(Plan {
-                lines: vec![line],
-                write: Write {
-                    before: None,
-                    after: user,
-                    cutoff: None,
-                },
-            }));
+        match self.store.user_by_name(&entry.name)? {
+            None => self.plan_new(entry).await.map(Some),
+            Some(before) => self.plan_change(before, entry, cutoff).await,
+        }
+    }
+
+    /// A user the database does not have yet.
+    async fn plan_new(&self, entry: UserEntry) -> Result<Plan> {
+        let password_hash = match Secret::of(entry.password_hash, entry.password) {
+            Secret::Hash(hash) => hash,
+            Secret::Password(password) => self.hasher.hash(password).await?,
         };
+        let user = User {
+            id: UserId::new(self.store.new_id()?),
+            username: entry.name,
+            email: entry.email,
+            password_hash,
+            groups: entry.groups,
+            created_at: self.clock.now(),
+        };
+        let line = match user.groups.as_slice() {
+            [] => format!("{}: added (no groups)", user.username),
+            groups => format!("{}: added (groups: {})", user.username, groups.join(",")),
+        };
+        Ok(Plan {
+            lines: vec![line],
+            write: Write {
+                before: None,
+                after: user,
+                cutoff: None,
+            },
+        })
+    }
+
+    /// What `entry` changes of `before`, if anything; a new password takes
+    /// the import's one cutoff (made on the first).
+    async fn plan_change(
+        &self,
+        before: User,
+        entry: UserEntry,
+        cutoff: &mut Option<crate::model::Cutoff>,
+    ) -> Result<Option<Plan>> {
+        let name = &before.username;
         let mut after = before.clone();
         let mut lines = Vec::new();
         if after.email != entry.email {
+            let shown = |e: &Option<String>| e.clone().unwrap_or_else(|| "(none)".to_owned());
             lines.push(format!(
-                "{}: email {} -> {}",
-                before.username,
-                before.email.as_deref().unwrap_or("(none)"),
-                entry.email.as_deref().unwrap_or("(none)")
+                "{name}: email {} -> {}",
+                shown(&before.email),
+                shown(&entry.email)
             ));
             after.email = entry.email;
         }
         if after.groups != entry.groups {
-            lines.push(format!(
-                "{}: groups {} -> {}",
-                before.username,
-                listed(&before.groups),
-                listed(&entry.groups)
-            ));
+            let (was, now) = (listed(&before.groups), listed(&entry.groups));
+            lines.push(format!("{name}: groups {was} -> {now}"));
             after.groups = entry.groups;
         }
-        let new_hash = match (entry.password_hash, entry.password) {
-            (Some(hash), _) => (hash != before.password_hash).then_some(hash),
-            (None, Some(password)) => {
-                let same = self
-                    .hasher
-                    .verify(password.clone(), Some(before.password_hash.clone()))
-                    .await?;
-                match same {
-                    true => None,
-                    false => Some(self.hasher.hash(password).await?),
-                }
-            }
-            (None, None) => unreachable!("checked: one of the two"),
-        };
         let mut user_cutoff = None;
-        if let Some(hash) = new_hash {
-            lines.push(format!(
-                "{}: password changed (earlier tokens refused)",
-                before.username
-            ));
+        let secret = Secret::of(entry.password_hash, entry.password);
+        if let Some(hash) = self.new_hash(&before.password_hash, secret).await? {
+            lines.push(format!("{name}: password changed (earlier tokens refused)"));
             after.password_hash = hash;
-            let at = match *cutoff {
+            user_cutoff = Some(match *cutoff {
                 Some(at) => at,
                 None => *cutoff.insert(self.new_cutoff(false)?),
-            };
-            user_cutoff = Some(at);
+            });
         }
-        Ok((!lines.is_empty()).then_some(Plan {
+        Ok((!lines.is_empty()).then(|| Plan {
             lines,
             write: Write {
                 before: Some(before),
@@ -255,6 +249,42 @@ impl Service {
                 cutoff: user_cutoff,
             },
         }))
+    }
+
+    /// The hash to store instead of `stored`, if the file says another
+    /// password: a hash that differs, or a password `stored` does not
+    /// verify (hashed again only then).
+    async fn new_hash(&self, stored: &str, secret: Secret) -> Result<Option<String>> {
+        match secret {
+            Secret::Hash(hash) => Ok((hash != stored).then_some(hash)),
+            Secret::Password(password) => {
+                let same = self
+                    .hasher
+                    .verify(password.clone(), Some(stored.to_owned()))
+                    .await?;
+                match same {
+                    true => Ok(None),
+                    false => self.hasher.hash(password).await.map(Some),
+                }
+            }
+        }
+    }
+}
+
+/// An entry's password, as the file gives it ([`check_entries`] made sure
+/// it gives exactly one).
+enum Secret {
+    Hash(String),
+    Password(String),
+}
+
+impl Secret {
+    fn of(hash: Option<String>, password: Option<String>) -> Secret {
+        match (hash, password) {
+            (Some(hash), _) => Secret::Hash(hash),
+            (None, Some(password)) => Secret::Password(password),
+            (None, None) => unreachable!("checked: one of the two"),
+        }
     }
 }
 
