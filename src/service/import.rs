@@ -241,7 +241,7 @@ impl Service {
                 None => *cutoff.insert(self.new_cutoff(false)?),
             });
         }
-        Ok((!lines.is_empty()).then(|| Plan {
+        Ok((!lines.is_empty()).then_some(Plan {
             lines,
             write: Write {
                 before: Some(before),
