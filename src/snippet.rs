@@ -7,8 +7,6 @@
 //! ([`Host`], [`Address`], group names), so nothing typed on the command
 //! line can add a directive.
 
-use std::fmt::Write as _;
-
 use crate::error::{Error, Result};
 
 /// A DNS name: dot-separated labels of lowercase ASCII letters, digits
@@ -231,7 +229,17 @@ impl Snippet {
 
     /// Blocks for nginx's `http { }`.
     pub fn nginx(&self) -> String {
-        let (app, auth) = (self.app.as_str(), self.auth.as_str());
+        format!(
+            "{NGINX_HTTP}{}{}",
+            self.nginx_app_server(),
+            self.nginx_auth_server()
+        )
+    }
+
+    /// nginx's `server` for the app: the auth subrequest, the redirect for
+    /// browsers, the proxied app.
+    fn nginx_app_server(&self) -> String {
+        let app = self.app.as_str();
         let (latch, upstream) = (&self.latch.0, &self.upstream.0);
         let query = self.group_query().unwrap_or_default();
         let who = self.who();
@@ -239,9 +247,7 @@ impl Snippet {
             .iter()
             .map(|h| format!("        proxy_set_header {h} \"\";\n"))
             .collect();
-        let mut out = String::from(NGINX_HTTP);
-        let _ = write!(
-            out,
+        format!(
             "
 server {{
     listen 443 ssl;
@@ -267,48 +273,21 @@ server {{
         proxy_set_header X-Forwarded-For $remote_addr;
     }}
 
-    # Not signed in, by $latch_status above. nginx passes latch's
-    # challenge on by itself; Location names the login page, with rd.
-    location @latch_login {{
-        default_type application/json;
-        if ($latch_status = 302) {{
-            return 302 $latch_location;
-        }}
-        if ($latch_status = 303) {{
-            return 303 $latch_location;
-        }}
-        if ($latch_status = 401) {{
-            add_header Location $latch_location always;
-            return 401 '{{\"error\":\"unauthorized\",\"message\":\"authentication required\"}}';
-        }}
-    }}
-
-    location / {{
-        auth_request /latch-auth;
-        auth_request_set $latch_location $upstream_http_location;
-        auth_request_set $latch_user $upstream_http_remote_user;
-        auth_request_set $latch_groups $upstream_http_remote_groups;
-        auth_request_set $latch_email $upstream_http_remote_email;
-        auth_request_set $latch_name $upstream_http_remote_name;
-        error_page 401 = @latch_login;
-        # Set (or, when empty, drop) the identity headers: a client's own
-        # Remote-User, in any case, never reaches the app.
-        proxy_set_header Remote-User $latch_user;
-        proxy_set_header Remote-Groups $latch_groups;
-        proxy_set_header Remote-Email $latch_email;
-        proxy_set_header Remote-Name $latch_name;
-        # The forwarding headers are nginx's: set, or dropped (an empty
-        # value), never the client's.
-        proxy_set_header X-Forwarded-For $remote_addr;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-{nginx_drops}        proxy_set_header Host $host;
+{NGINX_LOGIN}    location / {{
+{NGINX_APP_HEADERS}{nginx_drops}        proxy_set_header Host $host;
         proxy_pass http://{upstream};
     }}
 }}
 
-server {{
+"
+        )
+    }
+
+    /// nginx's `server` for latch's own host (its login page).
+    fn nginx_auth_server(&self) -> String {
+        let (auth, latch) = (self.auth.as_str(), &self.latch.0);
+        format!(
+            "server {{
     listen 443 ssl;
     server_name {auth};
     ssl_certificate     /etc/ssl/{auth}.pem;
@@ -322,8 +301,7 @@ server {{
     }}
 }}
 "
-        );
-        out
+        )
     }
 
     /// Traefik's dynamic configuration (the file provider's file).
@@ -331,46 +309,12 @@ server {{
         let (app, auth) = (self.app.as_str(), self.auth.as_str());
         let (latch, upstream) = (&self.latch.0, &self.upstream.0);
         let key = self.app.key();
-        let query = self.group_query().unwrap_or_default();
-        // One name per list of groups, none of them another middleware's:
-        // in each group `-` doubled, `.` and `_` spelled out (`-d`, `-u`),
-        // so `_`, which no group then holds, can separate them.
-        let middleware = match self.groups.as_slice() {
-            [] => "latch".to_owned(),
-            groups => {
-                let each: Vec<String> = groups
-                    .iter()
-                    .map(|g| g.replace('-', "--").replace('.', "-d").replace('_', "-u"))
-                    .collect();
-                format!("latch-group_{}", each.join("_"))
-            }
-        };
-        let who = self.who();
-        let traefik_drops: String = CLIENT_FORWARDING
-            .iter()
-            .filter(|h| !TRAEFIK_SETS.contains(h))
-            .map(|h| format!("          {h}: \"\"\n"))
-            .collect();
+        let middleware = self.traefik_middleware();
+        let middlewares = self.traefik_middlewares(&middleware);
         format!(
             "# /etc/traefik/latch.yml: the dynamic configuration.
 http:
-  middlewares:
-    # {who}.
-    {middleware}:
-      forwardAuth:
-        address: \"http://{latch}/auth{query}\"
-        # Traefik sets X-Forwarded-* for latch itself.
-        trustForwardHeader: false
-        maxResponseBodySize: 65536
-        # Replaced by latch's values (removed when latch sends none).
-        authResponseHeaders: [Remote-User, Remote-Groups, Remote-Email, Remote-Name]
-    # Forwarding headers Traefik does not replace itself (it does
-    # X-Forwarded-For, -Proto, -Host, -Port, -Server, -Uri, -Method,
-    # -Prefix and X-Real-Ip): an empty value removes the client's.
-    latch-edge:
-      headers:
-        customRequestHeaders:
-{traefik_drops}  routers:
+{middlewares}  routers:
     {key}:
       rule: \"Host(`{app}`)\"
       middlewares: [latch-edge, {middleware}]
@@ -393,6 +337,55 @@ tls:
     - certFile: /etc/ssl/{auth}.pem
       keyFile: /etc/ssl/{auth}.key
 "
+        )
+    }
+
+    /// The forward-auth middleware's name: one per list of groups, none of
+    /// them another middleware's (in each group `-` doubled, `.` and `_`
+    /// spelled out as `-d` and `-u`, so `_`, which no group then holds,
+    /// separates them).
+    fn traefik_middleware(&self) -> String {
+        match self.groups.as_slice() {
+            [] => "latch".to_owned(),
+            groups => {
+                let each: Vec<String> = groups
+                    .iter()
+                    .map(|g| g.replace('-', "--").replace('.', "-d").replace('_', "-u"))
+                    .collect();
+                format!("latch-group_{}", each.join("_"))
+            }
+        }
+    }
+
+    /// The `middlewares` table: forward auth as `middleware`, and
+    /// `latch-edge`, which drops the client's forwarding headers.
+    fn traefik_middlewares(&self, middleware: &str) -> String {
+        let latch = &self.latch.0;
+        let query = self.group_query().unwrap_or_default();
+        let who = self.who();
+        let traefik_drops: String = CLIENT_FORWARDING
+            .iter()
+            .filter(|h| !TRAEFIK_SETS.contains(h))
+            .map(|h| format!("          {h}: \"\"\n"))
+            .collect();
+        format!(
+            "  middlewares:
+    # {who}.
+    {middleware}:
+      forwardAuth:
+        address: \"http://{latch}/auth{query}\"
+        # Traefik sets X-Forwarded-* for latch itself.
+        trustForwardHeader: false
+        maxResponseBodySize: 65536
+        # Replaced by latch's values (removed when latch sends none).
+        authResponseHeaders: [Remote-User, Remote-Groups, Remote-Email, Remote-Name]
+    # Forwarding headers Traefik does not replace itself (it does
+    # X-Forwarded-For, -Proto, -Host, -Port, -Server, -Uri, -Method,
+    # -Prefix and X-Real-Ip): an empty value removes the client's.
+    latch-edge:
+      headers:
+        customRequestHeaders:
+{traefik_drops}"
         )
     }
 }
@@ -442,6 +435,51 @@ const TRAEFIK_SETS: [&str; 5] = [
     "X-Forwarded-Uri",
     "X-Forwarded-Method",
 ];
+
+/// The start of nginx's `location /` for the app: the auth subrequest,
+/// latch's answer read into variables, the identity headers set from them
+/// and the forwarding headers nginx itself vouches for (the others follow,
+/// emptied, from [`CLIENT_FORWARDING`]).
+const NGINX_APP_HEADERS: &str = "        auth_request /latch-auth;
+        auth_request_set $latch_location $upstream_http_location;
+        auth_request_set $latch_user $upstream_http_remote_user;
+        auth_request_set $latch_groups $upstream_http_remote_groups;
+        auth_request_set $latch_email $upstream_http_remote_email;
+        auth_request_set $latch_name $upstream_http_remote_name;
+        error_page 401 = @latch_login;
+        # Set (or, when empty, drop) the identity headers: a client's own
+        # Remote-User, in any case, never reaches the app.
+        proxy_set_header Remote-User $latch_user;
+        proxy_set_header Remote-Groups $latch_groups;
+        proxy_set_header Remote-Email $latch_email;
+        proxy_set_header Remote-Name $latch_name;
+        # The forwarding headers are nginx's: set, or dropped (an empty
+        # value), never the client's.
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+";
+
+/// nginx's location for a visitor not signed in: the redirect or the 401
+/// the `map`s of [`NGINX_HTTP`] picked, with latch's `Location`.
+const NGINX_LOGIN: &str = "    # Not signed in, by $latch_status above. nginx passes latch's
+    # challenge on by itself; Location names the login page, with rd.
+    location @latch_login {
+        default_type application/json;
+        if ($latch_status = 302) {
+            return 302 $latch_location;
+        }
+        if ($latch_status = 303) {
+            return 303 $latch_location;
+        }
+        if ($latch_status = 401) {
+            add_header Location $latch_location always;
+            return 401 '{\"error\":\"unauthorized\",\"message\":\"authentication required\"}';
+        }
+    }
+
+";
 
 /// nginx's `http`-level part: the header defaults and the `map`s that pick
 /// the redirect or the 401.
@@ -614,7 +652,31 @@ mod tests {
             .traefik_dynamic()
             .contains("middlewares: [latch-edge, latch-group_admins]"));
         assert!(admins.traefik_dynamic().contains("/auth?group=admins\"\n"));
-        // Traefik's names: no two hosts or lists of groups share one.
+        // With the group's words put back, the texts are the same.
+        let ungrouped = |text: String| {
+            text.replace("?group=admins", "?from=caddy")
+                .replace("/auth/nginx?from=caddy;", "/auth/nginx;")
+                .replace("/auth?from=caddy\"", "/auth\"")
+                .replace("latch-group_admins", "latch")
+                .replace("Members of the \"admins\" group only", "Anyone signed in")
+        };
+        for proxy in [
+            Proxy::Caddy,
+            Proxy::Nginx,
+            Proxy::Traefik,
+            Proxy::TraefikStatic,
+        ] {
+            assert_eq!(
+                plain.render(proxy),
+                ungrouped(admins.render(proxy)),
+                "{proxy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn traefik_names_never_collide() {
+        // No two hosts or lists of groups share a router or middleware name.
         let names = |app: &str, groups: &[&str]| {
             let mut s = snippet(groups);
             s.app = Host::parse(app).unwrap();
@@ -649,26 +711,6 @@ mod tests {
         // latch's own router and service are no app's.
         for app in ["latch", "latch-login", "latch.login"] {
             assert!(!names(app, &[]).0.starts_with("latch_login:"), "{app}");
-        }
-        // With the group's words put back, the texts are the same.
-        let ungrouped = |text: String| {
-            text.replace("?group=admins", "?from=caddy")
-                .replace("/auth/nginx?from=caddy;", "/auth/nginx;")
-                .replace("/auth?from=caddy\"", "/auth\"")
-                .replace("latch-group_admins", "latch")
-                .replace("Members of the \"admins\" group only", "Anyone signed in")
-        };
-        for proxy in [
-            Proxy::Caddy,
-            Proxy::Nginx,
-            Proxy::Traefik,
-            Proxy::TraefikStatic,
-        ] {
-            assert_eq!(
-                plain.render(proxy),
-                ungrouped(admins.render(proxy)),
-                "{proxy:?}"
-            );
         }
     }
 
