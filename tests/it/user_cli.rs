@@ -6,8 +6,9 @@ use std::process::{Command, Stdio};
 
 use crate::support::*;
 
-/// Runs `latch user ARGS --config CONFIG` with `stdin` piped in.
-fn user(config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+/// Runs `latch user ARGS --config CONFIG` with `stdin` piped in:
+/// (success, stdout, stderr without the config line).
+pub fn user(config: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
     let mut child = Command::new(&*LATCH)
         .arg("user")
         .args(args)

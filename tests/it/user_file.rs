@@ -2,36 +2,10 @@
 //! imported all or nothing, a second time changing nothing, with the
 //! server running (over the admin socket) and stopped.
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use crate::support::*;
-
-/// `latch user ARGS --config CONFIG`, `stdin` piped in: (success, stdout,
-/// stderr without the config line).
-fn user(config: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
-    let mut child = Command::new(&*LATCH)
-        .arg("user")
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_remove("LATCH_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        without_config_line(&String::from_utf8_lossy(&out.stderr)),
-    )
-}
+use crate::user_cli::user;
 
 /// Imports `file` (from standard input); its lines.
 fn import(config: &Path, file: &str) -> String {
