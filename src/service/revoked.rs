@@ -5,10 +5,17 @@
 //! the background (a million revocations take a moment); until it is
 //! complete, lookups go to the store, so nothing revoked is ever missed.
 //!
+//! Compact: memory holds the first eight bytes of each `jti` (random bytes
+//! latch drew, so they are their own hash) and its expiry, 16 bytes a
+//! revocation where the whole `jti` took 24 and SipHash. A token whose
+//! prefix is held is looked up in the store, which holds the whole `jti`:
+//! a prefix shared by chance refuses nothing it should not.
+//!
 //! It never writes: revocations are written by the service through the store
 //! first.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 
@@ -16,10 +23,11 @@ use super::store::Store;
 use crate::error::Result;
 use crate::token::JTI_LEN;
 
-/// The in-memory mirror of the store's `revoked` tree.
+/// The in-memory mirror of the store's revocations.
 pub struct Revoked {
-    /// jti → expiry. A std lock: held for a hash lookup or insert only.
-    ids: RwLock<HashMap<[u8; JTI_LEN], u64>>,
+    /// First eight bytes of a jti → the latest expiry of the revocations
+    /// with them. A std lock: held for a hash lookup or insert only.
+    ids: RwLock<HashMap<u64, u64, BuildHasherDefault<Prefix>>>,
     /// Set once every stored revocation has been loaded.
     complete: AtomicBool,
     /// Bumped after every revocation is added: a token found not revoked
@@ -30,7 +38,7 @@ pub struct Revoked {
 impl Default for Revoked {
     fn default() -> Self {
         Revoked {
-            ids: RwLock::new(HashMap::new()),
+            ids: RwLock::new(HashMap::default()),
             complete: AtomicBool::new(false),
             generation: AtomicU64::new(0),
         }
@@ -40,13 +48,16 @@ impl Default for Revoked {
 impl Revoked {
     /// Loads every stored revocation (run on a blocking thread at start).
     pub fn load(&self, store: &Store) -> Result<usize> {
-        let stored = store.revocations()?;
-        let n = stored.len();
+        // Filled aside, then swapped in: lookups meanwhile go to the store.
+        let mut loaded = HashMap::default();
+        let n = store.each_revocation(|(jti, exp)| note(&mut loaded, &jti, exp))?;
         let mut ids = self.ids.write().unwrap_or_else(|e| e.into_inner());
-        ids.reserve(n);
-        for (jti, exp) in stored {
-            ids.insert(jti, exp);
+        // Revocations made during the load are in both: keep them.
+        for (&prefix, &exp) in ids.iter() {
+            let at = loaded.entry(prefix).or_insert(exp);
+            *at = (*at).max(exp);
         }
+        *ids = loaded;
         drop(ids);
         self.complete.store(true, Ordering::Release);
         Ok(n)
@@ -54,27 +65,24 @@ impl Revoked {
 
     /// Whether `jti` is revoked: from memory once loaded, else the store.
     pub fn contains(&self, jti: &[u8; JTI_LEN], store: &Store) -> Result<bool> {
-        if self
+        let held = self
             .ids
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(jti)
-        {
-            return Ok(true);
+            .contains_key(&prefix(jti));
+        if !held && self.complete.load(Ordering::Acquire) {
+            return Ok(false);
         }
-        if self.complete.load(Ordering::Acquire) {
-            Ok(false)
-        } else {
-            store.is_revoked(jti)
-        }
+        store.is_revoked(jti)
     }
 
     /// Records a revocation already made durable in the store.
     pub fn insert(&self, jti: [u8; JTI_LEN], exp: u64) {
-        self.ids
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(jti, exp);
+        note(
+            &mut self.ids.write().unwrap_or_else(|e| e.into_inner()),
+            &jti,
+            exp,
+        );
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -103,6 +111,40 @@ impl Revoked {
     }
 }
 
+/// The key memory holds for `jti`.
+fn prefix(jti: &[u8; JTI_LEN]) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&jti[..8]);
+    u64::from_ne_bytes(head)
+}
+
+/// Holds `jti` until `exp` (or later, if its prefix already is).
+fn note(ids: &mut HashMap<u64, u64, BuildHasherDefault<Prefix>>, jti: &[u8; JTI_LEN], exp: u64) {
+    let at = ids.entry(prefix(jti)).or_insert(exp);
+    *at = (*at).max(exp);
+}
+
+/// The hasher of memory's keys: they are random already.
+#[derive(Default)]
+struct Prefix(u64);
+
+impl Hasher for Prefix {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else still hashes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,12 +163,51 @@ mod tests {
         assert!(!revoked.contains(&[2u8; JTI_LEN], store).unwrap());
         assert_eq!(revoked.load(store).unwrap(), 1);
         assert_eq!(revoked.len(), 1);
-        // Loaded: memory answers, and sees new revocations.
+        // Loaded: memory answers, and sees new revocations (the store's
+        // first, as always).
+        rt.block_on(store.revoke(&[3u8; JTI_LEN], 200)).unwrap();
         revoked.insert([3u8; JTI_LEN], 200);
         assert!(revoked.contains(&[1u8; JTI_LEN], store).unwrap());
         assert!(revoked.contains(&[3u8; JTI_LEN], store).unwrap());
         assert!(!revoked.contains(&[2u8; JTI_LEN], store).unwrap());
         revoked.prune(150);
+        assert_eq!(revoked.len(), 1);
+    }
+
+    #[test]
+    fn a_shared_prefix_refuses_only_the_revoked_token() {
+        let t = super::super::store::TempStore::new();
+        let store = &t.store;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let revoked = Revoked::default();
+        revoked.load(store).unwrap();
+        let gone = [5u8; JTI_LEN];
+        let mut twin = gone;
+        twin[15] = 6;
+        rt.block_on(store.revoke(&gone, 100)).unwrap();
+        revoked.insert(gone, 100);
+        assert_eq!(prefix(&gone), prefix(&twin));
+        assert!(revoked.contains(&gone, store).unwrap());
+        assert!(!revoked.contains(&twin, store).unwrap());
+    }
+
+    #[test]
+    fn revocations_made_during_the_load_are_kept() {
+        let t = super::super::store::TempStore::new();
+        let store = &t.store;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(store.revoke(&[1u8; JTI_LEN], 100)).unwrap();
+        rt.block_on(store.revoke(&[2u8; JTI_LEN], 100)).unwrap();
+        let revoked = Revoked::default();
+        // Made while the load runs: in the store and in memory already.
+        revoked.insert([2u8; JTI_LEN], 300);
+        assert_eq!(revoked.load(store).unwrap(), 2);
+        revoked.prune(200);
+        assert!(revoked.contains(&[2u8; JTI_LEN], store).unwrap());
         assert_eq!(revoked.len(), 1);
     }
 }

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     be_u64, decode_cutoff, decode_expiry, decode_key, decode_session, decode_totp, decode_user,
+    encode_expiry,
 };
+use super::revocations::Revocation;
 use super::users::USER_COUNT;
 use super::{Store, ID_BASE, MAX_ID, MAX_TTL, SCHEMA_VERSION};
 use crate::crypto;
@@ -139,6 +141,22 @@ impl Store {
         )?;
         let mut count = 0;
         for name in BACKUP_TREES {
+            if name == "revoked" {
+                // Written one line per revocation, as before buckets.
+                let mut written = Ok(());
+                count += self.each_revocation(|(jti, exp)| {
+                    if written.is_ok() {
+                        let entry = Entry {
+                            key: crypto::b64_encode(&jti),
+                            tree: name,
+                            value: crypto::b64_encode(&encode_expiry(exp)),
+                        };
+                        written = write_line(out, &entry);
+                    }
+                })?;
+                written?;
+                continue;
+            }
             for entry in self.db.open_tree(name)?.iter() {
                 let (key, value) = entry?;
                 if name == "meta" && !exported_meta(&key) {
@@ -171,7 +189,7 @@ impl Store {
         opens: &dyn Fn(UserId, &[u8]) -> bool,
         drop_totp: bool,
     ) -> Result<usize> {
-        let empty = ["users", "revoked", "keys", "cutoffs"]
+        let empty = ["users", "revocations", "keys", "cutoffs"]
             .iter()
             .all(|t| self.db.open_tree(t).map(|t| t.is_empty()).unwrap_or(false));
         if !empty {
@@ -203,6 +221,7 @@ impl Store {
         for (name, batch) in checked.batches {
             self.db.open_tree(name)?.apply_batch(batch)?;
         }
+        self.add_revocations_bulk(checked.revocations)?;
         self.db.flush()?;
         Ok(checked.count)
     }
@@ -221,6 +240,8 @@ struct Checked {
     max_id: u64,
     /// Each second factor's sealed secret, by user.
     sealed: Vec<(UserId, Vec<u8>)>,
+    /// Revocations, written into buckets rather than a batch.
+    revocations: Vec<Revocation>,
 }
 
 /// Reads and checks a backup: header, every entry, the end count.
@@ -249,6 +270,7 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         count: 0,
         max_id: 0,
         sealed: Vec::new(),
+        revocations: Vec::new(),
     };
     for line in lines {
         let line = line.map_err(|e| invalid(&e.to_string()))?;
@@ -293,7 +315,15 @@ impl Checked {
         if self.max_id > MAX_ID {
             return Err(invalid("an id is out of range"));
         }
-        batch.insert(key, value);
+        if *name == "revoked" {
+            let jti = key
+                .as_slice()
+                .try_into()
+                .map_err(|_| invalid("a key has the wrong size"))?;
+            self.revocations.push((jti, decode_expiry(&value)?));
+        } else {
+            batch.insert(key, value);
+        }
         self.count += 1;
         Ok(())
     }

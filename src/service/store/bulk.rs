@@ -2,11 +2,11 @@
 //! and revocations in batches, without transactions or per-write flushes.
 //! Not part of the production API.
 
-use super::records::{encode_expiry, encode_user, index_key, user_key};
+use super::records::{encode_session, encode_user, index_key, user_key, user_session_index};
 use super::users::USER_COUNT;
 use super::Store;
 use crate::error::Result;
-use crate::model::User;
+use crate::model::{Session, User};
 use crate::token::JTI_LEN;
 
 impl Store {
@@ -34,13 +34,20 @@ impl Store {
         Ok(())
     }
 
-    /// Loads revocations in bulk.
-    pub fn import_revocations(&self, revocations: &[([u8; JTI_LEN], u64)]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for (jti, exp) in revocations {
-            batch.insert(jti, &encode_expiry(*exp));
+    /// Loads revocations in bulk (all at once: one write per bucket).
+    pub fn import_revocations(&self, revocations: Vec<([u8; JTI_LEN], u64)>) -> Result<()> {
+        self.add_revocations_bulk(revocations)
+    }
+
+    /// Loads sessions in bulk, with their per-user index.
+    pub fn import_sessions(&self, sessions: &[Session]) -> Result<()> {
+        let (mut records, mut index) = (sled::Batch::default(), sled::Batch::default());
+        for session in sessions {
+            records.insert(&session.id.0, encode_session(session));
+            index.insert(&user_session_index(session.user_id, session.id), &[]);
         }
-        self.revoked.apply_batch(batch)?;
+        self.sessions.apply_batch(records)?;
+        self.user_sessions.apply_batch(index)?;
         Ok(())
     }
 

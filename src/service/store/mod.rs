@@ -5,8 +5,10 @@
 //! - `users`: user id (u64 BE) → versioned user record (`users.rs`)
 //! - `usernames`, `emails`: lowercased name or email → user id (unique
 //!   indexes, changed in the same transactions as the records)
-//! - `revoked`: token `jti` (16 bytes) → version byte + expiry (u64 BE)
-//!   (`revocations.rs`)
+//! - `revocations`: the first two bytes of a token `jti` → version byte +
+//!   that bucket's revocations, each `jti` ++ expiry (u64 BE)
+//!   (`revocations.rs`); `revoked`, one entry per revocation, is what
+//!   databases before buckets held: emptied into buckets at open
 //! - `cutoffs`: user id → versioned [`Cutoff`]: the user's credential
 //!   epoch (`cutoffs.rs`)
 //! - `fresh`: token `jti` → version byte + expiry + cutoff seq: written by
@@ -66,6 +68,17 @@ const ID_BASE: &str = "id_base";
 /// `meta` key of the longest token lifetime ever configured.
 const MAX_TTL: &str = "max_ttl";
 
+/// sled's page cache, in bytes. sled's default (1 GiB) lets a big database
+/// keep every page it ever read: with a million users, sessions and
+/// revocations that was 378 MiB of RSS. The hot path reads memory, not
+/// sled, so a small cache costs it nothing (BENCHMARKS.md, issue 15).
+const CACHE_BYTES: u64 = 32 << 20;
+
+/// How sled is opened on `dir`.
+fn config(dir: &Path) -> sled::Config {
+    sled::Config::new().path(dir).cache_capacity(CACHE_BYTES)
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -73,7 +86,8 @@ pub struct Store {
     users: Tree,
     usernames: Tree,
     emails: Tree,
-    revoked: Tree,
+    revocations: Tree,
+    legacy_revoked: Tree,
     cutoffs: Tree,
     fresh: Tree,
     keys: Tree,
@@ -105,19 +119,19 @@ impl Store {
         private_directory(dir)?;
         // sled may panic on some damaged files; that is a corrupt database,
         // reported like any other, not a crash loop.
-        let opened =
-            std::panic::catch_unwind(|| sled::Config::new().path(dir).open()).map_err(|_| {
-                Error::store(format_args!(
-                    "database in {} is corrupt; restore it from a backup",
-                    dir.display()
-                ))
-            })?;
+        let opened = std::panic::catch_unwind(|| config(dir).open()).map_err(|_| {
+            Error::store(format_args!(
+                "database in {} is corrupt; restore it from a backup",
+                dir.display()
+            ))
+        })?;
         let db = opened.map_err(|e| open_error(dir, e))?;
         let mut store = Store {
             users: db.open_tree("users")?,
             usernames: db.open_tree("usernames")?,
             emails: db.open_tree("emails")?,
-            revoked: db.open_tree("revoked")?,
+            revocations: db.open_tree("revocations")?,
+            legacy_revoked: db.open_tree("revoked")?,
             cutoffs: db.open_tree("cutoffs")?,
             fresh: db.open_tree("fresh")?,
             keys: db.open_tree("keys")?,
@@ -133,6 +147,7 @@ impl Store {
         };
         store.id_base = store.meta_u64(ID_BASE)?.unwrap_or(0);
         store.check_schema(dir)?;
+        store.move_legacy_revocations()?;
         Ok(store)
     }
 

@@ -23,6 +23,7 @@ impl Store {
     pub async fn prune(&self, now: u64, max_ttl: u64) -> Result<Pruned> {
         let gate = self.shared();
         let mut pruned = Pruned::default();
+        pruned.removed += self.prune_revocations(now)?;
         pruned.removed += self.prune_expiries(now)?;
         self.prune_cutoffs(now, max_ttl, &mut pruned)?;
         pruned.removed += self.prune_keys(now)?;
@@ -34,10 +35,10 @@ impl Store {
         Ok(pruned)
     }
 
-    /// Revocations, fresh records and bans whose expiry has passed.
+    /// Fresh records and bans whose expiry has passed.
     fn prune_expiries(&self, now: u64) -> Result<usize> {
         let mut removed = 0;
-        for tree in [&self.revoked, &self.fresh, &self.bans] {
+        for tree in [&self.fresh, &self.bans] {
             for entry in tree.iter() {
                 let (key, value) = entry?;
                 // A fresh record starts with the same 9 bytes as an expiry.

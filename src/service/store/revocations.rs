@@ -1,60 +1,273 @@
-//! Revoked tokens (`revoked`: `jti` → expiry). Kept until the token's own
-//! expiry, then pruned.
+//! Revoked tokens, grouped in buckets (`revocations`: the first two bytes
+//! of a `jti` → a version byte and that bucket's revocations, each `jti`
+//! (16 bytes) ++ expiry (u64 BE), sorted by `jti`). Kept until the token's
+//! own expiry, then pruned.
+//!
+//! Why buckets: a sled 0.34 leaf holds at most 16 entries, and an open
+//! database keeps bookkeeping for every leaf in memory. One entry per
+//! revocation cost a million revocations 80 MB on disk and about 45 MiB of
+//! memory before a single lookup (BENCHMARKS.md, issue 15); 65,536 buckets
+//! hold them in about 26 MB and a few MiB. A write rewrites one bucket (a
+//! few hundred bytes at a million).
+//!
+//! Databases written before buckets keep one entry per revocation in
+//! `revoked`: [`Store::open`] moves them into buckets.
 //!
 //! It never caches; the service mirrors revocations in memory.
 
-use super::records::{decode_expiry, encode_expiry};
+use std::collections::BTreeMap;
+
 use super::Store;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::token::JTI_LEN;
+
+/// Version byte of a bucket.
+const BUCKET_V1: u8 = 1;
+
+/// One revocation in a bucket: `jti` ++ expiry.
+const ENTRY: usize = JTI_LEN + 8;
+
+/// A revoked token: its `jti` and expiry.
+pub type Revocation = ([u8; JTI_LEN], u64);
+
+/// The bucket key of `jti`.
+fn bucket_of(jti: &[u8; JTI_LEN]) -> [u8; 2] {
+    [jti[0], jti[1]]
+}
+
+/// The revocations in a stored bucket, sorted by `jti`.
+fn decode_bucket(bytes: &[u8]) -> Result<Vec<Revocation>> {
+    let corrupt = || Error::store("a revocation bucket is corrupt");
+    let [BUCKET_V1, body @ ..] = bytes else {
+        return Err(Error::store("a revocation bucket has an unknown version"));
+    };
+    if body.len() % ENTRY != 0 {
+        return Err(corrupt());
+    }
+    body.chunks_exact(ENTRY)
+        .map(|e| {
+            let jti = e[..JTI_LEN].try_into().map_err(|_| corrupt())?;
+            let exp = e[JTI_LEN..].try_into().map_err(|_| corrupt())?;
+            Ok((jti, u64::from_be_bytes(exp)))
+        })
+        .collect()
+}
+
+fn encode_bucket(entries: &[Revocation]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + entries.len() * ENTRY);
+    out.push(BUCKET_V1);
+    for (jti, exp) in entries {
+        out.extend_from_slice(jti);
+        out.extend_from_slice(&exp.to_be_bytes());
+    }
+    out
+}
+
+/// `old` (a stored bucket, if any) with `new` added; a `jti` already there
+/// keeps the later expiry.
+fn merged(old: Option<&[u8]>, new: &[Revocation]) -> Result<Vec<u8>> {
+    let mut entries = old.map(decode_bucket).transpose()?.unwrap_or_default();
+    for &(jti, exp) in new {
+        match entries.binary_search_by(|(j, _)| j.cmp(&jti)) {
+            Ok(i) => entries[i].1 = entries[i].1.max(exp),
+            Err(i) => entries.insert(i, (jti, exp)),
+        }
+    }
+    Ok(encode_bucket(&entries))
+}
+
+/// Revocations grouped by bucket.
+fn by_bucket(
+    revocations: impl IntoIterator<Item = Revocation>,
+) -> BTreeMap<[u8; 2], Vec<Revocation>> {
+    let mut buckets: BTreeMap<[u8; 2], Vec<Revocation>> = BTreeMap::new();
+    for r in revocations {
+        buckets.entry(bucket_of(&r.0)).or_default().push(r);
+    }
+    buckets
+}
 
 impl Store {
     /// Records that the token `jti` is revoked until `exp`, durably.
     pub async fn revoke(&self, jti: &[u8; JTI_LEN], exp: u64) -> Result<()> {
         {
             let _gate = self.shared();
-            self.revoked.insert(jti, &encode_expiry(exp))?;
+            self.add_revocations(bucket_of(jti), &[(*jti, exp)])?;
         }
         self.flush().await
     }
 
-    /// Whether the token `jti` was revoked. One sled read.
-    pub fn is_revoked(&self, jti: &[u8; JTI_LEN]) -> Result<bool> {
-        Ok(self.revoked.contains_key(jti)?)
+    /// Adds `new` (all of bucket `key`) to that bucket, against concurrent
+    /// writers of the same bucket.
+    fn add_revocations(&self, key: [u8; 2], new: &[Revocation]) -> Result<()> {
+        loop {
+            let old = self.revocations.get(key)?;
+            let value = merged(old.as_deref(), new)?;
+            if self
+                .revocations
+                .compare_and_swap(key, old, Some(value))?
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
     }
 
-    /// Every stored revocation: (jti, expiry).
-    pub fn revocations(&self) -> Result<Vec<([u8; JTI_LEN], u64)>> {
-        self.revoked
-            .iter()
-            .filter_map(|entry| match entry {
-                Ok((jti, value)) => {
-                    let jti = <[u8; JTI_LEN]>::try_from(jti.as_ref()).ok()?;
-                    Some(decode_expiry(&value).map(|exp| (jti, exp)))
-                }
-                Err(e) => Some(Err(e.into())),
-            })
-            .collect()
+    /// Whether the token `jti` was revoked. One sled read.
+    pub fn is_revoked(&self, jti: &[u8; JTI_LEN]) -> Result<bool> {
+        let Some(bucket) = self.revocations.get(bucket_of(jti))? else {
+            return Ok(false);
+        };
+        Ok(decode_bucket(&bucket)?
+            .binary_search_by(|(j, _)| j.cmp(jti))
+            .is_ok())
+    }
+
+    /// Calls `each` with every stored revocation; returns how many.
+    pub fn each_revocation(&self, mut each: impl FnMut(Revocation)) -> Result<usize> {
+        let mut n = 0;
+        for entry in self.revocations.iter() {
+            let (_, bucket) = entry?;
+            for r in decode_bucket(&bucket)? {
+                each(r);
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every stored revocation, sorted by `jti`.
+    #[cfg(test)]
+    pub fn revocations(&self) -> Result<Vec<Revocation>> {
+        let mut all = Vec::new();
+        self.each_revocation(|r| all.push(r))?;
+        Ok(all)
+    }
+
+    /// Adds revocations in bulk: one write per bucket touched.
+    pub(super) fn add_revocations_bulk(&self, all: Vec<Revocation>) -> Result<()> {
+        for (key, new) in by_bucket(all) {
+            self.add_revocations(key, &new)?;
+        }
+        Ok(())
+    }
+
+    /// Drops revocations of tokens expired at `now`; returns how many. A
+    /// bucket a revocation changed meanwhile is left for the next prune.
+    pub(super) fn prune_revocations(&self, now: u64) -> Result<usize> {
+        let mut removed = 0;
+        for entry in self.revocations.iter() {
+            let (key, value) = entry?;
+            let entries = decode_bucket(&value)?;
+            let live: Vec<Revocation> = entries.iter().copied().filter(|r| r.1 > now).collect();
+            if live.len() == entries.len() {
+                continue;
+            }
+            let new = (!live.is_empty()).then(|| encode_bucket(&live));
+            if self
+                .revocations
+                .compare_and_swap(&key, Some(value), new)?
+                .is_ok()
+            {
+                removed += entries.len() - live.len();
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Moves revocations a database written before buckets holds one per
+    /// entry (`revoked`) into buckets. Idempotent: should it stop half-way,
+    /// the next open does it again.
+    pub(super) fn move_legacy_revocations(&self) -> Result<()> {
+        if self.legacy_revoked.is_empty() {
+            return Ok(());
+        }
+        let mut all = Vec::new();
+        for entry in self.legacy_revoked.iter() {
+            let (jti, value) = entry?;
+            let jti = <[u8; JTI_LEN]>::try_from(jti.as_ref())
+                .map_err(|_| Error::store("a revocation key is corrupt"))?;
+            all.push((jti, super::records::decode_expiry(&value)?));
+        }
+        self.add_revocations_bulk(all)?;
+        self.db.flush()?;
+        self.legacy_revoked.clear()?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// How many revocations are stored.
     #[cfg(test)]
     pub fn revocation_count(&self) -> usize {
-        self.revoked.len()
+        self.each_revocation(|_| ()).unwrap()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::TempStore;
+    use super::super::records::encode_expiry;
+    use super::super::{Store, TempStore};
+    use super::*;
 
     #[tokio::test]
-    async fn revocations_are_kept_and_listed() {
+    async fn revocations_are_kept_listed_and_pruned() {
         let t = TempStore::new();
-        t.store.revoke(&[1; 16], 50).await.unwrap();
-        assert!(t.store.is_revoked(&[1; 16]).unwrap());
-        assert!(!t.store.is_revoked(&[2; 16]).unwrap());
-        assert_eq!(t.store.revocations().unwrap(), vec![([1; 16], 50)]);
-        assert_eq!(t.store.revocation_count(), 1);
+        // Two in one bucket, one in another.
+        let (a, c) = ([1; 16], [2; 16]);
+        let mut b = [0; 16];
+        b[..2].copy_from_slice(&[1, 1]);
+        t.store.revoke(&a, 50).await.unwrap();
+        t.store.revoke(&b, 70).await.unwrap();
+        t.store.revoke(&c, 90).await.unwrap();
+        // Again, later: the later expiry stays.
+        t.store.revoke(&a, 60).await.unwrap();
+        t.store.revoke(&a, 40).await.unwrap();
+        for jti in [&a, &b, &c] {
+            assert!(t.store.is_revoked(jti).unwrap());
+        }
+        let mut near = a;
+        near[15] = 2;
+        assert!(!t.store.is_revoked(&near).unwrap());
+        assert_eq!(
+            t.store.revocations().unwrap(),
+            vec![(b, 70), (a, 60), (c, 90)]
+        );
+        assert_eq!(t.store.revocations.len(), 2, "two buckets");
+        assert_eq!(t.store.prune_revocations(75).unwrap(), 2);
+        assert_eq!(t.store.revocations().unwrap(), vec![(c, 90)]);
+        assert_eq!(t.store.revocations.len(), 1, "an empty bucket goes");
+    }
+
+    #[test]
+    fn a_damaged_bucket_is_an_error_not_a_guess() {
+        for bad in [&[][..], &[2], &[BUCKET_V1, 0, 1]] {
+            assert!(decode_bucket(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_open_moves_revocations_of_a_database_before_buckets_into_them() {
+        let dir = crate::fsutil::TempDir::new("legacy");
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for (jti, exp) in [([7; 16], 10), ([8; 16], 20)] {
+                store
+                    .legacy_revoked
+                    .insert(jti, &encode_expiry(exp))
+                    .unwrap();
+            }
+            // Half-way through an earlier move: one is in a bucket already.
+            store.revoke(&[7; 16], 5).await.unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.legacy_revoked.is_empty());
+        assert_eq!(
+            store.revocations().unwrap(),
+            vec![([7; 16], 10), ([8; 16], 20)]
+        );
+        // Nothing left to move: another move changes nothing.
+        store.move_legacy_revocations().unwrap();
+        assert_eq!(store.revocation_count(), 2);
     }
 }
