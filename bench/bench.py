@@ -381,7 +381,7 @@ def report(results):
         "1": "Bearer token, GET /api/resource",
         "2": "forward auth, GET /auth with session cookie",
         "3": "same Basic user:password, GET /api/resource (cached)",
-        "4": "Bearer during a login flood (scrypt ln=15)",
+        "4": f"Bearer during a login flood (scrypt ln={meta.get('flood_log_n', '?')})",
         "5": f"Bearer, {count(meta.get('big_users'))} users + "
         f"{count(meta.get('big_revocations'))} revocations + "
         f"{count(meta.get('big_sessions'))} sessions",
