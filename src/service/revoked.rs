@@ -5,17 +5,17 @@
 //! the background (a million revocations take a moment); until it is
 //! complete, lookups go to the store, so nothing revoked is ever missed.
 //!
-//! Compact: memory holds the first eight bytes of each `jti` (random bytes
-//! latch drew, so they are their own hash) and its expiry, 16 bytes a
-//! revocation where the whole `jti` took 24 and SipHash. A token whose
-//! prefix is held is looked up in the store, which holds the whole `jti`:
-//! a prefix shared by chance refuses nothing it should not.
+//! Compact: memory holds the first eight bytes of each `jti` and its
+//! expiry, 16 bytes a revocation where the whole `jti` took 24. A token
+//! whose prefix is held is looked up in the store, which holds the whole
+//! `jti`: a prefix shared by chance refuses nothing it should not. The map
+//! keeps std's keyed hash: revocations can come from a backup file, whose
+//! ids need not be random.
 //!
 //! It never writes: revocations are written by the service through the store
 //! first.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::RwLock;
 
@@ -27,8 +27,10 @@ use crate::token::JTI_LEN;
 pub struct Revoked {
     /// First eight bytes of a jti → the latest expiry of the revocations
     /// with them. A std lock: held for a hash lookup or insert only.
-    ids: RwLock<HashMap<u64, u64, BuildHasherDefault<Prefix>>>,
-    /// Set once every stored revocation has been loaded.
+    ids: RwLock<HashMap<u64, u64>>,
+    /// Set once every stored revocation has been loaded, while `ids` is
+    /// held for writing, and read while it is held: a lookup sees the
+    /// full map whenever it sees this set.
     complete: AtomicBool,
     /// Bumped after every revocation is added: a token found not revoked
     /// at one generation is still not revoked while it holds.
@@ -58,19 +60,20 @@ impl Revoked {
             *at = (*at).max(exp);
         }
         *ids = loaded;
-        drop(ids);
         self.complete.store(true, Ordering::Release);
+        drop(ids);
         Ok(n)
     }
 
     /// Whether `jti` is revoked: from memory once loaded, else the store.
     pub fn contains(&self, jti: &[u8; JTI_LEN], store: &Store) -> Result<bool> {
-        let held = self
-            .ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&prefix(jti));
-        if !held && self.complete.load(Ordering::Acquire) {
+        let ids = self.ids.read().unwrap_or_else(|e| e.into_inner());
+        let (held, complete) = (
+            ids.contains_key(&prefix(jti)),
+            self.complete.load(Ordering::Acquire),
+        );
+        drop(ids);
+        if !held && complete {
             return Ok(false);
         }
         store.is_revoked(jti)
@@ -119,30 +122,9 @@ fn prefix(jti: &[u8; JTI_LEN]) -> u64 {
 }
 
 /// Holds `jti` until `exp` (or later, if its prefix already is).
-fn note(ids: &mut HashMap<u64, u64, BuildHasherDefault<Prefix>>, jti: &[u8; JTI_LEN], exp: u64) {
+fn note(ids: &mut HashMap<u64, u64>, jti: &[u8; JTI_LEN], exp: u64) {
     let at = ids.entry(prefix(jti)).or_insert(exp);
     *at = (*at).max(exp);
-}
-
-/// The hasher of memory's keys: they are random already.
-#[derive(Default)]
-struct Prefix(u64);
-
-impl Hasher for Prefix {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; anything else still hashes.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 #[cfg(test)]
@@ -191,6 +173,45 @@ mod tests {
         assert_eq!(prefix(&gone), prefix(&twin));
         assert!(revoked.contains(&gone, store).unwrap());
         assert!(!revoked.contains(&twin, store).unwrap());
+    }
+
+    #[test]
+    fn a_lookup_racing_the_load_never_misses_a_revocation() {
+        let t = super::super::store::TempStore::new();
+        let store = &t.store;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let gone = [9u8; JTI_LEN];
+        rt.block_on(store.revoke(&gone, 100)).unwrap();
+        let misses = AtomicU64::new(0);
+        for _ in 0..1_500 {
+            let revoked = Revoked::default();
+            let go = std::sync::Barrier::new(4);
+            std::thread::scope(|scope| {
+                for _ in 0..3 {
+                    scope.spawn(|| {
+                        go.wait();
+                        loop {
+                            let loaded = revoked.generation().is_some();
+                            if !revoked.contains(&gone, store).unwrap() {
+                                misses.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if loaded {
+                                break;
+                            }
+                        }
+                    });
+                }
+                go.wait();
+                revoked.load(store).unwrap();
+            });
+        }
+        assert_eq!(
+            misses.into_inner(),
+            0,
+            "a revoked token passed while revocations loaded"
+        );
     }
 
     #[test]

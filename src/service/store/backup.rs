@@ -2,7 +2,7 @@
 //! (base64 keys and values), and a restore into an empty store that checks
 //! every record before it writes anything.
 //!
-//! The file: a header `{"latch_backup":1,"schema":1}`, one line per entry
+//! The file: a header `{"latch_backup":1,"schema":2}`, one line per entry
 //! `{"tree","key","value"}`, and `{"end":N}` with the entry count, so a
 //! truncated file is refused. Bans and the store's own `meta` entries
 //! (schema, id base) are not exported.
@@ -21,7 +21,7 @@ use super::records::{
 };
 use super::revocations::Revocation;
 use super::users::USER_COUNT;
-use super::{Store, ID_BASE, MAX_ID, MAX_TTL, SCHEMA_VERSION};
+use super::{Store, ID_BASE, MAX_ID, MAX_TTL, RESTORING, SCHEMA_V1, SCHEMA_VERSION};
 use crate::crypto;
 use crate::error::{Error, Result};
 use crate::model::UserId;
@@ -213,15 +213,21 @@ impl Store {
         }
         let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
         // The id base first, durably: should the restore die half-way, new
-        // ids still cannot collide with the records already written.
+        // ids still cannot collide with the records already written. With
+        // it, a mark that the restore is under way, removed once all is
+        // written: a database that still has it does not open (it would
+        // serve without the revocations not yet written).
         let base = self.id_base.max(checked.max_id);
         self.meta.insert(ID_BASE, &base.to_be_bytes())?;
+        self.meta.insert(RESTORING, &[])?;
         self.db.flush()?;
         self.id_base = base;
         for (name, batch) in checked.batches {
             self.db.open_tree(name)?.apply_batch(batch)?;
         }
         self.add_revocations_bulk(checked.revocations)?;
+        self.db.flush()?;
+        self.meta.remove(RESTORING)?;
         self.db.flush()?;
         Ok(checked.count)
     }
@@ -242,7 +248,14 @@ struct Checked {
     sealed: Vec<(UserId, Vec<u8>)>,
     /// Revocations, written into buckets rather than a batch.
     revocations: Vec<Revocation>,
+    /// How many revocations each bucket would get.
+    per_bucket: std::collections::HashMap<[u8; 2], usize>,
 }
+
+/// The most revocations a restored bucket may get: random ids put 65,536
+/// in one only among some four billion, so more means a crafted file,
+/// whose one bucket every revocation after it would rewrite whole.
+const MAX_BUCKET: usize = 1 << 16;
 
 /// Reads and checks a backup: header, every entry, the end count.
 fn read_backup(input: impl BufRead) -> Result<Checked> {
@@ -257,7 +270,7 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         HeaderIn::Object {
             latch_backup: Lenient(Some(BACKUP_FORMAT)),
             schema: Lenient(Some(schema)),
-        } if schema == u64::from(SCHEMA_VERSION)
+        } if schema == u64::from(SCHEMA_VERSION) || schema == u64::from(SCHEMA_V1)
     );
     if !known {
         return Err(invalid("unknown format or schema version"));
@@ -271,6 +284,7 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         max_id: 0,
         sealed: Vec::new(),
         revocations: Vec::new(),
+        per_bucket: Default::default(),
     };
     for line in lines {
         let line = line.map_err(|e| invalid(&e.to_string()))?;
@@ -316,10 +330,15 @@ impl Checked {
             return Err(invalid("an id is out of range"));
         }
         if *name == "revoked" {
-            let jti = key
+            let jti: [u8; JTI_LEN] = key
                 .as_slice()
                 .try_into()
                 .map_err(|_| invalid("a key has the wrong size"))?;
+            let shared = self.per_bucket.entry([jti[0], jti[1]]).or_default();
+            *shared += 1;
+            if *shared > MAX_BUCKET {
+                return Err(invalid("too many revocations share their first bytes"));
+            }
             self.revocations.push((jti, decode_expiry(&value)?));
         } else {
             batch.insert(key, value);
@@ -467,7 +486,7 @@ mod tests {
         assert_eq!(t.store.export(&mut file).unwrap(), 1);
         let text = String::from_utf8(file).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], r#"{"latch_backup":1,"schema":1}"#);
+        assert_eq!(lines[0], r#"{"latch_backup":1,"schema":2}"#);
         assert!(lines[1].starts_with(r#"{"key":""#), "{}", lines[1]);
         assert!(
             lines[1].contains(r#","tree":"revoked","value":""#),
@@ -488,6 +507,14 @@ mod tests {
         // Fields latch does not know are ignored, in every line.
         let extra_head = r#"{"latch_backup":1,"schema":1,"x":2}"#;
         assert_eq!(outcome(&[extra_head, &entry, r#"{"end":1,"x":2}"#]), "ok");
+        // Schema 2 wrote the same lines; a later one is not guessed at.
+        let head2 = r#"{"latch_backup":1,"schema":2}"#;
+        assert_eq!(outcome(&[head2, &entry, r#"{"end":1}"#]), "ok");
+        let head3 = r#"{"latch_backup":1,"schema":3}"#;
+        assert_eq!(
+            outcome(&[head3, &entry, r#"{"end":1}"#]),
+            "unknown format or schema version"
+        );
         for (lines, why) in [
             (
                 vec![r#"{"latch_backup":1}"#],
@@ -556,5 +583,24 @@ mod tests {
             let text = format!("{{\"latch_backup\":1,\"schema\":1}}\n{line}\n{{\"end\":1}}\n");
             assert!(read_backup(text.as_bytes()).is_err(), "{line}");
         }
+    }
+
+    #[test]
+    fn revocations_crafted_into_one_bucket_are_refused() {
+        let file = |n: usize| {
+            let mut text = String::from("{\"latch_backup\":1,\"schema\":2}\n");
+            let exp = crypto::b64_encode(&super::super::records::encode_expiry(9));
+            for i in 0..n {
+                let mut jti = [0u8; 16];
+                jti[8..].copy_from_slice(&(i as u64).to_be_bytes());
+                let key = crypto::b64_encode(&jti);
+                text +=
+                    &format!("{{\"tree\":\"revoked\",\"key\":\"{key}\",\"value\":\"{exp}\"}}\n");
+            }
+            text + &format!("{{\"end\":{n}}}\n")
+        };
+        assert!(read_backup(file(MAX_BUCKET).as_bytes()).is_ok());
+        let e = read_backup(file(MAX_BUCKET + 1).as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("share their first bytes"), "{e}");
     }
 }

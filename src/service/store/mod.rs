@@ -52,8 +52,19 @@ use crate::model::Cutoff;
 
 pub use users::{NewUser, Write};
 
-/// The schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this build reads and writes. 2: revocations in buckets
+/// (`revocations.rs`); a database of schema 1 is upgraded at open. Any
+/// change to the set of trees or to a record's encoding takes a new
+/// version: a latch that does not know a schema refuses to open it, so an
+/// older binary never serves a database it would misread (a rollback
+/// would otherwise forget every revocation).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Schema 1: revocations one entry each in `revoked`.
+const SCHEMA_V1: u32 = 1;
+
+/// `meta` key present while a restore is writing (see `Store::restore`).
+const RESTORING: &str = "restoring";
 
 /// File in the data directory saying a schema was written (see
 /// `check_schema`).
@@ -147,7 +158,12 @@ impl Store {
         };
         store.id_base = store.meta_u64(ID_BASE)?.unwrap_or(0);
         store.check_schema(dir)?;
-        store.move_legacy_revocations()?;
+        if store.meta.contains_key(RESTORING)? {
+            return Err(Error::store(format_args!(
+                "a restore into {} did not finish; remove the directory and restore again",
+                dir.display()
+            )));
+        }
         Ok(store)
     }
 
@@ -174,6 +190,14 @@ impl Store {
                 write_marker(&marker)
             }
             Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() => Ok(()),
+            // Upgraded in place: should it stop half-way, the database is
+            // still schema 1 and the next open does it again.
+            Some(v) if v.as_ref() == SCHEMA_V1.to_be_bytes() && marker.exists() => {
+                self.move_legacy_revocations()?;
+                self.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
+                self.db.flush()?;
+                Ok(())
+            }
             Some(v) => Err(Error::store(format_args!(
                 "database schema {:?} is not {SCHEMA_VERSION}; is it from another latch version?",
                 v.as_ref()
@@ -305,6 +329,21 @@ impl TempStore {
     }
 }
 
+/// Opens `dir` again once an earlier handle on it is dropped: sled lets
+/// go of its lock from its own threads, a moment later.
+#[cfg(test)]
+pub(crate) fn reopen(dir: &Path) -> Result<Store> {
+    for _ in 0..1_000 {
+        match Store::open(dir) {
+            Err(e) if e.kind() == Kind::Locked => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            opened => return opened,
+        }
+    }
+    Store::open(dir)
+}
+
 /// A cutoff for tests.
 #[cfg(test)]
 pub(crate) fn cutoff(at: u64, seq: u64) -> Cutoff {
@@ -347,5 +386,54 @@ mod tests {
         t.store.meta.insert("schema", &99u32.to_be_bytes()).unwrap();
         let e = t.store.check_schema(t.dir()).unwrap_err();
         assert!(e.to_string().contains("another latch version"), "{e}");
+    }
+
+    #[test]
+    fn the_trees_are_those_of_the_schema() {
+        // A tree added, renamed or re-encoded needs a new SCHEMA_VERSION
+        // (and its upgrade in `check_schema`): an older latch must refuse
+        // the database, not misread it. Change this list only with it.
+        let t = TempStore::new();
+        let mut trees: Vec<String> = t
+            .store
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .filter(|n| n != "__sled__default")
+            .collect();
+        trees.sort();
+        let expected = [
+            "bans",
+            "cutoffs",
+            "emails",
+            "fresh",
+            "keys",
+            "meta",
+            "revocations",
+            "revoked",
+            "sessions",
+            "totp",
+            "user_keys",
+            "user_sessions",
+            "usernames",
+            "users",
+        ];
+        assert_eq!(
+            (SCHEMA_VERSION, trees),
+            (2, expected.map(String::from).to_vec())
+        );
+    }
+
+    #[test]
+    fn a_restore_that_did_not_finish_does_not_open() {
+        let dir = crate::fsutil::TempDir::new("restoring");
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.meta.insert(RESTORING, &[]).unwrap();
+            store.db.flush().unwrap();
+        }
+        let e = reopen(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("did not finish"), "{e}");
     }
 }

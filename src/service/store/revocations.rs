@@ -10,8 +10,8 @@
 //! hold them in about 26 MB and a few MiB. A write rewrites one bucket (a
 //! few hundred bytes at a million).
 //!
-//! Databases written before buckets keep one entry per revocation in
-//! `revoked`: [`Store::open`] moves them into buckets.
+//! Databases of schema 1 keep one entry per revocation in `revoked`:
+//! [`Store::open`] moves them into buckets and writes schema 2.
 //!
 //! It never caches; the service mirrors revocations in memory.
 
@@ -35,8 +35,9 @@ fn bucket_of(jti: &[u8; JTI_LEN]) -> [u8; 2] {
     [jti[0], jti[1]]
 }
 
-/// The revocations in a stored bucket, sorted by `jti`.
-fn decode_bucket(bytes: &[u8]) -> Result<Vec<Revocation>> {
+/// The revocations in the bucket stored under `key`: each of that bucket,
+/// strictly sorted by `jti`, or the bucket is corrupt.
+fn decode_bucket(key: &[u8], bytes: &[u8]) -> Result<Vec<Revocation>> {
     let corrupt = || Error::store("a revocation bucket is corrupt");
     let [BUCKET_V1, body @ ..] = bytes else {
         return Err(Error::store("a revocation bucket has an unknown version"));
@@ -44,13 +45,17 @@ fn decode_bucket(bytes: &[u8]) -> Result<Vec<Revocation>> {
     if body.len() % ENTRY != 0 {
         return Err(corrupt());
     }
-    body.chunks_exact(ENTRY)
-        .map(|e| {
-            let jti = e[..JTI_LEN].try_into().map_err(|_| corrupt())?;
-            let exp = e[JTI_LEN..].try_into().map_err(|_| corrupt())?;
-            Ok((jti, u64::from_be_bytes(exp)))
-        })
-        .collect()
+    let mut out: Vec<Revocation> = Vec::with_capacity(body.len() / ENTRY);
+    for e in body.chunks_exact(ENTRY) {
+        let jti: [u8; JTI_LEN] = e[..JTI_LEN].try_into().map_err(|_| corrupt())?;
+        let exp = e[JTI_LEN..].try_into().map_err(|_| corrupt())?;
+        let in_order = out.last().is_none_or(|(last, _)| *last < jti);
+        if bucket_of(&jti) != key || !in_order {
+            return Err(corrupt());
+        }
+        out.push((jti, u64::from_be_bytes(exp)));
+    }
+    Ok(out)
 }
 
 fn encode_bucket(entries: &[Revocation]) -> Vec<u8> {
@@ -63,16 +68,18 @@ fn encode_bucket(entries: &[Revocation]) -> Vec<u8> {
     out
 }
 
-/// `old` (a stored bucket, if any) with `new` added; a `jti` already there
-/// keeps the later expiry.
-fn merged(old: Option<&[u8]>, new: &[Revocation]) -> Result<Vec<u8>> {
-    let mut entries = old.map(decode_bucket).transpose()?.unwrap_or_default();
-    for &(jti, exp) in new {
-        match entries.binary_search_by(|(j, _)| j.cmp(&jti)) {
-            Ok(i) => entries[i].1 = entries[i].1.max(exp),
-            Err(i) => entries.insert(i, (jti, exp)),
-        }
-    }
+/// The bucket `key` as stored (`old`, if any) with `new` added; a `jti`
+/// there twice keeps its later expiry. A sort, so a bucket of any size
+/// costs n log n.
+fn merged(key: &[u8], old: Option<&[u8]>, new: &[Revocation]) -> Result<Vec<u8>> {
+    let mut entries = match old {
+        Some(old) => decode_bucket(key, old)?,
+        None => Vec::new(),
+    };
+    entries.extend_from_slice(new);
+    // By jti, the later expiry first; then the first of each jti stays.
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    entries.dedup_by(|later, first| later.0 == first.0);
     Ok(encode_bucket(&entries))
 }
 
@@ -102,7 +109,7 @@ impl Store {
     fn add_revocations(&self, key: [u8; 2], new: &[Revocation]) -> Result<()> {
         loop {
             let old = self.revocations.get(key)?;
-            let value = merged(old.as_deref(), new)?;
+            let value = merged(&key, old.as_deref(), new)?;
             if self
                 .revocations
                 .compare_and_swap(key, old, Some(value))?
@@ -115,10 +122,11 @@ impl Store {
 
     /// Whether the token `jti` was revoked. One sled read.
     pub fn is_revoked(&self, jti: &[u8; JTI_LEN]) -> Result<bool> {
-        let Some(bucket) = self.revocations.get(bucket_of(jti))? else {
+        let key = bucket_of(jti);
+        let Some(bucket) = self.revocations.get(key)? else {
             return Ok(false);
         };
-        Ok(decode_bucket(&bucket)?
+        Ok(decode_bucket(&key, &bucket)?
             .binary_search_by(|(j, _)| j.cmp(jti))
             .is_ok())
     }
@@ -127,8 +135,8 @@ impl Store {
     pub fn each_revocation(&self, mut each: impl FnMut(Revocation)) -> Result<usize> {
         let mut n = 0;
         for entry in self.revocations.iter() {
-            let (_, bucket) = entry?;
-            for r in decode_bucket(&bucket)? {
+            let (key, bucket) = entry?;
+            for r in decode_bucket(&key, &bucket)? {
                 each(r);
                 n += 1;
             }
@@ -158,7 +166,7 @@ impl Store {
         let mut removed = 0;
         for entry in self.revocations.iter() {
             let (key, value) = entry?;
-            let entries = decode_bucket(&value)?;
+            let entries = decode_bucket(&key, &value)?;
             let live: Vec<Revocation> = entries.iter().copied().filter(|r| r.1 > now).collect();
             if live.len() == entries.len() {
                 continue;
@@ -175,9 +183,9 @@ impl Store {
         Ok(removed)
     }
 
-    /// Moves revocations a database written before buckets holds one per
-    /// entry (`revoked`) into buckets. Idempotent: should it stop half-way,
-    /// the next open does it again.
+    /// Moves revocations a database of schema 1 holds one per entry
+    /// (`revoked`) into buckets. Idempotent: should it stop half-way, the
+    /// next open does it again.
     pub(super) fn move_legacy_revocations(&self) -> Result<()> {
         if self.legacy_revoked.is_empty() {
             return Ok(());
@@ -240,9 +248,46 @@ mod tests {
 
     #[test]
     fn a_damaged_bucket_is_an_error_not_a_guess() {
-        for bad in [&[][..], &[2], &[BUCKET_V1, 0, 1]] {
-            assert!(decode_bucket(bad).is_err(), "{bad:?}");
+        let entry = |jti: [u8; 16]| [&jti[..], &[0; 8]].concat();
+        let (a, mut b) = ([3; 16], [3; 16]);
+        b[15] = 4;
+        let good = [&[BUCKET_V1][..], &entry(a), &entry(b)].concat();
+        assert_eq!(decode_bucket(&[3, 3], &good).unwrap().len(), 2);
+        let unsorted = [&[BUCKET_V1][..], &entry(b), &entry(a)].concat();
+        let twice = [&[BUCKET_V1][..], &entry(a), &entry(a)].concat();
+        let elsewhere = [&[BUCKET_V1][..], &entry([4; 16])].concat();
+        for bad in [
+            &[][..],
+            &[2],
+            &[BUCKET_V1, 0, 1],
+            &unsorted,
+            &twice,
+            &elsewhere,
+        ] {
+            assert!(decode_bucket(&[3, 3], bad).is_err(), "{bad:?}");
         }
+        // The wrong bucket for good entries.
+        assert!(decode_bucket(&[3, 4], &good).is_err());
+    }
+
+    #[test]
+    fn a_big_bucket_merges_whole_keeping_the_later_expiry() {
+        // 200,000 in one bucket (a crafted backup's worst), in reverse.
+        let new: Vec<Revocation> = (0..200_000u32)
+            .rev()
+            .map(|i| {
+                let mut jti = [0; 16];
+                jti[12..].copy_from_slice(&i.to_be_bytes());
+                (jti, u64::from(i % 7))
+            })
+            .collect();
+        let bucket = merged(&[0, 0], None, &new).unwrap();
+        let later: Vec<Revocation> = new[..10].iter().map(|(j, e)| (*j, e + 100)).collect();
+        let again = merged(&[0, 0], Some(&bucket), &later).unwrap();
+        let all = decode_bucket(&[0, 0], &again).unwrap();
+        assert_eq!(all.len(), 200_000);
+        assert_eq!(all[199_999], (new[0].0, new[0].1 + 100));
+        assert_eq!(all[0], *new.last().unwrap());
     }
 
     #[tokio::test]
@@ -258,10 +303,16 @@ mod tests {
             }
             // Half-way through an earlier move: one is in a bucket already.
             store.revoke(&[7; 16], 5).await.unwrap();
+            store
+                .meta
+                .insert("schema", &super::super::SCHEMA_V1.to_be_bytes())
+                .unwrap();
             store.db.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        let store = super::super::reopen(dir.path()).unwrap();
         assert!(store.legacy_revoked.is_empty());
+        let schema = store.meta.get("schema").unwrap().unwrap();
+        assert_eq!(schema.as_ref(), super::super::SCHEMA_VERSION.to_be_bytes());
         assert_eq!(
             store.revocations().unwrap(),
             vec![([7; 16], 10), ([8; 16], 20)]
