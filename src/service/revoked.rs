@@ -52,12 +52,14 @@ impl Revoked {
     pub fn load(&self, store: &Store) -> Result<usize> {
         // Filled aside, then swapped in: lookups meanwhile go to the store.
         let mut loaded = HashMap::default();
-        let n = store.each_revocation(|(jti, exp)| note(&mut loaded, &jti, exp))?;
+        let n = store.each_revocation(|(jti, exp)| {
+            hold(&mut loaded, prefix(&jti), exp);
+            Ok(())
+        })?;
         let mut ids = self.ids.write().unwrap_or_else(|e| e.into_inner());
         // Revocations made during the load are in both: keep them.
-        for (&prefix, &exp) in ids.iter() {
-            let at = loaded.entry(prefix).or_insert(exp);
-            *at = (*at).max(exp);
+        for (&held, &exp) in ids.iter() {
+            hold(&mut loaded, held, exp);
         }
         *ids = loaded;
         self.complete.store(true, Ordering::Release);
@@ -81,9 +83,9 @@ impl Revoked {
 
     /// Records a revocation already made durable in the store.
     pub fn insert(&self, jti: [u8; JTI_LEN], exp: u64) {
-        note(
+        hold(
             &mut self.ids.write().unwrap_or_else(|e| e.into_inner()),
-            &jti,
+            prefix(&jti),
             exp,
         );
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -121,24 +123,31 @@ fn prefix(jti: &[u8; JTI_LEN]) -> u64 {
     u64::from_ne_bytes(head)
 }
 
-/// Holds `jti` until `exp` (or later, if its prefix already is).
-fn note(ids: &mut HashMap<u64, u64>, jti: &[u8; JTI_LEN], exp: u64) {
-    let at = ids.entry(prefix(jti)).or_insert(exp);
+/// Holds the prefix `held` until `exp` (or later, if it already is).
+fn hold(ids: &mut HashMap<u64, u64>, held: u64, exp: u64) {
+    let at = ids.entry(held).or_insert(exp);
     *at = (*at).max(exp);
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::store::TempStore;
     use super::*;
+
+    /// Revokes `jti` in the store, as the service does first.
+    fn revoke(store: &Store, jti: &[u8; JTI_LEN], exp: u64) {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(store.revoke(jti, exp))
+            .unwrap();
+    }
 
     #[test]
     fn falls_back_to_the_store_until_loaded() {
-        let t = super::super::store::TempStore::new();
+        let t = TempStore::new();
         let store = &t.store;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(store.revoke(&[1u8; JTI_LEN], 100)).unwrap();
+        revoke(store, &[1u8; JTI_LEN], 100);
         let revoked = Revoked::default();
         // Not loaded yet: the store answers.
         assert!(revoked.contains(&[1u8; JTI_LEN], store).unwrap());
@@ -147,7 +156,7 @@ mod tests {
         assert_eq!(revoked.len(), 1);
         // Loaded: memory answers, and sees new revocations (the store's
         // first, as always).
-        rt.block_on(store.revoke(&[3u8; JTI_LEN], 200)).unwrap();
+        revoke(store, &[3u8; JTI_LEN], 200);
         revoked.insert([3u8; JTI_LEN], 200);
         assert!(revoked.contains(&[1u8; JTI_LEN], store).unwrap());
         assert!(revoked.contains(&[3u8; JTI_LEN], store).unwrap());
@@ -158,17 +167,14 @@ mod tests {
 
     #[test]
     fn a_shared_prefix_refuses_only_the_revoked_token() {
-        let t = super::super::store::TempStore::new();
+        let t = TempStore::new();
         let store = &t.store;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         let revoked = Revoked::default();
         revoked.load(store).unwrap();
         let gone = [5u8; JTI_LEN];
         let mut twin = gone;
         twin[15] = 6;
-        rt.block_on(store.revoke(&gone, 100)).unwrap();
+        revoke(store, &gone, 100);
         revoked.insert(gone, 100);
         assert_eq!(prefix(&gone), prefix(&twin));
         assert!(revoked.contains(&gone, store).unwrap());
@@ -177,13 +183,10 @@ mod tests {
 
     #[test]
     fn a_lookup_racing_the_load_never_misses_a_revocation() {
-        let t = super::super::store::TempStore::new();
+        let t = TempStore::new();
         let store = &t.store;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
         let gone = [9u8; JTI_LEN];
-        rt.block_on(store.revoke(&gone, 100)).unwrap();
+        revoke(store, &gone, 100);
         let misses = AtomicU64::new(0);
         for _ in 0..1_500 {
             let revoked = Revoked::default();
@@ -216,13 +219,10 @@ mod tests {
 
     #[test]
     fn revocations_made_during_the_load_are_kept() {
-        let t = super::super::store::TempStore::new();
+        let t = TempStore::new();
         let store = &t.store;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(store.revoke(&[1u8; JTI_LEN], 100)).unwrap();
-        rt.block_on(store.revoke(&[2u8; JTI_LEN], 100)).unwrap();
+        revoke(store, &[1u8; JTI_LEN], 100);
+        revoke(store, &[2u8; JTI_LEN], 100);
         let revoked = Revoked::default();
         // Made while the load runs: in the store and in memory already.
         revoked.insert([2u8; JTI_LEN], 300);

@@ -19,7 +19,7 @@ use super::records::{
     be_u64, decode_cutoff, decode_expiry, decode_key, decode_session, decode_totp, decode_user,
     encode_expiry,
 };
-use super::revocations::Revocation;
+use super::revocations::{bucket_of, Revocation};
 use super::users::USER_COUNT;
 use super::{Store, ID_BASE, MAX_ID, MAX_TTL, RESTORING, SCHEMA_V1, SCHEMA_VERSION};
 use crate::crypto;
@@ -143,18 +143,14 @@ impl Store {
         for name in BACKUP_TREES {
             if name == "revoked" {
                 // Written one line per revocation, as before buckets.
-                let mut written = Ok(());
                 count += self.each_revocation(|(jti, exp)| {
-                    if written.is_ok() {
-                        let entry = Entry {
-                            key: crypto::b64_encode(&jti),
-                            tree: name,
-                            value: crypto::b64_encode(&encode_expiry(exp)),
-                        };
-                        written = write_line(out, &entry);
-                    }
+                    let entry = Entry {
+                        key: crypto::b64_encode(&jti),
+                        tree: name,
+                        value: crypto::b64_encode(&encode_expiry(exp)),
+                    };
+                    write_line(out, &entry)
                 })?;
-                written?;
                 continue;
             }
             for entry in self.db.open_tree(name)?.iter() {
@@ -334,7 +330,7 @@ impl Checked {
                 .as_slice()
                 .try_into()
                 .map_err(|_| invalid("a key has the wrong size"))?;
-            let shared = self.per_bucket.entry([jti[0], jti[1]]).or_default();
+            let shared = self.per_bucket.entry(bucket_of(&jti)).or_default();
             *shared += 1;
             if *shared > MAX_BUCKET {
                 return Err(invalid("too many revocations share their first bytes"));

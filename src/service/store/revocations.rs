@@ -31,7 +31,7 @@ const ENTRY: usize = JTI_LEN + 8;
 pub type Revocation = ([u8; JTI_LEN], u64);
 
 /// The bucket key of `jti`.
-fn bucket_of(jti: &[u8; JTI_LEN]) -> [u8; 2] {
+pub(super) fn bucket_of(jti: &[u8; JTI_LEN]) -> [u8; 2] {
     [jti[0], jti[1]]
 }
 
@@ -131,13 +131,14 @@ impl Store {
             .is_ok())
     }
 
-    /// Calls `each` with every stored revocation; returns how many.
-    pub fn each_revocation(&self, mut each: impl FnMut(Revocation)) -> Result<usize> {
+    /// Calls `each` with every stored revocation, stopping at its first
+    /// error; returns how many there were.
+    pub fn each_revocation(&self, mut each: impl FnMut(Revocation) -> Result<()>) -> Result<usize> {
         let mut n = 0;
         for entry in self.revocations.iter() {
             let (key, bucket) = entry?;
             for r in decode_bucket(&key, &bucket)? {
-                each(r);
+                each(r)?;
                 n += 1;
             }
         }
@@ -148,7 +149,10 @@ impl Store {
     #[cfg(test)]
     pub fn revocations(&self) -> Result<Vec<Revocation>> {
         let mut all = Vec::new();
-        self.each_revocation(|r| all.push(r))?;
+        self.each_revocation(|r| {
+            all.push(r);
+            Ok(())
+        })?;
         Ok(all)
     }
 
@@ -184,8 +188,9 @@ impl Store {
     }
 
     /// Moves revocations a database of schema 1 holds one per entry
-    /// (`revoked`) into buckets. Idempotent: should it stop half-way, the
-    /// next open does it again.
+    /// (`revoked`) into buckets, durably before the old entries go (the
+    /// caller's schema write flushes their removal). Idempotent: should it
+    /// stop half-way, the next open does it again.
     pub(super) fn move_legacy_revocations(&self) -> Result<()> {
         if self.legacy_revoked.is_empty() {
             return Ok(());
@@ -200,14 +205,13 @@ impl Store {
         self.add_revocations_bulk(all)?;
         self.db.flush()?;
         self.legacy_revoked.clear()?;
-        self.db.flush()?;
         Ok(())
     }
 
     /// How many revocations are stored.
     #[cfg(test)]
     pub fn revocation_count(&self) -> usize {
-        self.each_revocation(|_| ()).unwrap()
+        self.each_revocation(|_| Ok(())).unwrap()
     }
 }
 
