@@ -39,6 +39,17 @@ pub fn seed(
     now: u64,
 ) -> Result<()> {
     let store = Store::open(dir)?;
+    let ids = seed_users(&store, users, now)?;
+    let all = (0..revocations)
+        .map(|_| Ok((crypto::random_bytes::<16>()?, now + 86_400)))
+        .collect::<Result<Vec<_>>>()?;
+    store.import_revocations(all)?;
+    seed_sessions(&store, &ids, sessions, now)?;
+    store.flush_blocking()
+}
+
+/// `users` users, in batches; returns their ids.
+fn seed_users(store: &Store, users: u64, now: u64) -> Result<Vec<UserId>> {
     let cost = Cost {
         log_n: 10,
         r: 8,
@@ -72,10 +83,11 @@ pub fn seed(
         }
     }
     store.import_users(&batch)?;
-    let all = (0..revocations)
-        .map(|_| Ok((crypto::random_bytes::<16>()?, now + 86_400)))
-        .collect::<Result<Vec<_>>>()?;
-    store.import_revocations(all)?;
+    Ok(ids)
+}
+
+/// `sessions` sessions of random users among `ids`, in batches.
+fn seed_sessions(store: &Store, ids: &[UserId], sessions: u64, now: u64) -> Result<()> {
     let mut batch = Vec::with_capacity(BATCH);
     for i in 0..sessions {
         let [a, b, c, d, pick, ..] = crypto::random_bytes::<16>()?;
@@ -98,8 +110,7 @@ pub fn seed(
             batch.clear();
         }
     }
-    store.import_sessions(&batch)?;
-    store.flush_blocking()
+    store.import_sessions(&batch)
 }
 
 /// A scrypt PHC string of a random salt and output.
