@@ -339,7 +339,7 @@ pub(super) fn session_fits(
     let crate::model::Via::Token(token) = who.via else {
         return Ok(true);
     };
-    Ok(match app.service.session_domain(&token)? {
+    Ok(match app.service.session_domain(who.user_id, &token)? {
         Some(domain) => domain.as_deref() == site.cookie_domain,
         None => true,
     })

@@ -106,11 +106,10 @@ fn seed_sessions(store: &Store, ids: &[UserId], sessions: u64, now: u64) -> Resu
             factors: Factors::Password,
         });
         if batch.len() == BATCH {
-            store.import_sessions(&batch)?;
-            batch.clear();
+            store.import_sessions(std::mem::take(&mut batch))?;
         }
     }
-    store.import_sessions(&batch)
+    store.import_sessions(batch)
 }
 
 /// A scrypt PHC string of a random salt and output.

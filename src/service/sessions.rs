@@ -26,6 +26,10 @@ pub const LAST_SEEN_EVERY: u64 = 60;
 /// Longest `User-Agent` kept, in characters.
 pub const MAX_USER_AGENT: usize = 200;
 
+/// Most sessions a user keeps: signing in past it ends the oldest. A
+/// user's sessions are stored together, and every sign-in rewrites them.
+pub const MAX_SESSIONS_PER_USER: usize = 100;
+
 /// Sessions whose use this thread noted last: (owner, session, when).
 /// A handful per thread, replaced in turn: a client presenting the same
 /// cookie request after request takes the shared map's lock once in a
@@ -74,6 +78,8 @@ pub(super) struct Sessions {
 /// A session's use, in memory.
 #[derive(Debug, Clone)]
 struct Seen {
+    /// Whose (its record is stored with its user's).
+    user: UserId,
     /// Last use.
     at: u64,
     /// The last use written to the store.
@@ -120,6 +126,7 @@ impl Service {
         } else {
             self.tokens.session_ttl
         };
+        self.make_room_for_a_session(proven.user.id).await?;
         let issued = self.issue_for(proven, Audience::Session, ttl)?;
         let now = self.now();
         let session = Session {
@@ -139,6 +146,7 @@ impl Service {
         self.sessions.seen().insert(
             session.id,
             Seen {
+                user: session.user_id,
                 at: now,
                 written: now,
                 exp: session.expires_at,
@@ -148,11 +156,34 @@ impl Service {
         Ok(issued)
     }
 
+    /// Ends the user's oldest stored sessions, so that a new one keeps
+    /// them at [`MAX_SESSIONS_PER_USER`]. Each is ended like any other
+    /// (revoked first, durably), so none outlives its record.
+    async fn make_room_for_a_session(&self, user: UserId) -> Result<()> {
+        let stored = self.store.user_sessions(user)?;
+        let over = (stored.len() + 1).saturating_sub(MAX_SESSIONS_PER_USER);
+        for session in stored.iter().take(over) {
+            self.end(session).await?;
+        }
+        if over > 0 {
+            audit::user_event(
+                "session_ended",
+                user,
+                "ended the oldest session: at most 100 are kept",
+            );
+        }
+        Ok(())
+    }
+
     /// Notes a use of the session behind a verified session token, and
     /// refuses it when it has been unused longer than `session_inactivity`.
     /// A token without a record (issued before sessions had records) is
     /// taken at its word. Returns why it is refused, if it is.
-    pub(super) fn use_session(&self, token: &TokenRef) -> Result<Option<&'static str>> {
+    pub(super) fn use_session(
+        &self,
+        user: UserId,
+        token: &TokenRef,
+    ) -> Result<Option<&'static str>> {
         let id = SessionId(token.jti);
         let now = self.now();
         // This thread noted a use of it moments ago: it is not idle, and
@@ -164,8 +195,9 @@ impl Service {
         let known = self.sessions.seen().get(&id).cloned();
         let seen = match known.clone() {
             Some(seen) => seen,
-            None => match self.store.session(id)? {
+            None => match self.store.session(user, id)? {
                 Some(record) => Seen {
+                    user,
                     at: record.last_seen_at,
                     written: record.last_seen_at,
                     exp: record.expires_at,
@@ -189,12 +221,12 @@ impl Service {
     /// `None` for a token that names no session (an API token, or a session
     /// from before sessions had records), `Some(None)` for a session of no
     /// particular domain.
-    pub fn session_domain(&self, token: &TokenRef) -> Result<Option<Option<String>>> {
+    pub fn session_domain(&self, user: UserId, token: &TokenRef) -> Result<Option<Option<String>>> {
         let id = SessionId(token.jti);
         if let Some(seen) = self.sessions.seen().get(&id) {
             return Ok(Some(seen.domain.as_deref().map(str::to_owned)));
         }
-        Ok(self.store.session(id)?.map(|s| s.domain))
+        Ok(self.store.session(user, id)?.map(|s| s.domain))
     }
 
     /// The user's live sessions (not expired, ended, refused or idle too
@@ -227,7 +259,7 @@ impl Service {
     /// Ends one of the user's sessions: its cookie is refused from now on.
     /// False when the user has no such session.
     pub async fn end_session(&self, user: UserId, id: SessionId) -> Result<bool> {
-        let Some(session) = self.store.session(id)?.filter(|s| s.user_id == user) else {
+        let Some(session) = self.store.session(user, id)? else {
             return Ok(false);
         };
         self.end(&session).await?;
@@ -299,7 +331,7 @@ impl Service {
             seen.retain(|_, s| s.exp > now);
             for (id, s) in seen.iter_mut() {
                 if s.at >= s.written + every {
-                    pending.push((*id, s.at));
+                    pending.push((s.user, *id, s.at));
                     s.written = s.at;
                 }
             }

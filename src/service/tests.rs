@@ -210,3 +210,32 @@ async fn an_export_restores_into_an_empty_directory() {
     let next = copy.register("bob", "bob-password", None).await.unwrap();
     assert!(next.id > alice.id, "ids go on from the restored ones");
 }
+
+#[tokio::test]
+async fn a_sign_in_past_the_cap_ends_the_oldest_session_and_its_cookie() {
+    let clock = Clock::frozen();
+    let (_dir, s) = service(&clock);
+    let alice = s.register("alice", "alice-password", None).await.unwrap();
+    let proven = s.check_password("alice", "alice-password").await.unwrap();
+    let mut cookies = Vec::new();
+    for _ in 0..super::sessions::MAX_SESSIONS_PER_USER + 1 {
+        let meta = crate::model::SessionMeta::default();
+        cookies.push(s.issue_session(&proven, meta).await.unwrap().token);
+    }
+    let by_cookie = |token: &str| Presented {
+        credential: Credential::Token(Cow::Owned(token.to_owned())),
+        place: Place::Cookie,
+        otp: None,
+    };
+    let oldest = s.authenticate(&by_cookie(&cookies[0])).await;
+    assert_eq!(
+        oldest.map_err(|e| e.kind()).unwrap_err(),
+        Kind::Unauthorized(Refusal::BadToken),
+        "the oldest session was ended, its cookie with it"
+    );
+    for cookie in &cookies[1..] {
+        assert!(s.authenticate(&by_cookie(cookie)).await.is_ok());
+    }
+    let listed = s.list_sessions(alice.id).unwrap();
+    assert_eq!(listed.len(), super::sessions::MAX_SESSIONS_PER_USER);
+}

@@ -108,7 +108,7 @@ impl Service {
         let Some(user) = self.user(who.user_id)? else {
             return Err(Error::unauthorized(crate::error::Refusal::BadToken));
         };
-        let old = self.store.session(SessionId(token.jti))?;
+        let old = self.store.session(who.user_id, SessionId(token.jti))?;
         let meta = SessionMeta {
             remember: old.as_ref().map_or(meta.remember, |s| s.remember),
             domain: old

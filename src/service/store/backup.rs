@@ -2,10 +2,14 @@
 //! (base64 keys and values), and a restore into an empty store that checks
 //! every record before it writes anything.
 //!
-//! The file: a header `{"latch_backup":1,"schema":2}`, one line per entry
+//! The file: a header `{"latch_backup":1,"schema":3}`, one line per entry
 //! `{"tree","key","value"}`, and `{"end":N}` with the entry count, so a
 //! truncated file is refused. Bans and the store's own `meta` entries
-//! (schema, id base) are not exported.
+//! (schema, id base) are not exported. Revocations and sessions are
+//! written one line each (`revoked`, `sessions`: `jti` → record), as
+//! before they were stored in buckets and lists, so backups of every
+//! schema read alike; the `user_sessions` lines of older backups are
+//! checked and dropped (a session record names its user).
 //!
 //! It never overwrites: a restore goes only into an empty store.
 
@@ -17,18 +21,18 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     be_u64, decode_cutoff, decode_expiry, decode_key, decode_session, decode_totp, decode_user,
-    encode_expiry,
+    encode_expiry, encode_session,
 };
 use super::revocations::{bucket_of, Revocation};
 use super::users::USER_COUNT;
-use super::{Store, ID_BASE, MAX_ID, MAX_TTL, RESTORING, SCHEMA_V1, SCHEMA_VERSION};
+use super::{Store, ID_BASE, MAX_ID, MAX_TTL, RESTORING, SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION};
 use crate::crypto;
 use crate::error::{Error, Result};
-use crate::model::UserId;
+use crate::model::{Session, UserId};
 use crate::token::JTI_LEN;
 
 /// Trees a backup holds, in order.
-const BACKUP_TREES: [&str; 12] = [
+const BACKUP_TREES: [&str; 11] = [
     "users",
     "usernames",
     "emails",
@@ -39,9 +43,12 @@ const BACKUP_TREES: [&str; 12] = [
     "user_keys",
     "meta",
     "sessions",
-    "user_sessions",
     "totp",
 ];
+
+/// Lines of older backups that are read, checked and dropped: schema 2's
+/// per-user session index.
+const LEGACY_INDEX: &str = "user_sessions";
 
 /// The format version of backup files.
 const BACKUP_FORMAT: u64 = 1;
@@ -153,6 +160,18 @@ impl Store {
                 })?;
                 continue;
             }
+            if name == "sessions" {
+                // Written one line per session, as before lists.
+                count += self.each_session(|s| {
+                    let entry = Entry {
+                        key: crypto::b64_encode(&s.id.0),
+                        tree: name,
+                        value: crypto::b64_encode(&encode_session(&s)),
+                    };
+                    write_line(out, &entry)
+                })?;
+                continue;
+            }
             for entry in self.db.open_tree(name)?.iter() {
                 let (key, value) = entry?;
                 if name == "meta" && !exported_meta(&key) {
@@ -222,6 +241,7 @@ impl Store {
             self.db.open_tree(name)?.apply_batch(batch)?;
         }
         self.add_revocations_bulk(checked.revocations)?;
+        self.add_sessions_bulk(checked.sessions)?;
         self.db.flush()?;
         self.meta.remove(RESTORING)?;
         self.db.flush()?;
@@ -246,12 +266,21 @@ struct Checked {
     revocations: Vec<Revocation>,
     /// How many revocations each bucket would get.
     per_bucket: std::collections::HashMap<[u8; 2], usize>,
+    /// Sessions, written into their users' lists rather than a batch.
+    sessions: Vec<Session>,
+    /// How many sessions each user would get.
+    per_user: std::collections::HashMap<UserId, usize>,
 }
 
 /// The most revocations a restored bucket may get: random ids put 65,536
 /// in one only among some four billion, so more means a crafted file,
 /// whose one bucket every revocation after it would rewrite whole.
 const MAX_BUCKET: usize = 1 << 16;
+
+/// The most sessions a restored user may get: latch keeps at most
+/// `MAX_SESSIONS_PER_USER` live (older versions kept any number, but not
+/// this many), and every sign-in rewrites the user's list whole.
+const MAX_LIST: usize = 10_000;
 
 /// Reads and checks a backup: header, every entry, the end count.
 fn read_backup(input: impl BufRead) -> Result<Checked> {
@@ -266,7 +295,7 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         HeaderIn::Object {
             latch_backup: Lenient(Some(BACKUP_FORMAT)),
             schema: Lenient(Some(schema)),
-        } if schema == u64::from(SCHEMA_VERSION) || schema == u64::from(SCHEMA_V1)
+        } if [SCHEMA_V1, SCHEMA_V2, SCHEMA_VERSION].iter().any(|&v| schema == u64::from(v))
     );
     if !known {
         return Err(invalid("unknown format or schema version"));
@@ -281,6 +310,8 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         sealed: Vec::new(),
         revocations: Vec::new(),
         per_bucket: Default::default(),
+        sessions: Vec::new(),
+        per_user: Default::default(),
     };
     for line in lines {
         let line = line.map_err(|e| invalid(&e.to_string()))?;
@@ -305,15 +336,20 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
 impl Checked {
     /// Decodes one entry, checks it, and queues it for its tree.
     fn add(&mut self, tree: &str, key: Option<String>, value: Option<String>) -> Result<()> {
+        let decode = |text: Option<String>| {
+            text.and_then(|t| crypto::b64_decode(t.as_bytes()))
+                .ok_or_else(|| invalid("an entry is not base64"))
+        };
+        if tree == LEGACY_INDEX {
+            check_entry(LEGACY_INDEX, &decode(key)?, &decode(value)?)?;
+            self.count += 1;
+            return Ok(());
+        }
         let (name, batch) = self
             .batches
             .iter_mut()
             .find(|(name, _)| **name == tree)
             .ok_or_else(|| invalid("an unknown tree"))?;
-        let decode = |text: Option<String>| {
-            text.and_then(|t| crypto::b64_decode(t.as_bytes()))
-                .ok_or_else(|| invalid("an entry is not base64"))
-        };
         let (key, value) = (decode(key)?, decode(value)?);
         let id = check_entry(name, &key, &value)?;
         if *name == "totp" {
@@ -336,6 +372,14 @@ impl Checked {
                 return Err(invalid("too many revocations share their first bytes"));
             }
             self.revocations.push((jti, decode_expiry(&value)?));
+        } else if *name == "sessions" {
+            let session = decode_session(&key, &value)?;
+            let shared = self.per_user.entry(session.user_id).or_default();
+            *shared += 1;
+            if *shared > MAX_LIST {
+                return Err(invalid("too many sessions of one user"));
+            }
+            self.sessions.push(session);
         } else {
             batch.insert(key, value);
         }
@@ -482,7 +526,7 @@ mod tests {
         assert_eq!(t.store.export(&mut file).unwrap(), 1);
         let text = String::from_utf8(file).unwrap();
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], r#"{"latch_backup":1,"schema":2}"#);
+        assert_eq!(lines[0], r#"{"latch_backup":1,"schema":3}"#);
         assert!(lines[1].starts_with(r#"{"key":""#), "{}", lines[1]);
         assert!(
             lines[1].contains(r#","tree":"revoked","value":""#),
@@ -503,12 +547,17 @@ mod tests {
         // Fields latch does not know are ignored, in every line.
         let extra_head = r#"{"latch_backup":1,"schema":1,"x":2}"#;
         assert_eq!(outcome(&[extra_head, &entry, r#"{"end":1,"x":2}"#]), "ok");
-        // Schema 2 wrote the same lines; a later one is not guessed at.
-        let head2 = r#"{"latch_backup":1,"schema":2}"#;
-        assert_eq!(outcome(&[head2, &entry, r#"{"end":1}"#]), "ok");
-        let head3 = r#"{"latch_backup":1,"schema":3}"#;
+        // Schemas 2 and 3 wrote the same lines; a later one is not
+        // guessed at.
+        for head in [
+            r#"{"latch_backup":1,"schema":2}"#,
+            r#"{"latch_backup":1,"schema":3}"#,
+        ] {
+            assert_eq!(outcome(&[head, &entry, r#"{"end":1}"#]), "ok");
+        }
+        let head4 = r#"{"latch_backup":1,"schema":4}"#;
         assert_eq!(
-            outcome(&[head3, &entry, r#"{"end":1}"#]),
+            outcome(&[head4, &entry, r#"{"end":1}"#]),
             "unknown format or schema version"
         );
         for (lines, why) in [
@@ -598,5 +647,106 @@ mod tests {
         assert!(read_backup(file(MAX_BUCKET).as_bytes()).is_ok());
         let e = read_backup(file(MAX_BUCKET + 1).as_bytes()).err().unwrap();
         assert!(e.to_string().contains("share their first bytes"), "{e}");
+    }
+
+    fn a_session(user: u64, i: u64) -> Session {
+        let mut id = [0u8; 16];
+        id[8..].copy_from_slice(&i.to_be_bytes());
+        Session {
+            id: crate::model::SessionId(id),
+            user_id: UserId::new(user),
+            created_at: i,
+            last_seen_at: i,
+            expires_at: 1 << 40,
+            epoch: 0,
+            address: None,
+            user_agent: "curl/8".into(),
+            remember: false,
+            domain: None,
+            factors: crate::model::Factors::Password,
+        }
+    }
+
+    /// A line of `tree` with this key and value.
+    fn line(tree: &str, key: &[u8], value: &[u8]) -> String {
+        let b64 = crypto::b64_encode;
+        format!(
+            r#"{{"tree":"{tree}","key":"{}","value":"{}"}}"#,
+            b64(key),
+            b64(value)
+        )
+    }
+
+    #[tokio::test]
+    async fn sessions_go_out_a_line_each_and_schema_2_backups_restore_into_lists() {
+        let sessions = [a_session(7, 1), a_session(7, 2), a_session(8, 3)];
+        // As schema 2 wrote them: a line per record and per index entry.
+        let mut text = String::from("{\"latch_backup\":1,\"schema\":2}\n");
+        for s in &sessions {
+            text += &line("sessions", &s.id.0, &encode_session(s));
+            text += "\n";
+            let mut index = s.user_id.get().to_be_bytes().to_vec();
+            index.extend_from_slice(&s.id.0);
+            text += &line("user_sessions", &index, &[]);
+            text += "\n";
+        }
+        text += "{\"end\":6}\n";
+        let mut into = TempStore::new();
+        let restored = into
+            .store
+            .restore(text.as_bytes(), &|_, _| true, false)
+            .unwrap();
+        assert_eq!(restored, 6);
+        assert_eq!(
+            into.store.user_sessions(UserId::new(7)).unwrap(),
+            &sessions[..2]
+        );
+        assert_eq!(
+            into.store.user_sessions(UserId::new(8)).unwrap(),
+            &sessions[2..]
+        );
+
+        // Exported again: a line per session, no index, and back the same.
+        let mut file = Vec::new();
+        assert_eq!(into.store.export(&mut file).unwrap(), 3);
+        let out = String::from_utf8(file).unwrap();
+        assert_eq!(out.matches(r#""tree":"sessions""#).count(), 3, "{out}");
+        assert!(!out.contains("user_sessions"), "{out}");
+        let mut again = TempStore::new();
+        again
+            .store
+            .restore(out.as_bytes(), &|_, _| true, false)
+            .unwrap();
+        assert_eq!(
+            again.store.user_sessions(UserId::new(7)).unwrap(),
+            &sessions[..2]
+        );
+
+        // A schema 2 index line of the wrong size is still refused.
+        let bad = line("user_sessions", &[0; 23], &[]);
+        let text = format!("{{\"latch_backup\":1,\"schema\":2}}\n{bad}\n{{\"end\":1}}\n");
+        let e = read_backup(text.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("wrong size"), "{e}");
+    }
+
+    #[test]
+    fn sessions_crafted_onto_one_user_are_refused() {
+        let file = |n: u64| {
+            let mut text = String::from("{\"latch_backup\":1,\"schema\":3}\n");
+            for i in 0..n {
+                let s = a_session(7, i);
+                text += &line("sessions", &s.id.0, &encode_session(&s));
+                text += "\n";
+            }
+            text + &format!("{{\"end\":{n}}}\n")
+        };
+        assert!(read_backup(file(MAX_LIST as u64).as_bytes()).is_ok());
+        let e = read_backup(file(MAX_LIST as u64 + 1).as_bytes())
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string().contains("too many sessions of one user"),
+            "{e}"
+        );
     }
 }

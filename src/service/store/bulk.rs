@@ -2,7 +2,7 @@
 //! and revocations in batches, without transactions or per-write flushes.
 //! Not part of the production API.
 
-use super::records::{encode_session, encode_user, index_key, user_key, user_session_index};
+use super::records::{encode_user, index_key, user_key};
 use super::users::USER_COUNT;
 use super::Store;
 use crate::error::Result;
@@ -39,16 +39,9 @@ impl Store {
         self.add_revocations_bulk(revocations)
     }
 
-    /// Loads sessions in bulk, with their per-user index.
-    pub fn import_sessions(&self, sessions: &[Session]) -> Result<()> {
-        let (mut records, mut index) = (sled::Batch::default(), sled::Batch::default());
-        for session in sessions {
-            records.insert(&session.id.0, encode_session(session));
-            index.insert(&user_session_index(session.user_id, session.id), &[]);
-        }
-        self.sessions.apply_batch(records)?;
-        self.user_sessions.apply_batch(index)?;
-        Ok(())
+    /// Loads sessions in bulk: one write per user.
+    pub fn import_sessions(&self, sessions: Vec<Session>) -> Result<()> {
+        self.add_sessions_bulk(sessions)
     }
 
     /// Waits until everything is on disk, from a synchronous context.

@@ -18,8 +18,11 @@
 //!   `user_keys`: user id ++ key id → that hash (`api_keys.rs`)
 //! - `bans`: `u` ++ user id, or `s` ++ an address → version byte + end
 //!   (`bans.rs`); not in backups
-//! - `sessions`: session token `jti` → versioned `Session` record;
-//!   `user_sessions`: user id ++ `jti` → nothing (`sessions.rs`)
+//! - `session_lists`: user id → version byte + that user's login-page
+//!   sessions, each `jti` ++ length ++ versioned `Session` record
+//!   (`sessions.rs`); `sessions` (`jti` → record) and `user_sessions`
+//!   (user id ++ `jti` → nothing) are what databases of schema 2 held:
+//!   emptied into lists at open
 //! - `meta`: `schema` (u32 BE), `user_count`, `max_ttl` (the longest token
 //!   lifetime ever configured), `id_base` (u64 BE). The file `latch-schema`
 //!   beside the database says the schema was written.
@@ -53,15 +56,20 @@ use crate::model::Cutoff;
 pub use users::{NewUser, Write};
 
 /// The schema this build reads and writes. 2: revocations in buckets
-/// (`revocations.rs`); a database of schema 1 is upgraded at open. Any
+/// (`revocations.rs`); 3: sessions in one list per user (`sessions.rs`).
+/// A database of schema 1 or 2 is upgraded at open. Any
 /// change to the set of trees or to a record's encoding takes a new
 /// version: a latch that does not know a schema refuses to open it, so an
 /// older binary never serves a database it would misread (a rollback
 /// would otherwise forget every revocation).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Schema 1: revocations one entry each in `revoked`.
 const SCHEMA_V1: u32 = 1;
+
+/// Schema 2: sessions one entry each in `sessions`, indexed by
+/// `user_sessions`.
+const SCHEMA_V2: u32 = 2;
 
 /// `meta` key present while a restore is writing (see `Store::restore`).
 const RESTORING: &str = "restoring";
@@ -105,8 +113,9 @@ pub struct Store {
     user_keys: Tree,
     meta: Tree,
     bans: Tree,
-    sessions: Tree,
-    user_sessions: Tree,
+    session_lists: Tree,
+    legacy_sessions: Tree,
+    legacy_user_sessions: Tree,
     totp: Tree,
     /// Ids are `id_base` + sled's generated ids: a restored backup sets the
     /// base past every id it holds, so new ids never collide with them.
@@ -149,8 +158,9 @@ impl Store {
             user_keys: db.open_tree("user_keys")?,
             meta: db.open_tree("meta")?,
             bans: db.open_tree("bans")?,
-            sessions: db.open_tree("sessions")?,
-            user_sessions: db.open_tree("user_sessions")?,
+            session_lists: db.open_tree("session_lists")?,
+            legacy_sessions: db.open_tree("sessions")?,
+            legacy_user_sessions: db.open_tree("user_sessions")?,
             totp: db.open_tree("totp")?,
             id_base: 0,
             gate: Arc::default(),
@@ -191,9 +201,14 @@ impl Store {
             }
             Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() => Ok(()),
             // Upgraded in place: should it stop half-way, the database is
-            // still schema 1 and the next open does it again.
-            Some(v) if v.as_ref() == SCHEMA_V1.to_be_bytes() && marker.exists() => {
+            // still of its old schema and the next open does it again.
+            Some(v)
+                if (v.as_ref() == SCHEMA_V1.to_be_bytes()
+                    || v.as_ref() == SCHEMA_V2.to_be_bytes())
+                    && marker.exists() =>
+            {
                 self.move_legacy_revocations()?;
+                self.move_legacy_sessions()?;
                 self.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
                 self.db.flush()?;
                 Ok(())
@@ -412,6 +427,7 @@ mod tests {
             "meta",
             "revocations",
             "revoked",
+            "session_lists",
             "sessions",
             "totp",
             "user_keys",
@@ -421,7 +437,7 @@ mod tests {
         ];
         assert_eq!(
             (SCHEMA_VERSION, trees),
-            (2, expected.map(String::from).to_vec())
+            (3, expected.map(String::from).to_vec())
         );
     }
 

@@ -285,14 +285,6 @@ pub(super) fn decode_totp(user_id: UserId, bytes: &[u8]) -> Result<Totp> {
     })
 }
 
-/// The `user_sessions` key: user id then session id.
-pub(super) fn user_session_index(user_id: UserId, id: SessionId) -> [u8; 24] {
-    let mut k = [0u8; 24];
-    k[..8].copy_from_slice(&user_id.get().to_be_bytes());
-    k[8..].copy_from_slice(&id.0);
-    k
-}
-
 pub(super) fn encode_cutoff(c: Cutoff) -> Vec<u8> {
     encode(
         CUTOFF_V1,

@@ -1,104 +1,399 @@
-//! Login-page sessions (`sessions`: session `jti` → record;
-//! `user_sessions`: user id ++ `jti` → nothing, so a user's sessions are a
-//! prefix).
+//! Login-page sessions, one entry per user (`session_lists`: user id →
+//! a version byte and that user's sessions, oldest first, each `jti` (16
+//! bytes) ++ record length (u16 BE) ++ the versioned `Session` record).
+//!
+//! Why one entry per user: a sled 0.34 leaf holds at most 16 entries, and
+//! an open database keeps bookkeeping for every leaf in memory. A record
+//! per session plus an index entry per session (`sessions`,
+//! `user_sessions`, schema 2) cost a million sessions two million sled
+//! entries, about 90 MiB of memory before a single read (BENCHMARKS.md,
+//! issue 15). A user's sessions are read together anyway (listed, ended
+//! all at once); a session's token names its user, so one is found by
+//! reading its user's entry. The service caps how many a user keeps
+//! ([`crate::service`]'s `MAX_SESSIONS_PER_USER`), so an entry stays small.
+//!
+//! Databases of schema 2 keep them in `sessions` and `user_sessions`:
+//! [`Store::open`] moves them into lists and writes schema 3.
 //!
 //! It never decides whether a session is live; the service does.
 
-use sled::transaction::Transactional as _;
+use sled::Batch;
 
-use super::records::{decode_session, encode_session, user_key, user_session_index};
+use super::records::{decode_session, encode_session, user_key};
 use super::Store;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Session, SessionId, UserId};
+use crate::token::JTI_LEN;
+
+/// Version byte of a user's list.
+const LIST_V1: u8 = 1;
+
+/// The sessions of the list stored under `key` (a user id), or the list
+/// is corrupt: every record decodes and names that user.
+fn decode_list(key: &[u8], bytes: &[u8]) -> Result<Vec<Session>> {
+    let corrupt = || Error::store("a user's session list is corrupt");
+    let [LIST_V1, body @ ..] = bytes else {
+        return Err(Error::store("a user's session list has an unknown version"));
+    };
+    if body.is_empty() {
+        // Never written: a list without sessions is no entry.
+        return Err(corrupt());
+    }
+    let mut body = body;
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let (jti, rest) = body.split_at_checked(JTI_LEN).ok_or_else(corrupt)?;
+        let (len, rest) = rest.split_at_checked(2).ok_or_else(corrupt)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        let (record, rest) = rest.split_at_checked(len).ok_or_else(corrupt)?;
+        let session = decode_session(jti, record)?;
+        if user_key(session.user_id) != key {
+            return Err(corrupt());
+        }
+        out.push(session);
+        body = rest;
+    }
+    Ok(out)
+}
+
+/// A user's list, as stored; `None` for no sessions (the entry goes).
+fn encode_list(sessions: &[Session]) -> Result<Option<Vec<u8>>> {
+    if sessions.is_empty() {
+        return Ok(None);
+    }
+    let mut out = vec![LIST_V1];
+    for s in sessions {
+        let record = encode_session(s);
+        let len = u16::try_from(record.len())
+            .map_err(|_| Error::internal("a session record is over 64 KiB"))?;
+        out.extend_from_slice(&s.id.0);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&record);
+    }
+    Ok(Some(out))
+}
+
+/// `old` with `new` appended, a session already there kept as it was.
+fn appended(mut old: Vec<Session>, new: impl IntoIterator<Item = Session>) -> Vec<Session> {
+    for s in new {
+        if !old.iter().any(|o| o.id == s.id) {
+            old.push(s);
+        }
+    }
+    old
+}
 
 impl Store {
+    /// Changes `user`'s list with `change` (which says whether it changed
+    /// anything), against concurrent writers of the same list. Returns
+    /// what `change` said.
+    fn change_sessions(
+        &self,
+        user: UserId,
+        mut change: impl FnMut(&mut Vec<Session>) -> bool,
+    ) -> Result<bool> {
+        let key = user_key(user);
+        loop {
+            let old = self.session_lists.get(key)?;
+            let mut sessions = match &old {
+                Some(bytes) => decode_list(&key, bytes)?,
+                None => Vec::new(),
+            };
+            if !change(&mut sessions) {
+                return Ok(false);
+            }
+            let new = encode_list(&sessions)?;
+            if self.session_lists.compare_and_swap(key, old, new)?.is_ok() {
+                return Ok(true);
+            }
+        }
+    }
+
     /// Stores a new session, durably.
     pub async fn put_session(&self, session: &Session) -> Result<()> {
-        let record = encode_session(session);
-        let index = user_session_index(session.user_id, session.id);
-        let gate = self.shared();
-        (&self.sessions, &self.user_sessions).transaction(|(sessions, index_tree)| {
-            sessions.insert(&session.id.0, record.as_slice())?;
-            index_tree.insert(&index, &[])?;
-            Ok(())
-        })?;
-        drop(gate);
+        {
+            let _gate = self.shared();
+            self.change_sessions(session.user_id, |list| {
+                *list = appended(std::mem::take(list), [session.clone()]);
+                true
+            })?;
+        }
         self.flush().await
     }
 
-    /// The session `id`, if stored. One sled read.
-    pub fn session(&self, id: SessionId) -> Result<Option<Session>> {
-        self.sessions
-            .get(id.0)?
-            .map(|bytes| decode_session(&id.0, &bytes))
-            .transpose()
+    /// `user`'s session `id`, if stored. One sled read.
+    pub fn session(&self, user: UserId, id: SessionId) -> Result<Option<Session>> {
+        Ok(self.user_sessions(user)?.into_iter().find(|s| s.id == id))
     }
 
-    /// A user's stored sessions, oldest id first.
+    /// A user's stored sessions, oldest first.
     pub fn user_sessions(&self, user: UserId) -> Result<Vec<Session>> {
-        let mut out = Vec::new();
-        for entry in self.user_sessions.scan_prefix(user_key(user)) {
-            let (key, _) = entry?;
-            let id = &key[8..];
-            if let Some(bytes) = self.sessions.get(id)? {
-                out.push(decode_session(id, &bytes)?);
-            }
+        let key = user_key(user);
+        match self.session_lists.get(key)? {
+            Some(bytes) => decode_list(&key, &bytes),
+            None => Ok(Vec::new()),
         }
-        Ok(out)
     }
 
     /// Deletes sessions of `user`, durably; returns how many were there.
     pub async fn delete_sessions(&self, user: UserId, ids: &[SessionId]) -> Result<usize> {
-        let gate = self.shared();
         let mut deleted = 0;
-        for id in ids {
-            let index = user_session_index(user, *id);
-            let removed =
-                (&self.sessions, &self.user_sessions).transaction(|(sessions, index_tree)| {
-                    let Some(_) = index_tree.remove(&index)? else {
-                        return Ok(false);
-                    };
-                    sessions.remove(&id.0)?;
-                    Ok(true)
-                })?;
-            deleted += usize::from(removed);
+        {
+            let _gate = self.shared();
+            self.change_sessions(user, |list| {
+                let before = list.len();
+                list.retain(|s| !ids.contains(&s.id));
+                deleted = before - list.len();
+                deleted > 0
+            })?;
         }
-        drop(gate);
         if deleted > 0 {
             self.flush().await?;
         }
         Ok(deleted)
     }
 
-    /// Writes last uses (not durably: a lost one costs a minute of "last
-    /// seen").
-    pub fn touch_sessions(&self, uses: &[(SessionId, u64)]) -> Result<()> {
+    /// Writes last uses, (owner, session, when) (not durably: a lost one
+    /// costs a minute of "last seen"). One write per user.
+    pub fn touch_sessions(&self, uses: &[(UserId, SessionId, u64)]) -> Result<()> {
         let _gate = self.shared();
-        for (id, at) in uses {
-            let _ = self.sessions.fetch_and_update(id.0, |old| {
-                let mut session = decode_session(&id.0, old?).ok()?;
-                session.last_seen_at = session.last_seen_at.max(*at);
-                Some(encode_session(&session))
+        let mut users: Vec<UserId> = uses.iter().map(|u| u.0).collect();
+        users.sort_unstable();
+        users.dedup();
+        for user in users {
+            self.change_sessions(user, |list| {
+                let mut changed = false;
+                for (_, id, at) in uses.iter().filter(|u| u.0 == user) {
+                    if let Some(s) = list.iter_mut().find(|s| s.id == *id) {
+                        if *at > s.last_seen_at {
+                            s.last_seen_at = *at;
+                            changed = true;
+                        }
+                    }
+                }
+                changed
             })?;
         }
         Ok(())
     }
 
-    /// Sessions whose token expired by `now`, removed.
+    /// Sessions whose token expired by `now`, removed. A list a writer
+    /// changed meanwhile is left for the next prune.
     pub(super) fn prune_sessions(&self, now: u64) -> Result<usize> {
         let mut removed = 0;
-        for entry in self.sessions.iter() {
-            let (id, bytes) = entry?;
-            let session = decode_session(&id, &bytes)?;
-            if session.expires_at <= now {
-                let index = user_session_index(session.user_id, session.id);
-                self.user_sessions.remove(index)?;
-                let _ = self
-                    .sessions
-                    .compare_and_swap(&id, Some(bytes), None::<&[u8]>)?;
-                removed += 1;
+        for entry in self.session_lists.iter() {
+            let (key, value) = entry?;
+            let sessions = decode_list(&key, &value)?;
+            let live: Vec<Session> = sessions
+                .iter()
+                .filter(|s| s.expires_at > now)
+                .cloned()
+                .collect();
+            if live.len() == sessions.len() {
+                continue;
+            }
+            if self
+                .session_lists
+                .compare_and_swap(&key, Some(value), encode_list(&live)?)?
+                .is_ok()
+            {
+                removed += sessions.len() - live.len();
             }
         }
         Ok(removed)
+    }
+
+    /// Calls `each` with every stored session, stopping at its first
+    /// error; returns how many there were.
+    pub(super) fn each_session(
+        &self,
+        mut each: impl FnMut(Session) -> Result<()>,
+    ) -> Result<usize> {
+        let mut n = 0;
+        for entry in self.session_lists.iter() {
+            let (key, value) = entry?;
+            for s in decode_list(&key, &value)? {
+                each(s)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Adds sessions in bulk (a restore, the seeder): one write per user.
+    pub(super) fn add_sessions_bulk(&self, sessions: Vec<Session>) -> Result<()> {
+        let mut by_user: std::collections::BTreeMap<UserId, Vec<Session>> = Default::default();
+        for s in sessions {
+            by_user.entry(s.user_id).or_default().push(s);
+        }
+        let mut batch = Batch::default();
+        for (user, new) in by_user {
+            let list = appended(self.user_sessions(user)?, new);
+            if let Some(bytes) = encode_list(&list)? {
+                batch.insert(&user_key(user), bytes);
+            }
+        }
+        self.session_lists.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Moves the sessions a database of schema 2 holds one per entry
+    /// (`sessions`, indexed by `user_sessions`) into lists, durably before
+    /// the old entries go (the caller's schema write flushes their
+    /// removal). Idempotent: should it stop half-way, the next open does it
+    /// again (a session already in its list stays once).
+    pub(super) fn move_legacy_sessions(&self) -> Result<()> {
+        if self.legacy_sessions.is_empty() {
+            return Ok(());
+        }
+        let mut pending = Vec::new();
+        for entry in self.legacy_sessions.iter() {
+            let (id, value) = entry?;
+            pending.push(decode_session(&id, &value)?);
+            if pending.len() == 10_000 {
+                self.add_sessions_bulk(std::mem::take(&mut pending))?;
+            }
+        }
+        self.add_sessions_bulk(pending)?;
+        self.db.flush()?;
+        self.legacy_sessions.clear()?;
+        self.legacy_user_sessions.clear()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TempStore;
+    use super::*;
+    use crate::model::Factors;
+
+    fn session(user: u64, id: u8, expires_at: u64) -> Session {
+        Session {
+            id: SessionId([id; JTI_LEN]),
+            user_id: UserId::new(user),
+            created_at: 1,
+            last_seen_at: 1,
+            expires_at,
+            epoch: 0,
+            address: None,
+            user_agent: "Mozilla/5.0".into(),
+            remember: false,
+            domain: None,
+            factors: Factors::Password,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_users_sessions_are_one_entry_found_by_user_and_id() {
+        let t = TempStore::new();
+        let store = &t.store;
+        for (user, id) in [(7, 1), (7, 2), (8, 3)] {
+            store.put_session(&session(user, id, 100)).await.unwrap();
+        }
+        assert_eq!(store.session_lists.len(), 2);
+        let ids = |user| -> Vec<u8> {
+            store
+                .user_sessions(UserId::new(user))
+                .unwrap()
+                .iter()
+                .map(|s| s.id.0[0])
+                .collect()
+        };
+        assert_eq!(ids(7), [1, 2], "oldest first");
+        assert_eq!(ids(8), [3]);
+        let id3 = SessionId([3; JTI_LEN]);
+        assert!(store.session(UserId::new(8), id3).unwrap().is_some());
+        assert!(
+            store.session(UserId::new(7), id3).unwrap().is_none(),
+            "found under its own user only"
+        );
+        store
+            .touch_sessions(&[(UserId::new(7), SessionId([2; JTI_LEN]), 50)])
+            .unwrap();
+        let two = store
+            .session(UserId::new(7), SessionId([2; JTI_LEN]))
+            .unwrap();
+        assert_eq!(two.unwrap().last_seen_at, 50);
+        let deleted = store
+            .delete_sessions(UserId::new(7), &[SessionId([1; JTI_LEN]), id3])
+            .await
+            .unwrap();
+        assert_eq!(
+            deleted, 1,
+            "another user's session is not this one's to delete"
+        );
+        assert_eq!(ids(7), [2]);
+        store.delete_sessions(UserId::new(8), &[id3]).await.unwrap();
+        assert_eq!(store.session_lists.len(), 1, "an empty list is no entry");
+    }
+
+    #[tokio::test]
+    async fn pruning_drops_expired_sessions_and_empty_lists() {
+        let t = TempStore::new();
+        let store = &t.store;
+        for (user, id, exp) in [(7, 1, 10), (7, 2, 30), (8, 3, 10)] {
+            store.put_session(&session(user, id, exp)).await.unwrap();
+        }
+        assert_eq!(store.prune_sessions(20).unwrap(), 2);
+        assert_eq!(store.session_lists.len(), 1);
+        let left: Vec<u8> = store
+            .user_sessions(UserId::new(7))
+            .unwrap()
+            .iter()
+            .map(|s| s.id.0[0])
+            .collect();
+        assert_eq!(left, [2]);
+    }
+
+    #[test]
+    fn a_list_that_does_not_hold_together_is_corrupt() {
+        let key = user_key(UserId::new(7));
+        let good = encode_list(&[session(7, 1, 10)]).unwrap().unwrap();
+        assert_eq!(decode_list(&key, &good).unwrap().len(), 1);
+        let other = user_key(UserId::new(8));
+        assert!(decode_list(&other, &good).is_err(), "another user's list");
+        for cut in 1..good.len() {
+            assert!(decode_list(&key, &good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut version = good.clone();
+        version[0] = 9;
+        assert!(decode_list(&key, &version).is_err());
+        assert!(decode_list(&key, &[]).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_open_moves_sessions_of_schema_2_into_lists_once() {
+        let dir = crate::fsutil::TempDir::new("legacy-sessions");
+        let (a, b, c) = (session(7, 1, 10), session(7, 2, 10), session(8, 3, 10));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for s in [&a, &b, &c] {
+                store
+                    .legacy_sessions
+                    .insert(s.id.0, encode_session(s))
+                    .unwrap();
+                let mut index = user_key(s.user_id).to_vec();
+                index.extend_from_slice(&s.id.0);
+                store.legacy_user_sessions.insert(index, &[]).unwrap();
+            }
+            // Half-way through an earlier move: one is in its list already.
+            store.add_sessions_bulk(vec![a.clone()]).unwrap();
+            store
+                .meta
+                .insert("schema", &super::super::SCHEMA_V2.to_be_bytes())
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = super::super::reopen(dir.path()).unwrap();
+        let schema = store.meta.get("schema").unwrap().unwrap();
+        assert_eq!(schema.as_ref(), super::super::SCHEMA_VERSION.to_be_bytes());
+        assert_eq!(store.user_sessions(UserId::new(7)).unwrap(), [a, b]);
+        assert_eq!(store.user_sessions(UserId::new(8)).unwrap(), [c]);
+        assert!(store.legacy_sessions.is_empty());
+        assert!(store.legacy_user_sessions.is_empty());
+        // Nothing left to move: another move changes nothing.
+        store.move_legacy_sessions().unwrap();
+        assert_eq!(store.session_lists.len(), 2);
     }
 }
