@@ -22,7 +22,7 @@
 //!   sessions, each `jti` ++ length ++ versioned `Session` record
 //!   (`sessions.rs`); `sessions` (`jti` → record) and `user_sessions`
 //!   (user id ++ `jti` → nothing) are what databases of schema 2 held:
-//!   emptied into lists at open
+//!   moved into lists at open, then dropped
 //! - `meta`: `schema` (u32 BE), `user_count`, `max_ttl` (the longest token
 //!   lifetime ever configured), `id_base` (u64 BE). The file `latch-schema`
 //!   beside the database says the schema was written.
@@ -114,8 +114,6 @@ pub struct Store {
     meta: Tree,
     bans: Tree,
     session_lists: Tree,
-    legacy_sessions: Tree,
-    legacy_user_sessions: Tree,
     totp: Tree,
     /// Ids are `id_base` + sled's generated ids: a restored backup sets the
     /// base past every id it holds, so new ids never collide with them.
@@ -159,8 +157,6 @@ impl Store {
             meta: db.open_tree("meta")?,
             bans: db.open_tree("bans")?,
             session_lists: db.open_tree("session_lists")?,
-            legacy_sessions: db.open_tree("sessions")?,
-            legacy_user_sessions: db.open_tree("user_sessions")?,
             totp: db.open_tree("totp")?,
             id_base: 0,
             gate: Arc::default(),
@@ -428,10 +424,8 @@ mod tests {
             "revocations",
             "revoked",
             "session_lists",
-            "sessions",
             "totp",
             "user_keys",
-            "user_sessions",
             "usernames",
             "users",
         ];

@@ -28,6 +28,10 @@ use crate::token::JTI_LEN;
 /// Version byte of a user's list.
 const LIST_V1: u8 = 1;
 
+/// Schema 2's trees: a record per session, and an index per user.
+const LEGACY_SESSIONS: &str = "sessions";
+const LEGACY_INDEX: &str = "user_sessions";
+
 /// The sessions of the list stored under `key` (a user id), or the list
 /// is corrupt: every record decodes and names that user.
 fn decode_list(key: &[u8], bytes: &[u8]) -> Result<Vec<Session>> {
@@ -239,25 +243,47 @@ impl Store {
 
     /// Moves the sessions a database of schema 2 holds one per entry
     /// (`sessions`, indexed by `user_sessions`) into lists, durably before
-    /// the old entries go (the caller's schema write flushes their
-    /// removal). Idempotent: should it stop half-way, the next open does it
-    /// again (a session already in its list stays once).
+    /// the old trees are dropped (the caller's schema write flushes their
+    /// removal). They are grouped in memory first, so each list is written
+    /// once, in key order. Idempotent: should it stop half-way, the next
+    /// open does it again (a session already in its list stays once).
     pub(super) fn move_legacy_sessions(&self) -> Result<()> {
-        if self.legacy_sessions.is_empty() {
+        if !self
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n == LEGACY_SESSIONS.as_bytes())
+        {
             return Ok(());
         }
-        let mut pending = Vec::new();
-        for entry in self.legacy_sessions.iter() {
+        let legacy = self.db.open_tree(LEGACY_SESSIONS)?;
+        let mut by_user: std::collections::BTreeMap<UserId, Vec<Session>> = Default::default();
+        for entry in legacy.iter() {
             let (id, value) = entry?;
-            pending.push(decode_session(&id, &value)?);
-            if pending.len() == 10_000 {
-                self.add_sessions_bulk(std::mem::take(&mut pending))?;
+            let session = decode_session(&id, &value)?;
+            by_user.entry(session.user_id).or_default().push(session);
+        }
+        let resumed = !self.session_lists.is_empty();
+        let mut batch = Batch::default();
+        for (n, (user, mut sessions)) in by_user.into_iter().enumerate() {
+            if resumed {
+                sessions = appended(self.user_sessions(user)?, sessions);
+            }
+            sessions.sort_by_key(|s| s.created_at);
+            if let Some(bytes) = encode_list(&sessions)? {
+                batch.insert(&user_key(user), bytes);
+            }
+            if n % 10_000 == 9_999 {
+                self.session_lists.apply_batch(std::mem::take(&mut batch))?;
             }
         }
-        self.add_sessions_bulk(pending)?;
+        self.session_lists.apply_batch(batch)?;
         self.db.flush()?;
-        self.legacy_sessions.clear()?;
-        self.legacy_user_sessions.clear()?;
+        // Dropped, not cleared: a clear removes entry by entry (most of a
+        // minute for a million).
+        drop(legacy);
+        self.db.drop_tree(LEGACY_SESSIONS)?;
+        self.db.drop_tree(LEGACY_INDEX)?;
         Ok(())
     }
 }
@@ -368,14 +394,13 @@ mod tests {
         let (a, b, c) = (session(7, 1, 10), session(7, 2, 10), session(8, 3, 10));
         {
             let store = Store::open(dir.path()).unwrap();
+            let sessions = store.db.open_tree(LEGACY_SESSIONS).unwrap();
+            let index_tree = store.db.open_tree(LEGACY_INDEX).unwrap();
             for s in [&a, &b, &c] {
-                store
-                    .legacy_sessions
-                    .insert(s.id.0, encode_session(s))
-                    .unwrap();
+                sessions.insert(s.id.0, encode_session(s)).unwrap();
                 let mut index = user_key(s.user_id).to_vec();
                 index.extend_from_slice(&s.id.0);
-                store.legacy_user_sessions.insert(index, &[]).unwrap();
+                index_tree.insert(index, &[]).unwrap();
             }
             // Half-way through an earlier move: one is in its list already.
             store.add_sessions_bulk(vec![a.clone()]).unwrap();
@@ -390,8 +415,10 @@ mod tests {
         assert_eq!(schema.as_ref(), super::super::SCHEMA_VERSION.to_be_bytes());
         assert_eq!(store.user_sessions(UserId::new(7)).unwrap(), [a, b]);
         assert_eq!(store.user_sessions(UserId::new(8)).unwrap(), [c]);
-        assert!(store.legacy_sessions.is_empty());
-        assert!(store.legacy_user_sessions.is_empty());
+        let names = store.db.tree_names();
+        assert!(!names
+            .iter()
+            .any(|n| n == LEGACY_SESSIONS.as_bytes() || n == LEGACY_INDEX.as_bytes()));
         // Nothing left to move: another move changes nothing.
         store.move_legacy_sessions().unwrap();
         assert_eq!(store.session_lists.len(), 2);
