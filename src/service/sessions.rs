@@ -26,9 +26,7 @@ pub const LAST_SEEN_EVERY: u64 = 60;
 /// Longest `User-Agent` kept, in characters.
 pub const MAX_USER_AGENT: usize = 200;
 
-/// Most sessions a user keeps: signing in past it ends the oldest. A
-/// user's sessions are stored together, and every sign-in rewrites them.
-pub const MAX_SESSIONS_PER_USER: usize = 100;
+pub use super::store::MAX_SESSIONS_PER_USER;
 
 /// Sessions whose use this thread noted last: (owner, session, when).
 /// A handful per thread, replaced in turn: a client presenting the same
@@ -156,22 +154,23 @@ impl Service {
         Ok(issued)
     }
 
-    /// Ends the user's oldest stored sessions, so that a new one keeps
-    /// them at [`MAX_SESSIONS_PER_USER`]. Each is ended like any other
-    /// (revoked first, durably), so none outlives its record.
+    /// Ends the user's expired, then oldest, stored sessions, so that a
+    /// new one keeps them at [`MAX_SESSIONS_PER_USER`]. (Sign-ins at the
+    /// same moment may each add one past it; the next trims them.)
     async fn make_room_for_a_session(&self, user: UserId) -> Result<()> {
-        let stored = self.store.user_sessions(user)?;
+        let mut stored = self.store.user_sessions(user)?;
         let over = (stored.len() + 1).saturating_sub(MAX_SESSIONS_PER_USER);
-        for session in stored.iter().take(over) {
-            self.end(session).await?;
+        if over == 0 {
+            return Ok(());
         }
-        if over > 0 {
-            audit::user_event(
-                "session_ended",
-                user,
-                "ended the oldest session: at most 100 are kept",
-            );
-        }
+        let now = self.now();
+        stored.sort_by_key(|s| (s.expires_at > now, s.created_at));
+        self.end_sessions(user, &stored[..over]).await?;
+        audit::user_event(
+            "session_ended",
+            user,
+            "ended the oldest sessions: at most 100 are kept",
+        );
         Ok(())
     }
 
@@ -276,28 +275,53 @@ impl Service {
         Ok(())
     }
 
-    /// Ends every live session of the user; returns how many.
+    /// Ends every session of the user; returns how many were live. Idle
+    /// ones are revoked too: refused now, their cookie would be taken at
+    /// its word once its record was gone (found by review).
     pub async fn end_all_sessions(&self, user: UserId) -> Result<usize> {
-        let sessions = self.list_sessions(user)?;
-        for session in &sessions {
-            self.end(session).await?;
-        }
-        // Records of sessions that were no longer live go too.
-        self.forget_sessions(user).await?;
-        if !sessions.is_empty() {
+        let live = self.list_sessions(user)?.len();
+        let now = self.now();
+        let (unexpired, expired): (Vec<Session>, Vec<Session>) = self
+            .store
+            .user_sessions(user)?
+            .into_iter()
+            .partition(|s| s.expires_at > now);
+        self.end_sessions(user, &unexpired).await?;
+        let expired: Vec<SessionId> = expired.iter().map(|s| s.id).collect();
+        self.store.delete_sessions(user, &expired).await?;
+        if live > 0 {
             audit::user_event("sessions_ended", user, "ended every session");
         }
-        Ok(sessions.len())
+        Ok(live)
     }
 
     async fn end(&self, session: &Session) -> Result<()> {
-        self.store.revoke(&session.id.0, session.expires_at).await?;
-        self.tokens.revoked.insert(session.id.0, session.expires_at);
-        self.metrics.revocation();
-        self.store
-            .delete_sessions(session.user_id, &[session.id])
-            .await?;
-        self.sessions.seen().remove(&session.id);
+        self.end_sessions(session.user_id, std::slice::from_ref(session))
+            .await
+    }
+
+    /// Ends these sessions of `user`: every token revoked, durably and at
+    /// once, then the records go. The one way the record of a session that
+    /// has not expired is dropped without a new credential epoch (see
+    /// [`Service::forget_sessions`]): a cookie without a record is taken at
+    /// its word.
+    async fn end_sessions(&self, user: UserId, sessions: &[Session]) -> Result<()> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let revoked: Vec<([u8; crate::token::JTI_LEN], u64)> =
+            sessions.iter().map(|s| (s.id.0, s.expires_at)).collect();
+        self.store.revoke_many(&revoked).await?;
+        for (jti, exp) in revoked {
+            self.tokens.revoked.insert(jti, exp);
+            self.metrics.revocation();
+        }
+        let ids: Vec<SessionId> = sessions.iter().map(|s| s.id).collect();
+        self.store.delete_sessions(user, &ids).await?;
+        let mut seen = self.sessions.seen();
+        for id in &ids {
+            seen.remove(id);
+        }
         Ok(())
     }
 

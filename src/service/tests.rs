@@ -31,13 +31,17 @@ pub(crate) fn config(dir: &std::path::Path) -> Config {
 }
 
 fn open(dir: &std::path::Path, clock: &Clock) -> Service {
+    open_with(&config(dir), clock)
+}
+
+fn open_with(config: &Config, clock: &Clock) -> Service {
     let keys = KeyMaterial {
         current: vec![7; 32],
         previous: Vec::new(),
         storage: Some([9; 32]),
     };
-    let database = super::Database::open(dir).unwrap();
-    Service::open(&config(dir), database, &keys, clock.clone()).unwrap()
+    let database = super::Database::open(&config.data_dir).unwrap();
+    Service::open(config, database, &keys, clock.clone()).unwrap()
 }
 
 fn bearer(token: &str) -> Presented<'_> {
@@ -218,15 +222,11 @@ async fn a_sign_in_past_the_cap_ends_the_oldest_session_and_its_cookie() {
     let alice = s.register("alice", "alice-password", None).await.unwrap();
     let proven = s.check_password("alice", "alice-password").await.unwrap();
     let mut cookies = Vec::new();
-    for _ in 0..super::sessions::MAX_SESSIONS_PER_USER + 1 {
+    for _ in 0..super::store::MAX_SESSIONS_PER_USER + 1 {
         let meta = crate::model::SessionMeta::default();
         cookies.push(s.issue_session(&proven, meta).await.unwrap().token);
+        clock.advance(1);
     }
-    let by_cookie = |token: &str| Presented {
-        credential: Credential::Token(Cow::Owned(token.to_owned())),
-        place: Place::Cookie,
-        otp: None,
-    };
     let oldest = s.authenticate(&by_cookie(&cookies[0])).await;
     assert_eq!(
         oldest.map_err(|e| e.kind()).unwrap_err(),
@@ -237,5 +237,39 @@ async fn a_sign_in_past_the_cap_ends_the_oldest_session_and_its_cookie() {
         assert!(s.authenticate(&by_cookie(cookie)).await.is_ok());
     }
     let listed = s.list_sessions(alice.id).unwrap();
-    assert_eq!(listed.len(), super::sessions::MAX_SESSIONS_PER_USER);
+    assert_eq!(listed.len(), super::store::MAX_SESSIONS_PER_USER);
+}
+
+fn by_cookie(token: &str) -> Presented<'_> {
+    Presented {
+        credential: Credential::Token(Cow::Borrowed(token)),
+        place: Place::Cookie,
+        otp: None,
+    }
+}
+
+#[tokio::test]
+async fn ending_every_session_ends_idle_ones_too() {
+    // Found by review: an idle session was not revoked, only its record
+    // dropped, and a cookie without a record is taken at its word.
+    let clock = Clock::frozen();
+    let dir = TempDir::new("service");
+    let mut config = config(dir.path());
+    config.forward_auth.session_inactivity = std::time::Duration::from_secs(100);
+    let s = open_with(&config, &clock);
+    let alice = s.register("alice", "alice-password", None).await.unwrap();
+    let proven = s.check_password("alice", "alice-password").await.unwrap();
+    let idle = s.issue_session(&proven, Default::default()).await.unwrap();
+    clock.advance(101);
+    let fresh = s.issue_session(&proven, Default::default()).await.unwrap();
+    assert!(s.authenticate(&by_cookie(&idle.token)).await.is_err());
+    assert_eq!(
+        s.end_all_sessions(alice.id).await.unwrap(),
+        1,
+        "one was live"
+    );
+    for cookie in [&idle.token, &fresh.token] {
+        let e = s.authenticate(&by_cookie(cookie)).await.unwrap_err();
+        assert_eq!(e.kind(), Kind::Unauthorized(Refusal::BadToken));
+    }
 }

@@ -266,21 +266,15 @@ struct Checked {
     revocations: Vec<Revocation>,
     /// How many revocations each bucket would get.
     per_bucket: std::collections::HashMap<[u8; 2], usize>,
-    /// Sessions, written into their users' lists rather than a batch.
+    /// Sessions, written into their users' lists rather than a batch
+    /// (past `MAX_SESSIONS_PER_USER` a user's oldest are revoked).
     sessions: Vec<Session>,
-    /// How many sessions each user would get.
-    per_user: std::collections::HashMap<UserId, usize>,
 }
 
 /// The most revocations a restored bucket may get: random ids put 65,536
 /// in one only among some four billion, so more means a crafted file,
 /// whose one bucket every revocation after it would rewrite whole.
 const MAX_BUCKET: usize = 1 << 16;
-
-/// The most sessions a restored user may get: latch keeps at most
-/// `MAX_SESSIONS_PER_USER` live (older versions kept any number, but not
-/// this many), and every sign-in rewrites the user's list whole.
-const MAX_LIST: usize = 10_000;
 
 /// Reads and checks a backup: header, every entry, the end count.
 fn read_backup(input: impl BufRead) -> Result<Checked> {
@@ -311,7 +305,6 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         revocations: Vec::new(),
         per_bucket: Default::default(),
         sessions: Vec::new(),
-        per_user: Default::default(),
     };
     for line in lines {
         let line = line.map_err(|e| invalid(&e.to_string()))?;
@@ -373,13 +366,7 @@ impl Checked {
             }
             self.revocations.push((jti, decode_expiry(&value)?));
         } else if *name == "sessions" {
-            let session = decode_session(&key, &value)?;
-            let shared = self.per_user.entry(session.user_id).or_default();
-            *shared += 1;
-            if *shared > MAX_LIST {
-                return Err(invalid("too many sessions of one user"));
-            }
-            self.sessions.push(session);
+            self.sessions.push(decode_session(&key, &value)?);
         } else {
             batch.insert(key, value);
         }
@@ -426,7 +413,12 @@ fn check_entry(tree: &str, key: &[u8], value: &[u8]) -> Result<u64> {
         }
         "sessions" => {
             sized(JTI_LEN)?;
-            decode_session(key, value).map(|_| 0)
+            // As it will be stored: a list holds records of up to 64 KiB.
+            let stored = encode_session(&decode_session(key, value)?);
+            if stored.len() > usize::from(u16::MAX) {
+                return Err(invalid("a session record is too long"));
+            }
+            Ok(0)
         }
         "totp" => {
             sized(8)?;
@@ -730,23 +722,37 @@ mod tests {
     }
 
     #[test]
-    fn sessions_crafted_onto_one_user_are_refused() {
-        let file = |n: u64| {
-            let mut text = String::from("{\"latch_backup\":1,\"schema\":3}\n");
-            for i in 0..n {
-                let s = a_session(7, i);
-                text += &line("sessions", &s.id.0, &encode_session(&s));
-                text += "\n";
-            }
-            text + &format!("{{\"end\":{n}}}\n")
-        };
-        assert!(read_backup(file(MAX_LIST as u64).as_bytes()).is_ok());
-        let e = read_backup(file(MAX_LIST as u64 + 1).as_bytes())
-            .err()
+    fn sessions_past_the_cap_are_restored_revoked_and_long_ones_refused() {
+        let cap = super::super::MAX_SESSIONS_PER_USER as u64;
+        let mut text = String::from("{\"latch_backup\":1,\"schema\":2}\n");
+        for i in 0..cap + 2 {
+            let s = a_session(7, i);
+            text += &line("sessions", &s.id.0, &encode_session(&s));
+            text += "\n";
+        }
+        text += &format!("{{\"end\":{}}}\n", cap + 2);
+        let mut into = TempStore::new();
+        into.store
+            .restore(text.as_bytes(), &|_, _| true, false)
             .unwrap();
-        assert!(
-            e.to_string().contains("too many sessions of one user"),
-            "{e}"
+        let kept = into.store.user_sessions(UserId::new(7)).unwrap();
+        assert_eq!(kept.len() as u64, cap);
+        assert_eq!(kept[0], a_session(7, 2), "the newest are kept");
+        for i in 0..2 {
+            let dropped = a_session(7, i);
+            assert!(into.store.is_revoked(&dropped.id.0).unwrap(), "{i}");
+        }
+        assert!(!into.store.is_revoked(&kept[0].id.0).unwrap());
+
+        // A record that would not fit a list is refused before anything is
+        // written.
+        let mut long = a_session(7, 1);
+        long.user_agent = "x".repeat(70_000);
+        let text = format!(
+            "{{\"latch_backup\":1,\"schema\":3}}\n{}\n{{\"end\":1}}\n",
+            line("sessions", &long.id.0, &encode_session(&long))
         );
+        let e = read_backup(text.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("too long"), "{e}");
     }
 }

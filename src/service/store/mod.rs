@@ -53,6 +53,7 @@ use crate::error::{Error, Kind, Result};
 #[cfg(test)]
 use crate::model::Cutoff;
 
+pub use sessions::MAX_SESSIONS_PER_USER;
 pub use users::{NewUser, Write};
 
 /// The schema this build reads and writes. 2: revocations in buckets

@@ -104,6 +104,16 @@ impl Store {
         self.flush().await
     }
 
+    /// Records that each of these tokens is revoked, durably: one write
+    /// per bucket, one flush.
+    pub async fn revoke_many(&self, all: &[Revocation]) -> Result<()> {
+        {
+            let _gate = self.shared();
+            self.add_revocations_bulk(all.to_vec())?;
+        }
+        self.flush().await
+    }
+
     /// Adds `new` (all of bucket `key`) to that bucket, against concurrent
     /// writers of the same bucket.
     fn add_revocations(&self, key: [u8; 2], new: &[Revocation]) -> Result<()> {

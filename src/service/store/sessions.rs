@@ -9,8 +9,9 @@
 //! entries, about 90 MiB of memory before a single read (BENCHMARKS.md,
 //! issue 15). A user's sessions are read together anyway (listed, ended
 //! all at once); a session's token names its user, so one is found by
-//! reading its user's entry. The service caps how many a user keeps
-//! ([`crate::service`]'s `MAX_SESSIONS_PER_USER`), so an entry stays small.
+//! reading its user's entry. A user keeps at most
+//! [`MAX_SESSIONS_PER_USER`] (the service ends the oldest at sign-in; a
+//! move or a restore revokes those past it), so an entry stays small.
 //!
 //! Databases of schema 2 keep them in `sessions` and `user_sessions`:
 //! [`Store::open`] moves them into lists and writes schema 3.
@@ -19,11 +20,18 @@
 
 use sled::Batch;
 
+use std::collections::{BTreeMap, HashSet};
+
 use super::records::{decode_session, encode_session, user_key};
+use super::revocations::Revocation;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::model::{Session, SessionId, UserId};
 use crate::token::JTI_LEN;
+
+/// Most sessions a user keeps: a sign-in past it ends the oldest. Every
+/// sign-in rewrites the user's list whole.
+pub const MAX_SESSIONS_PER_USER: usize = 100;
 
 /// Version byte of a user's list.
 const LIST_V1: u8 = 1;
@@ -79,12 +87,23 @@ fn encode_list(sessions: &[Session]) -> Result<Option<Vec<u8>>> {
 
 /// `old` with `new` appended, a session already there kept as it was.
 fn appended(mut old: Vec<Session>, new: impl IntoIterator<Item = Session>) -> Vec<Session> {
+    let mut there: HashSet<SessionId> = old.iter().map(|s| s.id).collect();
     for s in new {
-        if !old.iter().any(|o| o.id == s.id) {
+        if there.insert(s.id) {
             old.push(s);
         }
     }
     old
+}
+
+/// Keeps the newest [`MAX_SESSIONS_PER_USER`] of `list`, oldest first, and
+/// returns the revocations of those it drops: a session's record goes
+/// only with its token revoked (a cookie without a record is taken at its
+/// word).
+fn capped(list: &mut Vec<Session>) -> Vec<Revocation> {
+    list.sort_by_key(|s| s.created_at);
+    let over = list.len().saturating_sub(MAX_SESSIONS_PER_USER);
+    list.drain(..over).map(|s| (s.id.0, s.expires_at)).collect()
 }
 
 impl Store {
@@ -161,13 +180,14 @@ impl Store {
     /// costs a minute of "last seen"). One write per user.
     pub fn touch_sessions(&self, uses: &[(UserId, SessionId, u64)]) -> Result<()> {
         let _gate = self.shared();
-        let mut users: Vec<UserId> = uses.iter().map(|u| u.0).collect();
-        users.sort_unstable();
-        users.dedup();
-        for user in users {
+        let mut by_user: BTreeMap<UserId, Vec<(SessionId, u64)>> = BTreeMap::new();
+        for (user, id, at) in uses {
+            by_user.entry(*user).or_default().push((*id, *at));
+        }
+        for (user, uses) in by_user {
             self.change_sessions(user, |list| {
                 let mut changed = false;
-                for (_, id, at) in uses.iter().filter(|u| u.0 == user) {
+                for (id, at) in &uses {
                     if let Some(s) = list.iter_mut().find(|s| s.id == *id) {
                         if *at > s.last_seen_at {
                             s.last_seen_at = *at;
@@ -224,29 +244,46 @@ impl Store {
         Ok(n)
     }
 
-    /// Adds sessions in bulk (a restore, the seeder): one write per user.
+    /// Adds sessions in bulk (a restore, the seeder, the move from schema
+    /// 2), merged into what each user has: one write per user, the writes
+    /// in key order. Past [`MAX_SESSIONS_PER_USER`] a user's oldest are
+    /// revoked, before any list is written. Not against concurrent
+    /// writers: it runs before the store serves.
     pub(super) fn add_sessions_bulk(&self, sessions: Vec<Session>) -> Result<()> {
-        let mut by_user: std::collections::BTreeMap<UserId, Vec<Session>> = Default::default();
+        let mut by_user: BTreeMap<UserId, Vec<Session>> = BTreeMap::new();
         for s in sessions {
             by_user.entry(s.user_id).or_default().push(s);
         }
-        let mut batch = Batch::default();
+        let mut lists = Vec::with_capacity(by_user.len());
+        let mut dropped = Vec::new();
         for (user, new) in by_user {
-            let list = appended(self.user_sessions(user)?, new);
-            if let Some(bytes) = encode_list(&list)? {
-                batch.insert(&user_key(user), bytes);
-            }
+            let mut list = appended(self.user_sessions(user)?, new);
+            dropped.extend(capped(&mut list));
+            lists.push((user, encode_list(&list)?));
         }
-        self.session_lists.apply_batch(batch)?;
+        self.add_revocations_bulk(dropped)?;
+        for chunk in lists.chunks(10_000) {
+            let mut batch = Batch::default();
+            for (user, bytes) in chunk {
+                match bytes {
+                    Some(bytes) => batch.insert(&user_key(*user), bytes.as_slice()),
+                    None => batch.remove(&user_key(*user)),
+                }
+            }
+            self.session_lists.apply_batch(batch)?;
+        }
         Ok(())
     }
 
     /// Moves the sessions a database of schema 2 holds one per entry
     /// (`sessions`, indexed by `user_sessions`) into lists, durably before
     /// the old trees are dropped (the caller's schema write flushes their
-    /// removal). They are grouped in memory first, so each list is written
-    /// once, in key order. Idempotent: should it stop half-way, the next
-    /// open does it again (a session already in its list stays once).
+    /// removal). They are read whole first (a million took 0.8 GB, once),
+    /// so each list is written once. Past [`MAX_SESSIONS_PER_USER`] (schema
+    /// 2 kept any number) a user's oldest are revoked. Idempotent: should
+    /// it stop half-way, the next open does it again (a session already in
+    /// its list stays once; the index goes first, so the records' tree
+    /// says a move is due).
     pub(super) fn move_legacy_sessions(&self) -> Result<()> {
         if !self
             .db
@@ -257,33 +294,18 @@ impl Store {
             return Ok(());
         }
         let legacy = self.db.open_tree(LEGACY_SESSIONS)?;
-        let mut by_user: std::collections::BTreeMap<UserId, Vec<Session>> = Default::default();
+        let mut all = Vec::with_capacity(legacy.len());
         for entry in legacy.iter() {
             let (id, value) = entry?;
-            let session = decode_session(&id, &value)?;
-            by_user.entry(session.user_id).or_default().push(session);
+            all.push(decode_session(&id, &value)?);
         }
-        let resumed = !self.session_lists.is_empty();
-        let mut batch = Batch::default();
-        for (n, (user, mut sessions)) in by_user.into_iter().enumerate() {
-            if resumed {
-                sessions = appended(self.user_sessions(user)?, sessions);
-            }
-            sessions.sort_by_key(|s| s.created_at);
-            if let Some(bytes) = encode_list(&sessions)? {
-                batch.insert(&user_key(user), bytes);
-            }
-            if n % 10_000 == 9_999 {
-                self.session_lists.apply_batch(std::mem::take(&mut batch))?;
-            }
-        }
-        self.session_lists.apply_batch(batch)?;
+        self.add_sessions_bulk(all)?;
         self.db.flush()?;
         // Dropped, not cleared: a clear removes entry by entry (most of a
         // minute for a million).
         drop(legacy);
-        self.db.drop_tree(LEGACY_SESSIONS)?;
         self.db.drop_tree(LEGACY_INDEX)?;
+        self.db.drop_tree(LEGACY_SESSIONS)?;
         Ok(())
     }
 }
