@@ -244,34 +244,41 @@ impl Store {
         Ok(n)
     }
 
-    /// Adds sessions in bulk (a restore, the seeder, the move from schema
-    /// 2), merged into what each user has: one write per user, the writes
-    /// in key order. Past [`MAX_SESSIONS_PER_USER`] a user's oldest are
-    /// revoked, before any list is written. Not against concurrent
-    /// writers: it runs before the store serves.
+    /// Adds sessions in bulk (a restore, the seeder): see
+    /// [`Store::add_lists`].
     pub(super) fn add_sessions_bulk(&self, sessions: Vec<Session>) -> Result<()> {
         let mut by_user: BTreeMap<UserId, Vec<Session>> = BTreeMap::new();
         for s in sessions {
             by_user.entry(s.user_id).or_default().push(s);
         }
-        let mut lists = Vec::with_capacity(by_user.len());
+        self.add_lists(by_user)
+    }
+
+    /// Adds each user's sessions to what that user has: one write per
+    /// user, in key order, 10,000 users a batch. Past
+    /// [`MAX_SESSIONS_PER_USER`] a user's oldest are revoked, before any
+    /// list is written. Not against concurrent writers: it runs before the
+    /// store serves.
+    fn add_lists(&self, mut by_user: BTreeMap<UserId, Vec<Session>>) -> Result<()> {
         let mut dropped = Vec::new();
-        for (user, new) in by_user {
-            let mut list = appended(self.user_sessions(user)?, new);
-            dropped.extend(capped(&mut list));
-            lists.push((user, encode_list(&list)?));
+        for (user, list) in by_user.iter_mut() {
+            let stored = self.user_sessions(*user)?;
+            if !stored.is_empty() {
+                *list = appended(stored, std::mem::take(list));
+            }
+            dropped.extend(capped(list));
         }
         self.add_revocations_bulk(dropped)?;
-        for chunk in lists.chunks(10_000) {
-            let mut batch = Batch::default();
-            for (user, bytes) in chunk {
-                match bytes {
-                    Some(bytes) => batch.insert(&user_key(*user), bytes.as_slice()),
-                    None => batch.remove(&user_key(*user)),
-                }
+        let mut batch = Batch::default();
+        for (n, (user, list)) in by_user.into_iter().enumerate() {
+            if let Some(bytes) = encode_list(&list)? {
+                batch.insert(&user_key(user), bytes);
             }
-            self.session_lists.apply_batch(batch)?;
+            if n % 10_000 == 9_999 {
+                self.session_lists.apply_batch(std::mem::take(&mut batch))?;
+            }
         }
+        self.session_lists.apply_batch(batch)?;
         Ok(())
     }
 
@@ -294,12 +301,13 @@ impl Store {
             return Ok(());
         }
         let legacy = self.db.open_tree(LEGACY_SESSIONS)?;
-        let mut all = Vec::with_capacity(legacy.len());
+        let mut by_user: BTreeMap<UserId, Vec<Session>> = BTreeMap::new();
         for entry in legacy.iter() {
             let (id, value) = entry?;
-            all.push(decode_session(&id, &value)?);
+            let session = decode_session(&id, &value)?;
+            by_user.entry(session.user_id).or_default().push(session);
         }
-        self.add_sessions_bulk(all)?;
+        self.add_lists(by_user)?;
         self.db.flush()?;
         // Dropped, not cleared: a clear removes entry by entry (most of a
         // minute for a million).
