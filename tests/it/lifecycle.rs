@@ -65,7 +65,7 @@ fn default_key_file_is_created_with_mode_0600_and_reused() {
         &config,
         format!(
             "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nregistration = \"open\"\n[scrypt]\n\
-             log_n = 4\n",
+             log_n = 4\n[ops]\nlisten = \"\"\n",
             data.display().to_string()
         ),
     )

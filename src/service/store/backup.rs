@@ -9,7 +9,9 @@
 //! written one line each (`revoked`, `sessions`: `jti` → record), as
 //! before they were stored in buckets and lists, so backups of every
 //! schema read alike; the `user_sessions` lines of older backups are
-//! checked and dropped (a session record names its user).
+//! checked and dropped (a session record names its user). The unique
+//! indexes are written a line per name (`usernames`, `emails`: name →
+//! user id), whatever buckets this database keeps them in.
 //!
 //! It never overwrites: a restore goes only into an empty store.
 
@@ -160,6 +162,18 @@ impl Store {
                 })?;
                 continue;
             }
+            if let Some(index) = self.index_named(name) {
+                // Written one line per name, as before buckets.
+                count += index.each(|(key, id)| {
+                    let entry = Entry {
+                        key: crypto::b64_encode(&key),
+                        tree: name,
+                        value: crypto::b64_encode(&id),
+                    };
+                    write_line(out, &entry)
+                })?;
+                continue;
+            }
             if name == "sessions" {
                 // Written one line per session, as before lists.
                 count += self.each_session(|s| {
@@ -242,10 +256,23 @@ impl Store {
         }
         self.add_revocations_bulk(checked.revocations)?;
         self.add_sessions_bulk(checked.sessions)?;
+        self.usernames.add_bulk(checked.usernames)?;
+        self.emails.add_bulk(checked.emails)?;
         self.db.flush()?;
         self.meta.remove(RESTORING)?;
         self.db.flush()?;
         Ok(checked.count)
+    }
+}
+
+impl Store {
+    /// The unique index a backup's tree name stands for.
+    fn index_named(&self, tree: &str) -> Option<&super::index::Index> {
+        match tree {
+            "usernames" => Some(&self.usernames),
+            "emails" => Some(&self.emails),
+            _ => None,
+        }
     }
 }
 
@@ -269,6 +296,9 @@ struct Checked {
     /// Sessions, written into their users' lists rather than a batch
     /// (past `MAX_SESSIONS_PER_USER` a user's oldest are revoked).
     sessions: Vec<Session>,
+    /// The unique indexes' entries, written into their buckets.
+    usernames: Vec<super::index::Entry>,
+    emails: Vec<super::index::Entry>,
 }
 
 /// The most revocations a restored bucket may get: random ids put 65,536
@@ -305,6 +335,8 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         revocations: Vec::new(),
         per_bucket: Default::default(),
         sessions: Vec::new(),
+        usernames: Vec::new(),
+        emails: Vec::new(),
     };
     for line in lines {
         let line = line.map_err(|e| invalid(&e.to_string()))?;
@@ -365,6 +397,17 @@ impl Checked {
                 return Err(invalid("too many revocations share their first bytes"));
             }
             self.revocations.push((jti, decode_expiry(&value)?));
+        } else if *name == "usernames" || *name == "emails" {
+            let id: [u8; 8] = value
+                .as_slice()
+                .try_into()
+                .map_err(|_| invalid("an index entry has the wrong size"))?;
+            let entries = if *name == "usernames" {
+                &mut self.usernames
+            } else {
+                &mut self.emails
+            };
+            entries.push((key, id));
         } else if *name == "sessions" {
             self.sessions.push(decode_session(&key, &value)?);
         } else {
@@ -435,7 +478,7 @@ fn check_entry(tree: &str, key: &[u8], value: &[u8]) -> Result<u64> {
             }
             Ok(0)
         }
-        "usernames" | "emails" if value.len() != 8 => {
+        "usernames" | "emails" if value.len() != 8 || key.len() > usize::from(u16::MAX) => {
             Err(invalid("an index entry has the wrong size"))
         }
         "meta" if !exported_meta(key) || value.len() != 8 => {
@@ -491,6 +534,13 @@ mod tests {
             count
         );
         assert_eq!(into.store.user(alice.id).unwrap().unwrap(), alice);
+        // The indexes, a line per name, land in this store's buckets.
+        assert_eq!(into.store.user_by_name("ALICE").unwrap().unwrap(), alice);
+        assert_eq!(
+            into.store.user_by_email("a@x.test").unwrap().unwrap(),
+            alice
+        );
+        assert!(text.contains(r#""tree":"usernames""#), "{text}");
         assert_eq!(into.store.user_count(), 1);
         assert!(into.store.is_revoked(&[1; 16]).unwrap());
         assert!(into.store.new_id().unwrap() > alice.id.get());

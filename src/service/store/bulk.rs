@@ -13,22 +13,19 @@ impl Store {
     /// Loads users in bulk, one batch per tree. Ids must come from
     /// [`Store::new_id`] and names must be new.
     pub fn import_users(&self, users: &[User]) -> Result<()> {
-        let (mut records, mut names, mut emails) = (
-            sled::Batch::default(),
-            sled::Batch::default(),
-            sled::Batch::default(),
-        );
+        let mut records = sled::Batch::default();
+        let (mut names, mut emails) = (Vec::new(), Vec::new());
         for user in users {
             let id = user_key(user.id);
             records.insert(&id, encode_user(user));
-            names.insert(index_key(&user.username), &id);
+            names.push((index_key(&user.username), id));
             if let Some(email) = &user.email {
-                emails.insert(index_key(email), &id);
+                emails.push((index_key(email), id));
             }
         }
         self.users.apply_batch(records)?;
-        self.usernames.apply_batch(names)?;
-        self.emails.apply_batch(emails)?;
+        self.usernames.add_bulk(names)?;
+        self.emails.add_bulk(emails)?;
         let count = self.user_count() as u64 + users.len() as u64;
         self.meta.insert(USER_COUNT, &count.to_be_bytes())?;
         Ok(())

@@ -3,8 +3,11 @@
 //!
 //! Trees:
 //! - `users`: user id (u64 BE) → versioned user record (`users.rs`)
-//! - `usernames`, `emails`: lowercased name or email → user id (unique
-//!   indexes, changed in the same transactions as the records)
+//! - `username_buckets`, `email_buckets`: the unique indexes (lowercased
+//!   name or email → user id, changed in the same transactions as the
+//!   records), in buckets by a keyed hash of the name (`index.rs`);
+//!   `usernames` and `emails`, an entry per name, are what databases of
+//!   schema 2 held: moved into buckets at open, then dropped
 //! - `revocations`: the first two bytes of a token `jti` → version byte +
 //!   that bucket's revocations, each `jti` ++ expiry (u64 BE)
 //!   (`revocations.rs`); `revoked`, one entry per revocation, is what
@@ -24,7 +27,8 @@
 //!   (user id ++ `jti` → nothing) are what databases of schema 2 held:
 //!   moved into lists at open, then dropped
 //! - `meta`: `schema` (u32 BE), `user_count`, `max_ttl` (the longest token
-//!   lifetime ever configured), `id_base` (u64 BE). The file `latch-schema`
+//!   lifetime ever configured), `id_base` (u64 BE), `index_key` (the
+//!   32-byte secret of the indexes' bucket hash; not in backups). The file `latch-schema`
 //!   beside the database says the schema was written.
 //!
 //! Every write method that acknowledges something to a client returns only
@@ -37,6 +41,7 @@ mod bans;
 #[cfg(feature = "bench")]
 mod bulk;
 mod cutoffs;
+mod index;
 mod prune;
 mod records;
 mod revocations;
@@ -57,7 +62,8 @@ pub use sessions::MAX_SESSIONS_PER_USER;
 pub use users::{NewUser, Write};
 
 /// The schema this build reads and writes. 2: revocations in buckets
-/// (`revocations.rs`); 3: sessions in one list per user (`sessions.rs`).
+/// (`revocations.rs`); 3: sessions in one list per user (`sessions.rs`)
+/// and the unique indexes in buckets (`index.rs`).
 /// A database of schema 1 or 2 is upgraded at open. Any
 /// change to the set of trees or to a record's encoding takes a new
 /// version: a latch that does not know a schema refuses to open it, so an
@@ -88,6 +94,31 @@ const ID_BASE: &str = "id_base";
 /// `meta` key of the longest token lifetime ever configured.
 const MAX_TTL: &str = "max_ttl";
 
+/// `meta` key of the secret the indexes' buckets are hashed with.
+const INDEX_KEY: &str = "index_key";
+
+/// The secret of the indexes' bucket hash, made (durably) on first use.
+fn index_secret(db: &Db) -> Result<[u8; 32]> {
+    let meta = db.open_tree("meta")?;
+    if let Some(v) = meta.get(INDEX_KEY)? {
+        return v
+            .as_ref()
+            .try_into()
+            .map_err(|_| Error::store("the index key is corrupt"));
+    }
+    let secret = crate::crypto::random_bytes::<32>()?;
+    // Only where no other was written meanwhile.
+    let _ = meta.compare_and_swap(INDEX_KEY, None::<&[u8]>, Some(&secret[..]))?;
+    db.flush()?;
+    let stored = meta
+        .get(INDEX_KEY)?
+        .ok_or_else(|| Error::store("the index key was not written"))?;
+    stored
+        .as_ref()
+        .try_into()
+        .map_err(|_| Error::store("the index key is corrupt"))
+}
+
 /// sled's page cache, in bytes. sled's default (1 GiB) lets a big database
 /// keep every page it ever read: with a million users, sessions and
 /// revocations that was 378 MiB of RSS. The hot path reads memory, not
@@ -104,8 +135,8 @@ fn config(dir: &Path) -> sled::Config {
 pub struct Store {
     db: Db,
     users: Tree,
-    usernames: Tree,
-    emails: Tree,
+    usernames: index::Index,
+    emails: index::Index,
     revocations: Tree,
     legacy_revoked: Tree,
     cutoffs: Tree,
@@ -145,10 +176,11 @@ impl Store {
             ))
         })?;
         let db = opened.map_err(|e| open_error(dir, e))?;
+        let secret = index_secret(&db)?;
         let mut store = Store {
             users: db.open_tree("users")?,
-            usernames: db.open_tree("usernames")?,
-            emails: db.open_tree("emails")?,
+            usernames: index::Index::new(db.open_tree("username_buckets")?, &secret),
+            emails: index::Index::new(db.open_tree("email_buckets")?, &secret),
             revocations: db.open_tree("revocations")?,
             legacy_revoked: db.open_tree("revoked")?,
             cutoffs: db.open_tree("cutoffs")?,
@@ -206,6 +238,7 @@ impl Store {
             {
                 self.move_legacy_revocations()?;
                 self.move_legacy_sessions()?;
+                self.move_legacy_indexes()?;
                 self.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
                 self.db.flush()?;
                 Ok(())
@@ -418,7 +451,7 @@ mod tests {
         let expected = [
             "bans",
             "cutoffs",
-            "emails",
+            "email_buckets",
             "fresh",
             "keys",
             "meta",
@@ -427,7 +460,7 @@ mod tests {
             "session_lists",
             "totp",
             "user_keys",
-            "usernames",
+            "username_buckets",
             "users",
         ];
         assert_eq!(

@@ -8,8 +8,8 @@
 use sled::transaction::{
     abort, ConflictableTransactionError, Transactional as _, TransactionalTree,
 };
-use sled::Tree;
 
+use super::index::Index;
 use super::records::{be_u64, decode_user, encode_cutoff, encode_user, index_key, user_key};
 use super::Store;
 use crate::error::{Error, Kind, Result};
@@ -50,18 +50,19 @@ pub(super) fn add_to_count(meta: &TransactionalTree, delta: i64) -> Tx<()> {
 
 /// Points the unique index entry `key` (a name or an email) at the user
 /// `id`, unless it is another user's: then the transaction aborts with
-/// `taken()`. The one check every write of an index makes.
+/// `taken()`. The one check every write of an index makes (`tx` is the
+/// transaction's view of `index`'s tree).
 fn claim(
-    index: &TransactionalTree,
+    index: &Index,
+    tx: &TransactionalTree,
     key: &[u8],
-    id: &[u8],
+    id: [u8; 8],
     taken: impl FnOnce() -> Error,
 ) -> Tx<()> {
-    if index.get(key)?.is_some_and(|owner| owner.as_ref() != id) {
+    if index.get_tx(tx, key)?.is_some_and(|owner| owner != id) {
         return abort(taken());
     }
-    index.insert(key, id)?;
-    Ok(())
+    index.insert_tx(tx, key, id)
 }
 
 impl Store {
@@ -80,24 +81,28 @@ impl Store {
         let email_key = user.email.as_deref().map(index_key);
         let id = user_key(user.id);
         let gate = self.shared();
-        (&self.users, &self.usernames, &self.emails, &self.meta).transaction(
-            |(users, names, emails, meta)| {
-                // An id is never reused; a collision is a bug, not a user.
-                if users.get(id)?.is_some() {
-                    return abort(Error::internal("a new user id is already taken"));
-                }
-                claim(names, &name_key, &id, || {
-                    Error::new(Kind::Conflict("username is taken"))
+        let trees = (
+            &self.users,
+            &self.usernames.tree,
+            &self.emails.tree,
+            &self.meta,
+        );
+        trees.transaction(|(users, names, emails, meta)| {
+            // An id is never reused; a collision is a bug, not a user.
+            if users.get(id)?.is_some() {
+                return abort(Error::internal("a new user id is already taken"));
+            }
+            claim(&self.usernames, names, &name_key, id, || {
+                Error::new(Kind::Conflict("username is taken"))
+            })?;
+            if let Some(key) = &email_key {
+                claim(&self.emails, emails, key, id, || {
+                    Error::new(Kind::Conflict("email is taken"))
                 })?;
-                if let Some(key) = &email_key {
-                    claim(emails, key, &id, || {
-                        Error::new(Kind::Conflict("email is taken"))
-                    })?;
-                }
-                users.insert(&id, record.as_slice())?;
-                add_to_count(meta, 1)
-            },
-        )?;
+            }
+            users.insert(&id, record.as_slice())?;
+            add_to_count(meta, 1)
+        })?;
         drop(gate);
         self.flush().await?;
         Ok(user)
@@ -121,9 +126,9 @@ impl Store {
         self.user_by_index(&self.emails, email)
     }
 
-    fn user_by_index(&self, index: &Tree, name: &str) -> Result<Option<User>> {
-        match index.get(index_key(name))? {
-            Some(id) => self.user(UserId::new(be_u64(&id, "a user index entry")?)),
+    fn user_by_index(&self, index: &Index, name: &str) -> Result<Option<User>> {
+        match index.get(&index_key(name))? {
+            Some(id) => self.user(UserId::new(u64::from_be_bytes(id))),
             None => Ok(None),
         }
     }
@@ -182,16 +187,16 @@ impl Store {
         let key = user_key(id);
         let new_index = email.map(index_key);
         let gate = self.shared();
-        let updated = (&self.users, &self.emails).transaction(|(users, emails)| {
+        let updated = (&self.users, &self.emails.tree).transaction(|(users, emails)| {
             let Some(old) = users.get(key)? else {
                 return Ok(None);
             };
             let mut user = decode_user(id, &old).map_err(ConflictableTransactionError::Abort)?;
             if let Some(old_email) = &user.email {
-                emails.remove(index_key(old_email))?;
+                self.emails.remove_tx(emails, &index_key(old_email))?;
             }
             if let Some(index) = &new_index {
-                claim(emails, index, &key, || {
+                claim(&self.emails, emails, index, key, || {
                     Error::new(Kind::Conflict("email is taken"))
                 })?;
             }
@@ -262,8 +267,8 @@ impl Store {
         let gate = self.shared();
         let trees = (
             &self.users,
-            &self.usernames,
-            &self.emails,
+            &self.usernames.tree,
+            &self.emails.tree,
             &self.cutoffs,
             &self.keys,
             &self.user_keys,
@@ -276,9 +281,9 @@ impl Store {
                 if users.remove(&id)?.is_some() {
                     add_to_count(meta, -1)?;
                 }
-                names.remove(name_key.as_slice())?;
+                self.usernames.remove_tx(names, &name_key)?;
                 if let Some(e) = &email_key {
-                    emails.remove(e.as_slice())?;
+                    self.emails.remove_tx(emails, e)?;
                 }
                 for (index, hash) in &key_entries {
                     keys.remove(hash)?;
@@ -313,8 +318,8 @@ impl Store {
         let gate = self.shared();
         let trees = (
             &self.users,
-            &self.usernames,
-            &self.emails,
+            &self.usernames.tree,
+            &self.emails.tree,
             &self.cutoffs,
             &self.meta,
         );
@@ -327,12 +332,18 @@ impl Store {
                         if users.get(id)?.is_some() {
                             return abort(Error::internal("a new user id is already taken"));
                         }
-                        claim(names, &index_key(&user.username), &id, || {
-                            Error::config(format_args!(
-                                "user {:?}: the name is taken",
-                                user.username
-                            ))
-                        })?;
+                        claim(
+                            &self.usernames,
+                            names,
+                            &index_key(&user.username),
+                            id,
+                            || {
+                                Error::config(format_args!(
+                                    "user {:?}: the name is taken",
+                                    user.username
+                                ))
+                            },
+                        )?;
                         add_to_count(meta, 1)?;
                     }
                     Some(before) => {
@@ -344,12 +355,12 @@ impl Store {
                             )));
                         }
                         if let Some(old) = &before.email {
-                            emails.remove(index_key(old))?;
+                            self.emails.remove_tx(emails, &index_key(old))?;
                         }
                     }
                 }
                 if let Some(email) = &user.email {
-                    claim(emails, &index_key(email), &id, || {
+                    claim(&self.emails, emails, &index_key(email), id, || {
                         Error::config(format_args!(
                             "user {:?}: the email {email} is another user's",
                             user.username
