@@ -40,6 +40,7 @@ pub fn seed(
 ) -> Result<()> {
     let store = Store::open(dir)?;
     let ids = seed_users(&store, users, now)?;
+    store.index_users()?;
     let all = (0..revocations)
         .map(|_| Ok((crypto::random_bytes::<16>()?, now + 86_400)))
         .collect::<Result<Vec<_>>>()?;
@@ -86,9 +87,10 @@ fn seed_users(store: &Store, users: u64, now: u64) -> Result<Vec<UserId>> {
     Ok(ids)
 }
 
-/// `sessions` sessions of random users among `ids`, in batches.
+/// `sessions` sessions of random users among `ids`, loaded at once (so
+/// each user's list is written once).
 fn seed_sessions(store: &Store, ids: &[UserId], sessions: u64, now: u64) -> Result<()> {
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Vec::with_capacity(sessions as usize);
     for i in 0..sessions {
         let [a, b, c, d, pick, ..] = crypto::random_bytes::<16>()?;
         let user = ids[(u32::from_le_bytes([a, b, c, d]) as usize) % ids.len().max(1)];
@@ -105,9 +107,6 @@ fn seed_sessions(store: &Store, ids: &[UserId], sessions: u64, now: u64) -> Resu
             domain: None,
             factors: Factors::Password,
         });
-        if batch.len() == BATCH {
-            store.import_sessions(std::mem::take(&mut batch))?;
-        }
     }
     store.import_sessions(batch)
 }

@@ -11,7 +11,8 @@
 //! schema read alike; the `user_sessions` lines of older backups are
 //! checked and dropped (a session record names its user). The unique
 //! indexes are written a line per name (`usernames`, `emails`: name →
-//! user id), whatever buckets this database keeps them in.
+//! user id, in name order); a restore checks those lines and rebuilds the
+//! indexes from the user records, refusing two users of one name.
 //!
 //! It never overwrites: a restore goes only into an empty store.
 
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::{
     be_u64, decode_cutoff, decode_expiry, decode_key, decode_session, decode_totp, decode_user,
-    encode_expiry, encode_session,
+    encode_expiry, encode_session, index_key, user_key,
 };
 use super::revocations::{bucket_of, Revocation};
 use super::users::USER_COUNT;
@@ -252,7 +253,10 @@ impl Store {
         self.db.flush()?;
         self.id_base = base;
         for (name, batch) in checked.batches {
-            self.db.open_tree(name)?.apply_batch(batch)?;
+            // Those kept elsewhere are written below.
+            if !matches!(name, "revoked" | "sessions" | "usernames" | "emails") {
+                self.db.open_tree(name)?.apply_batch(batch)?;
+            }
         }
         self.add_revocations_bulk(checked.revocations)?;
         self.add_sessions_bulk(checked.sessions)?;
@@ -296,9 +300,26 @@ struct Checked {
     /// Sessions, written into their users' lists rather than a batch
     /// (past `MAX_SESSIONS_PER_USER` a user's oldest are revoked).
     sessions: Vec<Session>,
-    /// The unique indexes' entries, written into their buckets.
+    /// The unique indexes' entries, from the user records (not from the
+    /// index lines), written into their buckets.
     usernames: Vec<super::index::Entry>,
     emails: Vec<super::index::Entry>,
+}
+
+impl Checked {
+    /// The whole file was read: no name or email is two users'.
+    fn finish(mut self) -> Result<Checked> {
+        for (entries, what) in [
+            (&mut self.usernames, "two users share a username"),
+            (&mut self.emails, "two users share an email"),
+        ] {
+            entries.sort_unstable();
+            if entries.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(invalid(what));
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// The most revocations a restored bucket may get: random ids put 65,536
@@ -341,7 +362,7 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
     for line in lines {
         let line = line.map_err(|e| invalid(&e.to_string()))?;
         match serde_json::from_str(&line).map_err(|_| invalid("a line is not JSON"))? {
-            LineIn::End { end } if end.0 == Some(checked.count as u64) => return Ok(checked),
+            LineIn::End { end } if end.0 == Some(checked.count as u64) => return checked.finish(),
             LineIn::End { .. } => {
                 return Err(invalid("the entry count does not match (truncated?)"))
             }
@@ -398,19 +419,18 @@ impl Checked {
             }
             self.revocations.push((jti, decode_expiry(&value)?));
         } else if *name == "usernames" || *name == "emails" {
-            let id: [u8; 8] = value
-                .as_slice()
-                .try_into()
-                .map_err(|_| invalid("an index entry has the wrong size"))?;
-            let entries = if *name == "usernames" {
-                &mut self.usernames
-            } else {
-                &mut self.emails
-            };
-            entries.push((key, id));
+            // Checked (above) and dropped: rebuilt from the records.
         } else if *name == "sessions" {
             self.sessions.push(decode_session(&key, &value)?);
         } else {
+            if *name == "users" {
+                let user = decode_user(UserId::new(id), &value)?;
+                let key = user_key(user.id);
+                self.usernames.push((index_key(&user.username), key));
+                if let Some(email) = &user.email {
+                    self.emails.push((index_key(email), key));
+                }
+            }
             batch.insert(key, value);
         }
         self.count += 1;
@@ -804,5 +824,44 @@ mod tests {
         );
         let e = read_backup(text.as_bytes()).err().unwrap();
         assert!(e.to_string().contains("too long"), "{e}");
+    }
+
+    #[test]
+    fn the_indexes_are_rebuilt_from_the_users_and_a_shared_name_is_refused() {
+        let user = |id: u64, name: &str| crate::model::User {
+            id: UserId::new(id),
+            username: name.into(),
+            email: None,
+            password_hash: "$scrypt$x".into(),
+            groups: vec![],
+            created_at: 1,
+        };
+        let encode = super::super::records::encode_user;
+        let file = |users: &[crate::model::User], extra: &[String]| {
+            let mut text = String::from("{\"latch_backup\":1,\"schema\":2}\n");
+            for u in users {
+                text += &line("users", &u.id.get().to_be_bytes(), &encode(u));
+                text += "\n";
+            }
+            for l in extra {
+                text += l;
+                text += "\n";
+            }
+            text + &format!("{{\"end\":{}}}\n", users.len() + extra.len())
+        };
+        // An index line naming another user than the record does not
+        // decide who the name is.
+        let lying = line("usernames", b"alice", &2u64.to_be_bytes());
+        let text = file(&[user(1, "alice"), user(2, "bob")], &[lying]);
+        let mut into = TempStore::new();
+        into.store
+            .restore(text.as_bytes(), &|_, _| true, false)
+            .unwrap();
+        let alice = into.store.user_by_name("alice").unwrap().unwrap();
+        assert_eq!(alice.id, UserId::new(1));
+        // Two records of one name (in any case) are refused.
+        let text = file(&[user(1, "alice"), user(2, "ALICE")], &[]);
+        let e = read_backup(text.as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("two users share a username"), "{e}");
     }
 }

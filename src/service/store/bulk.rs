@@ -2,7 +2,7 @@
 //! and revocations in batches, without transactions or per-write flushes.
 //! Not part of the production API.
 
-use super::records::{encode_user, index_key, user_key};
+use super::records::{encode_user, user_key};
 use super::users::USER_COUNT;
 use super::Store;
 use crate::error::Result;
@@ -10,25 +10,24 @@ use crate::model::{Session, User};
 use crate::token::JTI_LEN;
 
 impl Store {
-    /// Loads users in bulk, one batch per tree. Ids must come from
-    /// [`Store::new_id`] and names must be new.
+    /// Loads user records in bulk, one batch. Ids must come from
+    /// [`Store::new_id`] and names must be new; [`Store::index_users`]
+    /// writes their names and emails once all are loaded (each index
+    /// bucket written once, not once a batch).
     pub fn import_users(&self, users: &[User]) -> Result<()> {
         let mut records = sled::Batch::default();
-        let (mut names, mut emails) = (Vec::new(), Vec::new());
         for user in users {
-            let id = user_key(user.id);
-            records.insert(&id, encode_user(user));
-            names.push((index_key(&user.username), id));
-            if let Some(email) = &user.email {
-                emails.push((index_key(email), id));
-            }
+            records.insert(&user_key(user.id), encode_user(user));
         }
         self.users.apply_batch(records)?;
-        self.usernames.add_bulk(names)?;
-        self.emails.add_bulk(emails)?;
         let count = self.user_count() as u64 + users.len() as u64;
         self.meta.insert(USER_COUNT, &count.to_be_bytes())?;
         Ok(())
+    }
+
+    /// Writes the unique indexes of every loaded user.
+    pub fn index_users(&self) -> Result<()> {
+        self.rebuild_indexes()
     }
 
     /// Loads revocations in bulk (all at once: one write per bucket).

@@ -11,7 +11,8 @@
 //! one bucket, whose every write rewrites it whole.
 //!
 //! Databases of schema 2 keep one entry per name in `usernames` and
-//! `emails`: [`Store::open`] moves them into buckets.
+//! `emails`: [`Store::open`] rebuilds the buckets from the user records
+//! and drops those trees. A restore rebuilds them from the records too.
 //!
 //! It never checks a name; the users' code does, in its transactions.
 
@@ -155,27 +156,32 @@ impl Index {
         Self::store_tx(tx, key, &entries)
     }
 
-    /// Inside a transaction on [`Index::tree`]: removes `name`.
-    pub(super) fn remove_tx(&self, tx: &TransactionalTree, name: &[u8]) -> Tx<()> {
+    /// Inside a transaction on [`Index::tree`]: removes `name` if it
+    /// points at `owner` (a caller's stale copy of a user must not free a
+    /// name another user took since).
+    pub(super) fn remove_tx(&self, tx: &TransactionalTree, name: &[u8], owner: [u8; 8]) -> Tx<()> {
         let (key, mut entries) = self.bucket_tx(tx, name)?;
         let before = entries.len();
-        entries.retain(|(n, _)| n.as_slice() != name);
+        entries.retain(|(n, id)| n.as_slice() != name || *id != owner);
         if entries.len() != before {
             Self::store_tx(tx, key, &entries)?;
         }
         Ok(())
     }
 
-    /// Calls `each` with every entry, stopping at its first error; returns
-    /// how many there were.
+    /// Calls `each` with every entry in name order (not bucket order,
+    /// which would tell which names share a bucket), stopping at its first
+    /// error; returns how many there were.
     pub(super) fn each(&self, mut each: impl FnMut(Entry) -> Result<()>) -> Result<usize> {
-        let mut n = 0;
+        let mut all = Vec::new();
         for bucket in self.tree.iter() {
             let (key, bytes) = bucket?;
-            for entry in decode(self, &key, &bytes)? {
-                each(entry)?;
-                n += 1;
-            }
+            all.extend(decode(self, &key, &bytes)?);
+        }
+        all.sort_unstable();
+        let n = all.len();
+        for entry in all {
+            each(entry)?;
         }
         Ok(n)
     }
@@ -213,36 +219,6 @@ impl Index {
     }
 }
 
-impl super::Store {
-    /// Moves the indexes a database of schema 2 holds one entry per name
-    /// (`usernames`, `emails`) into buckets, durably before the old trees
-    /// are dropped (the caller's schema write flushes their removal).
-    /// Idempotent: should it stop half-way, the next open does it again.
-    pub(super) fn move_legacy_indexes(&self) -> Result<()> {
-        for (legacy, index) in [("usernames", &self.usernames), ("emails", &self.emails)] {
-            if !self.db.tree_names().iter().any(|n| n == legacy.as_bytes()) {
-                continue;
-            }
-            let tree = self.db.open_tree(legacy)?;
-            let mut all = Vec::with_capacity(tree.len());
-            for entry in tree.iter() {
-                let (name, id) = entry?;
-                let id: [u8; 8] = id
-                    .as_ref()
-                    .try_into()
-                    .map_err(|_| Error::store("an index entry is corrupt"))?;
-                all.push((name.to_vec(), id));
-            }
-            index.add_bulk(all)?;
-            self.db.flush()?;
-            drop(tree);
-            // Dropped, not cleared: a clear removes entry by entry.
-            self.db.drop_tree(legacy)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::TempStore;
@@ -270,11 +246,13 @@ mod tests {
             })
             .unwrap();
         assert_eq!((counted, names.len()), (1_000, 1_000));
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "in name order");
         index
             .tree
             .transaction(|tx| {
                 assert_eq!(index.get_tx(tx, b"user8")?, Some(id(8)));
-                index.remove_tx(tx, b"user8")?;
+                index.remove_tx(tx, b"user9", id(1))?;
+                index.remove_tx(tx, b"user8", id(8))?;
                 index.insert_tx(tx, b"alice", id(5_000))?;
                 // A transaction reads its own writes.
                 assert_eq!(index.get_tx(tx, b"user8")?, None);
@@ -283,6 +261,11 @@ mod tests {
             })
             .unwrap();
         assert_eq!(index.get(b"user8").unwrap(), None);
+        assert_eq!(
+            index.get(b"user9").unwrap(),
+            Some(id(9)),
+            "not freed by one who does not own it"
+        );
         assert_eq!(index.get(b"alice").unwrap(), Some(id(5_000)));
     }
 
@@ -302,31 +285,49 @@ mod tests {
         );
     }
 
-    #[test]
-    fn an_open_moves_the_indexes_of_schema_2_into_buckets() {
+    #[tokio::test]
+    async fn an_open_rebuilds_the_indexes_of_schema_2_from_the_users() {
         let dir = crate::fsutil::TempDir::new("legacy-index");
-        {
+        let (alice, bob) = {
             let store = super::super::Store::open(dir.path()).unwrap();
-            let names = store.db.open_tree("usernames").unwrap();
-            names.insert(b"alice", &id(1)).unwrap();
-            names.insert(b"bob", &id(2)).unwrap();
-            let emails = store.db.open_tree("emails").unwrap();
-            emails.insert(b"a@x.test", &id(1)).unwrap();
-            // Half-way through an earlier move: one is in a bucket already.
-            store
-                .usernames
-                .add_bulk([(b"alice".to_vec(), id(1))])
+            let new = |name, email| super::super::NewUser {
+                username: name,
+                email,
+                password_hash: "$scrypt$x".into(),
+                groups: vec![],
+                created_at: 1,
+            };
+            let alice = store
+                .create_user(new("Alice", Some("a@x.test")))
+                .await
                 .unwrap();
+            let bob = store.create_user(new("bob", None)).await.unwrap();
+            // As schema 2 left it: an entry per name in trees of their own
+            // (one stale), no buckets.
+            store.usernames.tree.clear().unwrap();
+            store.emails.tree.clear().unwrap();
+            let names = store.db.open_tree("usernames").unwrap();
+            names
+                .insert(b"alice", &alice.id.get().to_be_bytes())
+                .unwrap();
+            names.insert(b"ghost", &id(99)).unwrap();
+            store.db.open_tree("emails").unwrap();
             store
                 .meta
                 .insert("schema", &super::super::SCHEMA_V2.to_be_bytes())
                 .unwrap();
             store.db.flush().unwrap();
-        }
+            (alice, bob)
+        };
         let store = super::super::reopen(dir.path()).unwrap();
-        assert_eq!(store.usernames.get(b"alice").unwrap(), Some(id(1)));
-        assert_eq!(store.usernames.get(b"bob").unwrap(), Some(id(2)));
-        assert_eq!(store.emails.get(b"a@x.test").unwrap(), Some(id(1)));
+        assert_eq!(store.user_by_name("alice").unwrap(), Some(alice.clone()));
+        assert_eq!(store.user_by_name("BOB").unwrap(), Some(bob));
+        assert_eq!(store.user_by_email("a@x.test").unwrap(), Some(alice));
+        assert_eq!(
+            store.usernames.get(b"ghost").unwrap(),
+            None,
+            "from the records"
+        );
         let names = store.db.tree_names();
         assert!(!names
             .iter()

@@ -78,6 +78,9 @@ const SCHEMA_V1: u32 = 1;
 /// `user_sessions`.
 const SCHEMA_V2: u32 = 2;
 
+/// Trees of schema 2 that schema 3 keeps elsewhere (see `finish_moves`).
+const LEGACY_TREES: [&str; 4] = ["user_sessions", "sessions", "usernames", "emails"];
+
 /// `meta` key present while a restore is writing (see `Store::restore`).
 const RESTORING: &str = "restoring";
 
@@ -97,7 +100,9 @@ const MAX_TTL: &str = "max_ttl";
 /// `meta` key of the secret the indexes' buckets are hashed with.
 const INDEX_KEY: &str = "index_key";
 
-/// The secret of the indexes' bucket hash, made (durably) on first use.
+/// The secret of the indexes' bucket hash, made (durably) for a new
+/// database or one of a schema before it. Anywhere else a missing one is
+/// damage: under a new secret every name would look free.
 fn index_secret(db: &Db) -> Result<[u8; 32]> {
     let meta = db.open_tree("meta")?;
     if let Some(v) = meta.get(INDEX_KEY)? {
@@ -105,6 +110,13 @@ fn index_secret(db: &Db) -> Result<[u8; 32]> {
             .as_ref()
             .try_into()
             .map_err(|_| Error::store("the index key is corrupt"));
+    }
+    let schema = meta.get("schema")?;
+    let before_it = [SCHEMA_V1, SCHEMA_V2].map(u32::to_be_bytes);
+    if schema.is_some_and(|v| !before_it.iter().any(|b| v.as_ref() == b)) {
+        return Err(Error::store(
+            "the database's index key is missing: it is corrupt; restore it from a backup",
+        ));
     }
     let secret = crate::crypto::random_bytes::<32>()?;
     // Only where no other was written meanwhile.
@@ -197,6 +209,7 @@ impl Store {
         };
         store.id_base = store.meta_u64(ID_BASE)?.unwrap_or(0);
         store.check_schema(dir)?;
+        store.finish_moves()?;
         if store.meta.contains_key(RESTORING)? {
             return Err(Error::store(format_args!(
                 "a restore into {} did not finish; remove the directory and restore again",
@@ -231,14 +244,15 @@ impl Store {
             Some(v) if v.as_ref() == SCHEMA_VERSION.to_be_bytes() => Ok(()),
             // Upgraded in place: should it stop half-way, the database is
             // still of its old schema and the next open does it again.
+            // The sessions' and indexes' trees are moved after the new
+            // schema is written (`finish_moves`): an older latch then
+            // refuses a database whose move stopped half-way.
             Some(v)
                 if (v.as_ref() == SCHEMA_V1.to_be_bytes()
                     || v.as_ref() == SCHEMA_V2.to_be_bytes())
                     && marker.exists() =>
             {
                 self.move_legacy_revocations()?;
-                self.move_legacy_sessions()?;
-                self.move_legacy_indexes()?;
                 self.meta.insert("schema", &SCHEMA_VERSION.to_be_bytes())?;
                 self.db.flush()?;
                 Ok(())
@@ -248,6 +262,34 @@ impl Store {
                 v.as_ref()
             ))),
         }
+    }
+
+    /// Moves what a database of schema 2 kept in trees of its own (a
+    /// record per session, an entry per name) into lists and buckets, then
+    /// drops those trees. Runs at every open while any is left, so a move
+    /// that stopped half-way is finished by the next open.
+    fn finish_moves(&self) -> Result<()> {
+        let names = self.db.tree_names();
+        let present = |tree: &str| names.iter().any(|n| n == tree.as_bytes());
+        let legacy = LEGACY_TREES.into_iter().filter(|t| present(t));
+        let legacy: Vec<&str> = legacy.collect();
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        if present("sessions") {
+            self.copy_legacy_sessions()?;
+        }
+        if present("usernames") || present("emails") {
+            self.rebuild_indexes()?;
+        }
+        self.db.flush()?;
+        for tree in legacy {
+            // Dropped, not cleared: a clear removes entry by entry (most
+            // of a minute for a million).
+            self.db.drop_tree(tree)?;
+        }
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Shared access for a writer (see `gate`).
@@ -467,6 +509,19 @@ mod tests {
             (SCHEMA_VERSION, trees),
             (3, expected.map(String::from).to_vec())
         );
+    }
+
+    #[test]
+    fn a_lost_index_key_is_damage_not_a_new_key() {
+        // Found by review: under a new key every name would look free.
+        let dir = crate::fsutil::TempDir::new("index-key");
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.meta.remove(INDEX_KEY).unwrap();
+            store.db.flush().unwrap();
+        }
+        let e = reopen(dir.path()).err().unwrap();
+        assert!(e.to_string().contains("index key is missing"), "{e}");
     }
 
     #[test]

@@ -38,6 +38,7 @@ const LIST_V1: u8 = 1;
 
 /// Schema 2's trees: a record per session, and an index per user.
 const LEGACY_SESSIONS: &str = "sessions";
+#[cfg(test)]
 const LEGACY_INDEX: &str = "user_sessions";
 
 /// The sessions of the list stored under `key` (a user id), or the list
@@ -282,24 +283,13 @@ impl Store {
         Ok(())
     }
 
-    /// Moves the sessions a database of schema 2 holds one per entry
-    /// (`sessions`, indexed by `user_sessions`) into lists, durably before
-    /// the old trees are dropped (the caller's schema write flushes their
-    /// removal). They are read whole first (a million took 0.8 GB, once),
-    /// so each list is written once. Past [`MAX_SESSIONS_PER_USER`] (schema
-    /// 2 kept any number) a user's oldest are revoked. Idempotent: should
-    /// it stop half-way, the next open does it again (a session already in
-    /// its list stays once; the index goes first, so the records' tree
-    /// says a move is due).
-    pub(super) fn move_legacy_sessions(&self) -> Result<()> {
-        if !self
-            .db
-            .tree_names()
-            .iter()
-            .any(|n| n == LEGACY_SESSIONS.as_bytes())
-        {
-            return Ok(());
-        }
+    /// Copies the sessions a database of schema 2 holds one per entry
+    /// (`sessions`) into lists; `Store::finish_moves` drops the old trees
+    /// after. Read whole first (a million took 0.9 GB, once), so each list
+    /// is written once; past [`MAX_SESSIONS_PER_USER`] (schema 2 kept any
+    /// number) a user's oldest are revoked. Idempotent: a session already
+    /// in its list stays once.
+    pub(super) fn copy_legacy_sessions(&self) -> Result<()> {
         let legacy = self.db.open_tree(LEGACY_SESSIONS)?;
         let mut by_user: BTreeMap<UserId, Vec<Session>> = BTreeMap::new();
         for entry in legacy.iter() {
@@ -307,14 +297,7 @@ impl Store {
             let session = decode_session(&id, &value)?;
             by_user.entry(session.user_id).or_default().push(session);
         }
-        self.add_lists(by_user)?;
-        self.db.flush()?;
-        // Dropped, not cleared: a clear removes entry by entry (most of a
-        // minute for a million).
-        drop(legacy);
-        self.db.drop_tree(LEGACY_INDEX)?;
-        self.db.drop_tree(LEGACY_SESSIONS)?;
-        Ok(())
+        self.add_lists(by_user)
     }
 }
 
@@ -449,8 +432,10 @@ mod tests {
         assert!(!names
             .iter()
             .any(|n| n == LEGACY_SESSIONS.as_bytes() || n == LEGACY_INDEX.as_bytes()));
-        // Nothing left to move: another move changes nothing.
-        store.move_legacy_sessions().unwrap();
+        // Nothing left to move: another open changes nothing.
+        drop(store);
+        let store = super::super::reopen(dir.path()).unwrap();
         assert_eq!(store.session_lists.len(), 2);
+        assert_eq!(store.user_sessions(UserId::new(7)).unwrap().len(), 2);
     }
 }

@@ -133,6 +133,22 @@ impl Store {
         }
     }
 
+    /// Rebuilds both unique indexes from the user records (a database of
+    /// schema 2 kept them in trees of their own; a restore): what is in
+    /// the buckets stays, each record's name and email point at it.
+    pub(super) fn rebuild_indexes(&self) -> Result<()> {
+        let (mut names, mut emails) = (Vec::new(), Vec::new());
+        for user in self.users()? {
+            let id = user_key(user.id);
+            names.push((index_key(&user.username), id));
+            if let Some(email) = &user.email {
+                emails.push((index_key(email), id));
+            }
+        }
+        self.usernames.add_bulk(names)?;
+        self.emails.add_bulk(emails)
+    }
+
     /// Every user, by id.
     pub fn users(&self) -> Result<Vec<User>> {
         self.users
@@ -193,7 +209,7 @@ impl Store {
             };
             let mut user = decode_user(id, &old).map_err(ConflictableTransactionError::Abort)?;
             if let Some(old_email) = &user.email {
-                self.emails.remove_tx(emails, &index_key(old_email))?;
+                self.emails.remove_tx(emails, &index_key(old_email), key)?;
             }
             if let Some(index) = &new_index {
                 claim(&self.emails, emails, index, key, || {
@@ -281,9 +297,9 @@ impl Store {
                 if users.remove(&id)?.is_some() {
                     add_to_count(meta, -1)?;
                 }
-                self.usernames.remove_tx(names, &name_key)?;
+                self.usernames.remove_tx(names, &name_key, id)?;
                 if let Some(e) = &email_key {
-                    self.emails.remove_tx(emails, e)?;
+                    self.emails.remove_tx(emails, e, id)?;
                 }
                 for (index, hash) in &key_entries {
                     keys.remove(hash)?;
@@ -355,7 +371,7 @@ impl Store {
                             )));
                         }
                         if let Some(old) = &before.email {
-                            self.emails.remove_tx(emails, &index_key(old))?;
+                            self.emails.remove_tx(emails, &index_key(old), id)?;
                         }
                     }
                 }
