@@ -21,9 +21,9 @@ impl Store {
         let index = user_key_index(key.user_id, key.id);
         let owner = user_key(key.user_id);
         let gate = self.shared();
-        let trees = (&self.users, &self.cutoffs, &self.keys, &self.user_keys);
+        let trees = (&self.users.tree, &self.cutoffs, &self.keys, &self.user_keys);
         trees.transaction(|(users, cutoffs, keys, user_keys)| {
-            if users.get(owner)?.is_none() {
+            if super::by_id::ById::get_tx(users, key.user_id.get())?.is_none() {
                 return abort(Error::new(Kind::NotFound));
             }
             let cutoff = match cutoffs.get(owner)? {

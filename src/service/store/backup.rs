@@ -151,6 +151,21 @@ impl Store {
         )?;
         let mut count = 0;
         for name in BACKUP_TREES {
+            if name == "users" {
+                // Written one line per user, as before buckets.
+                let mut n = 0;
+                self.users.each(|(id, record)| {
+                    n += 1;
+                    let entry = Entry {
+                        key: crypto::b64_encode(&id.to_be_bytes()),
+                        tree: name,
+                        value: crypto::b64_encode(&record),
+                    };
+                    write_line(out, &entry)
+                })?;
+                count += n;
+                continue;
+            }
             if name == "revoked" {
                 // Written one line per revocation, as before buckets.
                 count += self.each_revocation(|(jti, exp)| {
@@ -219,9 +234,14 @@ impl Store {
         opens: &dyn Fn(UserId, &[u8]) -> bool,
         drop_totp: bool,
     ) -> Result<usize> {
-        let empty = ["users", "revocations", "keys", "cutoffs"]
-            .iter()
-            .all(|t| self.db.open_tree(t).map(|t| t.is_empty()).unwrap_or(false));
+        let empty = [
+            &self.users.tree,
+            &self.revocations,
+            &self.keys,
+            &self.cutoffs,
+        ]
+        .iter()
+        .all(|t| t.is_empty());
         if !empty {
             return Err(Error::store(
                 "the data directory already holds users or tokens; restore into an empty one",
@@ -254,11 +274,15 @@ impl Store {
         self.id_base = base;
         for (name, batch) in checked.batches {
             // Those kept elsewhere are written below.
-            if !matches!(name, "revoked" | "sessions" | "usernames" | "emails") {
+            if !matches!(
+                name,
+                "users" | "revoked" | "sessions" | "usernames" | "emails"
+            ) {
                 self.db.open_tree(name)?.apply_batch(batch)?;
             }
         }
         self.add_revocations_bulk(checked.revocations)?;
+        self.users.add_bulk(checked.users)?;
         self.add_sessions_bulk(checked.sessions)?;
         self.usernames.add_bulk(checked.usernames)?;
         self.emails.add_bulk(checked.emails)?;
@@ -300,6 +324,8 @@ struct Checked {
     /// Sessions, written into their users' lists rather than a batch
     /// (past `MAX_SESSIONS_PER_USER` a user's oldest are revoked).
     sessions: Vec<Session>,
+    /// User records, written into their buckets.
+    users: Vec<super::by_id::Record>,
     /// The unique indexes' entries, from the user records (not from the
     /// index lines), written into their buckets.
     usernames: Vec<super::index::Entry>,
@@ -356,6 +382,7 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         revocations: Vec::new(),
         per_bucket: Default::default(),
         sessions: Vec::new(),
+        users: Vec::new(),
         usernames: Vec::new(),
         emails: Vec::new(),
     };
@@ -430,8 +457,10 @@ impl Checked {
                 if let Some(email) = &user.email {
                     self.emails.push((index_key(email), key));
                 }
+                self.users.push((id, value));
+            } else {
+                batch.insert(key, value);
             }
-            batch.insert(key, value);
         }
         self.count += 1;
         Ok(())

@@ -2,7 +2,7 @@
 //! and revocations in batches, without transactions or per-write flushes.
 //! Not part of the production API.
 
-use super::records::{encode_user, user_key};
+use super::records::encode_user;
 use super::users::USER_COUNT;
 use super::Store;
 use crate::error::Result;
@@ -15,11 +15,8 @@ impl Store {
     /// writes their names and emails once all are loaded (each index
     /// bucket written once, not once a batch).
     pub fn import_users(&self, users: &[User]) -> Result<()> {
-        let mut records = sled::Batch::default();
-        for user in users {
-            records.insert(&user_key(user.id), encode_user(user));
-        }
-        self.users.apply_batch(records)?;
+        self.users
+            .add_bulk(users.iter().map(|u| (u.id.get(), encode_user(u))))?;
         let count = self.user_count() as u64 + users.len() as u64;
         self.meta.insert(USER_COUNT, &count.to_be_bytes())?;
         Ok(())

@@ -2,7 +2,9 @@
 //! service layer (the HTTP layer cannot name it); one file per entity.
 //!
 //! Trees:
-//! - `users`: user id (u64 BE) → versioned user record (`users.rs`)
+//! - `user_buckets`: the low two bytes of a user id → that bucket's
+//!   versioned user records (`by_id.rs`, `users.rs`); `users`, an entry
+//!   per user, is what databases of schema 2 held: moved at open
 //! - `username_buckets`, `email_buckets`: the unique indexes (lowercased
 //!   name or email → user id, changed in the same transactions as the
 //!   records), in buckets by a keyed hash of the name (`index.rs`);
@@ -40,6 +42,7 @@ mod backup;
 mod bans;
 #[cfg(feature = "bench")]
 mod bulk;
+mod by_id;
 mod cutoffs;
 mod index;
 mod prune;
@@ -62,8 +65,9 @@ pub use sessions::MAX_SESSIONS_PER_USER;
 pub use users::{NewUser, Write};
 
 /// The schema this build reads and writes. 2: revocations in buckets
-/// (`revocations.rs`); 3: sessions in one list per user (`sessions.rs`)
-/// and the unique indexes in buckets (`index.rs`).
+/// (`revocations.rs`); 3: sessions in one list per user (`sessions.rs`),
+/// user records and the unique indexes in buckets (`by_id.rs`,
+/// `index.rs`).
 /// A database of schema 1 or 2 is upgraded at open. Any
 /// change to the set of trees or to a record's encoding takes a new
 /// version: a latch that does not know a schema refuses to open it, so an
@@ -79,7 +83,7 @@ const SCHEMA_V1: u32 = 1;
 const SCHEMA_V2: u32 = 2;
 
 /// Trees of schema 2 that schema 3 keeps elsewhere (see `finish_moves`).
-const LEGACY_TREES: [&str; 4] = ["user_sessions", "sessions", "usernames", "emails"];
+const LEGACY_TREES: [&str; 5] = ["users", "user_sessions", "sessions", "usernames", "emails"];
 
 /// `meta` key present while a restore is writing (see `Store::restore`).
 const RESTORING: &str = "restoring";
@@ -146,7 +150,7 @@ fn config(dir: &Path) -> sled::Config {
 #[derive(Clone)]
 pub struct Store {
     db: Db,
-    users: Tree,
+    users: by_id::ById,
     usernames: index::Index,
     emails: index::Index,
     revocations: Tree,
@@ -190,7 +194,9 @@ impl Store {
         let db = opened.map_err(|e| open_error(dir, e))?;
         let secret = index_secret(&db)?;
         let mut store = Store {
-            users: db.open_tree("users")?,
+            users: by_id::ById {
+                tree: db.open_tree("user_buckets")?,
+            },
             usernames: index::Index::new(db.open_tree("username_buckets")?, &secret),
             emails: index::Index::new(db.open_tree("email_buckets")?, &secret),
             revocations: db.open_tree("revocations")?,
@@ -276,10 +282,13 @@ impl Store {
         if legacy.is_empty() {
             return Ok(());
         }
+        if present("users") {
+            self.copy_legacy_users()?;
+        }
         if present("sessions") {
             self.copy_legacy_sessions()?;
         }
-        if present("usernames") || present("emails") {
+        if present("users") || present("usernames") || present("emails") {
             self.rebuild_indexes()?;
         }
         self.db.flush()?;
@@ -501,9 +510,9 @@ mod tests {
             "revoked",
             "session_lists",
             "totp",
+            "user_buckets",
             "user_keys",
             "username_buckets",
-            "users",
         ];
         assert_eq!(
             (SCHEMA_VERSION, trees),

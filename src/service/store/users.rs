@@ -9,6 +9,7 @@ use sled::transaction::{
     abort, ConflictableTransactionError, Transactional as _, TransactionalTree,
 };
 
+use super::by_id::ById;
 use super::index::Index;
 use super::records::{be_u64, decode_user, encode_cutoff, encode_user, index_key, user_key};
 use super::Store;
@@ -82,14 +83,14 @@ impl Store {
         let id = user_key(user.id);
         let gate = self.shared();
         let trees = (
-            &self.users,
+            &self.users.tree,
             &self.usernames.tree,
             &self.emails.tree,
             &self.meta,
         );
         trees.transaction(|(users, names, emails, meta)| {
             // An id is never reused; a collision is a bug, not a user.
-            if users.get(id)?.is_some() {
+            if ById::get_tx(users, user.id.get())?.is_some() {
                 return abort(Error::internal("a new user id is already taken"));
             }
             claim(&self.usernames, names, &name_key, id, || {
@@ -100,7 +101,7 @@ impl Store {
                     Error::new(Kind::Conflict("email is taken"))
                 })?;
             }
-            users.insert(&id, record.as_slice())?;
+            ById::set_tx(users, user.id.get(), Some(&record))?;
             add_to_count(meta, 1)
         })?;
         drop(gate);
@@ -111,7 +112,7 @@ impl Store {
     /// The user with this id.
     pub fn user(&self, id: UserId) -> Result<Option<User>> {
         self.users
-            .get(user_key(id))?
+            .get(id.get())?
             .map(|bytes| decode_user(id, &bytes))
             .transpose()
     }
@@ -149,15 +150,26 @@ impl Store {
         self.emails.add_bulk(emails)
     }
 
+    /// Copies the user records a database of schema 2 holds one per entry
+    /// (`users`) into buckets; `Store::finish_moves` drops the old tree.
+    pub(super) fn copy_legacy_users(&self) -> Result<()> {
+        let legacy = self.db.open_tree("users")?;
+        let mut all = Vec::with_capacity(legacy.len());
+        for entry in legacy.iter() {
+            let (id, record) = entry?;
+            all.push((be_u64(&id, "a user id")?, record.to_vec()));
+        }
+        self.users.add_bulk(all)
+    }
+
     /// Every user, by id.
     pub fn users(&self) -> Result<Vec<User>> {
-        self.users
-            .iter()
-            .map(|entry| {
-                let (id, bytes) = entry?;
-                decode_user(UserId::new(be_u64(&id, "a user id")?), &bytes)
-            })
-            .collect()
+        let mut all = Vec::new();
+        self.users.each(|(id, bytes)| {
+            all.push(decode_user(UserId::new(id), &bytes)?);
+            Ok(())
+        })?;
+        Ok(all)
     }
 
     /// How many users exist (a counter kept beside them: sled's own `len`
@@ -177,9 +189,8 @@ impl Store {
         id: UserId,
         mut change: impl FnMut(&mut User),
     ) -> Result<Option<User>> {
-        let key = user_key(id);
         loop {
-            let Some(old) = self.users.get(key)? else {
+            let Some(old) = self.users.get(id.get())? else {
                 return Ok(None);
             };
             let mut user = decode_user(id, &old)?;
@@ -187,9 +198,10 @@ impl Store {
             let new = encode_user(&user);
             let swapped = {
                 let _gate = self.shared();
-                self.users.compare_and_swap(key, Some(old), Some(new))?
+                self.users
+                    .compare_and_swap(id.get(), Some(&old), Some(&new))?
             };
-            if swapped.is_ok() {
+            if swapped {
                 self.flush().await?;
                 return Ok(Some(user));
             }
@@ -203,8 +215,8 @@ impl Store {
         let key = user_key(id);
         let new_index = email.map(index_key);
         let gate = self.shared();
-        let updated = (&self.users, &self.emails.tree).transaction(|(users, emails)| {
-            let Some(old) = users.get(key)? else {
+        let updated = (&self.users.tree, &self.emails.tree).transaction(|(users, emails)| {
+            let Some(old) = ById::get_tx(users, id.get())? else {
                 return Ok(None);
             };
             let mut user = decode_user(id, &old).map_err(ConflictableTransactionError::Abort)?;
@@ -217,7 +229,7 @@ impl Store {
                 })?;
             }
             user.email = email.map(str::to_owned);
-            users.insert(&key, encode_user(&user))?;
+            ById::set_tx(users, id.get(), Some(&encode_user(&user)))?;
             Ok(Some(user))
         })?;
         drop(gate);
@@ -241,11 +253,11 @@ impl Store {
         });
         let id = user_key(user.id);
         let gate = self.shared();
-        let changed = (&self.users, &self.cutoffs).transaction(|(users, cutoffs)| {
-            if users.get(id)?.as_deref() != Some(old.as_slice()) {
+        let changed = (&self.users.tree, &self.cutoffs).transaction(|(users, cutoffs)| {
+            if ById::get_tx(users, user.id.get())?.as_deref() != Some(old.as_slice()) {
                 return Ok(false);
             }
-            users.insert(&id, new.as_slice())?;
+            ById::set_tx(users, user.id.get(), Some(&new))?;
             cutoffs.insert(&id, encode_cutoff(cutoff))?;
             Ok(true)
         })?;
@@ -266,7 +278,7 @@ impl Store {
         let _gate = self.shared();
         let _ = self
             .users
-            .compare_and_swap(user_key(user.id), Some(old), Some(new))?;
+            .compare_and_swap(user.id.get(), Some(&old), Some(&new))?;
         Ok(())
     }
 
@@ -282,7 +294,7 @@ impl Store {
         let email_key = user.email.as_deref().map(index_key);
         let gate = self.shared();
         let trees = (
-            &self.users,
+            &self.users.tree,
             &self.usernames.tree,
             &self.emails.tree,
             &self.cutoffs,
@@ -294,7 +306,7 @@ impl Store {
         trees.transaction(
             |(users, names, emails, cutoffs, keys, user_keys, meta, totp)| {
                 totp.remove(&id)?;
-                if users.remove(&id)?.is_some() {
+                if ById::set_tx(users, user.id.get(), None)? {
                     add_to_count(meta, -1)?;
                 }
                 self.usernames.remove_tx(names, &name_key, id)?;
@@ -333,7 +345,7 @@ impl Store {
     pub fn apply_import(&self, writes: &[Write]) -> Result<()> {
         let gate = self.shared();
         let trees = (
-            &self.users,
+            &self.users.tree,
             &self.usernames.tree,
             &self.emails.tree,
             &self.cutoffs,
@@ -345,7 +357,7 @@ impl Store {
                 let id = user_key(user.id);
                 match &write.before {
                     None => {
-                        if users.get(id)?.is_some() {
+                        if ById::get_tx(users, user.id.get())?.is_some() {
                             return abort(Error::internal("a new user id is already taken"));
                         }
                         claim(
@@ -363,7 +375,9 @@ impl Store {
                         add_to_count(meta, 1)?;
                     }
                     Some(before) => {
-                        if users.get(id)?.as_deref() != Some(encode_user(before).as_slice()) {
+                        if ById::get_tx(users, user.id.get())?.as_deref()
+                            != Some(encode_user(before).as_slice())
+                        {
                             return abort(Error::config(format_args!(
                                 "user {:?} changed while the import ran: nothing was \
                                  written, run it again",
@@ -383,7 +397,7 @@ impl Store {
                         ))
                     })?;
                 }
-                users.insert(&id, encode_user(user))?;
+                ById::set_tx(users, user.id.get(), Some(&encode_user(user)))?;
                 if let Some(cutoff) = write.cutoff {
                     cutoffs.insert(&id, encode_cutoff(cutoff))?;
                 }
@@ -485,5 +499,43 @@ mod tests {
             s.user(alice.id).unwrap().unwrap().password_hash,
             "$scrypt$y"
         );
+    }
+
+    #[tokio::test]
+    async fn an_open_moves_user_records_of_schema_2_into_buckets() {
+        let dir = crate::fsutil::TempDir::new("legacy-users");
+        let alice = User {
+            id: UserId::new(7),
+            username: "alice".into(),
+            email: Some("a@x.test".into()),
+            password_hash: "$scrypt$x".into(),
+            groups: vec!["ops".into()],
+            created_at: 1,
+        };
+        {
+            let store = Store::open(dir.path()).unwrap();
+            // As schema 2 left it: a record per user, an entry per name.
+            let users = store.db.open_tree("users").unwrap();
+            users
+                .insert(user_key(alice.id), encode_user(&alice))
+                .unwrap();
+            let names = store.db.open_tree("usernames").unwrap();
+            names.insert(b"alice", &user_key(alice.id)).unwrap();
+            store
+                .meta
+                .insert("schema", &super::super::SCHEMA_V2.to_be_bytes())
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = super::super::reopen(dir.path()).unwrap();
+        assert_eq!(store.user(alice.id).unwrap(), Some(alice.clone()));
+        assert_eq!(store.user_by_name("ALICE").unwrap(), Some(alice.clone()));
+        assert_eq!(store.user_by_email("a@x.test").unwrap(), Some(alice));
+        assert!(!store
+            .db
+            .tree_names()
+            .iter()
+            .any(|n| n == b"users".as_slice()));
+        assert_eq!(store.users.tree.len(), 1, "one bucket");
     }
 }
