@@ -236,9 +236,13 @@ impl Store {
     ) -> Result<usize> {
         let empty = [
             &self.users.tree,
+            &self.usernames.tree,
+            &self.emails.tree,
             &self.revocations,
             &self.keys,
             &self.cutoffs,
+            &self.session_lists,
+            &self.totp,
         ]
         .iter()
         .all(|t| t.is_empty());
@@ -326,6 +330,10 @@ struct Checked {
     sessions: Vec<Session>,
     /// User records, written into their buckets.
     users: Vec<super::by_id::Record>,
+    /// Their ids, each once.
+    user_ids: std::collections::HashSet<u64>,
+    /// How many users each bucket (an id's low two bytes) would get.
+    users_per_bucket: std::collections::HashMap<[u8; 2], usize>,
     /// The unique indexes' entries, from the user records (not from the
     /// index lines), written into their buckets.
     usernames: Vec<super::index::Entry>,
@@ -352,6 +360,11 @@ impl Checked {
 /// in one only among some four billion, so more means a crafted file,
 /// whose one bucket every revocation after it would rewrite whole.
 const MAX_BUCKET: usize = 1 << 16;
+
+/// The most users a restored bucket may get: ids are sequential, so 4,096
+/// a bucket is some 268 million users; more means a crafted file, whose
+/// one bucket every read of those users would decode whole.
+const MAX_USER_BUCKET: usize = 4_096;
 
 /// Reads and checks a backup: header, every entry, the end count.
 fn read_backup(input: impl BufRead) -> Result<Checked> {
@@ -383,6 +396,8 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         per_bucket: Default::default(),
         sessions: Vec::new(),
         users: Vec::new(),
+        user_ids: Default::default(),
+        users_per_bucket: Default::default(),
         usernames: Vec::new(),
         emails: Vec::new(),
     };
@@ -451,6 +466,15 @@ impl Checked {
             self.sessions.push(decode_session(&key, &value)?);
         } else {
             if *name == "users" {
+                if !self.user_ids.insert(id) {
+                    return Err(invalid("a user id is there twice"));
+                }
+                let [.., a, b] = id.to_be_bytes();
+                let shared = self.users_per_bucket.entry([a, b]).or_default();
+                *shared += 1;
+                if *shared > MAX_USER_BUCKET {
+                    return Err(invalid("too many users share a bucket"));
+                }
                 let user = decode_user(UserId::new(id), &value)?;
                 let key = user_key(user.id);
                 self.usernames.push((index_key(&user.username), key));
@@ -892,5 +916,36 @@ mod tests {
         let text = file(&[user(1, "alice"), user(2, "ALICE")], &[]);
         let e = read_backup(text.as_bytes()).err().unwrap();
         assert!(e.to_string().contains("two users share a username"), "{e}");
+    }
+
+    #[test]
+    fn a_user_twice_or_users_crowding_a_bucket_are_refused() {
+        let record = |id: u64| {
+            super::super::records::encode_user(&crate::model::User {
+                id: UserId::new(id),
+                username: format!("u{id}"),
+                email: None,
+                password_hash: "$scrypt$x".into(),
+                groups: vec![],
+                created_at: 1,
+            })
+        };
+        let file = |ids: &[u64]| {
+            let mut text = String::from("{\"latch_backup\":1,\"schema\":3}\n");
+            for id in ids {
+                text += &line("users", &id.to_be_bytes(), &record(*id));
+                text += "\n";
+            }
+            text + &format!("{{\"end\":{}}}\n", ids.len())
+        };
+        let e = read_backup(file(&[7, 7]).as_bytes()).err().unwrap();
+        assert!(e.to_string().contains("a user id is there twice"), "{e}");
+        let crowd: Vec<u64> = (1..=MAX_USER_BUCKET as u64 + 1).map(|k| k << 16).collect();
+        assert!(read_backup(file(&crowd[..MAX_USER_BUCKET]).as_bytes()).is_ok());
+        let e = read_backup(file(&crowd).as_bytes()).err().unwrap();
+        assert!(
+            e.to_string().contains("too many users share a bucket"),
+            "{e}"
+        );
     }
 }

@@ -117,7 +117,11 @@ impl ById {
 
     /// Sets the record `id` from `old` to `new` (`None`: absent), against
     /// concurrent writers of its bucket. False, and nothing written, when
-    /// the record is no longer `old`.
+    /// the record is no longer `old`. A neighbour's write, by this or by a
+    /// transaction, only makes it read again: sled 0.34's transactions
+    /// hold its write lock while they run and commit, and its plain
+    /// operations take the read side, so the swap below sees a committed
+    /// transaction's bucket and fails against it.
     pub(super) fn compare_and_swap(
         &self,
         id: u64,

@@ -303,12 +303,24 @@ impl Store {
             &self.meta,
             &self.totp,
         );
+        let record = encode_user(user);
         trees.transaction(
             |(users, names, emails, cutoffs, keys, user_keys, meta, totp)| {
-                totp.remove(&id)?;
-                if ById::set_tx(users, user.id.get(), None)? {
-                    add_to_count(meta, -1)?;
+                // Against the record the caller proved the deletion with: a
+                // change since (a new email, a new password) is a conflict,
+                // or its index entry would outlive the user (found by
+                // review).
+                match ById::get_tx(users, user.id.get())? {
+                    Some(stored) if stored != record => {
+                        return abort(Error::new(Kind::Conflict(
+                            "the account changed meanwhile; try again",
+                        )));
+                    }
+                    Some(_) => add_to_count(meta, -1)?,
+                    None => {}
                 }
+                ById::set_tx(users, user.id.get(), None)?;
+                totp.remove(&id)?;
                 self.usernames.remove_tx(names, &name_key, id)?;
                 if let Some(e) = &email_key {
                     self.emails.remove_tx(emails, e, id)?;
@@ -537,5 +549,26 @@ mod tests {
             .iter()
             .any(|n| n == b"users".as_slice()));
         assert_eq!(store.users.tree.len(), 1, "one bucket");
+    }
+
+    #[tokio::test]
+    async fn a_deletion_against_a_changed_record_is_a_conflict() {
+        // Found by review: the new email's index entry outlived the user.
+        let t = TempStore::new();
+        let s = &t.store;
+        let stale = s
+            .create_user(new_user("alice", Some("a@x.test")))
+            .await
+            .unwrap();
+        s.change_email(stale.id, Some("new@x.test")).await.unwrap();
+        let e = s.delete_user(&stale, cutoff(5, 9)).await.unwrap_err();
+        assert!(matches!(e.kind(), Kind::Conflict(_)), "{e:?}");
+        assert!(s.user(stale.id).unwrap().is_some(), "nothing was deleted");
+        let fresh = s.user(stale.id).unwrap().unwrap();
+        s.delete_user(&fresh, cutoff(5, 9)).await.unwrap();
+        assert!(s.user_by_email("new@x.test").unwrap().is_none());
+        s.create_user(new_user("bob", Some("new@x.test")))
+            .await
+            .unwrap();
     }
 }
