@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-use sled::{Batch, Tree};
+use sled::Tree;
 
 use crate::error::{Error, Result};
 
@@ -195,7 +195,7 @@ impl ById {
     }
 
     /// Adds records in bulk (a restore, the seeder, a move from schema 2):
-    /// one write per bucket, 10,000 buckets a batch. Not against
+    /// one write per bucket. Not against
     /// concurrent writers: it runs before the store serves, or on ids the
     /// caller just made.
     pub(super) fn add_bulk(&self, all: impl IntoIterator<Item = Record>) -> Result<()> {
@@ -203,8 +203,7 @@ impl ById {
         for (id, record) in all {
             buckets.entry(bucket_of(id)).or_default().push((id, record));
         }
-        let mut batch = Batch::default();
-        for (n, (key, new)) in buckets.into_iter().enumerate() {
+        let writes = buckets.into_iter().map(|(key, new)| {
             let mut records = match self.tree.get(key)? {
                 Some(bytes) => decode(&key, &bytes)?,
                 None => Vec::new(),
@@ -212,15 +211,9 @@ impl ById {
             for (id, record) in new {
                 set(&mut records, id, Some(&record));
             }
-            if let Some(bytes) = encode(&records)? {
-                batch.insert(&key, bytes);
-            }
-            if n % 10_000 == 9_999 {
-                self.tree.apply_batch(std::mem::take(&mut batch))?;
-            }
-        }
-        self.tree.apply_batch(batch)?;
-        Ok(())
+            Ok((key, encode(&records)?))
+        });
+        super::apply_in_batches(&self.tree, writes)
     }
 }
 

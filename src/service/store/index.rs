@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
-use sled::{Batch, Tree};
+use sled::Tree;
 
 use crate::crypto::SigningKey;
 use crate::error::{Error, Result};
@@ -198,8 +198,7 @@ impl Index {
                 .or_default()
                 .push((name, id));
         }
-        let mut batch = Batch::default();
-        for (n, (key, new)) in buckets.into_iter().enumerate() {
+        let writes = buckets.into_iter().map(|(key, new)| {
             let mut entries = match self.tree.get(key)? {
                 Some(bytes) => decode(self, &key, &bytes)?,
                 None => Vec::new(),
@@ -207,15 +206,9 @@ impl Index {
             for (name, id) in new {
                 put(&mut entries, &name, id);
             }
-            if let Some(bytes) = encode(&entries)? {
-                batch.insert(&key, bytes);
-            }
-            if n % 10_000 == 9_999 {
-                self.tree.apply_batch(std::mem::take(&mut batch))?;
-            }
-        }
-        self.tree.apply_batch(batch)?;
-        Ok(())
+            Ok((key, encode(&entries)?))
+        });
+        super::apply_in_batches(&self.tree, writes)
     }
 }
 

@@ -104,6 +104,27 @@ const MAX_TTL: &str = "max_ttl";
 /// `meta` key of the secret the indexes' buckets are hashed with.
 const INDEX_KEY: &str = "index_key";
 
+/// Writes each bucket or list as given (`None`: its entry goes), 10,000 to
+/// a sled batch: sled's memory for a batch grows faster than the batch.
+/// The bulk writers' one loop (a restore, the seeder, a move from schema 2).
+fn apply_in_batches<K: AsRef<[u8]>>(
+    tree: &Tree,
+    writes: impl IntoIterator<Item = Result<(K, Option<Vec<u8>>)>>,
+) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    for (n, write) in writes.into_iter().enumerate() {
+        match write? {
+            (key, Some(value)) => batch.insert(key.as_ref(), value),
+            (key, None) => batch.remove(key.as_ref()),
+        }
+        if n % 10_000 == 9_999 {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+        }
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
 /// The secret of the indexes' bucket hash, made (durably) for a new
 /// database or one of a schema before it. Anywhere else a missing one is
 /// damage: under a new secret every name would look free.

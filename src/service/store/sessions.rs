@@ -18,8 +18,6 @@
 //!
 //! It never decides whether a session is live; the service does.
 
-use sled::Batch;
-
 use std::collections::{BTreeMap, HashSet};
 
 use super::records::{decode_session, encode_session, user_key};
@@ -270,17 +268,10 @@ impl Store {
             dropped.extend(capped(list));
         }
         self.add_revocations_bulk(dropped)?;
-        let mut batch = Batch::default();
-        for (n, (user, list)) in by_user.into_iter().enumerate() {
-            if let Some(bytes) = encode_list(&list)? {
-                batch.insert(&user_key(user), bytes);
-            }
-            if n % 10_000 == 9_999 {
-                self.session_lists.apply_batch(std::mem::take(&mut batch))?;
-            }
-        }
-        self.session_lists.apply_batch(batch)?;
-        Ok(())
+        let writes = by_user
+            .into_iter()
+            .map(|(user, list)| Ok((user_key(user), encode_list(&list)?)));
+        super::apply_in_batches(&self.session_lists, writes)
     }
 
     /// Copies the sessions a database of schema 2 holds one per entry
