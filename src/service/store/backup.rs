@@ -151,70 +151,15 @@ impl Store {
         )?;
         let mut count = 0;
         for name in BACKUP_TREES {
-            if name == "users" {
-                // Written one line per user, as before buckets.
-                let mut n = 0;
-                self.users.each(|(id, record)| {
-                    n += 1;
-                    let entry = Entry {
-                        key: crypto::b64_encode(&id.to_be_bytes()),
-                        tree: name,
-                        value: crypto::b64_encode(&record),
-                    };
-                    write_line(out, &entry)
-                })?;
-                count += n;
-                continue;
-            }
-            if name == "revoked" {
-                // Written one line per revocation, as before buckets.
-                count += self.each_revocation(|(jti, exp)| {
-                    let entry = Entry {
-                        key: crypto::b64_encode(&jti),
-                        tree: name,
-                        value: crypto::b64_encode(&encode_expiry(exp)),
-                    };
-                    write_line(out, &entry)
-                })?;
-                continue;
-            }
-            if let Some(index) = self.index_named(name) {
-                // Written one line per name, as before buckets.
-                count += index.each(|(key, id)| {
-                    let entry = Entry {
-                        key: crypto::b64_encode(&key),
-                        tree: name,
-                        value: crypto::b64_encode(&id),
-                    };
-                    write_line(out, &entry)
-                })?;
-                continue;
-            }
-            if name == "sessions" {
-                // Written one line per session, as before lists.
-                count += self.each_session(|s| {
-                    let entry = Entry {
-                        key: crypto::b64_encode(&s.id.0),
-                        tree: name,
-                        value: crypto::b64_encode(&encode_session(&s)),
-                    };
-                    write_line(out, &entry)
-                })?;
-                continue;
-            }
-            for entry in self.db.open_tree(name)?.iter() {
-                let (key, value) = entry?;
-                if name == "meta" && !exported_meta(&key) {
-                    continue;
-                }
-                let entry = Entry {
-                    key: crypto::b64_encode(&key),
-                    tree: name,
-                    value: crypto::b64_encode(&value),
-                };
-                write_line(out, &entry)?;
+            self.each_line(name, |key, value| {
                 count += 1;
-            }
+                let entry = Entry {
+                    key: crypto::b64_encode(key),
+                    tree: name,
+                    value: crypto::b64_encode(value),
+                };
+                write_line(out, &entry)
+            })?;
         }
         write_line(out, &End { end: count as u64 })?;
         out.flush().map_err(write_failed)?;
@@ -298,6 +243,38 @@ impl Store {
 }
 
 impl Store {
+    /// Calls `line` with the key and value of each line of `tree` in a
+    /// backup. Users, names, revocations and sessions are written one line
+    /// each, as before this database kept them in buckets and lists.
+    fn each_line(
+        &self,
+        tree: &str,
+        mut line: impl FnMut(&[u8], &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(index) = self.index_named(tree) {
+            index.each(|(name, id)| line(&name, &id))?;
+            return Ok(());
+        }
+        match tree {
+            "users" => self
+                .users
+                .each(|(id, record)| line(&id.to_be_bytes(), &record)),
+            "revoked" => self
+                .each_revocation(|(jti, exp)| line(&jti, &encode_expiry(exp)))
+                .map(drop),
+            "sessions" => self.each_session(|s| line(&s.id.0, &encode_session(&s))),
+            _ => {
+                for entry in self.db.open_tree(tree)?.iter() {
+                    let (key, value) = entry?;
+                    if tree != "meta" || exported_meta(&key) {
+                        line(&key, &value)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The unique index a backup's tree name stands for.
     fn index_named(&self, tree: &str) -> Option<&super::index::Index> {
         match tree {

@@ -227,20 +227,15 @@ impl Store {
     }
 
     /// Calls `each` with every stored session, stopping at its first
-    /// error; returns how many there were.
-    pub(super) fn each_session(
-        &self,
-        mut each: impl FnMut(Session) -> Result<()>,
-    ) -> Result<usize> {
-        let mut n = 0;
+    /// error.
+    pub(super) fn each_session(&self, mut each: impl FnMut(Session) -> Result<()>) -> Result<()> {
         for entry in self.session_lists.iter() {
             let (key, value) = entry?;
             for s in decode_list(&key, &value)? {
                 each(s)?;
-                n += 1;
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     /// Adds sessions in bulk (a restore, the seeder): see
