@@ -305,11 +305,7 @@ mod tests {
                 .unwrap();
             names.insert(b"ghost", &id(99)).unwrap();
             store.db.open_tree("emails").unwrap();
-            store
-                .meta
-                .insert("schema", &super::super::SCHEMA_V2.to_be_bytes())
-                .unwrap();
-            store.db.flush().unwrap();
+            super::super::mark_schema(&store, super::super::SCHEMA_V2);
             (alice, bob)
         };
         let store = super::super::reopen(dir.path()).unwrap();

@@ -461,6 +461,14 @@ pub(crate) fn reopen(dir: &Path) -> Result<Store> {
     Store::open(dir)
 }
 
+/// Marks `store` as of `schema`, durably: a database as an older latch
+/// left it, for the upgrade tests.
+#[cfg(test)]
+pub(crate) fn mark_schema(store: &Store, schema: u32) {
+    store.meta.insert("schema", &schema.to_be_bytes()).unwrap();
+    store.db.flush().unwrap();
+}
+
 /// A cutoff for tests.
 #[cfg(test)]
 pub(crate) fn cutoff(at: u64, seq: u64) -> Cutoff {

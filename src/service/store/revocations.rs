@@ -317,11 +317,7 @@ mod tests {
             }
             // Half-way through an earlier move: one is in a bucket already.
             store.revoke(&[7; 16], 5).await.unwrap();
-            store
-                .meta
-                .insert("schema", &super::super::SCHEMA_V1.to_be_bytes())
-                .unwrap();
-            store.db.flush().unwrap();
+            super::super::mark_schema(&store, super::super::SCHEMA_V1);
         }
         let store = super::super::reopen(dir.path()).unwrap();
         assert!(store.legacy_revoked.is_empty());

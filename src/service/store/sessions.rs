@@ -403,11 +403,7 @@ mod tests {
             }
             // Half-way through an earlier move: one is in its list already.
             store.add_sessions_bulk(vec![a.clone()]).unwrap();
-            store
-                .meta
-                .insert("schema", &super::super::SCHEMA_V2.to_be_bytes())
-                .unwrap();
-            store.db.flush().unwrap();
+            super::super::mark_schema(&store, super::super::SCHEMA_V2);
         }
         let store = super::super::reopen(dir.path()).unwrap();
         let schema = store.meta.get("schema").unwrap().unwrap();

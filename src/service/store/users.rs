@@ -533,11 +533,7 @@ mod tests {
                 .unwrap();
             let names = store.db.open_tree("usernames").unwrap();
             names.insert(b"alice", &user_key(alice.id)).unwrap();
-            store
-                .meta
-                .insert("schema", &super::super::SCHEMA_V2.to_be_bytes())
-                .unwrap();
-            store.db.flush().unwrap();
+            super::super::mark_schema(&store, super::super::SCHEMA_V2);
         }
         let store = super::super::reopen(dir.path()).unwrap();
         assert_eq!(store.user(alice.id).unwrap(), Some(alice.clone()));
