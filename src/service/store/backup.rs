@@ -179,19 +179,7 @@ impl Store {
         opens: &dyn Fn(UserId, &[u8]) -> bool,
         drop_totp: bool,
     ) -> Result<usize> {
-        let empty = [
-            &self.users.tree,
-            &self.usernames.tree,
-            &self.emails.tree,
-            &self.revocations,
-            &self.keys,
-            &self.cutoffs,
-            &self.session_lists,
-            &self.totp,
-        ]
-        .iter()
-        .all(|t| t.is_empty());
-        if !empty {
+        if !self.holds_no_records() {
             return Err(Error::store(
                 "the data directory already holds users or tokens; restore into an empty one",
             ));
@@ -210,6 +198,28 @@ impl Store {
                 ));
             }
         }
+        self.write_restored(checked)
+    }
+
+    /// Whether no tree holds a record of any kind (a restore goes only
+    /// there).
+    fn holds_no_records(&self) -> bool {
+        [
+            &self.users.tree,
+            &self.usernames.tree,
+            &self.emails.tree,
+            &self.revocations,
+            &self.keys,
+            &self.cutoffs,
+            &self.session_lists,
+            &self.totp,
+        ]
+        .iter()
+        .all(|t| t.is_empty())
+    }
+
+    /// Writes a checked backup; returns its entry count.
+    fn write_restored(&mut self, checked: Checked) -> Result<usize> {
         let _exclusive = self.gate.write().unwrap_or_else(|e| e.into_inner());
         // The id base first, durably: should the restore die half-way, new
         // ids still cannot collide with the records already written. With
