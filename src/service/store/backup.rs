@@ -436,44 +436,51 @@ impl Checked {
         if self.max_id > MAX_ID {
             return Err(invalid("an id is out of range"));
         }
-        if *name == "revoked" {
-            let jti: [u8; JTI_LEN] = key
-                .as_slice()
-                .try_into()
-                .map_err(|_| invalid("a key has the wrong size"))?;
-            let shared = self.per_bucket.entry(bucket_of(&jti)).or_default();
-            *shared += 1;
-            if *shared > MAX_BUCKET {
-                return Err(invalid("too many revocations share their first bytes"));
-            }
-            self.revocations.push((jti, decode_expiry(&value)?));
-        } else if *name == "usernames" || *name == "emails" {
+        match *name {
+            "revoked" => self.add_revocation(&key, &value)?,
             // Checked (above) and dropped: rebuilt from the records.
-        } else if *name == "sessions" {
-            self.sessions.push(decode_session(&key, &value)?);
-        } else {
-            if *name == "users" {
-                if !self.user_ids.insert(id) {
-                    return Err(invalid("a user id is there twice"));
-                }
-                let [.., a, b] = id.to_be_bytes();
-                let shared = self.users_per_bucket.entry([a, b]).or_default();
-                *shared += 1;
-                if *shared > MAX_USER_BUCKET {
-                    return Err(invalid("too many users share a bucket"));
-                }
-                let user = decode_user(UserId::new(id), &value)?;
-                let key = user_key(user.id);
-                self.usernames.push((index_key(&user.username), key));
-                if let Some(email) = &user.email {
-                    self.emails.push((index_key(email), key));
-                }
-                self.users.push((id, value));
-            } else {
-                batch.insert(key, value);
-            }
+            "usernames" | "emails" => {}
+            "sessions" => self.sessions.push(decode_session(&key, &value)?),
+            "users" => self.add_user(id, value)?,
+            _ => batch.insert(key, value),
         }
         self.count += 1;
+        Ok(())
+    }
+
+    /// Queues a revocation for its bucket, unless the file crowds one.
+    fn add_revocation(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let jti: [u8; JTI_LEN] = key
+            .try_into()
+            .map_err(|_| invalid("a key has the wrong size"))?;
+        let shared = self.per_bucket.entry(bucket_of(&jti)).or_default();
+        *shared += 1;
+        if *shared > MAX_BUCKET {
+            return Err(invalid("too many revocations share their first bytes"));
+        }
+        self.revocations.push((jti, decode_expiry(value)?));
+        Ok(())
+    }
+
+    /// Queues a user record and its index entries, unless its id came
+    /// before or the file crowds its bucket.
+    fn add_user(&mut self, id: u64, value: Vec<u8>) -> Result<()> {
+        if !self.user_ids.insert(id) {
+            return Err(invalid("a user id is there twice"));
+        }
+        let [.., a, b] = id.to_be_bytes();
+        let shared = self.users_per_bucket.entry([a, b]).or_default();
+        *shared += 1;
+        if *shared > MAX_USER_BUCKET {
+            return Err(invalid("too many users share a bucket"));
+        }
+        let user = decode_user(UserId::new(id), &value)?;
+        let key = user_key(user.id);
+        self.usernames.push((index_key(&user.username), key));
+        if let Some(email) = &user.email {
+            self.emails.push((index_key(email), key));
+        }
+        self.users.push((id, value));
         Ok(())
     }
 }
