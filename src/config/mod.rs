@@ -619,6 +619,12 @@ mod tests {
         assert!(Config::from_toml("public_url = \"https://a b\"").is_err());
         assert!(Config::from_toml("public_url = \"https://auth.example.com/\"").is_ok());
         assert!(Config::from_toml("[scrypt]\nlog_n = 30").is_err());
+        // A count past what a semaphore holds was a panic at start-up.
+        for n in ["0", "1000001", "3000000000000000000"] {
+            let toml = format!("[limits]\nmax_connections = {n}");
+            assert!(Config::from_toml(&toml).is_err(), "{n}");
+        }
+        assert!(Config::from_toml("[limits]\nmax_connections = 1000000").is_ok());
     }
 
     #[test]

@@ -237,15 +237,19 @@ fn hashing(raw: RawScrypt) -> Result<Hashing> {
     })
 }
 
+/// Most connections `[limits] max_connections` may allow (far above any
+/// file-descriptor limit; the drain counts them in a `u32`).
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 fn limits(raw: RawLimits) -> Result<Limits> {
     let limits = Limits {
         max_body: raw.max_body.unwrap_or(16 * 1024),
         header_read_timeout: duration(raw.header_read_timeout, "[limits] header_read_timeout", 10)?,
         max_connections: raw.max_connections.unwrap_or(512),
     };
-    if limits.max_connections == 0 {
+    if !(1..=MAX_CONNECTIONS).contains(&limits.max_connections) {
         return Err(Error::config(
-            "config: [limits] max_connections must be at least 1",
+            "config: [limits] max_connections must be from 1 to 1000000",
         ));
     }
     Ok(limits)

@@ -57,6 +57,51 @@ fn shutdown_drains_and_returns() {
 }
 
 #[test]
+fn shutdown_answers_the_request_in_flight_and_closes_idle_connections() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let dir = TempDir::new("drain-inflight");
+    let server = InProcess::new(&dir, "");
+    let addr = server.addr;
+    // An idle keep-alive connection, one request answered on it.
+    let mut idle = TcpStream::connect(addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = idle.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // A registration whose body is half sent when shutdown begins.
+    let body = br#"{"username":"alice","password":"alice-password"}"#;
+    let mut busy = TcpStream::connect(addr).unwrap();
+    let head = format!(
+        "POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    busy.write_all(head.as_bytes()).unwrap();
+    busy.write_all(&body[..10]).unwrap();
+
+    let stopping = std::thread::spawn(move || server.stop());
+    // Shutdown has begun once the listener is closed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still accepting");
+        std::thread::yield_now();
+    }
+    busy.write_all(&body[10..]).unwrap();
+    let mut answer = String::new();
+    busy.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    assert_eq!(idle.read(&mut buf).unwrap(), 0, "the idle connection is closed");
+    stopping.join().unwrap().unwrap();
+
+    let server = InProcess::new(&dir, "");
+    assert!(server.app.service.user_named("alice").is_ok());
+}
+
+#[test]
 fn pruning_never_revives_a_live_token() {
     let dir = TempDir::new("prune");
     let clock = Clock::frozen();
