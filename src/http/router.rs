@@ -58,9 +58,10 @@ pub async fn route<B: ReadBody>(app: &App, req: Request<B>, peer: SocketAddr) ->
     let started = Instant::now();
     let mut buf = [""; MAX_SEGMENTS];
     let segments = segments(parts.uri.path(), &mut buf);
+    let trusted_proxy = app.config.forward_auth.trusts(peer.ip());
     let context = audit::Context {
-        source: client_address(app, &parts, peer),
-        trusted_proxy: app.config.forward_auth.trusts(peer.ip()),
+        source: client_address(app, &parts, peer.ip(), trusted_proxy),
+        trusted_proxy,
     };
     // HEAD is GET without the body (hyper leaves the body out).
     let method = match parts.method {
@@ -269,14 +270,18 @@ fn is_json_body(parts: &Parts) -> bool {
 }
 
 /// The client's address for the audit log and regulation (see
-/// [`request::client_address`]). A peer that sends forwarding headers but
-/// is not in `trusted_proxies` is warned about once.
-fn client_address(app: &App, parts: &Parts, peer: SocketAddr) -> IpAddr {
-    let fa = &app.config.forward_auth;
-    let peer = peer.ip().to_canonical();
-    if !fa.trusts(peer) && forwards(parts) {
-        app.warn_untrusted_proxy(peer);
+/// [`request::client_address`]); `trusted` is whether `peer` is a
+/// trusted proxy. A peer that sends forwarding headers but is not in
+/// `trusted_proxies` is warned about once.
+fn client_address(app: &App, parts: &Parts, peer: IpAddr, trusted: bool) -> IpAddr {
+    let peer = peer.to_canonical();
+    if !trusted {
+        if forwards(parts) {
+            app.warn_untrusted_proxy(peer);
+        }
+        return peer;
     }
+    let fa = &app.config.forward_auth;
     request::client_address(&parts.headers, peer, |ip| fa.trusts(ip))
 }
 
