@@ -162,9 +162,16 @@ fn index_secret(db: &Db) -> Result<[u8; 32]> {
 /// sled, so a small cache costs it nothing (BENCHMARKS.md, issue 15).
 const CACHE_BYTES: u64 = 32 << 20;
 
-/// How sled is opened on `dir`.
-fn config(dir: &Path) -> sled::Config {
-    sled::Config::new().path(dir).cache_capacity(CACHE_BYTES)
+/// How sled is opened on `dir`: with its pages compressed (zstd) or not.
+/// A new database is compressed: one of a million users, sessions and
+/// revocations takes less than half the disk (BENCHMARKS.md, issue 15).
+/// sled fixes the choice when it creates a database, so one made before
+/// stays as it was.
+fn config(dir: &Path, compressed: bool) -> sled::Config {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES)
+        .use_compression(compressed)
 }
 
 /// Handle to the database; cheap to clone.
@@ -206,13 +213,21 @@ impl Store {
         private_directory(dir)?;
         // sled may panic on some damaged files; that is a corrupt database,
         // reported like any other, not a crash loop.
-        let opened = std::panic::catch_unwind(|| config(dir).open()).map_err(|_| {
-            Error::store(format_args!(
-                "database in {} is corrupt; restore it from a backup",
-                dir.display()
-            ))
-        })?;
-        let db = opened.map_err(|e| open_error(dir, e))?;
+        let open = |compressed| {
+            std::panic::catch_unwind(|| config(dir, compressed).open()).map_err(|_| {
+                Error::store(format_args!(
+                    "database in {} is corrupt; restore it from a backup",
+                    dir.display()
+                ))
+            })
+        };
+        // sled refuses, before it touches anything, to open a database
+        // made uncompressed as compressed: then it is opened as it was made.
+        let db = match open(true)? {
+            Err(sled::Error::Unsupported(why)) if why.contains("compression") => open(false)?,
+            opened => opened,
+        }
+        .map_err(|e| open_error(dir, e))?;
         let secret = index_secret(&db)?;
         let mut store = Store {
             users: by_id::ById {
@@ -560,6 +575,31 @@ mod tests {
         }
         let e = reopen(dir.path()).err().unwrap();
         assert!(e.to_string().contains("index key is missing"), "{e}");
+    }
+
+    #[test]
+    fn a_new_database_is_compressed_and_an_uncompressed_one_still_opens() {
+        let compressed = |dir: &Path, yes: bool| {
+            let db = config(dir, yes).open();
+            db.map(drop).map_err(|e| e.to_string())
+        };
+        let new = crate::fsutil::TempDir::new("compressed");
+        let id = {
+            let store = Store::open(new.path()).unwrap();
+            store.new_id().unwrap()
+        };
+        let refused = compressed(new.path(), false).unwrap_err();
+        assert!(refused.contains("compression"), "{refused}");
+
+        // A database made before compression (sled cannot change it).
+        let old = crate::fsutil::TempDir::new("uncompressed");
+        compressed(old.path(), false).unwrap();
+        let older = reopen(old.path()).unwrap().new_id().unwrap();
+        // Still uncompressed, and its ids go on.
+        let refused = compressed(old.path(), true).unwrap_err();
+        assert!(refused.contains("compression"), "{refused}");
+        assert!(reopen(old.path()).unwrap().new_id().unwrap() > older);
+        assert!(reopen(new.path()).unwrap().new_id().unwrap() > id);
     }
 
     #[test]
