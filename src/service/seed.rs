@@ -8,22 +8,6 @@ use crate::model::{Factors, Session, SessionId, User, UserId};
 
 use super::store::Store;
 
-/// Browsers as a login page sees them: sessions carry one of these.
-const AGENTS: [&str; 4] = [
-    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
-     Chrome/131.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 \
-     (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like \
-     Gecko) Version/18.1 Safari/605.1.15",
-];
-
-/// How many records go in one batch. sled's memory for a batch grows
-/// faster than the batch: 10,000 made seeding a million of each peak at
-/// 15.7 GB of RSS, 1,000 at 5.4 GB (and 1.2 GB on disk rather than 1.6).
-const BATCH: usize = 1_000;
-
 /// Seeds `dir` with `users` users (the first is `bench`, password
 /// `bench-password`), `revocations` revocations live for a day and
 /// `sessions` sessions of random users, live for a day.
@@ -49,7 +33,10 @@ pub fn seed(
     store.flush_blocking()
 }
 
-/// `users` users, in batches; returns their ids.
+/// `users` users, loaded at once, as a restore loads them (each bucket of
+/// records written once: loaded a thousand at a time, every bucket was
+/// rewritten some fifteen times, and sled keeps the dead pages until a
+/// segment is under half live); returns their ids.
 fn seed_users(store: &Store, users: u64, now: u64) -> Result<Vec<UserId>> {
     let cost = Cost {
         log_n: 10,
@@ -58,11 +45,11 @@ fn seed_users(store: &Store, users: u64, now: u64) -> Result<Vec<UserId>> {
     };
     let bench_hash = crypto::hash_password("bench-password", cost)?;
     let mut ids = Vec::with_capacity(users as usize);
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut all = Vec::with_capacity(users as usize);
     for i in 0..users {
         let id = UserId::new(store.new_id()?);
         ids.push(id);
-        batch.push(User {
+        all.push(User {
             id,
             username: if i == 0 {
                 "bench".into()
@@ -78,12 +65,8 @@ fn seed_users(store: &Store, users: u64, now: u64) -> Result<Vec<UserId>> {
             groups: vec!["users".into()],
             created_at: now,
         });
-        if batch.len() == BATCH {
-            store.import_users(&batch)?;
-            batch.clear();
-        }
     }
-    store.import_users(&batch)?;
+    store.import_users(&all)?;
     Ok(ids)
 }
 
@@ -92,7 +75,7 @@ fn seed_users(store: &Store, users: u64, now: u64) -> Result<Vec<UserId>> {
 fn seed_sessions(store: &Store, ids: &[UserId], sessions: u64, now: u64) -> Result<()> {
     let mut batch = Vec::with_capacity(sessions as usize);
     for i in 0..sessions {
-        let [a, b, c, d, pick, ..] = crypto::random_bytes::<16>()?;
+        let [a, b, c, d, pick, e, f, ..] = crypto::random_bytes::<16>()?;
         let user = ids[(u32::from_le_bytes([a, b, c, d]) as usize) % ids.len().max(1)];
         batch.push(Session {
             id: SessionId(crypto::random_bytes()?),
@@ -102,13 +85,41 @@ fn seed_sessions(store: &Store, ids: &[UserId], sessions: u64, now: u64) -> Resu
             expires_at: now + 86_400,
             epoch: 0,
             address: Some([10, 0, pick, a].into()),
-            user_agent: AGENTS[usize::from(pick) % AGENTS.len()].into(),
+            user_agent: user_agent([pick, e, f]),
             remember: false,
             domain: None,
             factors: Factors::Password,
         });
     }
     store.import_sessions(batch)
+}
+
+/// A browser's `User-Agent` as a login page sees it: four families over
+/// twenty versions each, drawn at random (96 strings; browsers now freeze
+/// the rest of the string, so real traffic is not much more varied).
+fn user_agent([family, a, b]: [u8; 3]) -> String {
+    let major = u32::from(a) % 20;
+    let (apple, point) = (15 + major % 4, u32::from(b) % 7);
+    match family % 4 {
+        0 => format!(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
+            v = 115 + major
+        ),
+        1 => format!(
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+             Chrome/{}.0.0.0 Safari/537.36",
+            112 + major
+        ),
+        2 => format!(
+            "Mozilla/5.0 (iPhone; CPU iPhone OS {apple}_{point} like Mac OS X) \
+             AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{apple}.{point} Mobile/15E148 \
+             Safari/604.1"
+        ),
+        _ => format!(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like \
+             Gecko) Version/{apple}.{point} Safari/605.1.15"
+        ),
+    }
 }
 
 /// A scrypt PHC string of a random salt and output.
