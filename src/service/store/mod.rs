@@ -174,6 +174,16 @@ fn config(dir: &Path, compressed: bool) -> sled::Config {
         .use_compression(compressed)
 }
 
+/// Whether `dir` holds a database whose `conf` (where sled keeps whether
+/// it is compressed) is gone or cut short. sled would write a new one with
+/// the setting it is asked for, then read the pages with it: over a
+/// database made with the other setting that is a corrupt read, and the
+/// wrong `conf` stays behind.
+fn lost_its_settings(dir: &Path) -> bool {
+    let len = |name| std::fs::metadata(dir.join(name)).map_or(0, |m| m.len());
+    len("db") > 0 && len("conf") <= 8
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -221,8 +231,15 @@ impl Store {
                 ))
             })
         };
-        // sled refuses, before it touches anything, to open a database
-        // made uncompressed as compressed: then it is opened as it was made.
+        if lost_its_settings(dir) {
+            return Err(Error::store(format_args!(
+                "database in {} has lost sled's conf file: it is incomplete; restore it from a backup",
+                dir.display()
+            )));
+        }
+        // sled refuses, before it writes or locks anything, to open a
+        // database made uncompressed as compressed: then it is opened as
+        // it was made.
         let db = match open(true)? {
             Err(sled::Error::Unsupported(why)) if why.contains("compression") => open(false)?,
             opened => opened,
@@ -600,6 +617,30 @@ mod tests {
         assert!(refused.contains("compression"), "{refused}");
         assert!(reopen(old.path()).unwrap().new_id().unwrap() > older);
         assert!(reopen(new.path()).unwrap().new_id().unwrap() > id);
+    }
+
+    #[test]
+    fn a_database_without_its_conf_is_refused_untouched() {
+        // Found by review: sled wrote a compressed `conf` over an
+        // uncompressed database, then failed to read it.
+        let dir = crate::fsutil::TempDir::new("conf");
+        {
+            let db = config(dir.path(), false).open().unwrap();
+            db.insert("k", "v").unwrap();
+            db.flush().unwrap();
+        }
+        reopen(dir.path()).unwrap();
+        for cut in [None, Some(&b"short"[..])] {
+            let conf = dir.path().join("conf");
+            match cut {
+                None => std::fs::remove_file(&conf).unwrap(),
+                Some(bytes) => std::fs::write(&conf, bytes).unwrap(),
+            }
+            let e = reopen(dir.path()).err().unwrap();
+            assert!(e.to_string().contains("lost sled's conf file"), "{e}");
+            let left = std::fs::read(&conf).ok();
+            assert_eq!(left.as_deref(), cut, "left as it was");
+        }
     }
 
     #[test]
