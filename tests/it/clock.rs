@@ -93,8 +93,15 @@ fn shutdown_answers_the_request_in_flight_and_closes_idle_connections() {
     let mut answer = String::new();
     busy.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
-    assert_eq!(idle.read(&mut buf).unwrap(), 0, "the idle connection is closed");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    assert_eq!(
+        idle.read(&mut buf).unwrap(),
+        0,
+        "the idle connection is closed"
+    );
     stopping.join().unwrap().unwrap();
 
     let server = InProcess::new(&dir, "");
