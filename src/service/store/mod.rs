@@ -233,7 +233,8 @@ impl Store {
         };
         if lost_its_settings(dir) {
             return Err(Error::store(format_args!(
-                "database in {} has lost sled's conf file: it is incomplete; restore it from a backup",
+                "database in {} has lost sled's conf file: it is incomplete; \
+                 restore it from a backup",
                 dir.display()
             )));
         }
