@@ -71,15 +71,18 @@ fn shutdown_answers_the_request_in_flight_and_closes_idle_connections() {
     let mut buf = [0u8; 4096];
     let n = idle.read(&mut buf).unwrap();
     assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
-    // A registration whose body is half sent when shutdown begins.
+    // A registration whose handler waits for its body when shutdown
+    // begins: hyper answers `100 Continue` once the handler reads it.
     let body = br#"{"username":"alice","password":"alice-password"}"#;
     let mut busy = TcpStream::connect(addr).unwrap();
     let head = format!(
         "POST /api/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
+         Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     busy.write_all(head.as_bytes()).unwrap();
+    let n = busy.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 100"), "{:?}", &buf[..n]);
     busy.write_all(&body[..10]).unwrap();
 
     let stopping = std::thread::spawn(move || server.stop());
