@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
 
+use super::records::{put_with_u32_len, Fields};
 use crate::error::{Error, Result};
 
 /// A transaction body's result.
@@ -52,21 +53,16 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Vec<Record>> {
     if body.is_empty() {
         return Err(corrupt());
     }
-    let mut body = body;
+    let mut fields = Fields::new(body);
     let mut out: Vec<Record> = Vec::new();
-    while !body.is_empty() {
-        let (id, rest) = body.split_at_checked(8).ok_or_else(corrupt)?;
-        let id = u64::from_be_bytes(id.try_into().map_err(|_| corrupt())?);
-        let (len, rest) = rest.split_at_checked(4).ok_or_else(corrupt)?;
-        let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt())?);
-        let len = usize::try_from(len).map_err(|_| corrupt())?;
-        let (record, rest) = rest.split_at_checked(len).ok_or_else(corrupt)?;
+    while !fields.done() {
+        let id = fields.array().map(u64::from_be_bytes).ok_or_else(corrupt)?;
+        let record = fields.with_u32_len().ok_or_else(corrupt)?;
         let in_order = out.last().is_none_or(|(last, _)| *last < id);
         if !in_order || bucket_of(id) != key {
             return Err(corrupt());
         }
         out.push((id, record.to_vec()));
-        body = rest;
     }
     Ok(out)
 }
@@ -78,11 +74,8 @@ fn encode(records: &[Record]) -> Result<Option<Vec<u8>>> {
     }
     let mut out = vec![BUCKET_V1];
     for (id, record) in records {
-        let len =
-            u32::try_from(record.len()).map_err(|_| Error::internal("a record is over 4 GiB"))?;
         out.extend_from_slice(&id.to_be_bytes());
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(record);
+        put_with_u32_len(&mut out, record, "a record is over 4 GiB")?;
     }
     Ok(Some(out))
 }

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use sled::Tree;
 
+use super::records::{put_with_u16_len, Fields};
 use crate::crypto::SigningKey;
 use crate::error::{Error, Result};
 
@@ -50,19 +51,16 @@ fn decode(index: &Index, key: &[u8], bytes: &[u8]) -> Result<Vec<Entry>> {
     if body.is_empty() {
         return Err(corrupt());
     }
-    let mut body = body;
+    let mut fields = Fields::new(body);
     let mut out: Vec<Entry> = Vec::new();
-    while !body.is_empty() {
-        let (len, rest) = body.split_at_checked(2).ok_or_else(corrupt)?;
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        let (name, rest) = rest.split_at_checked(len).ok_or_else(corrupt)?;
-        let (id, rest) = rest.split_at_checked(8).ok_or_else(corrupt)?;
+    while !fields.done() {
+        let name = fields.with_u16_len().ok_or_else(corrupt)?;
+        let id = fields.array().ok_or_else(corrupt)?;
         let in_order = out.last().is_none_or(|(last, _)| last.as_slice() < name);
         if !in_order || index.bucket_of(name) != key {
             return Err(corrupt());
         }
-        out.push((name.to_vec(), id.try_into().map_err(|_| corrupt())?));
-        body = rest;
+        out.push((name.to_vec(), id));
     }
     Ok(out)
 }
@@ -74,10 +72,7 @@ fn encode(entries: &[Entry]) -> Result<Option<Vec<u8>>> {
     }
     let mut out = vec![BUCKET_V1];
     for (name, id) in entries {
-        let len = u16::try_from(name.len())
-            .map_err(|_| Error::internal("an index name is over 64 KiB"))?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(name);
+        put_with_u16_len(&mut out, name, "an index name is over 64 KiB")?;
         out.extend_from_slice(id);
     }
     Ok(Some(out))

@@ -356,6 +356,64 @@ pub(super) fn be_u64(bytes: &[u8], what: &str) -> Result<u64> {
         .map_err(|_| Error::store(format_args!("{what} is corrupt")))
 }
 
+/// The entries of a packed bucket or list (record buckets, index buckets,
+/// session lists), read front to back: fixed fields and fields behind a
+/// big-endian length; `None` where the bytes run out.
+pub(super) struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    pub(super) fn new(bytes: &'a [u8]) -> Fields<'a> {
+        Fields(bytes)
+    }
+
+    /// Whether every byte was read.
+    pub(super) fn done(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The next `n` bytes.
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (field, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(field)
+    }
+
+    /// The next `N` bytes, as an array.
+    pub(super) fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    /// A field behind a two-byte length.
+    pub(super) fn with_u16_len(&mut self) -> Option<&'a [u8]> {
+        let len = u16::from_be_bytes(self.array()?);
+        self.take(usize::from(len))
+    }
+
+    /// A field behind a four-byte length.
+    pub(super) fn with_u32_len(&mut self) -> Option<&'a [u8]> {
+        let len = u32::from_be_bytes(self.array()?);
+        self.take(usize::try_from(len).ok()?)
+    }
+}
+
+/// Appends `field` behind its two-byte length; `too_long` when it has
+/// 64 KiB or more.
+pub(super) fn put_with_u16_len(out: &mut Vec<u8>, field: &[u8], too_long: &str) -> Result<()> {
+    let len = u16::try_from(field.len()).map_err(|_| Error::internal(too_long))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(field);
+    Ok(())
+}
+
+/// Appends `field` behind its four-byte length; `too_long` when it has
+/// 4 GiB or more.
+pub(super) fn put_with_u32_len(out: &mut Vec<u8>, field: &[u8], too_long: &str) -> Result<()> {
+    let len = u32::try_from(field.len()).map_err(|_| Error::internal(too_long))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(field);
+    Ok(())
+}
+
 /// The key of the unique indexes: case-insensitive.
 pub(super) fn index_key(name: &str) -> Vec<u8> {
     name.to_lowercase().into_bytes()

@@ -20,7 +20,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::records::{decode_session, encode_session, user_key};
+use super::records::{decode_session, encode_session, put_with_u16_len, user_key, Fields};
 use super::revocations::Revocation;
 use super::Store;
 use crate::error::{Error, Result};
@@ -50,19 +50,16 @@ fn decode_list(key: &[u8], bytes: &[u8]) -> Result<Vec<Session>> {
         // Never written: a list without sessions is no entry.
         return Err(corrupt());
     }
-    let mut body = body;
+    let mut fields = Fields::new(body);
     let mut out = Vec::new();
-    while !body.is_empty() {
-        let (jti, rest) = body.split_at_checked(JTI_LEN).ok_or_else(corrupt)?;
-        let (len, rest) = rest.split_at_checked(2).ok_or_else(corrupt)?;
-        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-        let (record, rest) = rest.split_at_checked(len).ok_or_else(corrupt)?;
+    while !fields.done() {
+        let jti = fields.take(JTI_LEN).ok_or_else(corrupt)?;
+        let record = fields.with_u16_len().ok_or_else(corrupt)?;
         let session = decode_session(jti, record)?;
         if user_key(session.user_id) != key {
             return Err(corrupt());
         }
         out.push(session);
-        body = rest;
     }
     Ok(out)
 }
@@ -74,12 +71,9 @@ fn encode_list(sessions: &[Session]) -> Result<Option<Vec<u8>>> {
     }
     let mut out = vec![LIST_V1];
     for s in sessions {
-        let record = encode_session(s);
-        let len = u16::try_from(record.len())
-            .map_err(|_| Error::internal("a session record is over 64 KiB"))?;
         out.extend_from_slice(&s.id.0);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&record);
+        let record = encode_session(s);
+        put_with_u16_len(&mut out, &record, "a session record is over 64 KiB")?;
     }
     Ok(Some(out))
 }
