@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, Semaphore};
 
 use super::{ops, router};
@@ -55,16 +56,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off a little
-                    // rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
@@ -106,11 +98,24 @@ pub async fn serve(
     Ok(())
 }
 
+/// The next connection. A failed accept (out of file descriptors and the
+/// like) is logged and tried again after a pause, rather than spun on.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(conn) => return conn,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 /// The stop signals of the open connections. Each connection waits on a
 /// signal of its own: polling it touches nothing another connection
 /// shares. (hyper-util's graceful watcher has every connection take one
-/// shared lock on every poll, which cost forward auth 5-10 % of its rate
-/// at 64 connections on two cores.)
+/// shared lock on every poll.)
 #[derive(Default)]
 struct Open {
     stops: Mutex<(u64, HashMap<u64, oneshot::Sender<()>>)>,
