@@ -182,7 +182,7 @@ impl Index {
     }
 
     /// Adds entries in bulk (a restore, the seeder, a move from schema 2):
-    /// one write per bucket, 10,000 buckets a batch. Not against
+    /// one write per bucket, [`super::BATCH`] buckets a batch. Not against
     /// concurrent writers: it runs before the store serves, or on names
     /// the caller made sure are new.
     pub(super) fn add_bulk(&self, all: impl IntoIterator<Item = Entry>) -> Result<()> {

@@ -104,9 +104,18 @@ const MAX_TTL: &str = "max_ttl";
 /// `meta` key of the secret the indexes' buckets are hashed with.
 const INDEX_KEY: &str = "index_key";
 
-/// Writes each bucket or list as given (`None`: its entry goes), 10,000 to
-/// a sled batch: sled's memory for a batch grows faster than the batch.
-/// The bulk writers' one loop (a restore, the seeder, a move from schema 2).
+/// How many entries the bulk writers put in one sled batch. sled holds a
+/// batch's place in its log open until the batch ends, so the space the
+/// batch's own rewrites free is not reused meanwhile, and its file (which
+/// never shrinks) grows. A million users, revocations and sessions take
+/// 248-260 MB on disk at 1,000 a batch, 324-339 MB at 10,000 (BENCHMARKS.md,
+/// issue 15). Smaller batches cost more than they save: 273 MB at 100.
+const BATCH: usize = 1_000;
+
+/// Writes each bucket or list as given (`None`: its entry goes), [`BATCH`]
+/// to a sled batch (sled's memory for a batch also grows faster than the
+/// batch). The bulk writers' one loop (a restore, the seeder, a move from
+/// schema 2).
 fn apply_in_batches<K: AsRef<[u8]>>(
     tree: &Tree,
     writes: impl IntoIterator<Item = Result<(K, Option<Vec<u8>>)>>,
@@ -117,7 +126,7 @@ fn apply_in_batches<K: AsRef<[u8]>>(
             (key, Some(value)) => batch.insert(key.as_ref(), value),
             (key, None) => batch.remove(key.as_ref()),
         }
-        if n % 10_000 == 9_999 {
+        if n % BATCH == BATCH - 1 {
             tree.apply_batch(std::mem::take(&mut batch))?;
         }
     }

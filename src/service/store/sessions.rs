@@ -243,7 +243,7 @@ impl Store {
     }
 
     /// Adds each user's sessions to what that user has: one write per
-    /// user, in key order, 10,000 users a batch. Past
+    /// user, in key order, [`super::BATCH`] users a batch. Past
     /// [`MAX_SESSIONS_PER_USER`] a user's oldest are revoked, before any
     /// list is written. Not against concurrent writers: it runs before the
     /// store serves.
