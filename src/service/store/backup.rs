@@ -34,6 +34,9 @@ use crate::error::{Error, Result};
 use crate::model::{Session, UserId};
 use crate::token::JTI_LEN;
 
+/// Trees that may hold entries in a directory a restore goes into.
+const NOT_RECORDS: [&[u8]; 2] = [b"meta", b"bans"];
+
 /// Trees a backup holds, in order.
 const BACKUP_TREES: [&str; 11] = [
     "users",
@@ -188,7 +191,7 @@ impl Store {
         if drop_totp {
             checked.count -= checked.sealed.len();
             checked.sealed.clear();
-            checked.batches.insert("totp", sled::Batch::default());
+            checked.entries.insert("totp", Vec::new());
         }
         for (user, sealed) in &checked.sealed {
             if !opens(*user, sealed) {
@@ -202,20 +205,15 @@ impl Store {
     }
 
     /// Whether no tree holds a record of any kind (a restore goes only
-    /// there).
+    /// there). Every tree counts, so one added later does too, but `meta`
+    /// (every store keeps its settings there) and `bans` (the login
+    /// regulation's, which a backup does not hold).
     fn holds_no_records(&self) -> bool {
-        [
-            &self.users.tree,
-            &self.usernames.tree,
-            &self.emails.tree,
-            &self.revocations,
-            &self.keys,
-            &self.cutoffs,
-            &self.session_lists,
-            &self.totp,
-        ]
-        .iter()
-        .all(|t| t.is_empty())
+        self.db
+            .tree_names()
+            .iter()
+            .filter(|name| !NOT_RECORDS.contains(&&name[..]))
+            .all(|name| self.db.open_tree(name).is_ok_and(|t| t.is_empty()))
     }
 
     /// Writes a checked backup; returns its entry count.
@@ -231,13 +229,14 @@ impl Store {
         self.meta.insert(RESTORING, &[])?;
         self.db.flush()?;
         self.id_base = base;
-        for (name, batch) in checked.batches {
+        for (name, entries) in checked.entries {
             // Those kept elsewhere are written below.
             if !matches!(
                 name,
                 "users" | "revoked" | "sessions" | "usernames" | "emails"
             ) {
-                self.db.open_tree(name)?.apply_batch(batch)?;
+                let writes = entries.into_iter().map(|(k, v)| Ok((k, Some(v))));
+                super::apply_in_batches(&self.db.open_tree(name)?, writes)?;
             }
         }
         self.add_revocations_bulk(checked.revocations)?;
@@ -301,9 +300,14 @@ fn exported_meta(key: &[u8]) -> bool {
     key == USER_COUNT.as_bytes() || key == MAX_TTL.as_bytes()
 }
 
+/// An entry as a backup line gives it.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// A backup read and checked whole, ready to write.
 struct Checked {
-    batches: BTreeMap<&'static str, sled::Batch>,
+    /// The entries of the trees written as they are (cutoffs, keys,
+    /// second factors and the like), by tree, in the file's order.
+    entries: BTreeMap<&'static str, Vec<KeyValue>>,
     count: usize,
     max_id: u64,
     /// Each second factor's sealed secret, by user.
@@ -372,9 +376,9 @@ fn read_backup(input: impl BufRead) -> Result<Checked> {
         return Err(invalid("unknown format or schema version"));
     }
     let mut checked = Checked {
-        batches: BACKUP_TREES
+        entries: BACKUP_TREES
             .iter()
-            .map(|name| (*name, sled::Batch::default()))
+            .map(|name| (*name, Vec::new()))
             .collect(),
         count: 0,
         max_id: 0,
@@ -420,8 +424,8 @@ impl Checked {
             self.count += 1;
             return Ok(());
         }
-        let (name, batch) = self
-            .batches
+        let (name, entries) = self
+            .entries
             .iter_mut()
             .find(|(name, _)| **name == tree)
             .ok_or_else(|| invalid("an unknown tree"))?;
@@ -442,7 +446,7 @@ impl Checked {
             "usernames" | "emails" => {}
             "sessions" => self.sessions.push(decode_session(&key, &value)?),
             "users" => self.add_user(id, value)?,
-            _ => batch.insert(key, value),
+            _ => entries.push((key, value)),
         }
         self.count += 1;
         Ok(())
@@ -616,6 +620,38 @@ mod tests {
             .store
             .restore(text.as_bytes(), &|_, _| true, false)
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_restore_refuses_a_directory_with_an_entry_in_any_tree() {
+        let from = TempStore::new();
+        from.store.revoke(&[1; 16], 1 << 40).await.unwrap();
+        let mut file = Vec::new();
+        from.store.export(&mut file).unwrap();
+        let names = TempStore::new().store.db.tree_names();
+        let mut checked = 0;
+        for name in names.iter().filter(|n| !NOT_RECORDS.contains(&&n[..])) {
+            let mut into = TempStore::new();
+            into.store
+                .db
+                .open_tree(name)
+                .unwrap()
+                .insert(b"k", b"v")
+                .unwrap();
+            let refused = into.store.restore(&file[..], &|_, _| true, false);
+            let tree = String::from_utf8_lossy(name);
+            assert!(refused.is_err(), "an entry in {tree} was restored over");
+            checked += 1;
+        }
+        // `fresh` and `user_keys` were not looked at before.
+        assert!(checked >= 10, "{checked} trees");
+        // Bans and settings are no records.
+        let mut into = TempStore::new();
+        into.store.bans.insert(b"k", b"v").unwrap();
+        assert_eq!(
+            into.store.restore(&file[..], &|_, _| true, false).unwrap(),
+            1
+        );
     }
 
     /// What reading `lines` (a whole file) fails with, or "ok".

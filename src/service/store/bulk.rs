@@ -1,5 +1,6 @@
-//! Bulk loading for the benchmark seeder (`--features bench` only): users
-//! and revocations in batches, without transactions or per-write flushes.
+//! Bulk loading for the benchmark seeder (`--features bench` only): users,
+//! revocations and sessions through the restore's bulk writers, without
+//! transactions or per-write flushes.
 //! Not part of the production API.
 
 use super::records::encode_user;
@@ -10,7 +11,7 @@ use crate::model::{Session, User};
 use crate::token::JTI_LEN;
 
 impl Store {
-    /// Loads user records in bulk, one batch. Ids must come from
+    /// Loads user records in bulk, each bucket written once. Ids must come from
     /// [`Store::new_id`] and names must be new; [`Store::index_users`]
     /// writes their names and emails once all are loaded (each index
     /// bucket written once, not once a batch).
