@@ -133,6 +133,18 @@ pub(super) fn restore(config: Result<Config>, file: &Path, drop_totp: bool) -> R
         }
         _ => e,
     })?;
+    match crate::fsutil::give_to_owner_of(&config.data_dir) {
+        Ok(0) => {}
+        Ok(_) => eprintln!(
+            "latch: the restored files were given to the owner of {}, as the directory is",
+            config.data_dir.display()
+        ),
+        Err(e) => eprintln!(
+            "latch: warning: cannot give the restored files to the owner of {} ({e}): chown \
+             them to the user the server runs as before starting it",
+            config.data_dir.display()
+        ),
+    }
     if let (Ok(None), KeySource::File(path)) = (keyfile::read_current(&config), &config.key) {
         eprintln!(
             "latch: warning: the key file {} does not exist: restore the key that signed the \

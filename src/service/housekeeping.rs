@@ -7,7 +7,7 @@
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
-use super::store::Store;
+use super::store::{Backup, Store};
 use super::Service;
 use crate::error::Result;
 use crate::model::UserId;
@@ -106,5 +106,7 @@ pub fn restore_offline(
             .as_ref()
             .is_some_and(|k| k.open(&super::totp::context(user), sealed).is_some())
     };
-    Store::open(dir)?.restore(input, &opens, drop_totp)
+    // The whole file first: a refused one leaves no database behind.
+    let backup = Backup::read(input, &opens, drop_totp)?;
+    Store::open(dir)?.restore(backup)
 }

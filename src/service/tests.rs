@@ -185,6 +185,26 @@ async fn bans_hold_until_lifted_and_a_lifted_ban_lets_the_password_in() {
 }
 
 #[tokio::test]
+async fn a_refused_backup_leaves_no_database_behind() {
+    let clock = Clock::frozen();
+    let (_dir, s) = service(&clock);
+    s.register("alice", "alice-password", None).await.unwrap();
+    let mut backup = Vec::new();
+    s.export(&mut backup).unwrap();
+    let into = TempDir::new("refused");
+    let dir = into.path().join("data");
+    let cut = &backup[..backup.len() - 20];
+    assert!(super::restore_offline(&dir, cut, None, false).is_err());
+    // Not even an empty database, which `latch serve` would start on.
+    assert!(
+        !dir.join("db").exists(),
+        "a refused restore made a database"
+    );
+    let restored = super::restore_offline(&dir, &backup[..], None, false).unwrap();
+    assert!(restored > 0);
+}
+
+#[tokio::test]
 async fn an_export_restores_into_an_empty_directory() {
     let clock = Clock::frozen();
     let (_dir, s) = service(&clock);

@@ -745,9 +745,12 @@ fn the_cli_shows_and_resets_a_second_factor_and_restore_needs_the_storage_key() 
         if key.is_none() {
             assert!(line.contains("there is no storage key at"), "{stderr}");
         }
-        // Nothing was written: a restore with the right key then works.
+        // Nothing was written, not even an empty database: a restore with
+        // the right key then works.
+        assert!(!data.join("db").exists(), "{name}: a database was made");
         let key_text =
             std::fs::read_to_string(dir.path().join("data").join("storage.key")).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
         std::fs::write(&key_path, key_text).unwrap();
         let (status, stdout, stderr) =
             latch_with(&["restore", file.to_str().unwrap()], &target_config);

@@ -169,39 +169,15 @@ impl Store {
         Ok(count)
     }
 
-    /// Loads an export made by [`Store::export`] into this store, which
-    /// must be empty. Every record is decoded and every key sized before
-    /// anything is written, so a crafted file cannot leave a database that
-    /// fails later; ids generated afterwards start past every restored one.
-    /// `opens` says whether a sealed second-factor secret of a user opens
-    /// with the storage key at hand: a backup whose secrets do not is
-    /// refused whole (they would be lost).
-    pub fn restore(
-        &mut self,
-        input: impl BufRead,
-        opens: &dyn Fn(UserId, &[u8]) -> bool,
-        drop_totp: bool,
-    ) -> Result<usize> {
+    /// Loads a backup read by [`Backup::read`] into this store, which must
+    /// be empty; ids generated afterwards start past every restored one.
+    pub fn restore(&mut self, backup: Backup) -> Result<usize> {
         if !self.holds_no_records() {
             return Err(Error::store(
                 "the data directory already holds users or tokens; restore into an empty one",
             ));
         }
-        let mut checked = read_backup(input)?;
-        if drop_totp {
-            checked.count -= checked.sealed.len();
-            checked.sealed.clear();
-            checked.entries.insert("totp", Vec::new());
-        }
-        for (user, sealed) in &checked.sealed {
-            if !opens(*user, sealed) {
-                return Err(Error::store(
-                    "the backup's second-factor secrets do not open with this storage key; \
-                     restore with the [storage] encryption_key_file the backup was made with",
-                ));
-            }
-        }
-        self.write_restored(checked)
+        self.write_restored(backup.0)
     }
 
     /// Whether no tree holds a record of any kind (a restore goes only
@@ -298,6 +274,39 @@ impl Store {
 /// which belong to the database it is restored into).
 fn exported_meta(key: &[u8]) -> bool {
     key == USER_COUNT.as_bytes() || key == MAX_TTL.as_bytes()
+}
+
+/// A backup made by [`Store::export`], read and checked whole before any
+/// database is opened: a file refused leaves no trace, and a crafted one
+/// cannot leave a database that fails later.
+pub struct Backup(Checked);
+
+impl Backup {
+    /// Reads `input`, decoding every record and sizing every key. `opens`
+    /// says whether a sealed second-factor secret of a user opens with the
+    /// storage key at hand: a backup whose secrets do not is refused whole
+    /// (they would be lost), unless `drop_totp` leaves them out.
+    pub fn read(
+        input: impl BufRead,
+        opens: &dyn Fn(UserId, &[u8]) -> bool,
+        drop_totp: bool,
+    ) -> Result<Backup> {
+        let mut checked = read_backup(input)?;
+        if drop_totp {
+            checked.count -= checked.sealed.len();
+            checked.sealed.clear();
+            checked.entries.insert("totp", Vec::new());
+        }
+        for (user, sealed) in &checked.sealed {
+            if !opens(*user, sealed) {
+                return Err(Error::store(
+                    "the backup's second-factor secrets do not open with this storage key; \
+                     restore with the [storage] encryption_key_file the backup was made with",
+                ));
+            }
+        }
+        Ok(Backup(checked))
+    }
 }
 
 /// An entry as a backup line gives it.
@@ -593,17 +602,9 @@ mod tests {
 
         let mut into = TempStore::new();
         let truncated: Vec<&str> = text.lines().take(count).collect();
-        assert!(into
-            .store
-            .restore(truncated.join("\n").as_bytes(), &|_, _| true, false)
-            .is_err());
+        assert!(restore(&mut into.store, truncated.join("\n").as_bytes()).is_err());
         assert_eq!(into.store.user_count(), 0, "nothing was written");
-        assert_eq!(
-            into.store
-                .restore(text.as_bytes(), &|_, _| true, false)
-                .unwrap(),
-            count
-        );
+        assert_eq!(restore(&mut into.store, text.as_bytes()).unwrap(), count);
         assert_eq!(into.store.user(alice.id).unwrap().unwrap(), alice);
         // The indexes, a line per name, land in this store's buckets.
         assert_eq!(into.store.user_by_name("ALICE").unwrap().unwrap(), alice);
@@ -616,10 +617,7 @@ mod tests {
         assert!(into.store.is_revoked(&[1; 16]).unwrap());
         assert!(into.store.new_id().unwrap() > alice.id.get());
         // Not twice: the store is no longer empty.
-        assert!(into
-            .store
-            .restore(text.as_bytes(), &|_, _| true, false)
-            .is_err());
+        assert!(restore(&mut into.store, text.as_bytes()).is_err());
     }
 
     #[tokio::test]
@@ -638,7 +636,7 @@ mod tests {
                 .unwrap()
                 .insert(b"k", b"v")
                 .unwrap();
-            let refused = into.store.restore(&file[..], &|_, _| true, false);
+            let refused = restore(&mut into.store, &file[..]);
             let tree = String::from_utf8_lossy(name);
             assert!(refused.is_err(), "an entry in {tree} was restored over");
             checked += 1;
@@ -648,10 +646,12 @@ mod tests {
         // Bans and settings are no records.
         let mut into = TempStore::new();
         into.store.bans.insert(b"k", b"v").unwrap();
-        assert_eq!(
-            into.store.restore(&file[..], &|_, _| true, false).unwrap(),
-            1
-        );
+        assert_eq!(restore(&mut into.store, &file[..]).unwrap(), 1);
+    }
+
+    /// Reads `input` as a backup and restores it into `store`.
+    fn restore(store: &mut Store, input: &[u8]) -> Result<usize> {
+        store.restore(Backup::read(input, &|_, _| true, false)?)
     }
 
     /// What reading `lines` (a whole file) fails with, or "ok".
@@ -837,10 +837,7 @@ mod tests {
         }
         text += "{\"end\":6}\n";
         let mut into = TempStore::new();
-        let restored = into
-            .store
-            .restore(text.as_bytes(), &|_, _| true, false)
-            .unwrap();
+        let restored = restore(&mut into.store, text.as_bytes()).unwrap();
         assert_eq!(restored, 6);
         assert_eq!(
             into.store.user_sessions(UserId::new(7)).unwrap(),
@@ -858,10 +855,7 @@ mod tests {
         assert_eq!(out.matches(r#""tree":"sessions""#).count(), 3, "{out}");
         assert!(!out.contains("user_sessions"), "{out}");
         let mut again = TempStore::new();
-        again
-            .store
-            .restore(out.as_bytes(), &|_, _| true, false)
-            .unwrap();
+        restore(&mut again.store, out.as_bytes()).unwrap();
         assert_eq!(
             again.store.user_sessions(UserId::new(7)).unwrap(),
             &sessions[..2]
@@ -885,9 +879,7 @@ mod tests {
         }
         text += &format!("{{\"end\":{}}}\n", cap + 2);
         let mut into = TempStore::new();
-        into.store
-            .restore(text.as_bytes(), &|_, _| true, false)
-            .unwrap();
+        restore(&mut into.store, text.as_bytes()).unwrap();
         let kept = into.store.user_sessions(UserId::new(7)).unwrap();
         assert_eq!(kept.len() as u64, cap);
         assert_eq!(kept[0], a_session(7, 2), "the newest are kept");
@@ -937,9 +929,7 @@ mod tests {
         let lying = line("usernames", b"alice", &2u64.to_be_bytes());
         let text = file(&[user(1, "alice"), user(2, "bob")], &[lying]);
         let mut into = TempStore::new();
-        into.store
-            .restore(text.as_bytes(), &|_, _| true, false)
-            .unwrap();
+        restore(&mut into.store, text.as_bytes()).unwrap();
         let alice = into.store.user_by_name("alice").unwrap().unwrap();
         assert_eq!(alice.id, UserId::new(1));
         // Two records of one name (in any case) are refused.

@@ -61,6 +61,7 @@ use crate::error::{Error, Kind, Result};
 #[cfg(test)]
 use crate::model::Cutoff;
 
+pub use backup::Backup;
 pub use sessions::MAX_SESSIONS_PER_USER;
 pub use users::{NewUser, Write};
 
