@@ -504,9 +504,14 @@ def report(results):
         check("#4 verification p99 under flood", f"{lat['p99']:.2f} ms", lat["p99"] <= 20, "<= 20 ms")
     if "5" in by:
         lat, base, r = by["5"]
-        if s1:
-            r1 = lat["rps"] / s1["rps"]
-            check("#5 req/s vs #1 (small database)", f"{r1:.3f}", r1 >= 0.95, ">= 0.95")
+        # Each against the hello run beside it, as every other target: the
+        # two scenarios run minutes apart, and the machine drifts between
+        # them (hello alone moves by 5 % or more); the raw ratio is shown.
+        if s1 and r is not None and "1" in by and by["1"][2]:
+            r1 = r / by["1"][2]
+            raw = lat["rps"] / s1["rps"]
+            check("#5 latch/hello vs #1 latch/hello (small database)",
+                  f"{r1:.3f} (req/s {raw:.3f})", r1 >= 0.95, ">= 0.95")
     if startup:
         m = med(startup["listening_ms"])
         check("#5 start-up to `listening on` (median)", f"{m:.1f} ms", m <= 500, "<= 500 ms")
