@@ -140,7 +140,7 @@ impl Service {
             exp: v.exp,
         };
         if audience == Audience::Session {
-            if let Some(why) = self.use_session(v.user_id, &token_ref)? {
+            if let Some(why) = self.use_session(v.user_id, &token_ref, now)? {
                 return Err(refused(why));
             }
         }

@@ -177,14 +177,15 @@ impl Service {
     /// Notes a use of the session behind a verified session token, and
     /// refuses it when it has been unused longer than `session_inactivity`.
     /// A token without a record (issued before sessions had records) is
-    /// taken at its word. Returns why it is refused, if it is.
+    /// taken at its word. Returns why it is refused, if it is. `now` is
+    /// the time the token was checked at (one read of the clock a request).
     pub(super) fn use_session(
         &self,
         user: UserId,
         token: &TokenRef,
+        now: u64,
     ) -> Result<Option<&'static str>> {
         let id = SessionId(token.jti);
-        let now = self.now();
         // This thread noted a use of it moments ago: it is not idle, and
         // its last use is known well enough. No lock, no shared write.
         let fresh = self.sessions.fresh_for();
