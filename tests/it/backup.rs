@@ -143,16 +143,23 @@ fn backup_while_running_then_restore_into_an_empty_directory() {
     assert!(stderr.contains("truncated"), "{stderr}");
 }
 
-#[test]
-fn backup_with_the_server_stopped() {
-    let dir = TempDir::new("backupoff");
-    let server = Server::start(&dir, "");
+/// A server in `dir` with the user alice, stopped, then `latch backup`
+/// into `dir`: the file and what the command printed.
+fn alice_backed_up_offline(dir: &TempDir) -> (std::path::PathBuf, String) {
+    let server = Server::start(dir, "");
     server.client().register("alice", "alice-password");
     let config = server.config_path.clone();
     assert!(server.stop().success());
     let file = dir.path().join("offline.backup");
     let (status, stdout, stderr) = latch_with(&["backup", file.to_str().unwrap()], &config);
     assert!(status.success(), "{stderr}");
+    (file, stdout)
+}
+
+#[test]
+fn backup_with_the_server_stopped() {
+    let dir = TempDir::new("backupoff");
+    let (file, stdout) = alice_backed_up_offline(&dir);
     assert!(stdout.contains("wrote"), "{stdout}");
     let first = std::fs::read_to_string(&file).unwrap();
     assert!(first.lines().next().unwrap().contains("latch_backup"));
@@ -167,13 +174,7 @@ fn backup_with_the_server_stopped() {
 fn a_restore_as_root_leaves_the_files_to_the_data_directorys_owner() {
     use std::os::unix::fs::MetadataExt as _;
     let dir = TempDir::new("owner");
-    let server = Server::start(&dir, "");
-    server.client().register("alice", "alice-password");
-    let config = server.config_path.clone();
-    assert!(server.stop().success());
-    let file = dir.path().join("owner.backup");
-    let (status, _, stderr) = latch_with(&["backup", file.to_str().unwrap()], &config);
-    assert!(status.success(), "{stderr}");
+    let (file, _) = alice_backed_up_offline(&dir);
 
     let other = TempDir::new("owned");
     let data = other.path().join("data");
