@@ -2,7 +2,8 @@
 //!
 //! It sets up connections exactly as latch does (`http1::Builder` with a
 //! Tokio timer, a 10 s header read timeout, keep-alive, `TCP_NODELAY`, one
-//! task per connection, multi-thread runtime) and answers every request
+//! task per connection, a multi-thread runtime with latch's default of
+//! half the cores as workers, at least one) and answers every request
 //! `200 {"data":"Hello, bench!"}`, the body latch's `/api/resource` sends.
 //! The difference between the two is then the cost of latch itself.
 //!
@@ -35,8 +36,17 @@ async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(res)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // latch's `[limits] workers` default.
+    let workers = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?
+        .block_on(serve())
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = std::env::args()
         .nth(1)
         .as_deref()

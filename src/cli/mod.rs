@@ -332,6 +332,7 @@ fn serve(file: ConfigFile) -> Result<()> {
         LogFormat::Json => logs.json().init(),
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.limits.workers)
         .enable_all()
         .build()
         .map_err(|e| Error::config(format_args!("cannot start the runtime: {e}")))?;

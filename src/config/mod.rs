@@ -116,6 +116,9 @@ pub struct Limits {
     /// Connections served at once; further ones wait in the kernel's
     /// backlog until a slot frees up.
     pub max_connections: usize,
+    /// Threads that serve requests (tokio workers): by default half the
+    /// cores, at least one. scrypt runs on threads of its own.
+    pub workers: usize,
 }
 
 /// Forward auth and the login page.
@@ -625,6 +628,16 @@ mod tests {
             assert!(Config::from_toml(&toml).is_err(), "{n}");
         }
         assert!(Config::from_toml("[limits]\nmax_connections = 1000000").is_ok());
+        for n in ["0", "1025"] {
+            let toml = format!("[limits]\nworkers = {n}");
+            let e = Config::from_toml(&toml).unwrap_err().to_string();
+            assert!(e.contains("workers must be from 1 to 1024"), "{n}: {e}");
+        }
+        let c = Config::from_toml("[limits]\nworkers = 3").unwrap();
+        assert_eq!(c.limits.workers, 3);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let auto = Config::from_toml("").unwrap().limits.workers;
+        assert_eq!(auto, (cores / 2).max(1), "half the cores, at least one");
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub(super) struct RawLimits {
     pub max_body: Option<usize>,
     pub header_read_timeout: Option<RawDuration>,
     pub max_connections: Option<usize>,
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -125,7 +125,8 @@ fn limits(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         "header_read_timeout = {}",
         l.header_read_timeout.as_secs()
     )?;
-    writeln!(f, "max_connections = {}", l.max_connections)
+    writeln!(f, "max_connections = {}", l.max_connections)?;
+    writeln!(f, "workers = {}", l.workers)
 }
 
 fn forward_auth(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {

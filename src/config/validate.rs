@@ -241,18 +241,37 @@ fn hashing(raw: RawScrypt) -> Result<Hashing> {
 /// file-descriptor limit; the drain counts them in a `u32`).
 const MAX_CONNECTIONS: usize = 1_000_000;
 
+/// Most request threads `[limits] workers` may ask for.
+const MAX_WORKERS: usize = 1024;
+
 fn limits(raw: RawLimits) -> Result<Limits> {
     let limits = Limits {
         max_body: raw.max_body.unwrap_or(16 * 1024),
         header_read_timeout: duration(raw.header_read_timeout, "[limits] header_read_timeout", 10)?,
         max_connections: raw.max_connections.unwrap_or(512),
+        workers: raw.workers.unwrap_or_else(default_workers),
     };
     if !(1..=MAX_CONNECTIONS).contains(&limits.max_connections) {
         return Err(Error::config(
             "config: [limits] max_connections must be from 1 to 1000000",
         ));
     }
+    if !(1..=MAX_WORKERS).contains(&limits.workers) {
+        return Err(Error::config(
+            "config: [limits] workers must be from 1 to 1024",
+        ));
+    }
     Ok(limits)
+}
+
+/// Half the cores this process may use, at least one. latch shares its
+/// host with the proxy that calls it (each forward-auth check is a
+/// request through the proxy too) and with its own scrypt threads; a
+/// check costs a worker about a microsecond outside the kernel, so more
+/// workers than that mostly add wake-ups between them (BENCHMARKS.md:
+/// on 2 cores, one worker serves 17-35 % more checks than two).
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 fn forward_auth(mut raw: RawForwardAuth, public_url: Option<&str>) -> Result<ForwardAuth> {

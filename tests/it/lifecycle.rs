@@ -29,6 +29,29 @@ fn restart_keeps_users_and_revocations() {
     assert!(c.register("bob", "bob-password") > 1);
 }
 
+/// `[limits] workers` is how many threads serve requests: asked for more
+/// than the cores (the default is half of them), the server runs that
+/// many (tokio names its workers `tokio-rt-worker`; its blocking threads,
+/// which share the name, only add to the count).
+#[test]
+fn workers_sets_the_threads_that_serve_requests() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = cores + 3;
+    let dir = TempDir::new("workers");
+    let server = Server::start(&dir, &format!("[limits]\nworkers = {workers}\n"));
+    let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.unwrap().path().join("comm")).ok())
+        .filter(|name| name.trim() == "tokio-rt-worker")
+        .count();
+    assert!(
+        threads >= workers,
+        "{threads} threads for workers = {workers}"
+    );
+    server.client().register("alice", "alice-password");
+    server.client().assert_alive("alice", "alice-password");
+}
+
 #[test]
 fn sigterm_exits_zero() {
     let dir = TempDir::new("sigterm");
@@ -121,6 +144,7 @@ fn bad_configs_stop_start_up_with_one_line() {
     refuses_to_start("registration = \"sometimes\"\n", "registration");
     refuses_to_start("token_ttl = -5\n", "token_ttl");
     refuses_to_start("[scrypt]\nlog_n = 25\n", "ceiling");
+    refuses_to_start("[limits]\nworkers = 0\n", "workers must be from 1 to 1024");
     refuses_to_start("this is not toml", "config");
 }
 

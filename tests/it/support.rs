@@ -215,6 +215,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server stopped").id()
+    }
+
     /// Sends SIGHUP (reload the access rules).
     pub fn hangup(&self) {
         let child = self.child.as_ref().expect("server stopped");
