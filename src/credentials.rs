@@ -98,14 +98,31 @@ pub enum Malformed {
 }
 
 /// Parses an `Authorization` header value (`Bearer ...` or `Basic ...`).
+///
+/// Read as bytes: a Bearer token is checked once, as visible ASCII (which
+/// makes it UTF-8), not read for UTF-8 first; only a Basic value is text.
+/// A value that is not UTF-8 is `Malformed::Basic` whatever its scheme.
 pub fn parse_authorization(value: &[u8]) -> Result<Credential<'_>, Malformed> {
-    let value = std::str::from_utf8(value).map_err(|_| Malformed::Basic)?;
-    let (scheme, rest) = value.trim().split_once(' ').ok_or(Malformed::Basic)?;
-    let rest = rest.trim_start();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        parse_token(rest.as_bytes()).map(Credential::Token)
-    } else if scheme.eq_ignore_ascii_case("basic") {
-        parse_basic(rest)
+    let not_text = || std::str::from_utf8(value).is_err();
+    let trimmed = value.trim_ascii();
+    let space = trimmed.iter().position(|&b| b == b' ');
+    let Some((scheme, rest)) =
+        space.map(|at| (&trimmed[..at], trimmed[at + 1..].trim_ascii_start()))
+    else {
+        return Err(Malformed::Basic);
+    };
+    if scheme.eq_ignore_ascii_case(b"bearer") {
+        parse_token(rest).map(Credential::Token).map_err(|e| {
+            if not_text() {
+                Malformed::Basic
+            } else {
+                e
+            }
+        })
+    } else if scheme.eq_ignore_ascii_case(b"basic") {
+        std::str::from_utf8(rest)
+            .map_err(|_| Malformed::Basic)
+            .and_then(parse_basic)
     } else {
         Err(Malformed::Basic)
     }
@@ -284,6 +301,23 @@ mod tests {
         );
         assert_eq!(parse_authorization(b"Bearer "), Err(Malformed::Basic));
         assert_eq!(parse_authorization(b"Bearer a b"), Err(Malformed::Token));
+        assert_eq!(
+            parse_authorization(b" \tBearer abc \t"),
+            Ok(Credential::Token("abc".into()))
+        );
+        assert_eq!(parse_authorization(b"Bearer\tabc"), Err(Malformed::Basic));
+        assert_eq!(parse_authorization(b"Bearer a\x01"), Err(Malformed::Token));
+        // Not UTF-8: malformed whatever the scheme, as when it was read as
+        // text first.
+        assert_eq!(parse_authorization(b"Bearer a\xff"), Err(Malformed::Basic));
+        assert_eq!(
+            parse_authorization(b"Basic \xff\xfe"),
+            Err(Malformed::Basic)
+        );
+        assert_eq!(
+            parse_authorization(b"\xffBearer abc"),
+            Err(Malformed::Basic)
+        );
     }
 
     #[test]

@@ -223,6 +223,16 @@ pub fn client_address(
     if !trusts(peer) {
         return peer;
     }
+    forwarded_client(headers, peer, trusts)
+}
+
+/// [`client_address`] for a peer already known to be a trusted proxy
+/// (the router asks once per request).
+pub fn forwarded_client(
+    headers: &hyper::HeaderMap,
+    peer: IpAddr,
+    trusts: impl Fn(IpAddr) -> bool,
+) -> IpAddr {
     let mut client = peer;
     let values = headers
         .get_all(&X_FORWARDED_FOR)
