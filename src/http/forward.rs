@@ -196,13 +196,15 @@ impl SignedIn<'_> {
     fn answer(&self, call: Call<'_>, user: &Ready) -> Result<Response<Body>> {
         let mut verdict = self.first.verdict;
         if let (Verdict::SignIn, Some(asked)) = (self.first.verdict, self.asked) {
-            let subject = Subject {
-                username: &self.who.username,
-                groups: &user.groups,
+            let known = Known {
+                subject: Subject {
+                    username: &self.who.username,
+                    groups: &user.groups,
+                },
+                user: user.user,
+                profile: user.generation,
             };
-            let second = call
-                .app
-                .with_access(|rules| asked.decide(rules, Some(&subject)));
+            let second = asked.decide_known(call.app, &known);
             match second.verdict {
                 Verdict::Bypass if self.required.is_empty() => return bypassed(),
                 Verdict::Bypass => {}
@@ -337,13 +339,16 @@ struct Asked<'a> {
     client: std::net::IpAddr,
 }
 
-/// The first decisions (before anyone is known) this thread made lately,
-/// by everything they depend on: the rules in force (app and generation),
-/// host, path, method and client address. A decision is a function of
-/// these alone, so a repeated request skips the rules.
+/// The decisions this thread made lately, by everything they depend on:
+/// the rules in force (app and generation), host, path, method and client
+/// address, and for a known visitor who they are (their id and name, and
+/// the profile generation their groups were read at: every change to a
+/// user moves it). A decision is a function of these alone, so a
+/// repeated request skips the rules.
 struct Remembered {
     app: u64,
     generation: u64,
+    who: Option<(crate::model::UserId, u64, Box<str>)>,
     host: Box<str>,
     path: Box<str>,
     method: Option<Box<str>>,
@@ -351,28 +356,65 @@ struct Remembered {
     decision: Decision,
 }
 
-/// Decisions remembered per thread; beyond it the oldest goes.
+/// A visitor whose credential was accepted, as the rules see them.
+struct Known<'s> {
+    subject: Subject<'s>,
+    user: crate::model::UserId,
+    /// The profile generation `subject.groups` was read at.
+    profile: u64,
+}
+
+/// Decisions remembered per thread, of each kind (before anyone is known,
+/// and for known visitors); beyond it the oldest goes.
 const REMEMBERED_PER_THREAD: usize = 32;
 
 /// Longest path remembered (a longer one is decided every time).
 const REMEMBERED_PATH_MAX: usize = 256;
 
+type Memory = std::cell::RefCell<Recent<Remembered, REMEMBERED_PER_THREAD>>;
+
 thread_local! {
-    static REMEMBERED: std::cell::RefCell<Recent<Remembered, REMEMBERED_PER_THREAD>> =
-        const { std::cell::RefCell::new(Recent::new()) };
+    static REMEMBERED: Memory = const { std::cell::RefCell::new(Recent::new()) };
+    static REMEMBERED_KNOWN: Memory = const { std::cell::RefCell::new(Recent::new()) };
 }
 
 impl<'a> Asked<'a> {
     /// [`Asked::decide`] for a visitor not yet known, remembered per
     /// thread for requests exactly like this one under the same rules.
     fn decide_first(&self, app: &App) -> Decision {
+        self.remembered(app, None, &REMEMBERED)
+    }
+
+    /// [`Asked::decide`] for a known visitor, remembered per thread for
+    /// requests exactly like this one by the same user under the same
+    /// rules and profiles. With rules that name groups, every request of
+    /// a signed-in visitor asks this.
+    fn decide_known(&self, app: &App, known: &Known<'_>) -> Decision {
+        self.remembered(app, Some(known), &REMEMBERED_KNOWN)
+    }
+
+    fn remembered(
+        &self,
+        app: &App,
+        known: Option<&Known<'_>>,
+        memory: &'static std::thread::LocalKey<Memory>,
+    ) -> Decision {
+        let subject = known.map(|k| &k.subject);
         let Some((host, path, method)) = self.original else {
-            return app.with_access(|rules| self.decide(rules, None));
+            return app.with_access(|rules| self.decide(rules, subject));
         };
         if path.len() > REMEMBERED_PATH_MAX {
-            return app.with_access(|rules| self.decide(rules, None));
+            return app.with_access(|rules| self.decide(rules, subject));
         }
         let (id, generation) = (app.id(), app.access_generation());
+        let same_visitor = |who: &Option<(crate::model::UserId, u64, Box<str>)>| match (who, known)
+        {
+            (None, None) => true,
+            (Some((user, profile, name)), Some(k)) => {
+                *user == k.user && *profile == k.profile && **name == *k.subject.username
+            }
+            _ => false,
+        };
         let same = |r: &Remembered| {
             r.app == id
                 && r.generation == generation
@@ -380,22 +422,24 @@ impl<'a> Asked<'a> {
                 && *r.host == *host
                 && *r.path == *path
                 && r.method.as_deref() == method
+                && same_visitor(&r.who)
         };
-        let hit = REMEMBERED.with(|cell| cell.borrow().find(same).map(|r| r.decision));
+        let hit = memory.with(|cell| cell.borrow().find(same).map(|r| r.decision));
         if let Some(decision) = hit {
             return decision;
         }
-        let decision = app.with_access(|rules| self.decide(rules, None));
+        let decision = app.with_access(|rules| self.decide(rules, subject));
         let entry = Remembered {
             app: id,
             generation,
+            who: known.map(|k| (k.user, k.profile, k.subject.username.into())),
             host: host.into(),
             path: path.into(),
             method: method.map(Into::into),
             client: self.client,
             decision,
         };
-        REMEMBERED.with(|cell| cell.borrow_mut().put(entry));
+        memory.with(|cell| cell.borrow_mut().put(entry));
         decision
     }
 

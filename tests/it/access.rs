@@ -612,3 +612,32 @@ fn a_change_to_the_user_reaches_forward_auth_at_once_on_every_thread() {
         assert_eq!(res.header("remote-groups"), Some("media"));
     }
 }
+
+#[test]
+fn a_remembered_decision_is_each_users_own_and_follows_their_groups() {
+    // A signed-in visitor's decision is remembered per thread for the same
+    // request: by user, and only while their groups stay as they were.
+    let (_dir, server, alice, bob) = start(RULES);
+    let c = server.client();
+    let admin = |cookie: &str| {
+        auth(
+            &c,
+            asked("GET", "app.example.test", "/admin/x"),
+            &[("Cookie", cookie)],
+        )
+    };
+    for _ in 0..20 {
+        assert_eq!(admin(&alice).status, 200, "alice is in admins");
+        assert_eq!(admin(&bob).status, 403, "bob is not");
+    }
+    server.set_groups("alice", &["users"]);
+    for _ in 0..20 {
+        assert_eq!(admin(&alice).status, 403, "alice left admins");
+        assert_eq!(admin(&bob).status, 403);
+    }
+    server.set_groups("bob", &["admins"]);
+    for _ in 0..20 {
+        assert_eq!(admin(&alice).status, 403);
+        assert_eq!(admin(&bob).status, 200, "bob joined admins");
+    }
+}
