@@ -21,6 +21,10 @@ pub const LAST_USED_EVERY: u64 = 60;
 /// Longest accepted `expires_in` for an API key: ten years.
 pub const MAX_KEY_LIFETIME: u64 = 10 * 365 * 86400;
 
+/// Most API keys one user may hold (sessions are bounded alike): listing
+/// and pruning them must stay cheap, whoever asks.
+pub const MAX_KEYS_PER_USER: usize = 100;
+
 /// API key uses not yet written, by key hash: (key id, time).
 #[derive(Default)]
 pub(super) struct KeyUses(Mutex<HashMap<[u8; 32], (KeyId, u64)>>);
@@ -54,6 +58,11 @@ impl Service {
         let epoch = who
             .epoch
             .ok_or_else(|| Error::new(Kind::Forbidden("API keys cannot create API keys")))?;
+        if self.store.user_keys(who.user_id)?.len() >= MAX_KEYS_PER_USER {
+            return Err(Error::new(Kind::Conflict(
+                "too many API keys (at most 100); delete one first",
+            )));
+        }
         let now = self.now();
         let secret = format!(
             "{API_KEY_PREFIX}{}",
@@ -111,14 +120,21 @@ impl Service {
         })
     }
 
-    /// A user's keys, with uses not yet written folded in.
+    /// A user's keys, with uses not yet written folded in: one pass over
+    /// the pending uses (of every user), not one per key.
     pub fn list_keys(&self, user: UserId) -> Result<Vec<ApiKey>> {
         let mut keys = self.store.user_keys(user)?;
-        let pending = self.key_uses.lock();
-        for key in &mut keys {
-            if let Some((_, at)) = pending.values().find(|(id, _)| *id == key.id) {
-                key.last_used_at = Some(key.last_used_at.map_or(*at, |t| t.max(*at)));
-            }
+        let index: HashMap<KeyId, usize> =
+            keys.iter().enumerate().map(|(i, k)| (k.id, i)).collect();
+        let pending: Vec<(usize, u64)> = self
+            .key_uses
+            .lock()
+            .values()
+            .filter_map(|(id, at)| index.get(id).map(|&i| (i, *at)))
+            .collect();
+        for (i, at) in pending {
+            let key = &mut keys[i];
+            key.last_used_at = Some(key.last_used_at.map_or(at, |t| t.max(at)));
         }
         Ok(keys)
     }

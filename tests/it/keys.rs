@@ -236,3 +236,40 @@ fn keys_expire_and_record_their_last_use_at_most_once_a_minute() {
     );
     c.resource(&bearer(&key)).assert_challenges(true);
 }
+
+#[test]
+fn a_user_holds_at_most_100_keys() {
+    // Listing and pruning a user's keys walks all of them on a worker: a
+    // user may not make that walk as long as they like.
+    let dir = TempDir::new("keycap");
+    let server = InProcess::new(&dir, "");
+    let c = server.client();
+    c.register("alice", "alice-password");
+    c.register("bob", "bob-password");
+    let alice = basic("alice", "alice-password");
+    let keys: Vec<String> = (0..100)
+        .map(|i| c.new_key(&alice, &format!("k{i}")))
+        .collect();
+    let res = create(&c, &alice, json!({"name": "one too many"}));
+    assert_eq!(res.status, 409, "{}", res.text());
+    assert_eq!(res.error_code(), "conflict");
+    // The others still work, and so does someone else's first key.
+    assert_eq!(c.resource(&bearer(&keys[99])).status, 200);
+    c.new_key(&basic("bob", "bob-password"), "bob's");
+    // Deleting one makes room for one.
+    let listed = c
+        .get("/api/keys", &[("Authorization", alice.as_str())])
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 100);
+    let id = listed[0]["id"].as_u64().unwrap();
+    let res = c.request(
+        "DELETE",
+        &format!("/api/keys/{id}"),
+        &[("Authorization", alice.as_str())],
+        None,
+    );
+    assert_eq!(res.status, 204);
+    c.new_key(&alice, "room again");
+    assert_eq!(create(&c, &alice, json!({"name": "full"})).status, 409);
+    c.assert_alive("alice", "alice-password");
+}
