@@ -505,6 +505,7 @@ fn believed<'p>(
 /// routed by; else `None`.
 fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)> {
     let seen = ProxyHeaders::scan(parts);
+    let fits = |text: &str| text.len() <= MAX_ORIGINAL_URL;
     let get = |name: &HeaderName| {
         seen.get(name)
             .and_then(|v| v.to_str().ok())
@@ -514,7 +515,7 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)
     let printable = |text: &str| text.bytes().all(|b| b.is_ascii_graphic());
     let (host, path, method) = match flavor {
         Flavor::Nginx => {
-            let url = get(&X_ORIGINAL_URL).filter(|u| printable(u))?;
+            let url = get(&X_ORIGINAL_URL).filter(|u| fits(u) && printable(u))?;
             let (host, path) = cases::split_url(url)?;
             // nginx routes an absolute-form request by its request line and
             // sends that host ($host) here; `$http_host` in the URL is the
@@ -530,7 +531,7 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)
             get(&X_FORWARDED_PROTO).filter(|p| matches!(*p, "http" | "https"))?;
             let host = get(&X_FORWARDED_HOST)?;
             let path = get(&X_FORWARDED_URI).unwrap_or("/");
-            if !printable(path) || !path.starts_with('/') {
+            if !fits(path) || !printable(path) || !path.starts_with('/') {
                 return None;
             }
             (host, path, get(&X_FORWARDED_METHOD))
@@ -541,6 +542,12 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)
     crate::config::net::request_host(host)?;
     Some((host, path, method))
 }
+
+/// Longest original URL (or path and query) forward auth reads. A longer
+/// one is read as no URL: the rules are not run on it (every spelling of
+/// a long path costs a regex pass over it), so it is denied where rules
+/// apply. nginx itself refuses request lines over 8 KiB by default.
+const MAX_ORIGINAL_URL: usize = 8 * 1024;
 
 /// The proxy headers forward auth reads, found in one pass over the
 /// request's headers (the first of each name, as `HeaderMap::get` would

@@ -641,3 +641,24 @@ fn a_remembered_decision_is_each_users_own_and_follows_their_groups() {
         assert_eq!(admin(&bob).status, 200, "bob joined admins");
     }
 }
+
+#[test]
+fn an_original_url_over_8_kib_is_denied_not_matched() {
+    // Each spelling of a path is matched by every rule's pattern: a long
+    // one would hold a worker for milliseconds. Over 8 KiB it is no URL.
+    let (_dir, server, alice, _bob) = start(RULES);
+    let c = server.client();
+    let uri = |len: usize| format!("/{}", "a".repeat(len - 1));
+    let (fits, over) = (uri(8 * 1024), uri(8 * 1024 + 1));
+    let res = auth(&c, asked("GET", "public.example.test", &fits), &[]);
+    assert_eq!(res.status, 200, "bypass up to 8 KiB");
+    let res = auth(&c, asked("GET", "public.example.test", &over), &[]);
+    assert_eq!(res.status, 403, "{}", res.text());
+    let res = auth(
+        &c,
+        asked("GET", "app.example.test", &over),
+        &[("Cookie", alice.as_str())],
+    );
+    assert_eq!(res.status, 403, "signed in too: {}", res.text());
+    c.assert_alive("alice", "alice-password");
+}
