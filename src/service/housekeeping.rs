@@ -23,6 +23,18 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// little after the cutoff's second.
 const PRUNE_MARGIN: u64 = 600;
 
+/// Runs `f`, which walks whole trees, beside the requests: on a
+/// multi-thread runtime this worker's other tasks move to another thread
+/// until it ends (with one worker, none would run meanwhile). Elsewhere
+/// (a current-thread runtime) it just runs `f`.
+fn beside_the_requests<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 impl Service {
     /// Prunes what can no longer refuse anything; returns entries removed.
     pub async fn prune(&self) -> Result<usize> {
@@ -47,15 +59,17 @@ impl Service {
         let mut prune = every(PRUNE_EVERY);
         loop {
             tokio::select! {
-                _ = flush.tick() => {
+                _ = flush.tick() => beside_the_requests(|| {
                     if let Err(e) = self.flush_key_uses() {
                         tracing::warn!("recording API key use failed: {e}");
                     }
                     if let Err(e) = self.flush_session_uses(false) {
                         tracing::warn!("recording session use failed: {e}");
                     }
-                }
-                _ = prune.tick() => match self.prune().await {
+                }),
+                _ = prune.tick() => match beside_the_requests(|| {
+                    tokio::runtime::Handle::current().block_on(self.prune())
+                }) {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "pruned expired entries"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!("pruning failed: {e}"),
@@ -109,4 +123,47 @@ pub fn restore_offline(
     // The whole file first: a refused one leaves no database behind.
     let backup = Backup::read(input, &opens, drop_totp)?;
     Store::open(dir)?.restore(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::beside_the_requests;
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::time::Duration;
+
+    /// With one worker, a long walk of the store must not hold up the
+    /// requests: one that comes during it is answered before it ends.
+    #[test]
+    fn a_long_walk_leaves_the_one_worker_to_the_requests() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let done = Arc::new(Mutex::new(Vec::new()));
+        rt.block_on(async {
+            let (started, walking) = mpsc::channel();
+            let walk = tokio::spawn({
+                let done = done.clone();
+                async move {
+                    beside_the_requests(|| {
+                        started.send(()).unwrap();
+                        std::thread::sleep(Duration::from_millis(500));
+                    });
+                    done.lock().unwrap().push("walk");
+                }
+            });
+            walking.recv().unwrap();
+            let request = tokio::spawn({
+                let done = done.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    done.lock().unwrap().push("request");
+                }
+            });
+            request.await.unwrap();
+            walk.await.unwrap();
+        });
+        assert_eq!(*done.lock().unwrap(), ["request", "walk"]);
+    }
 }
