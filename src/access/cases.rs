@@ -108,12 +108,19 @@ impl Case {
 
     /// Checks the fields that describe the request.
     fn check_request(&self) -> std::result::Result<(), String> {
-        split_url(&self.url).ok_or_else(|| {
+        let (_, path) = split_url(&self.url).ok_or_else(|| {
             format!(
                 "url {:?} is not an absolute http(s) URL with a host",
                 self.url
             )
         })?;
+        if path.len() > super::MAX_PATH {
+            return Err(format!(
+                "the url's path and query are {} bytes: over 8 KiB, forward auth reads \
+                 no URL and denies it wherever rules apply",
+                path.len()
+            ));
+        }
         self.client()?;
         if self.groups.is_some() && self.user.is_none() {
             return Err("groups needs a user (no user is a visitor not signed in)".to_owned());

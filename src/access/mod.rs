@@ -155,6 +155,13 @@ pub struct Request<'a> {
     pub client: Option<IpAddr>,
 }
 
+/// Longest original path and query forward auth reads, behind every proxy
+/// alike (nginx's URL is measured from its path). A longer one is read as
+/// no URL: the rules never run on it (each spelling of a long path costs a
+/// pass of every pattern over it), so it is denied where rules apply.
+/// nginx itself refuses request lines over 8 KiB by default.
+pub const MAX_PATH: usize = 8 * 1024;
+
 /// Who is asking: a signed-in user.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {

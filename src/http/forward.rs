@@ -505,7 +505,7 @@ fn believed<'p>(
 /// routed by; else `None`.
 fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)> {
     let seen = ProxyHeaders::scan(parts);
-    let fits = |text: &str| text.len() <= MAX_ORIGINAL_URL;
+    let fits = |text: &str| text.len() <= crate::access::MAX_PATH;
     let get = |name: &HeaderName| {
         seen.get(name)
             .and_then(|v| v.to_str().ok())
@@ -515,8 +515,11 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)
     let printable = |text: &str| text.bytes().all(|b| b.is_ascii_graphic());
     let (host, path, method) = match flavor {
         Flavor::Nginx => {
-            let url = get(&X_ORIGINAL_URL).filter(|u| fits(u) && printable(u))?;
+            let url = get(&X_ORIGINAL_URL).filter(|u| printable(u))?;
             let (host, path) = cases::split_url(url)?;
+            if !fits(path) {
+                return None;
+            }
             // nginx routes an absolute-form request by its request line and
             // sends that host ($host) here; `$http_host` in the URL is the
             // client's Host header, which may name another.
@@ -543,11 +546,11 @@ fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)
     Some((host, path, method))
 }
 
-/// Longest original URL (or path and query) forward auth reads. A longer
-/// one is read as no URL: the rules are not run on it (every spelling of
-/// a long path costs a regex pass over it), so it is denied where rules
-/// apply. nginx itself refuses request lines over 8 KiB by default.
-const MAX_ORIGINAL_URL: usize = 8 * 1024;
+/// Longest `rd` (encoded) a sign-in redirect carries; a longer one is
+/// left out (the visitor signs in and lands on latch's page). nginx reads
+/// the auth subrequest's whole answer head into `proxy_buffer_size` (4
+/// KiB by default): a longer `Location` was a 500 there, not a sign-in.
+const MAX_RD: usize = 2048;
 
 /// The proxy headers forward auth reads, found in one pass over the
 /// request's headers (the first of each name, as `HeaderMap::get` would
@@ -641,7 +644,7 @@ fn denied(
                 None => tracing::info!(
                     "forward auth: denied: the request's URL is unknown (a peer not in \
                      trusted_proxies, or no X-Forwarded-*/X-Original-* headers, or a host \
-                     that is no host)"
+                     that is no host, or a path and query over 8 KiB)"
                 ),
             }
         }
@@ -767,9 +770,10 @@ fn send_to(call: Call<'_>, e: &Error, page: Option<&str>) -> Response<Body> {
         ..
     } = call;
     let original = original(app, parts, peer, flavor);
-    let location = page.map(|login| match &original.url {
-        Some(url) => format!("{login}?rd={}", encode_query_value(url)),
-        None => login.to_owned(),
+    let rd = original.url.as_deref().map(encode_query_value);
+    let location = page.map(|login| match rd.as_deref() {
+        Some(rd) if rd.len() <= MAX_RD => format!("{login}?rd={rd}"),
+        _ => login.to_owned(),
     });
     if let (Flavor::Redirecting, Some(location), true) =
         (flavor, &location, request::is_browser(parts))

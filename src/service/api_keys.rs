@@ -58,12 +58,19 @@ impl Service {
         let epoch = who
             .epoch
             .ok_or_else(|| Error::new(Kind::Forbidden("API keys cannot create API keys")))?;
-        if self.store.user_keys(who.user_id)?.len() >= MAX_KEYS_PER_USER {
+        let now = self.now();
+        // Expired keys no longer count (pruning removes them later).
+        let live = self.store.user_keys(who.user_id)?;
+        if live
+            .iter()
+            .filter(|k| k.expires_at.is_none_or(|e| e > now))
+            .count()
+            >= MAX_KEYS_PER_USER
+        {
             return Err(Error::new(Kind::Conflict(
                 "too many API keys (at most 100); delete one first",
             )));
         }
-        let now = self.now();
         let secret = format!(
             "{API_KEY_PREFIX}{}",
             crypto::b64url_encode(&crypto::random_bytes::<32>()?)

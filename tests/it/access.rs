@@ -465,7 +465,12 @@ fn access_check_explains_a_decision() {
     assert!(status.success(), "{err}");
     assert!(out.starts_with("deny by rule 4"), "{out}");
     drop(server);
-    // Bad input: one line (after the one naming the config), non-zero.
+    // Bad input: one line (after the one naming the config), non-zero. A
+    // path over 8 KiB is said to be one (forward auth reads no URL).
+    let long = format!("--url=https://app.example.test/{}", "a".repeat(8 * 1024));
+    let (status, _, err) = check(&[&long]);
+    assert!(!status.success());
+    assert!(err.contains("over 8 KiB"), "{err}");
     for bad in [
         &["--url=app.example.test/"][..],
         &[url, "--from", "lan"],
@@ -660,5 +665,18 @@ fn an_original_url_over_8_kib_is_denied_not_matched() {
         &[("Cookie", alice.as_str())],
     );
     assert_eq!(res.status, 403, "signed in too: {}", res.text());
+    // nginx's URL counts from its path, as the other proxies' does.
+    let nginx = |uri: &str| {
+        let url = format!("https://public.example.test{uri}");
+        c.get(
+            "/auth/nginx",
+            &[
+                ("X-Original-URL", url.as_str()),
+                ("X-Original-Method", "GET"),
+            ],
+        )
+    };
+    assert_eq!(nginx(&fits).status, 200);
+    assert_eq!(nginx(&over).status, 403);
     c.assert_alive("alice", "alice-password");
 }

@@ -238,23 +238,26 @@ fn keys_expire_and_record_their_last_use_at_most_once_a_minute() {
 }
 
 #[test]
-fn a_user_holds_at_most_100_keys() {
+fn a_user_holds_at_most_100_live_keys() {
     // Listing and pruning a user's keys walks all of them on a worker: a
     // user may not make that walk as long as they like.
     let dir = TempDir::new("keycap");
-    let server = InProcess::new(&dir, "");
-    let c = server.client();
+    let clock = Clock::frozen();
+    let server = InProcess::start(&dir, "", clock.clone());
+    let c = &server.client;
     c.register("alice", "alice-password");
     c.register("bob", "bob-password");
     let alice = basic("alice", "alice-password");
-    let keys: Vec<String> = (0..100)
+    let keys: Vec<String> = (0..99)
         .map(|i| c.new_key(&alice, &format!("k{i}")))
         .collect();
-    let res = create(&c, &alice, json!({"name": "one too many"}));
+    let res = create(c, &alice, json!({"name": "short", "expires_in": 100}));
+    assert_eq!(res.status, 201, "{}", res.text());
+    let res = create(c, &alice, json!({"name": "one too many"}));
     assert_eq!(res.status, 409, "{}", res.text());
     assert_eq!(res.error_code(), "conflict");
     // The others still work, and so does someone else's first key.
-    assert_eq!(c.resource(&bearer(&keys[99])).status, 200);
+    assert_eq!(c.resource(&bearer(&keys[98])).status, 200);
     c.new_key(&basic("bob", "bob-password"), "bob's");
     // Deleting one makes room for one.
     let listed = c
@@ -270,6 +273,10 @@ fn a_user_holds_at_most_100_keys() {
     );
     assert_eq!(res.status, 204);
     c.new_key(&alice, "room again");
-    assert_eq!(create(&c, &alice, json!({"name": "full"})).status, 409);
+    assert_eq!(create(c, &alice, json!({"name": "full"})).status, 409);
+    // An expired key no longer counts, before pruning removes it.
+    clock.advance(101);
+    c.new_key(&alice, "in place of the expired one");
+    assert_eq!(create(c, &alice, json!({"name": "full again"})).status, 409);
     c.assert_alive("alice", "alice-password");
 }

@@ -741,6 +741,16 @@ fn story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
             }
         }
     }
+    // A long link (nginx passes request lines up to 8 KiB): still a sign-in,
+    // without `rd` (a Location that long overflows nginx's 4 KiB buffer for
+    // the auth answer: that was a 500).
+    let long = format!("/{}", "a".repeat(6000));
+    for (headers, status) in [(&[BROWSER][..], 302), (&[][..], 401)] {
+        let res = app("GET", &long, headers);
+        assert_eq!(res.status, status, "{}\n{}", res.text(), proxy.log());
+        let bare = format!("http://auth.example.test:{port}/login");
+        assert_eq!(res.header("location"), Some(bare.as_str()));
+    }
     assert_eq!(
         upstream.hits(),
         0,
