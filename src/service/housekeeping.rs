@@ -23,15 +23,16 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// little after the cutoff's second.
 const PRUNE_MARGIN: u64 = 600;
 
-/// Runs `f`, which walks whole trees, beside the requests: on a
+/// Runs `work`, which walks whole trees, beside the requests: on a
 /// multi-thread runtime this worker's other tasks move to another thread
-/// until it ends (with one worker, none would run meanwhile). Elsewhere
-/// (a current-thread runtime) it just runs `f`.
-fn beside_the_requests<R>(f: impl FnOnce() -> R) -> R {
+/// until it ends (with one worker, none would run meanwhile). On a
+/// current-thread runtime it is simply awaited.
+async fn beside_the_requests<F: std::future::Future>(work: F) -> F::Output {
     use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
+    let handle = Handle::current();
+    match handle.runtime_flavor() {
+        RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| handle.block_on(work)),
+        _ => work.await,
     }
 }
 
@@ -59,17 +60,15 @@ impl Service {
         let mut prune = every(PRUNE_EVERY);
         loop {
             tokio::select! {
-                _ = flush.tick() => beside_the_requests(|| {
+                _ = flush.tick() => beside_the_requests(async {
                     if let Err(e) = self.flush_key_uses() {
                         tracing::warn!("recording API key use failed: {e}");
                     }
                     if let Err(e) = self.flush_session_uses(false) {
                         tracing::warn!("recording session use failed: {e}");
                     }
-                }),
-                _ = prune.tick() => match beside_the_requests(|| {
-                    tokio::runtime::Handle::current().block_on(self.prune())
-                }) {
+                }).await,
+                _ = prune.tick() => match beside_the_requests(self.prune()).await {
                     Ok(n) if n > 0 => tracing::info!(removed = n, "pruned expired entries"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!("pruning failed: {e}"),
@@ -146,10 +145,11 @@ mod tests {
             let walk = tokio::spawn({
                 let done = done.clone();
                 async move {
-                    beside_the_requests(|| {
+                    beside_the_requests(async {
                         started.send(()).unwrap();
                         std::thread::sleep(Duration::from_millis(500));
-                    });
+                    })
+                    .await;
                     done.lock().unwrap().push("walk");
                 }
             });
@@ -165,5 +165,20 @@ mod tests {
             walk.await.unwrap();
         });
         assert_eq!(*done.lock().unwrap(), ["request", "walk"]);
+    }
+
+    /// On a current-thread runtime (a library user's) the walk is simply
+    /// awaited: entering a runtime from inside one would panic.
+    #[test]
+    fn on_a_current_thread_runtime_the_walk_is_awaited() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt.block_on(beside_the_requests(async {
+            tokio::task::yield_now().await;
+            7
+        }));
+        assert_eq!(out, 7);
     }
 }
