@@ -2,8 +2,8 @@
 //!
 //! It sets up connections exactly as latch does (`http1::Builder` with a
 //! Tokio timer, a 10 s header read timeout, keep-alive, `TCP_NODELAY`, one
-//! task per connection, a multi-thread runtime with latch's default of
-//! half the cores as workers, at least one) and answers every request
+//! task per connection, a multi-thread runtime with latch's default
+//! number of workers, `latch::config::default_workers`) and answers every request
 //! `200 {"data":"Hello, bench!"}`, the body latch's `/api/resource` sends.
 //! The difference between the two is then the cost of latch itself.
 //!
@@ -37,10 +37,8 @@ async fn hello(_req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // latch's `[limits] workers` default.
-    let workers = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1));
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+        .worker_threads(latch::config::default_workers())
         .enable_all()
         .build()?
         .block_on(serve())

@@ -140,6 +140,13 @@ pub struct ApiKey {
     pub factors: Factors,
 }
 
+impl ApiKey {
+    /// Whether the key is refused at `now` for its age.
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+}
+
 /// A brute-force ban.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ban {

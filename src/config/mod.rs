@@ -104,6 +104,17 @@ pub struct Hashing {
     pub cache_ttl: Duration,
 }
 
+/// Half the cores this process may use, at least one: the default of
+/// `[limits] workers` (and of the benchmarks' baseline). latch shares its
+/// host with the proxy that calls it (each forward-auth check is a
+/// request through the proxy too) and with its own scrypt threads; a
+/// check costs a worker about a microsecond outside the kernel, so more
+/// workers than that mostly add wake-ups between them (BENCHMARKS.md:
+/// on 2 cores, one worker serves 17-35 % more checks than two).
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 /// HTTP limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -249,7 +249,7 @@ fn limits(raw: RawLimits) -> Result<Limits> {
         max_body: raw.max_body.unwrap_or(16 * 1024),
         header_read_timeout: duration(raw.header_read_timeout, "[limits] header_read_timeout", 10)?,
         max_connections: raw.max_connections.unwrap_or(512),
-        workers: raw.workers.unwrap_or_else(default_workers),
+        workers: raw.workers.unwrap_or_else(super::default_workers),
     };
     if !(1..=MAX_CONNECTIONS).contains(&limits.max_connections) {
         return Err(Error::config(
@@ -262,16 +262,6 @@ fn limits(raw: RawLimits) -> Result<Limits> {
         ));
     }
     Ok(limits)
-}
-
-/// Half the cores this process may use, at least one. latch shares its
-/// host with the proxy that calls it (each forward-auth check is a
-/// request through the proxy too) and with its own scrypt threads; a
-/// check costs a worker about a microsecond outside the kernel, so more
-/// workers than that mostly add wake-ups between them (BENCHMARKS.md:
-/// on 2 cores, one worker serves 17-35 % more checks than two).
-fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 fn forward_auth(mut raw: RawForwardAuth, public_url: Option<&str>) -> Result<ForwardAuth> {

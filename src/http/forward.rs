@@ -407,8 +407,7 @@ impl<'a> Asked<'a> {
             return app.with_access(|rules| self.decide(rules, subject));
         }
         let (id, generation) = (app.id(), app.access_generation());
-        let same_visitor = |who: &Option<(crate::model::UserId, u64, Box<str>)>| match (who, known)
-        {
+        let same_visitor = |r: &Remembered| match (&r.who, known) {
             (None, None) => true,
             (Some((user, profile, name)), Some(k)) => {
                 *user == k.user && *profile == k.profile && **name == *k.subject.username
@@ -422,7 +421,7 @@ impl<'a> Asked<'a> {
                 && *r.host == *host
                 && *r.path == *path
                 && r.method.as_deref() == method
-                && same_visitor(&r.who)
+                && same_visitor(r)
         };
         let hit = memory.with(|cell| cell.borrow().find(same).map(|r| r.decision));
         if let Some(decision) = hit {
@@ -770,11 +769,12 @@ fn send_to(call: Call<'_>, e: &Error, page: Option<&str>) -> Response<Body> {
         ..
     } = call;
     let original = original(app, parts, peer, flavor);
-    let rd = original.url.as_deref().map(encode_query_value);
-    let location = page.map(|login| match rd.as_deref() {
-        Some(rd) if rd.len() <= MAX_RD => format!("{login}?rd={rd}"),
-        _ => login.to_owned(),
-    });
+    let location = page.map(
+        |login| match original.url.as_deref().map(encode_query_value) {
+            Some(rd) if rd.len() <= MAX_RD => format!("{login}?rd={rd}"),
+            _ => login.to_owned(),
+        },
+    );
     if let (Flavor::Redirecting, Some(location), true) =
         (flavor, &location, request::is_browser(parts))
     {

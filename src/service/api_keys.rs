@@ -60,13 +60,8 @@ impl Service {
             .ok_or_else(|| Error::new(Kind::Forbidden("API keys cannot create API keys")))?;
         let now = self.now();
         // Expired keys no longer count (pruning removes them later).
-        let live = self.store.user_keys(who.user_id)?;
-        if live
-            .iter()
-            .filter(|k| k.expires_at.is_none_or(|e| e > now))
-            .count()
-            >= MAX_KEYS_PER_USER
-        {
+        let keys = self.store.user_keys(who.user_id)?;
+        if keys.iter().filter(|k| !k.expired(now)).count() >= MAX_KEYS_PER_USER {
             return Err(Error::new(Kind::Conflict(
                 "too many API keys (at most 100); delete one first",
             )));
@@ -108,7 +103,7 @@ impl Service {
             .key_by_hash(&hash)?
             .ok_or_else(|| refused("unknown API key"))?;
         let now = self.now();
-        if key.expires_at.is_some_and(|e| e <= now) {
+        if key.expired(now) {
             return Err(refused("expired API key"));
         }
         if self.is_deleted(key.user_id) {

@@ -79,7 +79,7 @@ impl Store {
         for entry in self.keys.iter() {
             let (hash, value) = entry?;
             let key = decode_key(&value)?;
-            if key.expires_at.is_some_and(|e| e <= now) {
+            if key.expired(now) {
                 self.keys.remove(&hash)?;
                 self.user_keys.remove(user_key_index(key.user_id, key.id))?;
                 removed += 1;
