@@ -329,31 +329,46 @@ const UNIFORM: Request<'static> = Request {
     client: None,
 };
 
+/// Host, path and query, and the method if the proxy said.
+type Said<'a> = (&'a str, &'a str, Option<&'a str>);
+
 /// The request the proxy asks about, as the rules see it: borrowed from
 /// the headers, nothing allocated.
 struct Asked<'a> {
-    /// Host, path and query, and the method if it said, when a trusted
-    /// proxy said.
-    original: Option<(&'a str, &'a str, Option<&'a str>)>,
+    /// The proxy's headers, when the peer is a trusted proxy (no one
+    /// else's are believed).
+    seen: Option<ProxyHeaders<'a>>,
+    flavor: Flavor,
+    /// What they say ([`forwarded`]), read when first needed: a
+    /// remembered decision is found by the headers' bytes alone.
+    original: std::cell::OnceCell<Option<Said<'a>>>,
     /// The client's address (the peer, or what a trusted proxy reports).
     client: std::net::IpAddr,
 }
 
 /// The decisions this thread made lately, by everything they depend on:
-/// the rules in force (app and generation), host, path, method and client
-/// address, and for a known visitor who they are (their id and name, and
-/// the profile generation their groups were read at: every change to a
-/// user moves it). A decision is a function of these alone, so a
-/// repeated request skips the rules.
+/// the rules in force (app and generation), the trusted proxy's headers
+/// as sent (host, path and method are read from these alone), the
+/// client address, and for a known visitor who they are (their id and
+/// name, and the profile generation their groups were read at: every
+/// change to a user moves it). A decision is a function of these alone,
+/// so a repeated request skips reading the headers and the rules.
 struct Remembered {
     app: u64,
     generation: u64,
     who: Option<(crate::model::UserId, u64, Box<str>)>,
-    host: Box<str>,
-    path: Box<str>,
-    method: Option<Box<str>>,
+    headers: SentHeaders,
     client: std::net::IpAddr,
     decision: Decision,
+}
+
+/// [`ProxyHeaders`] as sent, kept: the endpoint, and each header's bytes
+/// (one after another in `bytes`; `None` where it was absent). Two
+/// spellings of one request are two entries, each decided right.
+struct SentHeaders {
+    flavor: Flavor,
+    lens: [Option<u16>; PROXY_HEADERS],
+    bytes: Box<[u8]>,
 }
 
 /// A visitor whose credential was accepted, as the rules see them.
@@ -368,8 +383,9 @@ struct Known<'s> {
 /// and for known visitors); beyond it the oldest goes.
 const REMEMBERED_PER_THREAD: usize = 32;
 
-/// Longest path remembered (a longer one is decided every time).
-const REMEMBERED_PATH_MAX: usize = 256;
+/// Most bytes of proxy headers remembered (a longer request is decided
+/// every time).
+const REMEMBERED_MAX: usize = 1024;
 
 type Memory = std::cell::RefCell<Recent<Remembered, REMEMBERED_PER_THREAD>>;
 
@@ -400,12 +416,9 @@ impl<'a> Asked<'a> {
         memory: &'static std::thread::LocalKey<Memory>,
     ) -> Decision {
         let subject = known.map(|k| &k.subject);
-        let Some((host, path, method)) = self.original else {
+        let Some(seen) = self.seen.as_ref().filter(|s| s.len() <= REMEMBERED_MAX) else {
             return app.with_access(|rules| self.decide(rules, subject));
         };
-        if path.len() > REMEMBERED_PATH_MAX {
-            return app.with_access(|rules| self.decide(rules, subject));
-        }
         let (id, generation) = (app.id(), app.access_generation());
         let same_visitor = |r: &Remembered| match (&r.who, known) {
             (None, None) => true,
@@ -418,9 +431,7 @@ impl<'a> Asked<'a> {
             r.app == id
                 && r.generation == generation
                 && r.client == self.client
-                && *r.host == *host
-                && *r.path == *path
-                && r.method.as_deref() == method
+                && seen.sent_as(&r.headers, self.flavor)
                 && same_visitor(r)
         };
         let hit = memory.with(|cell| cell.borrow().find(same).map(|r| r.decision));
@@ -428,24 +439,26 @@ impl<'a> Asked<'a> {
             return decision;
         }
         let decision = app.with_access(|rules| self.decide(rules, subject));
-        let entry = Remembered {
-            app: id,
-            generation,
-            who: known.map(|k| (k.user, k.profile, k.subject.username.into())),
-            host: host.into(),
-            path: path.into(),
-            method: method.map(Into::into),
-            client: self.client,
-            decision,
-        };
-        memory.with(|cell| cell.borrow_mut().put(entry));
+        if let Some(headers) = seen.kept(self.flavor) {
+            let entry = Remembered {
+                app: id,
+                generation,
+                who: known.map(|k| (k.user, k.profile, k.subject.username.into())),
+                headers,
+                client: self.client,
+                decision,
+            };
+            memory.with(|cell| cell.borrow_mut().put(entry));
+        }
         decision
     }
 
     fn read(app: &App, parts: &'a Parts, peer: SocketAddr, flavor: Flavor) -> Asked<'a> {
         let trusts = |ip| app.config.forward_auth.trusts(ip);
         Asked {
-            original: believed(app, parts, peer, flavor),
+            seen: trusts(peer.ip()).then(|| ProxyHeaders::scan(parts)),
+            flavor,
+            original: std::cell::OnceCell::new(),
             // The router worked it out for this request already.
             client: crate::audit::current_source()
                 .unwrap_or_else(|| request::client_address(&parts.headers, peer.ip(), trusts)),
@@ -455,7 +468,11 @@ impl<'a> Asked<'a> {
     /// The decision for `who`. A request whose URL the proxy did not give
     /// (or an untrusted peer) cannot be matched against rules: denied.
     fn decide(&self, rules: &AccessControl, who: Option<&Subject<'_>>) -> Decision {
-        let Some((host, path, method)) = self.original else {
+        let original = self.original.get_or_init(|| {
+            let seen = self.seen.as_ref()?;
+            forwarded(seen, self.flavor)
+        });
+        let Some((host, path, method)) = *original else {
             return Decision {
                 verdict: Verdict::Deny,
                 rule: None,
@@ -485,16 +502,11 @@ impl<'a> Asked<'a> {
 
 /// [`forwarded`], when `peer` is a trusted proxy (no one else's headers
 /// are believed).
-fn believed<'p>(
-    app: &App,
-    parts: &'p Parts,
-    peer: SocketAddr,
-    flavor: Flavor,
-) -> Option<(&'p str, &'p str, Option<&'p str>)> {
+fn believed<'p>(app: &App, parts: &'p Parts, peer: SocketAddr, flavor: Flavor) -> Option<Said<'p>> {
     app.config
         .forward_auth
         .trusts(peer.ip())
-        .then(|| forwarded(parts, flavor))
+        .then(|| forwarded(&ProxyHeaders::scan(parts), flavor))
         .flatten()
 }
 
@@ -502,8 +514,7 @@ fn believed<'p>(
 /// [`Original`] reads them: http(s) only, printable ASCII, a host that
 /// reads as one (`config::net::request_host`) and, for nginx, the host it
 /// routed by; else `None`.
-fn forwarded(parts: &Parts, flavor: Flavor) -> Option<(&str, &str, Option<&str>)> {
-    let seen = ProxyHeaders::scan(parts);
+fn forwarded<'p>(seen: &ProxyHeaders<'p>, flavor: Flavor) -> Option<Said<'p>> {
     let fits = |text: &str| text.len() <= crate::access::MAX_PATH;
     let get = |name: &HeaderName| {
         seen.get(name)
@@ -556,8 +567,11 @@ const MAX_RD: usize = 2048;
 /// answer): cheaper than one hashed lookup per name on every request.
 #[derive(Default)]
 struct ProxyHeaders<'a> {
-    values: [Option<&'a HeaderValue>; 6],
+    values: [Option<&'a HeaderValue>; PROXY_HEADERS],
 }
+
+/// How many names [`ProxyHeaders`] reads.
+const PROXY_HEADERS: usize = 6;
 
 /// Where [`ProxyHeaders`] keeps each name it reads: a `match` on the
 /// name (its length first), not a comparison with each in turn.
@@ -586,6 +600,51 @@ impl<'a> ProxyHeaders<'a> {
 
     fn get(&self, name: &HeaderName) -> Option<&'a HeaderValue> {
         self.values[proxy_header_slot(name.as_str())?]
+    }
+
+    /// Their bytes, all told.
+    fn len(&self) -> usize {
+        self.values.iter().flatten().map(|v| v.len()).sum()
+    }
+
+    /// Whether these are the headers `kept` holds, byte for byte, on the
+    /// same endpoint.
+    fn sent_as(&self, kept: &SentHeaders, flavor: Flavor) -> bool {
+        if kept.flavor != flavor {
+            return false;
+        }
+        let mut at = 0;
+        for (value, len) in self.values.iter().zip(kept.lens) {
+            match (value, len) {
+                (None, None) => {}
+                (Some(v), Some(len)) => {
+                    let len = usize::from(len);
+                    if kept.bytes.get(at..at + len) != Some(v.as_bytes()) {
+                        return false;
+                    }
+                    at += len;
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
+    /// A copy to remember them by (`None` for a header over 64 KiB).
+    fn kept(&self, flavor: Flavor) -> Option<SentHeaders> {
+        let mut bytes = Vec::with_capacity(self.len());
+        let mut lens = [None; PROXY_HEADERS];
+        for (value, len) in self.values.iter().zip(&mut lens) {
+            if let Some(v) = value {
+                *len = Some(u16::try_from(v.len()).ok()?);
+                bytes.extend_from_slice(v.as_bytes());
+            }
+        }
+        Some(SentHeaders {
+            flavor,
+            lens,
+            bytes: bytes.into(),
+        })
     }
 }
 
@@ -846,7 +905,7 @@ mod tests {
         assert_eq!(seen.get(&X_FORWARDED_HOST).unwrap(), "app.example.com");
         assert_eq!(seen.get(&X_FORWARDED_METHOD), None);
         assert_eq!(
-            forwarded(&p, Flavor::Redirecting),
+            forwarded(&seen, Flavor::Redirecting),
             Some(("app.example.com", "/a?b=1", None))
         );
     }

@@ -680,3 +680,56 @@ fn an_original_url_over_8_kib_is_denied_not_matched() {
     assert_eq!(nginx(&over).status, 403);
     c.assert_alive("alice", "alice-password");
 }
+
+#[test]
+fn a_remembered_decision_is_its_requests_own_header_by_header() {
+    // Decisions are remembered by the proxy's headers as sent: requests
+    // that differ in one header, or in the endpoint, asked in turn, each
+    // keep their own answer.
+    let (_dir, server, _alice, bob) = start(RULES);
+    let c = server.client();
+    let with =
+        |headers: &[(&'static str, &'static str)], from: &'static str| -> Vec<(&str, &str)> {
+            let mut all = headers.to_vec();
+            all.push(("X-Forwarded-For", from));
+            all
+        };
+    let app = [
+        ("X-Forwarded-Method", "GET"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.test"),
+        ("X-Forwarded-Uri", "/y"),
+    ];
+    let mut post = app;
+    post[0].1 = "POST";
+    let mut ftp = app;
+    ftp[1].1 = "ftp";
+    let mut public = app;
+    public[2].1 = "public.example.test";
+    let mut admin = app;
+    admin[3].1 = "/admin/x";
+    let lan = "192.168.1.5";
+    let wan = "203.0.113.7";
+    let signed_in = |headers: Vec<(&'static str, &'static str)>| {
+        let mut all: Vec<(&str, &str)> = headers;
+        all.push(("Cookie", bob.as_str()));
+        all
+    };
+    let cases = [
+        ("/auth", with(&app, lan), 200),
+        ("/auth", with(&app, wan), 401),
+        ("/auth", with(&post, lan), 401),
+        ("/auth", with(&ftp, lan), 403),
+        ("/auth", with(&public, wan), 200),
+        ("/auth/nginx", with(&public, wan), 403),
+        ("/auth", signed_in(with(&app, wan)), 200),
+        ("/auth", signed_in(with(&admin, wan)), 403),
+    ];
+    for round in 0..5 {
+        for (path, headers, want) in &cases {
+            let res = c.get(path, headers);
+            assert_eq!(res.status, *want, "round {round}: {path} {headers:?}");
+        }
+    }
+    c.assert_alive("bob", "bob-password");
+}
