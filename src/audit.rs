@@ -32,9 +32,11 @@ pub struct Context {
     pub trusted_proxy: bool,
 }
 
-/// Runs `f` with `context` as the audit context of everything it logs.
-pub async fn scope<F: Future>(context: Context, f: F) -> F::Output {
-    CONTEXT.scope(context, f).await
+/// Runs `f` with `context` as the audit context of everything it logs
+/// (the task-local's own future, not one more around it: the router's
+/// future is moved once less per request).
+pub fn scope<F: Future>(context: Context, f: F) -> impl Future<Output = F::Output> {
+    CONTEXT.scope(context, f)
 }
 
 /// Runs `f` with `context` as the audit context, outside any future

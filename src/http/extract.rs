@@ -15,7 +15,7 @@
 //! ([`crate::service::Service::authenticate`]): a session token only as the
 //! cookie, never elsewhere; the cookie holds nothing else.
 
-use hyper::header::{self, HeaderName};
+use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 
 use crate::config::Config;
@@ -79,22 +79,17 @@ pub fn credential<'a>(parts: &'a Parts, surface: Surface<'_>) -> Result<Option<P
         Surface::Forward { cookie } => (true, false, Some(cookie)),
         Surface::Page { cookie } => (false, false, Some(cookie)),
     };
-    let found = if let Some(v) = headers
-        .then(|| parts.headers.get(header::AUTHORIZATION))
-        .flatten()
-    {
+    let seen = Seen::scan(parts, headers, cookie);
+    let found = if let Some(v) = seen.authorization {
         credentials::parse_authorization(v.as_bytes()).map(|c| (c, Place::Header))
-    } else if let Some(v) = headers
-        .then(|| parts.headers.get(&AUTHENTICATION_TOKEN))
-        .flatten()
-    {
+    } else if let Some(v) = seen.token {
         credentials::parse_token(v.as_bytes()).map(|t| (Credential::Token(t), Place::Header))
     } else if let Some(found) = query
         .then(|| parts.uri.query().and_then(credentials::query_token))
         .flatten()
     {
         found.map(|t| (Credential::Token(t), Place::Query))
-    } else if let Some(value) = cookie.and_then(|name| cookie_value(parts, name)) {
+    } else if let Some(value) = seen.cookie.flatten().filter(|v| !v.is_empty()) {
         credentials::parse_token_str(value).map(|t| (Credential::Token(t), Place::Cookie))
     } else {
         return Ok(None);
@@ -119,6 +114,41 @@ pub fn credential<'a>(parts: &'a Parts, surface: Surface<'_>) -> Result<Option<P
                 Malformed::Token => Refusal::BadToken,
             })
         })
+}
+
+/// Where a credential may be, found in one pass over the headers: the
+/// first `Authorization` and `Authentication-Token` (as `HeaderMap::get`
+/// answers), and the session cookie as [`cookie_value`] reads it before
+/// its empty check. Cheaper than a hashed lookup per name: forward auth
+/// reads them on every request.
+struct Seen<'a> {
+    authorization: Option<&'a HeaderValue>,
+    token: Option<&'a HeaderValue>,
+    /// `Some` once a `Cookie` header held the cookie (`Some("")` when
+    /// empty); only looked for when the surface reads a cookie.
+    cookie: Option<Option<&'a str>>,
+}
+
+impl<'a> Seen<'a> {
+    fn scan(parts: &'a Parts, headers: bool, cookie: Option<&str>) -> Seen<'a> {
+        let mut seen = Seen {
+            authorization: None,
+            token: None,
+            cookie: None,
+        };
+        for (name, value) in &parts.headers {
+            if *name == header::COOKIE {
+                if let (Some(cookie), None) = (cookie, seen.cookie) {
+                    seen.cookie = credentials::cookie(value.as_bytes(), cookie).map(Some);
+                }
+            } else if headers && *name == header::AUTHORIZATION {
+                seen.authorization.get_or_insert(value);
+            } else if headers && *name == AUTHENTICATION_TOKEN {
+                seen.token.get_or_insert(value);
+            }
+        }
+        seen
+    }
 }
 
 /// Like [`credential`], but 401 when there is none.
@@ -189,6 +219,51 @@ mod tests {
         let found = credential(&both, FORWARD).unwrap().unwrap();
         assert_eq!(found.place, Place::Header);
         assert_eq!(found.credential, Credential::Token("h".into()));
+    }
+
+    #[test]
+    fn the_one_pass_finds_what_header_lookups_find() {
+        let token = |p: &Parts, surface| match credential(p, surface).unwrap() {
+            Some(Presented {
+                credential: Credential::Token(t),
+                ..
+            }) => Some(t.into_owned()),
+            _ => None,
+        };
+        // The first of each name, as `HeaderMap::get` answers.
+        let p = parts(
+            "/",
+            &[
+                ("Authentication-Token", "first"),
+                ("Authentication-Token", "second"),
+            ],
+        );
+        assert_eq!(token(&p, FORWARD).as_deref(), Some("first"));
+        let p = parts(
+            "/",
+            &[
+                ("Authorization", "Bearer one"),
+                ("Authorization", "Bearer two"),
+            ],
+        );
+        assert_eq!(token(&p, API).as_deref(), Some("one"));
+        // The cookie from the first `Cookie` header that has it, as
+        // `cookie_value` reads it (another header's bytes do not matter).
+        let mut p = parts("/", &[("Cookie", "a=1"), ("Cookie", "s=tok; b=2")]);
+        p.headers.insert("x-other", "x".parse().unwrap());
+        assert_eq!(cookie_value(&p, "s"), Some("tok"));
+        assert_eq!(token(&p, FORWARD).as_deref(), Some("tok"));
+        assert_eq!(token(&p, PAGE).as_deref(), Some("tok"));
+        let p = parts("/", &[("Cookie", "s="), ("Cookie", "s=late")]);
+        assert_eq!(cookie_value(&p, "s"), None);
+        assert_eq!(token(&p, PAGE), None, "the first decides, empty or not");
+        let mut p = parts("/", &[]);
+        let bad = HeaderValue::from_bytes(b"s=\xff").unwrap();
+        p.headers.append(header::COOKIE, bad);
+        p.headers
+            .append(header::COOKIE, HeaderValue::from_static("s=ok"));
+        assert_eq!(cookie_value(&p, "s"), Some("ok"));
+        assert_eq!(token(&p, PAGE).as_deref(), Some("ok"));
     }
 
     #[test]
