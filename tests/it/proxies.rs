@@ -145,12 +145,42 @@ impl Drop for Proxy {
     }
 }
 
+/// A port for a proxy, which must be known before the proxy (or latch's
+/// `public_url`) starts. Taken below the kernel's ephemeral range, where
+/// every `:0` bind of the other tests running beside this one lands: a
+/// port from there could be handed to one of them between this check and
+/// the proxy's own bind (Caddy then failed with "address already in
+/// use"). Each port is handed out once per run, and only if it is free
+/// on every address now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    const LOW: u32 = 10_000;
+    if ephemeral_low <= LOW + 1_000 {
+        // An unusual range: fall back to what the kernel hands out.
+        return TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+    }
+    let span = ephemeral_low - LOW;
+    // Runs side by side (two checkouts) start apart.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(LOW + (start + n) % span).unwrap();
+        let free = TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{ephemeral_low}");
 }
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
