@@ -89,7 +89,7 @@ pub fn credential<'a>(parts: &'a Parts, surface: Surface<'_>) -> Result<Option<P
         .flatten()
     {
         found.map(|t| (Credential::Token(t), Place::Query))
-    } else if let Some(value) = seen.cookie.flatten().filter(|v| !v.is_empty()) {
+    } else if let Some(value) = seen.cookie.filter(|v| !v.is_empty()) {
         credentials::parse_token_str(value).map(|t| (Credential::Token(t), Place::Cookie))
     } else {
         return Ok(None);
@@ -124,9 +124,10 @@ pub fn credential<'a>(parts: &'a Parts, surface: Surface<'_>) -> Result<Option<P
 struct Seen<'a> {
     authorization: Option<&'a HeaderValue>,
     token: Option<&'a HeaderValue>,
-    /// `Some` once a `Cookie` header held the cookie (`Some("")` when
-    /// empty); only looked for when the surface reads a cookie.
-    cookie: Option<Option<&'a str>>,
+    /// The value from the first `Cookie` header that held the cookie
+    /// (`Some("")` when empty: that header decides); only looked for when
+    /// the surface reads a cookie.
+    cookie: Option<&'a str>,
 }
 
 impl<'a> Seen<'a> {
@@ -139,7 +140,7 @@ impl<'a> Seen<'a> {
         for (name, value) in &parts.headers {
             if *name == header::COOKIE {
                 if let (Some(cookie), None) = (cookie, seen.cookie) {
-                    seen.cookie = credentials::cookie(value.as_bytes(), cookie).map(Some);
+                    seen.cookie = credentials::cookie(value.as_bytes(), cookie);
                 }
             } else if headers && *name == header::AUTHORIZATION {
                 seen.authorization.get_or_insert(value);
