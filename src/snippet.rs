@@ -111,6 +111,8 @@ pub struct Snippet {
     pub upstream: Address,
     /// latch's own host name (its login page), from `public_url`.
     pub auth: Host,
+    /// The HTTPS port browsers reach it on: 443, or `public_url`'s own.
+    pub auth_port: u16,
     /// Where the proxy reaches latch.
     pub latch: Address,
     /// The app needs one of these groups (none: anyone signed in).
@@ -138,9 +140,26 @@ impl Snippet {
             app,
             upstream,
             auth,
+            auth_port: HTTPS_PORT,
             latch,
             groups,
         })
+    }
+
+    /// Serves latch's host on `port` (`public_url`'s) instead of 443.
+    pub fn with_auth_port(self, port: u16) -> Snippet {
+        Snippet {
+            auth_port: port,
+            ..self
+        }
+    }
+
+    /// latch's site as Caddy names it: the host, and a port other than 443.
+    fn auth_site(&self) -> String {
+        match self.auth_port {
+            HTTPS_PORT => self.auth.as_str().to_owned(),
+            port => format!("{}:{port}", self.auth.as_str()),
+        }
     }
 
     /// The configuration for `proxy`.
@@ -149,7 +168,7 @@ impl Snippet {
             Proxy::Caddy => self.caddy(),
             Proxy::Nginx => self.nginx(),
             Proxy::Traefik => self.traefik_dynamic(),
-            Proxy::TraefikStatic => traefik_static().to_owned(),
+            Proxy::TraefikStatic => traefik_static(&[self.auth_port]),
         }
     }
 
@@ -175,11 +194,10 @@ impl Snippet {
         let Snippet {
             app,
             upstream,
-            auth,
             latch,
             ..
         } = self;
-        let (app, auth) = (app.as_str(), auth.as_str());
+        let (app, auth) = (app.as_str(), self.auth_site());
         // The uri carries a query of its own in every case: a bare
         // `uri /auth` would pass the client's query on.
         let query = self
@@ -285,10 +303,10 @@ server {{
 
     /// nginx's `server` for latch's own host (its login page).
     fn nginx_auth_server(&self) -> String {
-        let (auth, latch) = (self.auth.as_str(), &self.latch.0);
+        let (auth, latch, port) = (self.auth.as_str(), &self.latch.0, self.auth_port);
         format!(
             "server {{
-    listen 443 ssl;
+    listen {port} ssl;
     server_name {auth};
     ssl_certificate     /etc/ssl/{auth}.pem;
     ssl_certificate_key /etc/ssl/{auth}.key;
@@ -510,9 +528,24 @@ map \"$latch_html$latch_xhr $request_method\" $latch_status {
 }
 ";
 
-/// Traefik's static configuration: the same for every app.
-pub fn traefik_static() -> &'static str {
-    "\
+/// The port HTTPS is on unless `public_url` names another.
+const HTTPS_PORT: u16 = 443;
+
+/// Traefik's static configuration: the same for every app. Each of
+/// `login_ports` other than 443 (latch's page where `public_url` names
+/// that port) gets an entry point of its own, `websecure-PORT`, as
+/// guarded as `websecure`.
+pub fn traefik_static(login_ports: &[u16]) -> String {
+    let mut ports = vec![HTTPS_PORT];
+    ports.extend(login_ports.iter().filter(|&&p| p != HTTPS_PORT));
+    ports.sort_unstable();
+    ports.dedup();
+    let entry_points: String = ports
+        .iter()
+        .map(|&port| traefik_entry_point(port))
+        .collect();
+    format!(
+        "\
 # /etc/traefik/traefik.yml: the static configuration.
 global:
   checkNewVersion: false
@@ -521,10 +554,25 @@ global:
 log:
   level: WARN
 entryPoints:
-  websecure:
-    address: \":443\"
+{entry_points}providers:
+  file:
+    filename: /etc/traefik/latch.yml
+"
+    )
+}
+
+/// One of Traefik's HTTPS entry points: `websecure` on 443, else
+/// `websecure-PORT`.
+fn traefik_entry_point(port: u16) -> String {
+    let name = match port {
+        HTTPS_PORT => "websecure".to_owned(),
+        port => format!("websecure-{port}"),
+    };
+    format!(
+        "  {name}:
+    address: \":{port}\"
     http:
-      tls: {}
+      tls: {{}}
       # Drop request headers whose name aliases another (Remote_User,
       # Remote.User: REMOTE_USER to CGI, WSGI and PHP) before routing.
       aliasHeadersStrategy: delete
@@ -542,10 +590,8 @@ entryPoints:
     # believed. Behind another proxy, list that proxy in trustedIPs.
     forwardedHeaders:
       insecure: false
-providers:
-  file:
-    filename: /etc/traefik/latch.yml
 "
+    )
 }
 
 #[cfg(test)]
@@ -672,6 +718,43 @@ mod tests {
                 "{proxy:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_login_port_reaches_every_proxy_and_nothing_else_changes() {
+        let plain = snippet(&[]);
+        let moved = snippet(&[]).with_auth_port(8443);
+        assert!(moved.caddy().contains("\nauth.example.com:8443 {\n"));
+        assert!(moved
+            .nginx()
+            .contains("listen 8443 ssl;\n    server_name auth.example.com;"));
+        assert!(moved
+            .nginx()
+            .contains("listen 443 ssl;\n    server_name app.example.com;"));
+        let traefik = moved.render(Proxy::TraefikStatic);
+        // A second entry point, guarded as the first.
+        let (first, second) = traefik.split_once("  websecure-8443:\n").unwrap();
+        let first = &first[first.find("  websecure:\n").unwrap() + "  websecure:\n".len()..];
+        let second = &second[..second.find("providers:").unwrap()];
+        assert_eq!(first.replace(":443", ":8443"), second);
+        assert_eq!(moved.traefik_dynamic(), plain.traefik_dynamic());
+        // Nothing else changes, and 443 is the default.
+        let back = |text: String| {
+            text.replace("auth.example.com:8443 {", "auth.example.com {")
+                .replace("listen 8443 ssl;", "listen 443 ssl;")
+        };
+        for proxy in [Proxy::Caddy, Proxy::Nginx, Proxy::Traefik] {
+            assert_eq!(back(moved.render(proxy)), plain.render(proxy), "{proxy:?}");
+            let same = snippet(&[]).with_auth_port(443);
+            assert_eq!(same.render(proxy), plain.render(proxy), "{proxy:?}");
+        }
+        assert_eq!(traefik_static(&[443, 443]), traefik_static(&[]));
+        assert_eq!(
+            traefik_static(&[9443, 8443, 9443])
+                .matches("address:")
+                .count(),
+            3
+        );
     }
 
     #[test]

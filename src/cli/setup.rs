@@ -368,6 +368,22 @@ pub struct SnippetArgs {
     pub latch: Option<String>,
 }
 
+/// The ports `public_url` names, of every domain: Traefik needs an entry
+/// point on each.
+fn login_ports(config: &Config) -> Vec<u16> {
+    let urls: Vec<&str> = if config.forward_auth.domains.is_empty() {
+        config.public_url.as_deref().into_iter().collect()
+    } else {
+        config
+            .forward_auth
+            .domains
+            .iter()
+            .map(|d| d.public_url.as_str())
+            .collect()
+    };
+    urls.into_iter().filter_map(net::url_port).collect()
+}
+
 /// Prints the proxy's configuration for one app, with latch's host and
 /// address from the configuration unless given; warns when the app is
 /// outside every cookie domain (the redirect-loop trap).
@@ -375,13 +391,16 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
     let config = config?;
     let Some(app) = &args.app else {
         return match args.proxy {
-            Proxy::TraefikStatic => super::print(crate::snippet::traefik_static().trim_end()),
+            Proxy::TraefikStatic => {
+                super::print(crate::snippet::traefik_static(&login_ports(&config)).trim_end())
+            }
             _ => Err(Error::config("give the app's host name: --app HOST")),
         };
     };
     let app = Host::parse(app)?;
     let site = config.site_for_host(Some(app.as_str()));
-    let site_host = site.and_then(|s| s.public_url).and_then(net::url_host);
+    let site_url = site.and_then(|s| s.public_url);
+    let site_host = site_url.and_then(net::url_host);
     let auth = match &args.auth {
         Some(auth) => {
             let auth = Host::parse(auth)?;
@@ -394,7 +413,7 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
             }
             auth
         }
-        None => Host::parse(&site_host.ok_or_else(|| {
+        None => Host::parse(site_host.as_deref().ok_or_else(|| {
             Error::config(format_args!(
                 "latch's host is not known: set public_url (latch init does), or give --auth"
             ))
@@ -404,13 +423,20 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
         Some(addr) => Address::parse(addr)?,
         None => Address::of_listener(config.listen),
     };
-    let snippet = Snippet::new(
+    // public_url's port, where latch's host is public_url's.
+    let port = site_url
+        .filter(|_| site_host.as_deref() == Some(auth.as_str()))
+        .and_then(net::url_port);
+    let mut snippet = Snippet::new(
         app.clone(),
         Address::parse(&args.upstream)?,
         auth,
         latch,
         args.groups,
     )?;
+    if let Some(port) = port {
+        snippet = snippet.with_auth_port(port);
+    }
     let covered = site
         .and_then(|s| s.cookie_domain)
         .is_some_and(|d| crate::config::domain_covers(d, app.as_str()));

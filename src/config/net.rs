@@ -146,6 +146,14 @@ pub fn url_host(url: &str) -> Option<String> {
     host_of(authority_of(url)?).map(str::to_ascii_lowercase)
 }
 
+/// The port an absolute http(s) URL names, if it names one (`None` for
+/// the scheme's own, or a URL that is not one).
+pub fn url_port(url: &str) -> Option<u16> {
+    let authority = authority_of(url)?;
+    let host = host_of(authority)?;
+    authority[host.len()..].strip_prefix(':')?.parse().ok()
+}
+
 /// Whether `domain` reads as an IP address rather than a name: its last
 /// label is all digits (no top-level domain is), as in `10.0.0.5` or the
 /// `0.0.5` cut from it.
@@ -306,5 +314,12 @@ mod tests {
         assert_eq!(host_of("[::1]:80"), Some("[::1]"));
         assert_eq!(host_of("a:"), None);
         assert_eq!(host_of("a:8x"), None);
+        assert_eq!(url_port("https://Auth.Example.com:8443/x"), Some(8443));
+        assert_eq!(url_port("https://[::1]:9443"), Some(9443));
+        assert_eq!(url_port("https://auth.example.com/x:1"), None);
+        assert_eq!(url_port("https://auth.example.com"), None);
+        assert_eq!(url_port("https://[::1]"), None);
+        assert_eq!(url_port("https://a:99999"), None);
+        assert_eq!(url_port("https://a:8x"), None);
     }
 }

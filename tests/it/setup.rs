@@ -435,3 +435,65 @@ fn init_keeps_no_key_that_others_can_read() {
     assert!(err.contains("is plain http"), "{err}");
     assert!(out.contains("latch serve --config"), "{out}");
 }
+
+#[test]
+fn proxy_snippet_serves_latch_on_the_port_public_url_names() {
+    let dir = TempDir::new("snippet-port");
+    let config = dir.path().join("latch.toml");
+    std::fs::write(
+        &config,
+        "public_url = \"https://auth.example.com:8443\"\n\
+         [forward_auth]\ncookie_domain = \"example.com\"\n",
+    )
+    .unwrap();
+    let c = config.to_str().unwrap();
+    let snippet = |proxy: &str, extra: &[&str]| {
+        let args = [&["proxy-snippet", proxy, "-c", c][..], extra].concat();
+        let (ok, out, err) = latch_in(dir.path(), &args);
+        assert!(ok, "{args:?}: {err}");
+        out
+    };
+    let app = ["--app", "app.example.com"];
+    let caddy = snippet("caddy", &app);
+    assert!(caddy.contains("\nauth.example.com:8443 {\n"), "{caddy}");
+    assert!(caddy.starts_with("app.example.com {\n"), "{caddy}");
+    let nginx = snippet("nginx", &app);
+    assert!(
+        nginx.contains("listen 8443 ssl;\n    server_name auth.example.com;"),
+        "{nginx}"
+    );
+    assert!(
+        nginx.contains("listen 443 ssl;\n    server_name app.example.com;"),
+        "{nginx}"
+    );
+    // Traefik: an entry point on the port, with or without --app.
+    for extra in [&[][..], &app[..]] {
+        let traefik = snippet("traefik-static", extra);
+        assert!(
+            traefik.contains("  websecure-8443:\n    address: \":8443\"\n"),
+            "{traefik}"
+        );
+        assert!(traefik.contains("  websecure:\n    address: \":443\"\n"));
+    }
+    // Another host than public_url's: its port is not that host's.
+    let other = snippet(
+        "caddy",
+        &[&app[..], &["--auth", "login.example.com"]].concat(),
+    );
+    assert!(other.contains("\nlogin.example.com {\n"), "{other}");
+    // Each domain's port.
+    std::fs::write(
+        &config,
+        "[[forward_auth.domains]]\ncookie_domain = \"example.com\"\n\
+         public_url = \"https://auth.example.com:8443\"\n\
+         [[forward_auth.domains]]\ncookie_domain = \"example.net\"\n\
+         public_url = \"https://auth.example.net\"\n",
+    )
+    .unwrap();
+    let traefik = snippet("traefik-static", &[]);
+    assert_eq!(traefik.matches("address:").count(), 2, "{traefik}");
+    let caddy = snippet("caddy", &["--app", "app.example.net"]);
+    assert!(caddy.contains("\nauth.example.net {\n"), "{caddy}");
+    let caddy = snippet("caddy", &["--app", "app.example.com"]);
+    assert!(caddy.contains("\nauth.example.com:8443 {\n"), "{caddy}");
+}
