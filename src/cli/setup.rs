@@ -368,6 +368,15 @@ pub struct SnippetArgs {
     pub latch: Option<String>,
 }
 
+/// The HTTPS port latch's page is on, where `public_url` names one (the
+/// blocks serve it over HTTPS only).
+fn https_port(public_url: &str) -> Option<u16> {
+    public_url
+        .starts_with("https://")
+        .then(|| net::url_port(public_url))
+        .flatten()
+}
+
 /// The ports `public_url` names, of every domain: Traefik needs an entry
 /// point on each.
 fn login_ports(config: &Config) -> Vec<u16> {
@@ -381,7 +390,7 @@ fn login_ports(config: &Config) -> Vec<u16> {
             .map(|d| d.public_url.as_str())
             .collect()
     };
-    urls.into_iter().filter_map(net::url_port).collect()
+    urls.into_iter().filter_map(https_port).collect()
 }
 
 /// Prints the proxy's configuration for one app, with latch's host and
@@ -389,13 +398,12 @@ fn login_ports(config: &Config) -> Vec<u16> {
 /// outside every cookie domain (the redirect-loop trap).
 pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
     let config = config?;
+    // The same for every app (and with --app too): every domain's port.
+    if args.proxy == Proxy::TraefikStatic {
+        return super::print(crate::snippet::traefik_static(&login_ports(&config)).trim_end());
+    }
     let Some(app) = &args.app else {
-        return match args.proxy {
-            Proxy::TraefikStatic => {
-                super::print(crate::snippet::traefik_static(&login_ports(&config)).trim_end())
-            }
-            _ => Err(Error::config("give the app's host name: --app HOST")),
-        };
+        return Err(Error::config("give the app's host name: --app HOST"));
     };
     let app = Host::parse(app)?;
     let site = config.site_for_host(Some(app.as_str()));
@@ -424,9 +432,14 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
         None => Address::of_listener(config.listen),
     };
     // public_url's port, where latch's host is public_url's.
-    let port = site_url
-        .filter(|_| site_host.as_deref() == Some(auth.as_str()))
-        .and_then(net::url_port);
+    let own_url = site_url.filter(|_| site_host.as_deref() == Some(auth.as_str()));
+    if let Some(url) = own_url.filter(|u| !u.starts_with("https://")) {
+        eprintln!(
+            "latch: warning: public_url ({url}) is not https: these blocks serve latch's page \
+             over HTTPS on 443"
+        );
+    }
+    let port = own_url.and_then(https_port);
     let mut snippet = Snippet::new(
         app.clone(),
         Address::parse(&args.upstream)?,

@@ -447,21 +447,41 @@ fn ops(raw: RawOps) -> Result<Ops> {
 /// `login_url`.
 fn validate_url(url: &str, key: &str) -> Result<String> {
     let url = url.trim_end_matches('/');
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"));
-    match rest {
-        Some(host)
-            if !host.is_empty()
-                && host.bytes().all(|b| b.is_ascii_graphic())
-                && !host.contains(['?', '#', '@']) =>
-        {
-            Ok(url.to_owned())
-        }
-        _ => Err(Error::config(format_args!(
+    let (scheme, default_port) = if url.starts_with("https://") {
+        ("https://", "443")
+    } else {
+        ("http://", "80")
+    };
+    let bad = || {
+        Error::config(format_args!(
             "config: {key} = {url:?} must be an http(s) URL such as https://auth.example.com"
-        ))),
+        ))
+    };
+    let rest = url.strip_prefix(scheme).ok_or_else(bad)?;
+    if rest.is_empty()
+        || !rest.bytes().all(|b| b.is_ascii_graphic())
+        || rest.contains(['?', '#', '@'])
+    {
+        return Err(bad());
     }
+    // The port as browsers write it in `Origin` (which latch compares
+    // with this URL): none for the scheme's own, else 1-65535 without a
+    // leading zero.
+    let authority = super::net::authority_of(url).ok_or_else(bad)?;
+    let host = super::net::host_of(authority).ok_or_else(bad)?;
+    let Some(port) = authority[host.len()..].strip_prefix(':') else {
+        return Ok(url.to_owned());
+    };
+    if port == default_port {
+        let at = scheme.len() + host.len();
+        return Ok(format!("{}{}", &url[..at], &url[at + 1 + port.len()..]));
+    }
+    if port.starts_with('0') || port.parse::<u16>().is_err() {
+        return Err(Error::config(format_args!(
+            "config: {key} = {url:?}: the port must be 1-65535, written without leading zeros"
+        )));
+    }
+    Ok(url.to_owned())
 }
 
 /// Decodes a base64 key and checks its length.
@@ -505,5 +525,59 @@ mod tests {
         }
         let e = named("registration = \"maybe\"\nlog_level = \"loud\"\n");
         assert!(e.contains("registration"), "{e}");
+    }
+
+    /// A URL latch sends browsers to names its port as their `Origin`
+    /// does (latch compares the two): the scheme's own is dropped, and a
+    /// port browsers would spell otherwise is refused.
+    #[test]
+    fn urls_name_their_port_as_browsers_do() {
+        let public = |url: &str| {
+            let toml = format!("public_url = \"{url}\"\n");
+            Config::from_toml(&toml).map(|c| c.public_url.unwrap_or_default())
+        };
+        for (given, kept) in [
+            ("https://auth.example.com:443", "https://auth.example.com"),
+            (
+                "https://auth.example.com:443/latch/",
+                "https://auth.example.com/latch",
+            ),
+            ("http://auth.example.com:80", "http://auth.example.com"),
+            ("https://[::1]:443", "https://[::1]"),
+            (
+                "https://auth.example.com:8443",
+                "https://auth.example.com:8443",
+            ),
+            ("https://auth.example.com:80", "https://auth.example.com:80"),
+            ("http://auth.example.com:443", "http://auth.example.com:443"),
+            ("https://[::1]:9443/x", "https://[::1]:9443/x"),
+            (
+                "https://auth.example.com:65535",
+                "https://auth.example.com:65535",
+            ),
+        ] {
+            assert_eq!(public(given).unwrap(), kept, "{given}");
+        }
+        for bad in [
+            "https://auth.example.com:0",
+            "https://auth.example.com:08443",
+            "https://auth.example.com:0443",
+            "https://auth.example.com:65536",
+            "https://auth.example.com:+443",
+            "https://auth.example.com:",
+            "https://auth.example.com:8x",
+            "HTTPS://auth.example.com",
+        ] {
+            let e = public(bad).unwrap_err().to_string();
+            assert!(e.contains("public_url"), "{bad}: {e}");
+        }
+        // The same for the login page and each domain's URL.
+        let e = named("[forward_auth]\nlogin_url = \"https://a.example.com:0/login\"\n");
+        assert!(e.contains("login_url"), "{e}");
+        let e = named(
+            "[[forward_auth.domains]]\ncookie_domain = \"example.com\"\n\
+             public_url = \"https://auth.example.com:08443\"\n",
+        );
+        assert!(e.contains("public_url"), "{e}");
     }
 }

@@ -490,10 +490,42 @@ fn proxy_snippet_serves_latch_on_the_port_public_url_names() {
          public_url = \"https://auth.example.net\"\n",
     )
     .unwrap();
-    let traefik = snippet("traefik-static", &[]);
-    assert_eq!(traefik.matches("address:").count(), 2, "{traefik}");
+    for extra in [&[][..], &["--app", "app.example.net"][..]] {
+        let traefik = snippet("traefik-static", extra);
+        assert_eq!(traefik.matches("address:").count(), 2, "{traefik}");
+        assert!(traefik.contains("address: \":8443\""), "{traefik}");
+    }
     let caddy = snippet("caddy", &["--app", "app.example.net"]);
     assert!(caddy.contains("\nauth.example.net {\n"), "{caddy}");
     let caddy = snippet("caddy", &["--app", "app.example.com"]);
     assert!(caddy.contains("\nauth.example.com:8443 {\n"), "{caddy}");
+    // The scheme's own port is no port; plain http gets no port, and a
+    // warning.
+    for (url, site, warned) in [
+        (
+            "https://auth.example.com:443",
+            "\nauth.example.com {\n",
+            false,
+        ),
+        (
+            "http://auth.example.com:8080",
+            "\nauth.example.com {\n",
+            true,
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("public_url = \"{url}\"\n[forward_auth]\ncookie_domain = \"example.com\"\n"),
+        )
+        .unwrap();
+        let (ok, out, err) = latch_in(
+            dir.path(),
+            &[&["proxy-snippet", "caddy", "-c", c][..], &app[..]].concat(),
+        );
+        assert!(ok, "{err}");
+        assert!(out.contains(site), "{url}: {out}");
+        assert_eq!(err.contains("is not https"), warned, "{url}: {err}");
+        let traefik = snippet("traefik-static", &[]);
+        assert_eq!(traefik.matches("address:").count(), 1, "{url}: {traefik}");
+    }
 }
