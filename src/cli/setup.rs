@@ -206,6 +206,11 @@ fn public_host(url: &str) -> Result<String> {
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| bad("give an http(s) URL"))?;
     let host = net::url_host(url).ok_or_else(|| bad("give an http(s) URL"))?;
+    let authority = net::authority_of(url).unwrap_or_default();
+    let port = net::host_of(authority).and_then(|h| authority[h.len()..].strip_prefix(':'));
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return Err(bad("give a port from 1 to 65535"));
+    }
     let path = rest.find('/').map_or("", |at| &rest[at..]);
     if !matches!(path, "" | "/") || rest.contains(['?', '#', '@']) {
         return Err(bad(
@@ -440,6 +445,12 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
         );
     }
     let port = own_url.and_then(https_port);
+    if port == Some(80) {
+        eprintln!(
+            "latch: warning: public_url is https on port 80, where proxies serve plain HTTP \
+             (Caddy) or have their own entry point (Traefik's web)"
+        );
+    }
     let mut snippet = Snippet::new(
         app.clone(),
         Address::parse(&args.upstream)?,

@@ -96,6 +96,9 @@ pub fn host_of(authority: &str) -> Option<&str> {
     let (host, port) = if authority.starts_with('[') {
         let end = authority.find(']')?;
         let (h, rest) = authority.split_at(end + 1);
+        if !rest.is_empty() && !rest.starts_with(':') {
+            return None;
+        }
         (h, rest.strip_prefix(':'))
     } else {
         match authority.split_once(':') {
@@ -314,6 +317,10 @@ mod tests {
         assert_eq!(host_of("[::1]:80"), Some("[::1]"));
         assert_eq!(host_of("a:"), None);
         assert_eq!(host_of("a:8x"), None);
+        assert_eq!(host_of("[::1]x"), None);
+        assert_eq!(host_of("[::1]x:0"), None);
+        assert_eq!(request_host("[::1]x"), None);
+        assert_eq!(request_host("[::1]:8"), Some("[::1]"));
         assert_eq!(url_port("https://Auth.Example.com:8443/x"), Some(8443));
         assert_eq!(url_port("https://[::1]:9443"), Some(9443));
         assert_eq!(url_port("https://auth.example.com/x:1"), None);

@@ -448,9 +448,9 @@ fn ops(raw: RawOps) -> Result<Ops> {
 fn validate_url(url: &str, key: &str) -> Result<String> {
     let url = url.trim_end_matches('/');
     let (scheme, default_port) = if url.starts_with("https://") {
-        ("https://", "443")
+        ("https://", 443)
     } else {
-        ("http://", "80")
+        ("http://", 80)
     };
     let bad = || {
         Error::config(format_args!(
@@ -464,24 +464,27 @@ fn validate_url(url: &str, key: &str) -> Result<String> {
     {
         return Err(bad());
     }
-    // The port as browsers write it in `Origin` (which latch compares
-    // with this URL): none for the scheme's own, else 1-65535 without a
-    // leading zero.
     let authority = super::net::authority_of(url).ok_or_else(bad)?;
     let host = super::net::host_of(authority).ok_or_else(bad)?;
     let Some(port) = authority[host.len()..].strip_prefix(':') else {
         return Ok(url.to_owned());
     };
-    if port == default_port {
-        let at = scheme.len() + host.len();
-        return Ok(format!("{}{}", &url[..at], &url[at + 1 + port.len()..]));
-    }
-    if port.starts_with('0') || port.parse::<u16>().is_err() {
-        return Err(Error::config(format_args!(
-            "config: {key} = {url:?}: the port must be 1-65535, written without leading zeros"
-        )));
-    }
-    Ok(url.to_owned())
+    // Kept as browsers write it, and as their `Origin` carries it (latch
+    // compares the two): no port for the scheme's own, no leading zeros.
+    let port = port
+        .parse::<u16>()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| {
+            Error::config(format_args!(
+                "config: {key} = {url:?}: the port must be a number from 1 to 65535"
+            ))
+        })?;
+    let path = &url[scheme.len() + authority.len()..];
+    Ok(match port {
+        p if p == default_port => format!("{scheme}{host}{path}"),
+        p => format!("{scheme}{host}:{p}{path}"),
+    })
 }
 
 /// Decodes a base64 key and checks its length.
@@ -527,9 +530,9 @@ mod tests {
         assert!(e.contains("registration"), "{e}");
     }
 
-    /// A URL latch sends browsers to names its port as their `Origin`
-    /// does (latch compares the two): the scheme's own is dropped, and a
-    /// port browsers would spell otherwise is refused.
+    /// A URL latch sends browsers to is kept as their `Origin` carries it
+    /// (latch compares the two): no port for the scheme's own, no leading
+    /// zeros; a port browsers cannot use is refused.
     #[test]
     fn urls_name_their_port_as_browsers_do() {
         let public = |url: &str| {
@@ -539,33 +542,33 @@ mod tests {
         for (given, kept) in [
             ("https://auth.example.com:443", "https://auth.example.com"),
             (
-                "https://auth.example.com:443/latch/",
-                "https://auth.example.com/latch",
+                "https://auth.example.com:443/x/",
+                "https://auth.example.com/x",
             ),
             ("http://auth.example.com:80", "http://auth.example.com"),
             ("https://[::1]:443", "https://[::1]"),
-            (
-                "https://auth.example.com:8443",
-                "https://auth.example.com:8443",
-            ),
-            ("https://auth.example.com:80", "https://auth.example.com:80"),
-            ("http://auth.example.com:443", "http://auth.example.com:443"),
+            ("https://a.example.com:8443", "https://a.example.com:8443"),
+            ("https://a.example.com:80", "https://a.example.com:80"),
+            ("http://a.example.com:443", "http://a.example.com:443"),
             ("https://[::1]:9443/x", "https://[::1]:9443/x"),
-            (
-                "https://auth.example.com:65535",
-                "https://auth.example.com:65535",
-            ),
+            ("https://a.example.com:65535", "https://a.example.com:65535"),
+            ("https://a.example.com:08443", "https://a.example.com:8443"),
+            ("https://a.example.com:0443/x", "https://a.example.com/x"),
+            ("https://A.Example.com:443/A:1", "https://A.Example.com/A:1"),
+            ("https://a.example.com/x:0", "https://a.example.com/x:0"),
         ] {
             assert_eq!(public(given).unwrap(), kept, "{given}");
         }
         for bad in [
             "https://auth.example.com:0",
-            "https://auth.example.com:08443",
-            "https://auth.example.com:0443",
+            "https://auth.example.com:00",
             "https://auth.example.com:65536",
+            "https://auth.example.com:443:443",
             "https://auth.example.com:+443",
             "https://auth.example.com:",
             "https://auth.example.com:8x",
+            "https://[::1]x:0",
+            "https://[::1]junk:443",
             "HTTPS://auth.example.com",
         ] {
             let e = public(bad).unwrap_err().to_string();
@@ -574,9 +577,12 @@ mod tests {
         // The same for the login page and each domain's URL.
         let e = named("[forward_auth]\nlogin_url = \"https://a.example.com:0/login\"\n");
         assert!(e.contains("login_url"), "{e}");
+        let toml = "[forward_auth]\nlogin_url = \"https://sso.example.com:0443/login\"\n";
+        let login = Config::from_toml(toml).unwrap().forward_auth.login_url;
+        assert_eq!(login.as_deref(), Some("https://sso.example.com/login"));
         let e = named(
             "[[forward_auth.domains]]\ncookie_domain = \"example.com\"\n\
-             public_url = \"https://auth.example.com:08443\"\n",
+             public_url = \"https://auth.example.com:0\"\n",
         );
         assert!(e.contains("public_url"), "{e}");
     }

@@ -202,8 +202,17 @@ fn init_beside_a_packaged_config_writes_a_drop_in_and_keeps_the_file() {
 #[test]
 fn init_refusals_write_nothing() {
     let dir = TempDir::new("init-refusals");
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 14] = [
         (&["init"], "give --public-url"),
+        // A port browsers cannot use: refused before anything is written.
+        (
+            &["init", "--public-url", "https://auth.example.com:0"],
+            "--public-url \"https://auth.example.com:0\": give a port from 1 to 65535",
+        ),
+        (
+            &["init", "--public-url", "https://auth.example.com:65536"],
+            "give a port from 1 to 65535",
+        ),
         // An address or a public suffix is no cookie domain to guess.
         (
             &["init", "--public-url", "https://10.0.0.5"],
@@ -500,19 +509,25 @@ fn proxy_snippet_serves_latch_on_the_port_public_url_names() {
     let caddy = snippet("caddy", &["--app", "app.example.com"]);
     assert!(caddy.contains("\nauth.example.com:8443 {\n"), "{caddy}");
     // The scheme's own port is no port; plain http gets no port, and a
-    // warning.
-    for (url, site, warned) in [
+    // warning; https on 80, a warning.
+    let warns: [(&str, &str, Option<&str>); 3] = [
         (
             "https://auth.example.com:443",
             "\nauth.example.com {\n",
-            false,
+            None,
         ),
         (
             "http://auth.example.com:8080",
             "\nauth.example.com {\n",
-            true,
+            Some("is not https"),
         ),
-    ] {
+        (
+            "https://auth.example.com:80",
+            "\nauth.example.com:80 {\n",
+            Some("on port 80"),
+        ),
+    ];
+    for (url, site, warned) in warns {
         std::fs::write(
             &config,
             format!("public_url = \"{url}\"\n[forward_auth]\ncookie_domain = \"example.com\"\n"),
@@ -524,8 +539,16 @@ fn proxy_snippet_serves_latch_on_the_port_public_url_names() {
         );
         assert!(ok, "{err}");
         assert!(out.contains(site), "{url}: {out}");
-        assert_eq!(err.contains("is not https"), warned, "{url}: {err}");
+        match warned {
+            Some(warning) => assert!(err.contains(warning), "{url}: {err}"),
+            None => assert!(err.is_empty(), "{url}: {err}"),
+        }
         let traefik = snippet("traefik-static", &[]);
-        assert_eq!(traefik.matches("address:").count(), 1, "{url}: {traefik}");
+        let ports = if url.ends_with(":80") { 2 } else { 1 };
+        assert_eq!(
+            traefik.matches("address:").count(),
+            ports,
+            "{url}: {traefik}"
+        );
     }
 }
