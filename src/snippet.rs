@@ -537,7 +537,7 @@ const HTTPS_PORT: u16 = 443;
 /// guarded as `websecure`.
 pub fn traefik_static(login_ports: &[u16]) -> String {
     let mut ports = vec![HTTPS_PORT];
-    ports.extend(login_ports.iter().filter(|&&p| p != HTTPS_PORT));
+    ports.extend(login_ports);
     ports.sort_unstable();
     ports.dedup();
     let entry_points: String = ports

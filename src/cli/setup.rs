@@ -206,9 +206,10 @@ fn public_host(url: &str) -> Result<String> {
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| bad("give an http(s) URL"))?;
     let host = net::url_host(url).ok_or_else(|| bad("give an http(s) URL"))?;
-    let authority = net::authority_of(url).unwrap_or_default();
-    let port = net::host_of(authority).and_then(|h| authority[h.len()..].strip_prefix(':'));
-    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+    let port = net::authority_of(url)
+        .and_then(net::host_and_port)
+        .and_then(|(_, port)| port);
+    if port.is_some_and(|p| net::port_number(p).is_none()) {
         return Err(bad("give a port from 1 to 65535"));
     }
     let path = rest.find('/').map_or("", |at| &rest[at..]);

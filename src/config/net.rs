@@ -93,6 +93,11 @@ pub fn authority_of(url: &str) -> Option<&str> {
 /// The host of `host[:port]`, checking the port is numeric; IPv6 literals
 /// (`[::1]`) are returned with their brackets.
 pub fn host_of(authority: &str) -> Option<&str> {
+    host_and_port(authority).map(|(host, _)| host)
+}
+
+/// [`host_of`], and the port as written, if any.
+pub fn host_and_port(authority: &str) -> Option<(&str, Option<&str>)> {
     let (host, port) = if authority.starts_with('[') {
         let end = authority.find(']')?;
         let (h, rest) = authority.split_at(end + 1);
@@ -111,7 +116,12 @@ pub fn host_of(authority: &str) -> Option<&str> {
     {
         return None;
     }
-    Some(host)
+    Some((host, port))
+}
+
+/// A port browsers can use, from its digits: 1-65535.
+pub fn port_number(text: &str) -> Option<u16> {
+    text.parse().ok().filter(|&p| p != 0)
 }
 
 /// The host a request names in `authority` (a `Host` or
@@ -152,9 +162,7 @@ pub fn url_host(url: &str) -> Option<String> {
 /// The port an absolute http(s) URL names, if it names one (`None` for
 /// the scheme's own, or a URL that is not one).
 pub fn url_port(url: &str) -> Option<u16> {
-    let authority = authority_of(url)?;
-    let host = host_of(authority)?;
-    authority[host.len()..].strip_prefix(':')?.parse().ok()
+    port_number(host_and_port(authority_of(url)?)?.1?)
 }
 
 /// Whether `domain` reads as an IP address rather than a name: its last

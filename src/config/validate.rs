@@ -465,21 +465,17 @@ fn validate_url(url: &str, key: &str) -> Result<String> {
         return Err(bad());
     }
     let authority = super::net::authority_of(url).ok_or_else(bad)?;
-    let host = super::net::host_of(authority).ok_or_else(bad)?;
-    let Some(port) = authority[host.len()..].strip_prefix(':') else {
+    let (host, port) = super::net::host_and_port(authority).ok_or_else(bad)?;
+    let Some(port) = port else {
         return Ok(url.to_owned());
     };
     // Kept as browsers write it, and as their `Origin` carries it (latch
     // compares the two): no port for the scheme's own, no leading zeros.
-    let port = port
-        .parse::<u16>()
-        .ok()
-        .filter(|&p| p != 0)
-        .ok_or_else(|| {
-            Error::config(format_args!(
-                "config: {key} = {url:?}: the port must be a number from 1 to 65535"
-            ))
-        })?;
+    let port = super::net::port_number(port).ok_or_else(|| {
+        Error::config(format_args!(
+            "config: {key} = {url:?}: the port must be a number from 1 to 65535"
+        ))
+    })?;
     let path = &url[scheme.len() + authority.len()..];
     Ok(match port {
         p if p == default_port => format!("{scheme}{host}{path}"),
