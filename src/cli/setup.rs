@@ -383,6 +383,25 @@ fn https_port(public_url: &str) -> Option<u16> {
         .flatten()
 }
 
+/// The port latch's page is served on, when `public_url` (latch's host's
+/// own) names one; warns where the blocks cannot serve it as written.
+fn login_port(public_url: &str) -> Option<u16> {
+    if !public_url.starts_with("https://") {
+        eprintln!(
+            "latch: warning: public_url ({public_url}) is not https: these blocks serve \
+             latch's page over HTTPS on 443"
+        );
+    }
+    let port = https_port(public_url);
+    if port == Some(80) {
+        eprintln!(
+            "latch: warning: public_url is https on port 80, where proxies serve plain HTTP \
+             (Caddy) or have their own entry point (Traefik's web)"
+        );
+    }
+    port
+}
+
 /// The ports `public_url` names, of every domain: Traefik needs an entry
 /// point on each.
 fn login_ports(config: &Config) -> Vec<u16> {
@@ -437,21 +456,8 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
         Some(addr) => Address::parse(addr)?,
         None => Address::of_listener(config.listen),
     };
-    // public_url's port, where latch's host is public_url's.
     let own_url = site_url.filter(|_| site_host.as_deref() == Some(auth.as_str()));
-    if let Some(url) = own_url.filter(|u| !u.starts_with("https://")) {
-        eprintln!(
-            "latch: warning: public_url ({url}) is not https: these blocks serve latch's page \
-             over HTTPS on 443"
-        );
-    }
-    let port = own_url.and_then(https_port);
-    if port == Some(80) {
-        eprintln!(
-            "latch: warning: public_url is https on port 80, where proxies serve plain HTTP \
-             (Caddy) or have their own entry point (Traefik's web)"
-        );
-    }
+    let port = own_url.and_then(login_port);
     let mut snippet = Snippet::new(
         app.clone(),
         Address::parse(&args.upstream)?,
