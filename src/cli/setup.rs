@@ -89,6 +89,9 @@ fn domain(public_url: Option<String>, cookie_domain: Option<String>) -> Result<(
         )?,
     };
     let public_host = public_host(&public_url)?;
+    // As serve reads it back: the port as browsers write it (`:08443` is
+    // `:8443`, `:443` on https dropped), no trailing slash.
+    let public_url = crate::config::site_url(&public_url, "--public-url")?;
     let cookie_domain = match cookie_domain {
         Some(domain) => domain,
         None => match derived_cookie_domain(&public_host) {

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 
 pub use net::IpNet;
 use raw::Raw;
+pub(crate) use validate::site_url;
 
 /// Where `serve` looks when neither `--config` nor `$LATCH_CONFIG` is given.
 pub const SYSTEM_CONFIG: &str = "/etc/latch/latch.toml";

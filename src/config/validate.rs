@@ -30,7 +30,7 @@ impl Config {
         let previous_keys = previous_keys(raw.previous_keys, raw.previous_key_files)?;
         let public_url = raw
             .public_url
-            .map(|u| validate_url(&u, "public_url"))
+            .map(|u| site_url(&u, "public_url"))
             .transpose()?;
         let token_ttl = lifetime(raw.token_ttl, "token_ttl", 600)?;
         // In this order: of two bad values, the first is the one reported.
@@ -310,7 +310,7 @@ fn sites(list: Option<Vec<RawSite>>, raw: &RawForwardAuth) -> Result<Vec<Site>> 
         let missing = |name: &str| Error::config(format_args!("config: {} is missing", key(name)));
         let cookie_domain =
             cookie_domain(site.cookie_domain.ok_or_else(|| missing("cookie_domain"))?)?;
-        let public_url = validate_url(
+        let public_url = site_url(
             &site.public_url.ok_or_else(|| missing("public_url"))?,
             &key("public_url"),
         )?;
@@ -483,6 +483,20 @@ fn validate_url(url: &str, key: &str) -> Result<String> {
     })
 }
 
+/// latch's own URL (`public_url`, a domain's): an http(s) URL as
+/// `validate_url` takes it, of a host alone, since latch serves its pages
+/// (and the forms on them post) at the root of its host.
+pub(crate) fn site_url(url: &str, key: &str) -> Result<String> {
+    let url = validate_url(url, key)?;
+    if url.splitn(4, '/').nth(3).is_some() {
+        return Err(Error::config(format_args!(
+            "config: {key} = {url:?}: give latch's host alone, such as https://auth.example.com \
+             (latch serves its pages at the root of its host)"
+        )));
+    }
+    Ok(url)
+}
+
 /// Decodes a base64 key and checks its length.
 pub(super) fn decode_key(text: &str, what: &str) -> Result<Vec<u8>> {
     let key = crate::crypto::b64_decode(text.trim().as_bytes())
@@ -535,6 +549,11 @@ mod tests {
             let toml = format!("public_url = \"{url}\"\n");
             Config::from_toml(&toml).map(|c| c.public_url.unwrap_or_default())
         };
+        // login_url takes a path; latch's own URL is a host alone.
+        let login = |url: &str| {
+            let toml = format!("[forward_auth]\nlogin_url = \"{url}\"\n");
+            Config::from_toml(&toml).map(|c| c.forward_auth.login_url.unwrap_or_default())
+        };
         for (given, kept) in [
             ("https://auth.example.com:443", "https://auth.example.com"),
             (
@@ -553,7 +572,14 @@ mod tests {
             ("https://A.Example.com:443/A:1", "https://A.Example.com/A:1"),
             ("https://a.example.com/x:0", "https://a.example.com/x:0"),
         ] {
-            assert_eq!(public(given).unwrap(), kept, "{given}");
+            assert_eq!(login(given).unwrap(), kept, "{given}");
+            match kept.splitn(4, '/').nth(3) {
+                None => assert_eq!(public(given).unwrap(), kept, "{given}"),
+                Some(_) => {
+                    let e = public(given).unwrap_err().to_string();
+                    assert!(e.contains("latch's host alone"), "{given}: {e}");
+                }
+            }
         }
         for bad in [
             "https://auth.example.com:0",
@@ -569,6 +595,8 @@ mod tests {
         ] {
             let e = public(bad).unwrap_err().to_string();
             assert!(e.contains("public_url"), "{bad}: {e}");
+            let e = login(bad).unwrap_err().to_string();
+            assert!(e.contains("login_url"), "{bad}: {e}");
         }
         // The same for the login page and each domain's URL.
         let e = named("[forward_auth]\nlogin_url = \"https://a.example.com:0/login\"\n");
@@ -581,5 +609,25 @@ mod tests {
              public_url = \"https://auth.example.com:0\"\n",
         );
         assert!(e.contains("public_url"), "{e}");
+        // Found by a newcomer: a path was taken, and the login redirect,
+        // under it, answered 404.
+        for url in [
+            "https://auth.example.com/auth",
+            "https://auth.example.com//",
+        ] {
+            let given = public(url);
+            match url.ends_with("//") {
+                true => assert_eq!(given.unwrap(), "https://auth.example.com"),
+                false => assert!(given.unwrap_err().to_string().contains("host alone")),
+            }
+        }
+        let e = named(
+            "[[forward_auth.domains]]\ncookie_domain = \"example.com\"\n\
+             public_url = \"https://auth.example.com/latch/\"\n",
+        );
+        assert!(
+            e.contains("1 public_url") && e.contains("host alone"),
+            "{e}"
+        );
     }
 }

@@ -199,6 +199,31 @@ fn init_beside_a_packaged_config_writes_a_drop_in_and_keeps_the_file() {
     assert!(err.contains("20-broken.toml"), "{err}");
 }
 
+/// init writes `--public-url` as serve reads it back, and as browsers send
+/// it in `Origin`: found by a newcomer, who saw `:08443` written as typed.
+#[test]
+fn init_writes_the_public_url_as_browsers_do() {
+    for (given, written) in [
+        (
+            "https://auth.example.com:08443/",
+            "https://auth.example.com:8443",
+        ),
+        ("https://auth.example.com:443", "https://auth.example.com"),
+    ] {
+        let dir = TempDir::new("init-url");
+        let (ok, _, err) = latch_in(
+            dir.path(),
+            &["init", "--public-url", given, "-c", "latch.toml"],
+        );
+        assert!(ok, "{given}: {err}");
+        let text = std::fs::read_to_string(dir.path().join("latch.toml")).unwrap();
+        assert!(
+            text.contains(&format!("public_url = \"{written}\"\n")),
+            "{given}: {text}"
+        );
+    }
+}
+
 #[test]
 fn init_refusals_write_nothing() {
     let dir = TempDir::new("init-refusals");
