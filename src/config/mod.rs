@@ -517,20 +517,44 @@ fn config_error(e: config::ConfigError) -> Error {
 }
 
 /// The `config` crate's error text on one line, its source excerpt
-/// (`12 | text`, `   |   ^`) dropped.
+/// (`12 | text`, `   |   ^`) dropped; a duplicate key is named from it.
 fn one_line(e: &config::ConfigError) -> String {
     let text = e.to_string();
     let kept: Vec<&str> = text
         .lines()
         .map(str::trim)
-        .filter(|l| {
-            let excerpt = l
-                .trim_start_matches(|c: char| c.is_ascii_digit())
-                .trim_start();
-            !l.is_empty() && !excerpt.starts_with('|')
-        })
+        .filter(|l| !l.is_empty() && excerpt(l).is_none())
         .collect();
-    kept.join(": ")
+    let joined = kept.join(": ");
+    match duplicate_key(&text) {
+        Some(key) => joined.replacen("duplicate key", &format!("duplicate key `{key}`"), 1),
+        None => joined,
+    }
+}
+
+/// The text after `|` of a source excerpt line (`12 | text`, `   |   ^`).
+fn excerpt(line: &str) -> Option<&str> {
+    let line = line.trim_start();
+    line.trim_start_matches(|c: char| c.is_ascii_digit())
+        .trim_start()
+        .strip_prefix('|')
+}
+
+/// The key a TOML "duplicate key" error underlines (it never underlines a
+/// value, so nothing secret is named).
+fn duplicate_key(text: &str) -> Option<String> {
+    if !text.contains("duplicate key") {
+        return None;
+    }
+    let mut excerpts = text.lines().filter_map(excerpt).filter(|l| !l.is_empty());
+    let (source, carets) = (excerpts.next()?, excerpts.next()?);
+    let start = carets.find('^')?;
+    let len = carets[start..].bytes().take_while(|&b| b == b'^').count();
+    let key = source.get(start..start + len)?.trim();
+    let plain = !key.is_empty()
+        && key.len() <= 64
+        && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    plain.then(|| key.to_owned())
 }
 
 /// A `config` crate error about a file latch reads that is not its
@@ -576,6 +600,34 @@ fn redact_keys(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::crypto;
+
+    /// Found by a newcomer: "duplicate key" named no key.
+    #[test]
+    fn a_duplicate_key_is_named() {
+        for (toml, named) in [
+            (
+                "token_ttl = 600\ntoken_ttl = 700\n",
+                "duplicate key `token_ttl`",
+            ),
+            (
+                "[forward_auth]\ncookie_name = \"a\"\ncookie_name = \"b\"\n",
+                "line 3, column 1: duplicate key `cookie_name`",
+            ),
+            ("[limits]\n[limits]\n", "duplicate key `limits`"),
+            ("a.b = 1\na.b = 2\n", "duplicate key `b`"),
+            (
+                "secret_key = \"abc\"\nsecret_key = \"def\"\n",
+                "key `secret_key`",
+            ),
+        ] {
+            let e = Config::from_toml(toml).unwrap_err().to_string();
+            assert!(e.contains(named), "{toml}: {e}");
+            assert!(
+                !e.contains('|') && !e.contains("abc") && !e.contains("def"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_match_the_design() {
