@@ -512,12 +512,19 @@ impl Config {
 
 /// The `config` crate's error on one line: TOML parse errors come with a
 /// multi-line source excerpt, which is dropped (the line and column stay).
+/// A duplicate key is named, from the excerpt (only here: the file is
+/// latch's configuration, see `quiet_error`).
 fn config_error(e: config::ConfigError) -> Error {
-    Error::config(format_args!("config: {}", redact_keys(&one_line(&e))))
+    let text = one_line(&e);
+    let text = match duplicate_key(&e.to_string()) {
+        Some(key) => text.replacen("duplicate key", &format!("duplicate key `{key}`"), 1),
+        None => text,
+    };
+    Error::config(format_args!("config: {}", redact_keys(&text)))
 }
 
 /// The `config` crate's error text on one line, its source excerpt
-/// (`12 | text`, `   |   ^`) dropped; a duplicate key is named from it.
+/// (`12 | text`, `   |   ^`) dropped.
 fn one_line(e: &config::ConfigError) -> String {
     let text = e.to_string();
     let kept: Vec<&str> = text
@@ -525,11 +532,7 @@ fn one_line(e: &config::ConfigError) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty() && excerpt(l).is_none())
         .collect();
-    let joined = kept.join(": ");
-    match duplicate_key(&text) {
-        Some(key) => joined.replacen("duplicate key", &format!("duplicate key `{key}`"), 1),
-        None => joined,
-    }
+    kept.join(": ")
 }
 
 /// The text after `|` of a source excerpt line (`12 | text`, `   |   ^`).
@@ -627,6 +630,20 @@ mod tests {
                 "{e}"
             );
         }
+        // A file that is not the configuration (the access tests) may be
+        // anything: its keys are its contents, and stay out.
+        let e = config::Config::builder()
+            .add_source(config::File::from_str(
+                "s3cr3t = 1\ns3cr3t = 2\n",
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .unwrap_err();
+        let quiet = quiet_error(&e);
+        assert!(
+            quiet.contains("duplicate key") && !quiet.contains("s3cr3t"),
+            "{quiet}"
+        );
     }
 
     #[test]
