@@ -253,7 +253,7 @@ pub struct Identity {
     /// The user id.
     pub user_id: UserId,
     /// The username.
-    pub username: String,
+    pub username: std::sync::Arc<str>,
     /// What proved it.
     pub via: Via,
     /// When the password behind the credential was checked: now for a

@@ -122,7 +122,7 @@ pub struct Verified {
     /// The user id from `sub`.
     pub user_id: UserId,
     /// The username from `name`.
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     /// Who the token is for; callers compare it with where the token was
     /// presented.
     pub audience: Audience,
@@ -256,7 +256,7 @@ impl Keys {
         }
         Ok(Verified {
             user_id,
-            name: claims.name.into_owned(),
+            name: claims.name.into(),
             audience,
             iat: claims.iat,
             exp: claims.exp,
@@ -361,7 +361,7 @@ mod tests {
         let token = k.sign(&claims(2000));
         let v = k.verify(&token, 1500).unwrap();
         assert_eq!(v.user_id, UserId::new(7));
-        assert_eq!(v.name, "alice");
+        assert_eq!(&*v.name, "alice");
         assert_eq!(v.jti, [9u8; JTI_LEN]);
         assert_eq!(v.audience, Audience::Api);
         assert_eq!(v.auth_time, 1000);

@@ -73,7 +73,7 @@ impl Service {
         let key = ApiKey {
             id: KeyId::new(self.store.new_id()?),
             user_id: who.user_id,
-            username: who.username.clone(),
+            username: who.username.to_string(),
             name: name.to_owned(),
             created_at: now,
             expires_at: expires_in.map(|s| now + s),
@@ -114,7 +114,7 @@ impl Service {
         }
         Ok(Identity {
             user_id: key.user_id,
-            username: key.username,
+            username: key.username.into(),
             via: Via::ApiKey(key.id),
             auth_time: None,
             epoch: None,

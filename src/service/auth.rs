@@ -187,7 +187,7 @@ impl Service {
     pub fn password_identity(&self, proven: Proven) -> Identity {
         Identity {
             user_id: proven.user.id,
-            username: proven.user.username,
+            username: proven.user.username.into(),
             via: Via::Password,
             auth_time: Some(self.now()),
             epoch: Some(proven.epoch),
