@@ -543,21 +543,34 @@ fn excerpt(line: &str) -> Option<&str> {
         .strip_prefix('|')
 }
 
-/// The key a TOML "duplicate key" error underlines (it never underlines a
-/// value, so nothing secret is named).
+/// The key a TOML "duplicate key" error underlines: named only when the
+/// underlined text is a whole key as TOML writes one (bare, or quoted
+/// without escapes), in a key's place (`=`, `.` or `]` after it).
 fn duplicate_key(text: &str) -> Option<String> {
     if !text.contains("duplicate key") {
         return None;
     }
     let mut excerpts = text.lines().filter_map(excerpt).filter(|l| !l.is_empty());
     let (source, carets) = (excerpts.next()?, excerpts.next()?);
+    // The underline starts at a column in characters (found by a review:
+    // read as bytes, text before it that is not ASCII moved the cut into
+    // a value).
     let start = carets.find('^')?;
     let len = carets[start..].bytes().take_while(|&b| b == b'^').count();
-    let key = source.get(start..start + len)?.trim();
-    let plain = !key.is_empty()
-        && key.len() <= 64
-        && key.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
-    plain.then(|| key.to_owned())
+    let (at, _) = source.char_indices().nth(start)?;
+    let key = source.get(at..at + len)?;
+    let after = source[at + len..].trim_start();
+    let bare = key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let quoted = key.len() > 2
+        && key.starts_with('"')
+        && key.ends_with('"')
+        && key[1..key.len() - 1]
+            .bytes()
+            .all(|b| (b.is_ascii_graphic() || b == b' ') && b != b'"' && b != b'\\');
+    let placed = after.starts_with(['=', '.', ']']);
+    (!key.is_empty() && key.len() <= 64 && (bare || quoted) && placed).then(|| key.to_owned())
 }
 
 /// A `config` crate error about a file latch reads that is not its
@@ -618,6 +631,15 @@ mod tests {
             ),
             ("[limits]\n[limits]\n", "duplicate key `limits`"),
             ("a.b = 1\na.b = 2\n", "duplicate key `b`"),
+            // Found by a review: text that is not ASCII before the key.
+            (
+                "[ui]\nx = { e = \"\u{1f600}\u{1f600}\u{1f600}\", p = \"hunter2XYZ\", k = 1, k = 2 }\n",
+                "duplicate key `k`",
+            ),
+            (
+                "t = { n = \"\u{65e5}\u{672c}\u{8a9e}\", \"a b\" = 1, \"a b\" = 2 }\n",
+                "duplicate key `\"a b\"`",
+            ),
             (
                 "secret_key = \"abc\"\nsecret_key = \"def\"\n",
                 "key `secret_key`",
@@ -626,7 +648,7 @@ mod tests {
             let e = Config::from_toml(toml).unwrap_err().to_string();
             assert!(e.contains(named), "{toml}: {e}");
             assert!(
-                !e.contains('|') && !e.contains("abc") && !e.contains("def"),
+                !e.contains('|') && !["abc", "def", "hun"].iter().any(|v| e.contains(v)),
                 "{e}"
             );
         }
