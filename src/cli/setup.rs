@@ -221,6 +221,9 @@ fn public_host(url: &str) -> Result<String> {
             "give latch's host alone: it serves its pages at the root of its own host",
         ));
     }
+    if net::authority_of(url).and_then(net::request_host).is_none() {
+        return Err(bad("give an http(s) URL of a host name or address"));
+    }
     Ok(host)
 }
 

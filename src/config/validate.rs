@@ -466,6 +466,10 @@ fn validate_url(url: &str, key: &str) -> Result<String> {
     }
     let authority = super::net::authority_of(url).ok_or_else(bad)?;
     let (host, port) = super::net::host_and_port(authority).ok_or_else(bad)?;
+    // A host name or address as requests name one (found by a review:
+    // browsers read `\` as `/`, so `https://evil.example\.example.com`
+    // went to evil.example while latch read a host under example.com).
+    super::net::request_host(authority).ok_or_else(bad)?;
     let Some(port) = port else {
         return Ok(url.to_owned());
     };
@@ -546,12 +550,12 @@ mod tests {
     #[test]
     fn urls_name_their_port_as_browsers_do() {
         let public = |url: &str| {
-            let toml = format!("public_url = \"{url}\"\n");
+            let toml = format!("public_url = '{url}'\n");
             Config::from_toml(&toml).map(|c| c.public_url.unwrap_or_default())
         };
         // login_url takes a path; latch's own URL is a host alone.
         let login = |url: &str| {
-            let toml = format!("[forward_auth]\nlogin_url = \"{url}\"\n");
+            let toml = format!("[forward_auth]\nlogin_url = '{url}'\n");
             Config::from_toml(&toml).map(|c| c.forward_auth.login_url.unwrap_or_default())
         };
         for (given, kept) in [
@@ -591,6 +595,12 @@ mod tests {
             "https://auth.example.com:8x",
             "https://[::1]x:0",
             "https://[::1]junk:443",
+            "https://auth.example.com\\auth",
+            "https://evil.example\\.example.com",
+            "https://auth.example.com\\:8443",
+            "https://auth%2eexample.com",
+            "https://auth.example.com;x",
+            "https://auth_1.example.com",
             "HTTPS://auth.example.com",
         ] {
             let e = public(bad).unwrap_err().to_string();

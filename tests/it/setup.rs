@@ -227,7 +227,7 @@ fn init_writes_the_public_url_as_browsers_do() {
 #[test]
 fn init_refusals_write_nothing() {
     let dir = TempDir::new("init-refusals");
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 15] = [
         (&["init"], "give --public-url"),
         // A port browsers cannot use: refused before anything is written.
         (
@@ -263,6 +263,17 @@ fn init_refusals_write_nothing() {
         (
             &["init", "--public-url", "https://u@auth.example.com"],
             "host alone",
+        ),
+        // Browsers read `\` as `/`: this is evil.example to them.
+        (
+            &[
+                "init",
+                "--public-url",
+                "https://evil.example\\.example.com",
+                "--cookie-domain",
+                "example.com",
+            ],
+            "of a host name or address",
         ),
         (
             &["init", "--public-url", "ftp://auth.example.com"],
