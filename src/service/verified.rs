@@ -8,7 +8,7 @@
 //! has a generation, bumped on every change; an entry keeps the pair it
 //! was found good at), so a revocation is seen by the very next request.
 //! An entry is used only for the exact token text it was made
-//! from (looked up by the signature segment, then compared whole), and
+//! from (looked up by its signature, the last 43 characters, then compared whole), and
 //! only by the [`super::Service`] that made it (tests run several in
 //! one process). Per thread, so lookups take no lock.
 //!
@@ -39,7 +39,7 @@ struct Entry {
     good_at: Option<Stamp>,
 }
 
-/// Signature segment → entry.
+/// Signature (a token's last 43 characters) → entry.
 type Entries = HashMap<Box<str>, Entry, SignatureHash>;
 
 thread_local! {
@@ -97,8 +97,17 @@ impl Default for VerifiedCache {
     }
 }
 
+/// The key of `token`'s entry: its last 43 characters, which in a token
+/// that verified are its signature (HMAC-SHA256 in base64url), found
+/// without a search for the last `.` (its cost showed on every request).
+/// Any other text gets some key too: entries are compared whole.
 fn signature(token: &str) -> &str {
-    token.rsplit_once('.').map_or(token, |(_, sig)| sig)
+    const SIGNATURE_LEN: usize = 43;
+    token
+        .len()
+        .checked_sub(SIGNATURE_LEN)
+        .and_then(|at| token.get(at..))
+        .unwrap_or(token)
 }
 
 impl VerifiedCache {
@@ -172,26 +181,33 @@ mod tests {
     fn exact_token_same_owner_unexpired_only() {
         let a = VerifiedCache::default();
         let b = VerifiedCache::default();
-        assert!(a.get("h.p.sig", 0).is_none());
-        a.put("h.p.sig", &verified(100));
-        assert_eq!(a.get("h.p.sig", 99), Some((verified(100), None)));
-        a.mark("h.p.sig", (3, 4));
-        assert_eq!(a.get("h.p.sig", 99), Some((verified(100), Some((3, 4)))));
-        a.mark("h.other.sig", (5, 6));
+        // Two texts with one signature, of a real one's length: they share
+        // an entry's key, and only the one put is found.
+        let sig = "S".repeat(43);
+        let (token, other) = (format!("h.p.{sig}"), format!("h.other.{sig}"));
+        let (token, other) = (token.as_str(), other.as_str());
+        assert_eq!(signature(token), signature(other));
+        // Any text has a key, and no text panics (a cut inside a character).
+        assert_eq!(signature("h.p.short"), "h.p.short");
+        let wide = format!("x{}", "\u{e9}".repeat(30));
+        assert_eq!(signature(&wide), wide);
+        assert!(a.get(token, 0).is_none());
+        a.put(token, &verified(100));
+        assert_eq!(a.get(token, 99), Some((verified(100), None)));
+        a.mark(token, (3, 4));
+        assert_eq!(a.get(token, 99), Some((verified(100), Some((3, 4)))));
+        a.mark(other, (5, 6));
         assert_eq!(
-            a.get("h.p.sig", 99).unwrap().1,
+            a.get(token, 99).unwrap().1,
             Some((3, 4)),
             "another token marks nothing"
         );
-        assert!(a.get("h.p.sig", 100).is_none(), "expired");
-        assert!(
-            a.get("h.other.sig", 0).is_none(),
-            "same signature, other text"
-        );
-        assert!(b.get("h.p.sig", 0).is_none(), "another owner");
+        assert!(a.get(token, 100).is_none(), "expired");
+        assert!(a.get(other, 0).is_none(), "same signature, other text");
+        assert!(b.get(token, 0).is_none(), "another owner");
         // Another thread has its own memory.
         std::thread::scope(|s| {
-            s.spawn(|| assert!(a.get("h.p.sig", 0).is_none()));
+            s.spawn(|| assert!(a.get(token, 0).is_none()));
         });
     }
 }
