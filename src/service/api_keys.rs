@@ -24,6 +24,8 @@ pub const MAX_KEY_LIFETIME: u64 = 10 * 365 * 86400;
 /// Most API keys one user may hold (sessions are bounded alike): listing
 /// and pruning them must stay cheap, whoever asks.
 pub const MAX_KEYS_PER_USER: usize = 100;
+// The refusal names the figure in a static message: they change together.
+const _: () = assert!(MAX_KEYS_PER_USER == 100, "update \"at most 100\" below");
 
 /// API key uses not yet written, by key hash: (key id, time).
 #[derive(Default)]

@@ -27,6 +27,11 @@ pub const LAST_SEEN_EVERY: u64 = 60;
 pub const MAX_USER_AGENT: usize = 200;
 
 pub use super::store::MAX_SESSIONS_PER_USER;
+// The audit line names the figure in a static message: they change together.
+const _: () = assert!(
+    MAX_SESSIONS_PER_USER == 100,
+    "update \"at most 100\" in make_room_for_a_session"
+);
 
 /// Sessions whose use this thread noted last: (owner, session, when).
 /// A handful per thread, replaced in turn: a client presenting the same
