@@ -633,7 +633,8 @@ mod tests {
             ("a.b = 1\na.b = 2\n", "duplicate key `b`"),
             // Found by a review: text that is not ASCII before the key.
             (
-                "[ui]\nx = { e = \"\u{1f600}\u{1f600}\u{1f600}\", p = \"hunter2XYZ\", k = 1, k = 2 }\n",
+                "[ui]\nx = { e = \"\u{1f600}\u{1f600}\u{1f600}\", p = \"hunter2XYZ\", \
+                 k = 1, k = 2 }\n",
                 "duplicate key `k`",
             ),
             (
