@@ -221,7 +221,8 @@ fn public_host(url: &str) -> Result<String> {
             "give latch's host alone: it serves its pages at the root of its own host",
         ));
     }
-    if net::authority_of(url).and_then(net::request_host).is_none() {
+    // The host as browsers read it, as serve will check it.
+    if crate::config::site_url(url, "--public-url").is_err() {
         return Err(bad("give an http(s) URL of a host name or address"));
     }
     Ok(host)

@@ -470,21 +470,45 @@ fn validate_url(url: &str, key: &str) -> Result<String> {
     // browsers read `\` as `/`, so `https://evil.example\.example.com`
     // went to evil.example while latch read a host under example.com).
     super::net::request_host(authority).ok_or_else(bad)?;
-    let Some(port) = port else {
-        return Ok(url.to_owned());
-    };
     // Kept as browsers write it, and as their `Origin` carries it (latch
-    // compares the two): no port for the scheme's own, no leading zeros.
-    let port = super::net::port_number(port).ok_or_else(|| {
-        Error::config(format_args!(
-            "config: {key} = {url:?}: the port must be a number from 1 to 65535"
-        ))
-    })?;
+    // compares the two): an address in its one spelling, no port for the
+    // scheme's own, no leading zeros.
+    let host = browser_host(host).ok_or_else(bad)?;
+    let port = port
+        .map(|p| {
+            super::net::port_number(p).ok_or_else(|| {
+                Error::config(format_args!(
+                    "config: {key} = {url:?}: the port must be a number from 1 to 65535"
+                ))
+            })
+        })
+        .transpose()?;
     let path = &url[scheme.len() + authority.len()..];
     Ok(match port {
-        p if p == default_port => format!("{scheme}{host}{path}"),
-        p => format!("{scheme}{host}:{p}{path}"),
+        Some(p) if p != default_port => format!("{scheme}{host}:{p}{path}"),
+        _ => format!("{scheme}{host}{path}"),
     })
+}
+
+/// A URL's host as browsers write it in `Origin` (found by a review: other
+/// spellings never matched it): an IPv6 literal in its canonical form
+/// (`[0:0::1]` is `[::1]`), an address-shaped name only as four decimal
+/// numbers, which it is written as (browsers read `127.1` and `0x7f.1` as
+/// 127.0.0.1, and `010.0.0.1` as octal); `None` for the others.
+fn browser_host(host: &str) -> Option<String> {
+    if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        let text = literal.parse::<std::net::Ipv6Addr>().ok()?.to_string();
+        // Rust writes an embedded IPv4 address dotted, browsers in hex.
+        return (!text.contains('.')).then(|| format!("[{text}]"));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if super::net::is_address_shaped(name) {
+        return name
+            .parse::<std::net::Ipv4Addr>()
+            .ok()
+            .map(|ip| ip.to_string());
+    }
+    Some(host.to_owned())
 }
 
 /// latch's own URL (`public_url`, a domain's): an http(s) URL as
@@ -575,6 +599,14 @@ mod tests {
             ("https://a.example.com:0443/x", "https://a.example.com/x"),
             ("https://A.Example.com:443/A:1", "https://A.Example.com/A:1"),
             ("https://a.example.com/x:0", "https://a.example.com/x:0"),
+            ("https://[0:0::1]:8443", "https://[::1]:8443"),
+            ("https://[0:0:0:0:0:0:0:1]", "https://[::1]"),
+            (
+                "https://[2001:DB8:0:0:1::1]/x",
+                "https://[2001:db8::1:0:0:1]/x",
+            ),
+            ("http://127.0.0.1.:8080", "http://127.0.0.1:8080"),
+            ("https://10.0.0.5:443", "https://10.0.0.5"),
         ] {
             assert_eq!(login(given).unwrap(), kept, "{given}");
             match kept.splitn(4, '/').nth(3) {
@@ -601,6 +633,13 @@ mod tests {
             "https://auth%2eexample.com",
             "https://auth.example.com;x",
             "https://auth_1.example.com",
+            "https://127.1",
+            "https://0x7f.0.0.1",
+            "https://010.0.0.1:8443",
+            "https://1.2.3.256",
+            "https://example.123",
+            "https://[::ffff:1.2.3.4]",
+            "https://[fe80::1%25eth0]",
             "HTTPS://auth.example.com",
         ] {
             let e = public(bad).unwrap_err().to_string();

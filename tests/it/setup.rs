@@ -227,7 +227,7 @@ fn init_writes_the_public_url_as_browsers_do() {
 #[test]
 fn init_refusals_write_nothing() {
     let dir = TempDir::new("init-refusals");
-    let cases: [(&[&str], &str); 15] = [
+    let cases: [(&[&str], &str); 16] = [
         (&["init"], "give --public-url"),
         // A port browsers cannot use: refused before anything is written.
         (
@@ -270,6 +270,17 @@ fn init_refusals_write_nothing() {
                 "init",
                 "--public-url",
                 "https://evil.example\\.example.com",
+                "--cookie-domain",
+                "example.com",
+            ],
+            "of a host name or address",
+        ),
+        // Browsers read this as 127.0.0.1, and their Origin never matches.
+        (
+            &[
+                "init",
+                "--public-url",
+                "https://127.1",
                 "--cookie-domain",
                 "example.com",
             ],
