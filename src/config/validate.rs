@@ -497,9 +497,19 @@ fn validate_url(url: &str, key: &str) -> Result<String> {
 /// 127.0.0.1, and `010.0.0.1` as octal); `None` for the others.
 fn browser_host(host: &str) -> Option<String> {
     if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        let text = literal.parse::<std::net::Ipv6Addr>().ok()?.to_string();
-        // Rust writes an embedded IPv4 address dotted, browsers in hex.
-        return (!text.contains('.')).then(|| format!("[{text}]"));
+        let ip = literal.parse::<std::net::Ipv6Addr>().ok()?;
+        // Rust writes a mapped IPv4 address dotted, browsers in hex.
+        return Some(match ip.to_ipv4_mapped() {
+            Some(v4) => {
+                let [a, b, c, d] = v4.octets();
+                let (high, low) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
+                format!("[::ffff:{high:x}:{low:x}]")
+            }
+            // Any other dotted form is not a browser's: refused.
+            None => Some(ip.to_string())
+                .filter(|text| !text.contains('.'))
+                .map(|text| format!("[{text}]"))?,
+        });
     }
     let name = host.strip_suffix('.').unwrap_or(host);
     if super::net::is_address_shaped(name) {
@@ -607,6 +617,13 @@ mod tests {
             ),
             ("http://127.0.0.1.:8080", "http://127.0.0.1:8080"),
             ("https://10.0.0.5:443", "https://10.0.0.5"),
+            ("https://[::ffff:1.2.3.4]", "https://[::ffff:102:304]"),
+            (
+                "https://[::FFFF:7f00:1]:8443",
+                "https://[::ffff:7f00:1]:8443",
+            ),
+            ("https://[::ffff:0:0]", "https://[::ffff:0:0]"),
+            ("https://[::1.2.3.4]", "https://[::102:304]"),
         ] {
             assert_eq!(login(given).unwrap(), kept, "{given}");
             match kept.splitn(4, '/').nth(3) {
@@ -638,7 +655,6 @@ mod tests {
             "https://010.0.0.1:8443",
             "https://1.2.3.256",
             "https://example.123",
-            "https://[::ffff:1.2.3.4]",
             "https://[fe80::1%25eth0]",
             "HTTPS://auth.example.com",
         ] {
