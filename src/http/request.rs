@@ -141,8 +141,9 @@ async fn drain<B: ReadBody>(mut body: std::pin::Pin<&mut B>) {
 
 /// Whether a browser request comes from latch's own pages: its `Origin`
 /// (else its `Referer`) names latch's origin, which is `public_url`'s when
-/// set, else the request's own `Host`. With neither header there is no
-/// evidence either way and this returns true; callers that need more
+/// set (its scheme too: a plain-http page on latch's host is another
+/// origin), else the request's own `Host`. With neither header there is
+/// no evidence either way and this returns true; callers that need more
 /// demand a form token too.
 pub fn same_origin(parts: &Parts, public_url: Option<&str>) -> bool {
     let own_authority = match public_url {
@@ -166,6 +167,7 @@ pub fn same_origin(parts: &Parts, public_url: Option<&str>) -> bool {
             v.to_str()
                 .ok()
                 .filter(|v| is_lowercase_http(v))
+                .filter(|v| public_url.is_none_or(|u| scheme_of(u) == scheme_of(v)))
                 .and_then(authority_of)
         });
     match claimed {
@@ -177,6 +179,11 @@ pub fn same_origin(parts: &Parts, public_url: Option<&str>) -> bool {
 
 fn is_lowercase_http(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("http://")
+}
+
+/// The scheme of an http(s) URL, as written before `://`.
+fn scheme_of(url: &str) -> &str {
+    url.split_once("://").map_or("", |(scheme, _)| scheme)
 }
 
 /// Whether a form was posted from a plain-http page, as its `Origin` (else

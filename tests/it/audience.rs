@@ -566,6 +566,20 @@ fn a_cross_site_page_cannot_spend_cached_basic_credentials() {
         );
         assert_eq!(res.status, 403, "{header}");
     }
+    // latch's host in the other scheme is another origin (a plain-http
+    // page on it, for an https latch; review: the scheme was not compared).
+    for header in ["Origin", "Referer"] {
+        let res = c.request(
+            "POST",
+            "/api/logout-all",
+            &[
+                ("Authorization", &password),
+                (header, "https://auth.example.test/"),
+            ],
+            None,
+        );
+        assert_eq!(res.status, 403, "{header}");
+    }
     let keys = c.get("/api/keys", &[("Authorization", &password)]);
     assert_eq!(keys.json(), json!([]));
     // From latch's own origin, or from a script (no Origin), it works.
