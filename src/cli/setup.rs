@@ -88,10 +88,7 @@ fn domain(public_url: Option<String>, cookie_domain: Option<String>) -> Result<(
             "--public-url",
         )?,
     };
-    let public_host = public_host(&public_url)?;
-    // As serve reads it back: the port as browsers write it (`:08443` is
-    // `:8443`, `:443` on https dropped), no trailing slash.
-    let public_url = crate::config::site_url(&public_url, "--public-url")?;
+    let (public_url, public_host) = public_url_and_host(&public_url)?;
     let cookie_domain = match cookie_domain {
         Some(domain) => domain,
         None => match derived_cookie_domain(&public_host) {
@@ -196,9 +193,11 @@ fn print_next_steps(file: &ConfigFile, written: &Written, proxy: Proxy, domain: 
     );
 }
 
-/// The host of `--public-url`: an http(s) URL of latch's own host, at its
-/// root (latch serves its pages there).
-fn public_host(url: &str) -> Result<String> {
+/// `--public-url` as serve reads it back (the port as browsers write it:
+/// `:08443` is `:8443`, `:443` on https dropped; no trailing slash), and
+/// its host: an http(s) URL of latch's own host, at its root (latch serves
+/// its pages there).
+fn public_url_and_host(url: &str) -> Result<(String, String)> {
     let bad = |why: &str| {
         Error::config(format_args!(
             "--public-url {url:?}: {why} (such as https://auth.example.com)"
@@ -208,7 +207,7 @@ fn public_host(url: &str) -> Result<String> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .ok_or_else(|| bad("give an http(s) URL"))?;
-    let host = net::url_host(url).ok_or_else(|| bad("give an http(s) URL"))?;
+    net::url_host(url).ok_or_else(|| bad("give an http(s) URL"))?;
     let port = net::authority_of(url)
         .and_then(net::host_and_port)
         .and_then(|(_, port)| port);
@@ -222,10 +221,10 @@ fn public_host(url: &str) -> Result<String> {
         ));
     }
     // The host as browsers read it, as serve will check it.
-    if crate::config::site_url(url, "--public-url").is_err() {
-        return Err(bad("give an http(s) URL of a host name or address"));
-    }
-    Ok(host)
+    let read = crate::config::site_url(url, "--public-url")
+        .map_err(|_| bad("give an http(s) URL of a host name or address"))?;
+    let host = net::url_host(&read).ok_or_else(|| bad("give an http(s) URL"))?;
+    Ok((read, host))
 }
 
 /// The cookie domain `init` proposes for latch's host: its parent, unless
