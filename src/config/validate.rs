@@ -499,17 +499,16 @@ fn browser_host(host: &str) -> Option<String> {
     if let Some(literal) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         let ip = literal.parse::<std::net::Ipv6Addr>().ok()?;
         // Rust writes a mapped IPv4 address dotted, browsers in hex.
-        return Some(match ip.to_ipv4_mapped() {
+        let text = match ip.to_ipv4_mapped() {
             Some(v4) => {
                 let [a, b, c, d] = v4.octets();
                 let (high, low) = (u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d]));
-                format!("[::ffff:{high:x}:{low:x}]")
+                format!("::ffff:{high:x}:{low:x}")
             }
-            // Any other dotted form is not a browser's: refused.
-            None => Some(ip.to_string())
-                .filter(|text| !text.contains('.'))
-                .map(|text| format!("[{text}]"))?,
-        });
+            None => ip.to_string(),
+        };
+        // Any other dotted form is not a browser's: refused.
+        return (!text.contains('.')).then(|| format!("[{text}]"));
     }
     let name = host.strip_suffix('.').unwrap_or(host);
     if super::net::is_address_shaped(name) {
