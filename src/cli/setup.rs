@@ -220,6 +220,9 @@ fn public_url_and_host(url: &str) -> Result<(String, String)> {
             "give latch's host alone: it serves its pages at the root of its own host",
         ));
     }
+    if net::url_host(url).is_some_and(|h| h.ends_with('.')) {
+        return Err(bad("give the host without its final '.'"));
+    }
     // The host as browsers read it, as serve will check it.
     let read = crate::config::site_url(url, "--public-url")
         .map_err(|_| bad("give an http(s) URL of a host name or address"))?;

@@ -531,6 +531,14 @@ pub(crate) fn site_url(url: &str, key: &str) -> Result<String> {
              (latch serves its pages at the root of its host)"
         )));
     }
+    // `auth.example.com.` is another site to browsers: its `Origin` keeps
+    // the dot, and a cookie for `example.com` is not one of its own.
+    if super::net::url_host(&url).is_some_and(|h| h.ends_with('.')) {
+        return Err(Error::config(format_args!(
+            "config: {key} = {url:?}: give the host without its final '.', such as \
+             https://auth.example.com (browsers read the two as different sites)"
+        )));
+    }
     Ok(url)
 }
 
@@ -693,5 +701,27 @@ mod tests {
             e.contains("1 public_url") && e.contains("host alone"),
             "{e}"
         );
+    }
+
+    /// `auth.example.com.` is another site than `auth.example.com` to
+    /// browsers; latch's own URL is refused with it, and says why.
+    #[test]
+    fn latch_s_own_host_has_no_final_dot() {
+        for url in [
+            "https://auth.example.com.",
+            "https://Auth.Example.COM.:8443/",
+        ] {
+            let e = named(&format!("public_url = '{url}'\n"));
+            assert!(e.contains("public_url") && e.contains("final '.'"), "{e}");
+            let e = named(&format!(
+                "[[forward_auth.domains]]\ncookie_domain = \"example.com\"\n\
+                 public_url = '{url}'\n"
+            ));
+            assert!(e.contains("public_url") && e.contains("final '.'"), "{e}");
+        }
+        // An address's final dot is dropped, as browsers drop it.
+        let toml = "public_url = 'http://127.0.0.1.:8080'\n";
+        let kept = Config::from_toml(toml).unwrap().public_url;
+        assert_eq!(kept.as_deref(), Some("http://127.0.0.1:8080"));
     }
 }

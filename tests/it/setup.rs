@@ -227,7 +227,7 @@ fn init_writes_the_public_url_as_browsers_do() {
 #[test]
 fn init_refusals_write_nothing() {
     let dir = TempDir::new("init-refusals");
-    let cases: [(&[&str], &str); 16] = [
+    let cases: [(&[&str], &str); 18] = [
         (&["init"], "give --public-url"),
         // A port browsers cannot use: refused before anything is written.
         (
@@ -263,6 +263,22 @@ fn init_refusals_write_nothing() {
         (
             &["init", "--public-url", "https://u@auth.example.com"],
             "host alone",
+        ),
+        // Another site than auth.example.com to browsers (was refused
+        // as "not under" the cookie domain it was under).
+        (
+            &[
+                "init",
+                "--public-url",
+                "https://auth.example.com.",
+                "--cookie-domain",
+                "example.com",
+            ],
+            "without its final '.'",
+        ),
+        (
+            &["init", "--public-url", "https://auth.example.com."],
+            "without its final '.'",
         ),
         // Browsers read `\` as `/`: this is evil.example to them.
         (
