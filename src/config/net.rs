@@ -140,10 +140,15 @@ pub fn request_host(authority: &str) -> Option<&str> {
             end == bytes.len() || (!port.is_empty() && port.iter().all(u8::is_ascii_digit));
         let name = &authority[..end];
         let name = name.strip_suffix('.').unwrap_or(name);
-        let plain = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        return (port_ok && plain && !name.is_empty()).then_some(name);
+        // No empty label either: no rule names `.app.example.com`,
+        // `app..example.com` or `app.example.com..`, so they matched none
+        // and fell to the default policy (found by a review).
+        let (mut plain, mut last) = (true, b'.');
+        for b in name.bytes() {
+            plain &= b.is_ascii_alphanumeric() || b == b'-' || (b == b'.' && last != b'.');
+            last = b;
+        }
+        return (port_ok && plain && last != b'.').then_some(name);
     }
     // A bracketed IPv6 literal (`host_of` returns it with its brackets).
     let host = host_of(authority)?;
@@ -273,6 +278,14 @@ mod tests {
             ("", None),
             ("[zz]", None),
             ("app_example.com", None),
+            // Empty labels: a name no rule has (found by a review).
+            (".app.example.com", None),
+            ("app..example.com", None),
+            ("app.example.com..", None),
+            ("app.example.com..:443", None),
+            (".", None),
+            ("..", None),
+            (".:443", None),
         ] {
             assert_eq!(request_host(authority), host, "{authority}");
         }
@@ -286,6 +299,7 @@ mod tests {
             let host = host_of(authority)?;
             let host = host.strip_suffix('.').unwrap_or(host);
             let plain = !host.is_empty()
+                && host.split('.').all(|label| !label.is_empty())
                 && host
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');

@@ -186,6 +186,54 @@ fn a_deny_holds_for_every_spelling_of_the_path() {
     }
 }
 
+/// A host spelled with an empty label is no host a rule names: denied,
+/// not left to a laxer default policy (found by a review: with
+/// `default_policy = "one_factor"`, bob reached `/admin` as
+/// `.app.example.test`).
+#[test]
+fn a_host_with_an_empty_label_is_denied_not_defaulted() {
+    let rules = RULES.replace(
+        "default_policy = \"deny\"",
+        "default_policy = \"one_factor\"",
+    );
+    let (_dir, server, _alice, bob) = start(&rules);
+    let c = server.client();
+    let as_bob = [("Cookie", bob.as_str())];
+    // The spellings a rule does name still reach rule 3.
+    for host in [
+        "app.example.test",
+        "APP.example.test",
+        "app.example.test.:443",
+    ] {
+        let res = auth(&c, asked("GET", host, "/admin/x"), &as_bob);
+        assert_eq!(res.status, 403, "{host}");
+    }
+    for host in [
+        ".app.example.test",
+        "app..example.test",
+        "app.example.test..",
+        "app.example.test..:443",
+        "..app.example.test",
+    ] {
+        let res = auth(&c, asked("GET", host, "/admin/x"), &as_bob);
+        assert_eq!(res.status, 403, "{host}: {}", res.text());
+        let url = format!("https://{host}/admin/x");
+        let res = c.get(
+            "/auth/nginx",
+            &[
+                ("X-Original-URL", url.as_str()),
+                ("X-Original-Method", "GET"),
+                ("X-Forwarded-Host", host),
+                ("Cookie", bob.as_str()),
+            ],
+        );
+        assert_eq!(res.status, 403, "nginx, {host}: {}", res.text());
+    }
+    // Still up, and bob still gets in where the default lets him.
+    let res = auth(&c, asked("GET", "other.example.test", "/"), &as_bob);
+    assert_eq!(res.status, 200);
+}
+
 #[test]
 fn a_bypass_cannot_be_stretched_by_query_case_or_fragment() {
     // From the LAN, GET is a bypass, except where the /admin rules apply:
