@@ -512,8 +512,8 @@ fn believed<'p>(app: &App, parts: &'p Parts, peer: SocketAddr, flavor: Flavor) -
 
 /// Host, path and method from `flavor`'s proxy headers, read as
 /// [`Original`] reads them: http(s) only, printable ASCII, a host that
-/// reads as one (`config::net::request_host`) and, for nginx, the host it
-/// routed by; else `None`.
+/// reads as one (`config::net::request_host`) and, for nginx, the name of
+/// the `server` block that took the request; else `None`.
 fn forwarded<'p>(seen: &ProxyHeaders<'p>, flavor: Flavor) -> Option<Said<'p>> {
     let fits = |text: &str| text.len() <= crate::access::MAX_PATH;
     let get = |name: &HeaderName| {
@@ -530,9 +530,10 @@ fn forwarded<'p>(seen: &ProxyHeaders<'p>, flavor: Flavor) -> Option<Said<'p>> {
             if !fits(path) {
                 return None;
             }
-            // nginx routes an absolute-form request by its request line and
-            // sends that host ($host) here; `$http_host` in the URL is the
-            // client's Host header, which may name another.
+            // The block's own name ($server_name) comes here; `$http_host`
+            // in the URL is the client's Host header, which may name
+            // another: an absolute-form request line, or a host nginx does
+            // not serve, which its default server (perhaps the app's) takes.
             if let Some(routed) = get(&X_FORWARDED_HOST) {
                 if !same_host(routed, host) {
                     return None;

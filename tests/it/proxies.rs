@@ -1085,13 +1085,23 @@ fn start_caddy_with_status(dir: &TempDir, port: u16, latch: u16, upstream: u16) 
     spawn_caddy(dir, port, &caddyfile)
 }
 
+/// The app's printed `server` block once more for status.example.test: one
+/// name per block, as the README asks (`X-Forwarded-Host $server_name`
+/// names the block's first name only).
 fn start_nginx_with_status(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
-    let conf = edited(
-        &nginx_conf(dir.path(), port, latch, upstream),
-        "server_name app.example.test;",
-        "server_name app.example.test status.example.test;",
-    );
+    let conf = nginx_conf(dir.path(), port, latch, upstream);
+    let conf = with_app_block_for(&conf, "app.example.test", "status.example.test");
     spawn_nginx(dir, port, &conf)
+}
+
+/// `conf` with the `server` block named `name` copied, after it, for `other`.
+fn with_app_block_for(conf: &str, name: &str, other: &str) -> String {
+    let named = format!("server_name {name};");
+    let at = conf.find(&named).expect("the block's name");
+    let start = conf[..at].rfind("server {").expect("its start");
+    let end = at + conf[at..].find("\n}\n").expect("its end") + 3;
+    let copy = edited(&conf[start..end], &named, &format!("server_name {other};"));
+    format!("{}{copy}{}", &conf[..end], &conf[end..])
 }
 
 fn start_traefik_with_status(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
@@ -1379,6 +1389,64 @@ fn traefik_access_rules() {
     run_access("traefik", start_traefik_with_status);
 }
 
+/// latch on the README's policy behind `start`'s printed blocks (the app's
+/// host only): a `Host` header naming a host the proxy does not serve, or
+/// the app's host with an empty label, never reaches the app under another
+/// host's rules. Found by review: nginx serves an unknown host from its
+/// default server, the app's block; with `X-Forwarded-Host $host` latch
+/// then judged the client's host, and a visitor reached the app as
+/// status.example.test, which the policy bypasses.
+fn run_unserved(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
+    if !require_program(name) || !require_program("python3") {
+        return;
+    }
+    let dir = TempDir::new(&format!("{name}-unserved"));
+    let upstream = Upstream::start();
+    let port = free_port();
+    let server = latch_with(&dir, port, &readme_policy());
+    let proxy = start(&dir, port, server.addr.port(), upstream.port);
+    let rd = format!("http://app.example.test:{port}/");
+    let bob = sign_in(&proxy, "bob", "bob-password", &rd);
+    let as_bob = ("Cookie", bob.as_str());
+    for host in [
+        "status.example.test",
+        "unknown.example.test",
+        "localhost",
+        "10.0.0.1",
+        ".app.example.test",
+        "app..example.test",
+        "app.example.test..",
+    ] {
+        let host = format!("{host}:{port}");
+        for headers in [&[BROWSER, as_bob][..], &[BROWSER], &[JSON]] {
+            for path in ["/admin/x", "/internal/"] {
+                let res = with_host_header(&proxy, &host, "GET", path, headers, b"");
+                assert_ne!(res.status, 500, "Host {host} {path}");
+                assert_eq!(upstream.hits(), 0, "Host {host} {path} {headers:?}");
+            }
+        }
+    }
+    // The app's own host still works: bob is signed in (rule 5).
+    let res = via(&proxy, "app", "GET", "/internal/", &[as_bob], b"");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(upstream.hits(), 1);
+}
+
+#[test]
+fn caddy_serves_no_other_host() {
+    run_unserved("caddy", start_caddy);
+}
+
+#[test]
+fn nginx_serves_no_other_host() {
+    run_unserved("nginx", start_nginx);
+}
+
+#[test]
+fn traefik_serves_no_other_host() {
+    run_unserved("traefik", start_traefik);
+}
+
 // Two cookie domains through the real proxies: the README's blocks serve
 // app and auth under example.org beside example.test (the tests name the
 // second hosts beside the first and change nothing else), and latch lists
@@ -1411,15 +1479,16 @@ fn start_caddy_two_domains(dir: &TempDir, port: u16, latch: u16, upstream: u16) 
     spawn_caddy(dir, port, &caddyfile)
 }
 
+/// The app's block copied for app.example.org (one name per block: see
+/// the README's nginx table); latch's own block names both login hosts.
 fn start_nginx_two_domains(dir: &TempDir, port: u16, latch: u16, upstream: u16) -> Proxy {
-    let mut conf = nginx_conf(dir.path(), port, latch, upstream);
-    for name in ["app", "auth"] {
-        conf = edited(
-            &conf,
-            &format!("server_name {name}.example.test;"),
-            &format!("server_name {name}.example.test {name}.example.org;"),
-        );
-    }
+    let conf = nginx_conf(dir.path(), port, latch, upstream);
+    let conf = with_app_block_for(&conf, "app.example.test", "app.example.org");
+    let conf = edited(
+        &conf,
+        "server_name auth.example.test;",
+        "server_name auth.example.test auth.example.org;",
+    );
     spawn_nginx(dir, port, &conf)
 }
 
