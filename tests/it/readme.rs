@@ -255,3 +255,30 @@ fn proxy_blocks_are_what_proxy_snippet_prints() {
     assert!(status.success(), "{err}");
     assert_eq!(static_config, code_block(&readme, "traefik-static", "yaml"));
 }
+
+/// The example config's commented access rules are the README's policy
+/// example, rule for rule (found by a newcomer: the config's copy lacked
+/// the deny of `/admin` under `*.media.example.com`, and its catch-all).
+#[test]
+fn the_example_config_comments_the_readme_s_rules() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let config = std::fs::read_to_string(format!("{root}/config/latch.toml")).unwrap();
+    let first_rule = "[[access_control.rules]]";
+    let policy_start = readme
+        .find("```toml\n[access_control]\n")
+        .expect("the README's policy example");
+    let policy = &readme[policy_start..];
+    let policy = &policy[..policy[8..].find("```").expect("its end") + 8];
+    let rules = |text: &str| -> Vec<String> {
+        let at = text.find(first_rule).expect("a rule");
+        text[at..]
+            .lines()
+            .map(|l| l.trim_start_matches('#').trim())
+            .filter(|l| !l.is_empty() && !l.starts_with("```"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let commented = &config[config.find("[access_control]").expect("the table")..];
+    assert_eq!(rules(commented), rules(policy));
+}
