@@ -86,8 +86,9 @@ pub enum Outcome {
     Banned,
 }
 
-/// Longest login recorded as given; longer ones are cut (a password typed
-/// into the username field should not land in the log whole).
+/// Longest login recorded as given; longer ones are cut. (The service
+/// passes a fingerprint for a login no account has: it may be a password
+/// typed into the username field.)
 const MAX_LOGGED_LOGIN: usize = 64;
 
 /// A password check: `login` as given (a username or an email), cut to

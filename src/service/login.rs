@@ -16,6 +16,7 @@
 //!
 //! It never answers a client: a refusal is the same error whatever the reason.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::flights::{Flights, Joined, Landed};
@@ -148,7 +149,7 @@ impl Service {
                 }
                 (Some(Landed::Refused), _) => {
                     self.metrics.login(LoginResult::Failure);
-                    audit::password(login, Outcome::Failure);
+                    audit::password(&self.logged(login, user.is_some()), Outcome::Failure);
                     return Err(Error::unauthorized(Refusal::BadPassword));
                 }
                 (Some(Landed::Busy), _) => return Err(Error::new(Kind::Busy)),
@@ -168,6 +169,7 @@ impl Service {
         source: Option<IpAddr>,
     ) -> Result<User> {
         let refused = || Error::unauthorized(Refusal::BadPassword);
+        let logged = self.logged(login, user.is_some());
         let mut guess = self
             .regulator
             .begin(user.as_ref().map(|u| u.id), source, self.clock.now());
@@ -177,7 +179,7 @@ impl Service {
             // A banned address: told at once, at no hashing cost (it learns
             // only that it is banned, whatever the account).
             self.metrics.login(LoginResult::Banned);
-            audit::password(login, Outcome::Banned);
+            audit::password(&logged, Outcome::Banned);
             return Err(refused());
         }
         let phc = user.as_ref().map(|u| u.password_hash.clone());
@@ -191,12 +193,12 @@ impl Service {
         let now = self.clock.now();
         if self.regulator.banned_now(&guess, now) {
             self.metrics.login(LoginResult::Banned);
-            audit::password(login, Outcome::Banned);
+            audit::password(&logged, Outcome::Banned);
             return Err(refused());
         }
         let Some(user) = user.filter(|_| ok) else {
             self.metrics.login(LoginResult::Failure);
-            audit::password(login, Outcome::Failure);
+            audit::password(&logged, Outcome::Failure);
             let bans = self.regulator.failed(guess, now);
             self.store_bans(&bans).await?;
             return Err(refused());
@@ -208,6 +210,23 @@ impl Service {
             .remember(user.id, password, &user.password_hash, source, now);
         self.rehash_if_needed(&user, password).await?;
         Ok(user)
+    }
+
+    /// A login as the audit log shows it: as given when an account has it;
+    /// else `unknown:` and a fingerprint (8 hex digits of an HMAC under a
+    /// key derived from the signing key), since the text may be a password
+    /// typed into the wrong field (found by a review). One name always
+    /// gets the same fingerprint, so repeated guesses still line up.
+    fn logged<'a>(&self, login: &'a str, known: bool) -> Cow<'a, str> {
+        if known {
+            return Cow::Borrowed(login);
+        }
+        let tag = self.login_names.sign(login.as_bytes());
+        let hex: String = tag.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Cow::Owned(format!("unknown:{hex}"))
     }
 
     /// Lifts a ban of an account or of a client address, in memory and in

@@ -137,6 +137,8 @@ pub struct Service {
     sessions: sessions::Sessions,
     /// Seals second-factor secrets (`None` only offline, without a key).
     sealing: Option<crate::crypto::SealingKey>,
+    /// Keys the audit log's fingerprints of login names no account has.
+    login_names: SigningKey,
 }
 
 impl Service {
@@ -164,6 +166,7 @@ impl Service {
             .as_ref()
             .and_then(|k| crate::crypto::SealingKey::new(k));
         let signing = SigningKey::new(&keys.current);
+        let login_names = signing.derive(b"latch audit: login names of no account");
         let previous = keys.previous.iter().map(|k| SigningKey::new(k)).collect();
         Ok(Service {
             hasher: hasher::Hasher::new(&config.hashing)?,
@@ -180,6 +183,7 @@ impl Service {
             profiles: profiles::Profiles::default(),
             key_uses: api_keys::KeyUses::default(),
             sealing,
+            login_names,
             sessions: sessions::Sessions::new(
                 config.forward_auth.session_inactivity.as_secs(),
                 config.forward_auth.remember_me_ttl.as_secs(),

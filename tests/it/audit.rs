@@ -132,8 +132,9 @@ fn user_supplied_strings_cannot_forge_lines() {
         .lines()
         .find(|l| l.contains("password refused"))
         .unwrap();
+    // No account has that name: it is shown as a fingerprint.
     assert!(
-        refused.contains(r#"user="nobody\r\n2026-01-01"#),
+        refused.contains(r#"user="unknown:"#) && !refused.contains("nobody"),
         "{refused}"
     );
     assert!(
@@ -142,14 +143,44 @@ fn user_supplied_strings_cannot_forge_lines() {
     );
 }
 
+/// A login name no account has may be a password typed into the wrong
+/// field: it is logged as a fingerprint, never as typed (found by a
+/// review: `S3cr3t-Passw0rd!` as the Basic username was logged whole).
+/// One name gets one fingerprint; an account's name is logged as given.
 #[test]
-fn a_password_typed_as_the_username_is_not_logged_whole() {
+fn a_password_typed_as_the_username_is_not_logged() {
     let dir = TempDir::new("auditcut");
     let server = Server::start(&dir, "");
     let c = server.client();
-    let typed = format!("{}-the-end-of-a-long-passphrase", "x".repeat(80));
-    c.resource(&basic(&typed, "anything"));
-    let log = server.log_containing("password refused");
-    assert!(!log.contains("the-end-of-a-long-passphrase"), "{log}");
-    assert!(log.contains(&format!("{}…", "x".repeat(64))), "{log}");
+    c.register("alice", "alice-password");
+    let long = format!("{}-the-end-of-a-long-passphrase", "x".repeat(80));
+    for typed in [
+        "S3cr3t-Passw0rd!",
+        &long,
+        "S3cr3t-Passw0rd!",
+        "alice@example",
+    ] {
+        let res = c.resource(&basic(typed, "anything"));
+        assert_eq!(res.status, 401);
+    }
+    c.resource(&basic("alice", "wrong-password"));
+    let log = server.log_containing(r#"user="alice""#);
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("password refused"))
+        .collect();
+    assert_eq!(refused.len(), 5, "{log}");
+    for secret in ["S3cr3t", "xxxxxxxx", "passphrase", "alice@example"] {
+        assert!(!log.contains(secret), "{secret} logged: {log}");
+    }
+    let shown = |line: &str| line.split("user=\"").nth(1).unwrap()[..16].to_owned();
+    assert!(shown(refused[0]).starts_with("unknown:"), "{}", refused[0]);
+    assert_eq!(
+        shown(refused[0]),
+        shown(refused[2]),
+        "one name, one fingerprint"
+    );
+    assert_ne!(shown(refused[0]), shown(refused[1]));
+    assert_ne!(shown(refused[1]), shown(refused[3]));
+    assert!(refused[4].contains(r#"user="alice""#), "{}", refused[4]);
 }

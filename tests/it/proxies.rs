@@ -644,16 +644,6 @@ fn assert_identity(res: &Response, expected: [&str; 4], what: &str) {
     }
 }
 
-/// The audit lines for `user`, once one is logged.
-fn audit_lines(server: &Server, user: &str) -> Vec<String> {
-    let needle = format!("user=\"{user}\"");
-    let log = server.log_containing(&needle);
-    log.lines()
-        .filter(|l| l.contains(&needle))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Signs in on latch's login page, reached through the proxy; returns
 /// `latch_session=<token>`.
 fn sign_in(proxy: &Proxy, username: &str, password: &str, rd: &str) -> String {
@@ -865,7 +855,7 @@ fn story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
     let res = app(
         "GET",
         "/some/page",
-        &[JSON, spoof, ("Authorization", &basic("xff-app", "wrong"))],
+        &[JSON, spoof, ("Authorization", &basic("alice", "xff-wrong"))],
     );
     assert_eq!(res.status, 401, "{}", res.text());
     let res = via(
@@ -873,12 +863,14 @@ fn story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
         "auth",
         "GET",
         "/api/resource",
-        &[spoof, ("Authorization", &basic("xff-auth", "wrong"))],
+        &[spoof, ("Authorization", &basic("bob", "xff-wrong"))],
         b"",
     );
     assert_eq!(res.status, 401, "{}", res.text());
-    for user in ["xff-app", "xff-auth"] {
-        for line in audit_lines(server, user) {
+    for user in ["alice", "bob"] {
+        let needle = format!("user=\"{user}\" result=\"failure\"");
+        let log = server.log_containing(&needle);
+        for line in log.lines().filter(|l| l.contains(&needle)) {
             assert!(line.contains("source=127.0.0.2"), "{line}");
         }
     }
