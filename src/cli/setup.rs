@@ -151,7 +151,7 @@ fn write_whole(target: Option<&Path>, settings: &str) -> Result<Written> {
     }
     let dir = absolute(path.parent().unwrap_or(Path::new("")))?;
     let key = dir.join("secret.key");
-    let text = standalone(&dir, &key, settings);
+    let text = standalone(&dir, &key, settings)?;
     create_dir(&dir)?;
     let made = keyfile::make_or_keep_own_key(&key)?;
     let written = write_new(&path, &text)
@@ -247,19 +247,38 @@ fn settings(public_url: &str, cookie_domain: &str) -> String {
     format!(
         "# latch's own address: its login page, and the host of every Location
 # it sends.
-public_url = {public_url:?}
+public_url = {public_url}
 
 [forward_auth]
 # The parent of every protected app's host and of latch's: the session
 # cookie is sent to all of them, and the login page sends browsers back
 # (rd) only within it.
-cookie_domain = {cookie_domain:?}
+cookie_domain = {cookie_domain}
 # latch believes X-Forwarded-* and X-Original-* only from these proxies.
 # The default, loopback, is right when the proxy runs on this machine;
 # when it does not (a container network, another host), set its address:
 # trusted_proxies = [\"10.89.7.2\"]
-"
+",
+        public_url = toml_string(public_url),
+        cookie_domain = toml_string(cookie_domain),
     )
+}
+
+/// `text` as a TOML string. (Rust's `{:?}` writes escapes such as
+/// `\u{301}`, which TOML refuses.)
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
+}
+
+/// A path as a TOML string; a path that is not UTF-8 cannot be one.
+fn toml_path(path: &Path) -> Result<String> {
+    let text = path.to_str().ok_or_else(|| {
+        Error::config(format_args!(
+            "{}: the path is not UTF-8, and a config file cannot name it",
+            path.display()
+        ))
+    })?;
+    Ok(toml_string(text))
 }
 
 const DROP_IN_HEAD: &str = "\
@@ -269,18 +288,19 @@ const DROP_IN_HEAD: &str = "\
 ";
 
 /// A whole configuration for a machine without one.
-fn standalone(dir: &Path, key: &Path, settings: &str) -> String {
-    let data = dir.join("latch-data");
-    format!(
+fn standalone(dir: &Path, key: &Path, settings: &str) -> Result<String> {
+    let data = toml_path(&dir.join("latch-data"))?;
+    let key = toml_path(key)?;
+    Ok(format!(
         "# Written by `latch init`. Every key, its default and what it does:
 # `latch check-config` prints them all, and config/latch.toml in the source
 # documents each.
 
 listen = \"127.0.0.1:8080\"
 # The database (sled), made on first start.
-data_dir = {data:?}
+data_dir = {data}
 # The key that signs tokens: keep it private (mode 0600) and back it up.
-secret_key_file = {key:?}
+secret_key_file = {key}
 # Nobody may sign up over HTTP: add users with `latch user add`.
 registration = \"closed\"
 
@@ -289,7 +309,7 @@ registration = \"closed\"
 # GET /api/users/<id> for signed-in users only.
 public_profiles = false
 "
-    )
+    ))
 }
 
 /// Loads the configuration with the new file in it; when it is refused,
@@ -488,4 +508,38 @@ pub fn proxy_snippet(config: Result<Config>, args: SnippetArgs) -> Result<()> {
         );
     }
     super::print(snippet.render(args.proxy).trim_end())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config `init` writes names its paths as they are, whatever
+    /// they hold (found by a review: `{:?}` wrote `\u{301}`, which TOML
+    /// refuses, so init removed the file again).
+    #[test]
+    fn init_writes_any_path_as_toml_reads_it() {
+        let settings = settings("https://auth.example.com", "example.com");
+        for name in [
+            "plain",
+            "a \"quote\"",
+            "back\\slash",
+            "e\u{301}",
+            "tab\tline\n",
+            "\u{1f600}",
+        ] {
+            let dir = Path::new("/srv").join(name);
+            let key = dir.join("secret.key");
+            let text = standalone(&dir, &key, &settings).unwrap();
+            let table: toml::Table =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let data = dir.join("latch-data");
+            assert_eq!(table["data_dir"].as_str(), data.to_str(), "{name}");
+            assert_eq!(table["secret_key_file"].as_str(), key.to_str(), "{name}");
+            assert_eq!(
+                table["public_url"].as_str(),
+                Some("https://auth.example.com")
+            );
+        }
+    }
 }
