@@ -192,8 +192,14 @@ impl Cost {
 
     /// Whether this cost is within the ceiling and accepted by scrypt.
     pub fn check(&self) -> std::result::Result<(), String> {
-        if self.log_n == 0 || self.log_n >= 64 || self.r == 0 || self.p == 0 {
+        if self.log_n == 0 || self.r == 0 || self.p == 0 {
             return Err("log_n, r and p must be at least 1".into());
+        }
+        if self.log_n >= 64 {
+            return Err(format!(
+                "log_n {} is above the ceiling (1 GiB of memory)",
+                self.log_n
+            ));
         }
         if self.memory() > MAX_MEMORY || self.p > MAX_P {
             return Err(format!(

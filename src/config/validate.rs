@@ -469,11 +469,18 @@ fn validate_url(url: &str, key: &str) -> Result<String> {
     // A host name or address as requests name one (found by a review:
     // browsers read `\` as `/`, so `https://evil.example\.example.com`
     // went to evil.example while latch read a host under example.com).
-    super::net::request_host(authority).ok_or_else(bad)?;
+    let bad_host = || {
+        Error::config(format_args!(
+            "config: {key} = {url:?}: the host must be a name (letters, digits, '-' and '.') \
+             or an IP address as browsers write it (IPv6 in brackets, IPv4 as four decimal \
+             numbers), such as https://auth.example.com"
+        ))
+    };
+    super::net::request_host(authority).ok_or_else(bad_host)?;
     // Kept as browsers write it, and as their `Origin` carries it (latch
     // compares the two): an address in its one spelling, no port for the
     // scheme's own, no leading zeros.
-    let host = browser_host(host).ok_or_else(bad)?;
+    let host = browser_host(host).ok_or_else(bad_host)?;
     let port = port
         .map(|p| {
             super::net::port_number(p).ok_or_else(|| {
@@ -704,6 +711,18 @@ mod tests {
             e.contains("1 public_url") && e.contains("host alone"),
             "{e}"
         );
+    }
+
+    /// A cost too high to compute is named as that, not as too low (found
+    /// by a review: `log_n = 99` said "must be at least 1").
+    #[test]
+    fn a_huge_scrypt_cost_is_above_the_ceiling() {
+        for log_n in [31, 64, 99, 255] {
+            let e = named(&format!("[scrypt]\nlog_n = {log_n}\n"));
+            assert!(e.contains("above the ceiling"), "{log_n}: {e}");
+        }
+        let e = named("[scrypt]\nlog_n = 0\n");
+        assert!(e.contains("at least 1"), "{e}");
     }
 
     /// `auth.example.com.` is another site than `auth.example.com` to
