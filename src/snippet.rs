@@ -396,7 +396,7 @@ tls:
         # Traefik sets X-Forwarded-* for latch itself.
         trustForwardHeader: false
         maxResponseBodySize: 65536
-        # Replaced by latch's values (removed when latch sends none).
+        # Replaced by latch's values (empty when it has none).
         authResponseHeaders: [Remote-User, Remote-Groups, Remote-Email, Remote-Name]
     # Forwarding headers Traefik does not replace itself (it does
     # X-Forwarded-For, -Proto, -Host, -Port, -Server, -Uri, -Method,
