@@ -240,20 +240,21 @@ pub fn describe(rules: &AccessControl, decision: &Decision, signed_in: bool) -> 
     )
 }
 
-/// `(host[:port], path?query)` of an absolute http(s) URL; the path is
-/// `/` when the URL has none. A fragment is dropped.
+/// `(host[:port], path)` of an absolute http(s) URL: the authority runs to
+/// the first `/` and must read as a host (`request_host`); the path is the
+/// rest, whole (`?` and a raw `#` are the rules' to read, in every
+/// spelling), or `/` when there is none. Found by a review: the authority
+/// ended at `?` or `#` too, and the fragment was dropped, so nginx's
+/// `$scheme://$http_host$request_uri` for `Host: app.example.com:443#`
+/// read as the path `/` while nginx sent `/admin/x` to the app.
 pub fn split_url(url: &str) -> Option<(&str, &str)> {
-    let authority = crate::config::net::authority_of(url)?;
-    crate::config::net::host_of(authority)?;
-    let scheme = if url.as_bytes()[4].eq_ignore_ascii_case(&b's') {
-        "https://".len()
-    } else {
-        "http://".len()
+    use crate::config::net::{request_host, strip_prefix_ignore_case};
+    let rest = strip_prefix_ignore_case(url, "https://")
+        .or_else(|| strip_prefix_ignore_case(url, "http://"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
     };
-    let rest = url[scheme + authority.len()..]
-        .split('#')
-        .next()
-        .unwrap_or("");
-    let path = if rest.is_empty() { "/" } else { rest };
+    request_host(authority)?;
     Some((authority, path))
 }

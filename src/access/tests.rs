@@ -628,15 +628,33 @@ fn a_test_file_that_is_no_test_file_never_shows_its_contents() {
 fn urls_split_into_host_and_path() {
     assert_eq!(
         cases::split_url("https://App.example.com:8443/a?b#c"),
-        Some(("App.example.com:8443", "/a?b"))
+        Some(("App.example.com:8443", "/a?b#c"))
     );
     assert_eq!(cases::split_url("http://http/x"), Some(("http", "/x")));
     assert_eq!(
         cases::split_url("https://a.example.com"),
         Some(("a.example.com", "/"))
     );
+    assert_eq!(
+        cases::split_url("HTTPS://[::1]:8443/x"),
+        Some(("[::1]:8443", "/x"))
+    );
     assert_eq!(cases::split_url("ftp://a/"), None);
     assert_eq!(cases::split_url("https:///x"), None);
+    // The authority is everything before the first `/`, and must be a
+    // host: nginx's `$http_host` is the client's Host header, raw (found
+    // by a review: `app.example.com:443#` read as the path `/`).
+    for url in [
+        "https://app.example.com:443#/admin/x",
+        "https://app.example.com#/admin/x",
+        "https://app.example.com:443?/admin/x",
+        "https://app.example.com?/admin/x",
+        "https://app.example.com:443;/admin",
+        "https://app.example.com\\/admin",
+        "https://user@app.example.com/admin",
+    ] {
+        assert_eq!(cases::split_url(url), None, "{url}");
+    }
 }
 
 mod properties {

@@ -530,14 +530,15 @@ fn forwarded<'p>(seen: &ProxyHeaders<'p>, flavor: Flavor) -> Option<Said<'p>> {
             if !fits(path) {
                 return None;
             }
-            // The block's own name ($server_name) comes here; `$http_host`
-            // in the URL is the client's Host header, which may name
-            // another: an absolute-form request line, or a host nginx does
-            // not serve, which its default server (perhaps the app's) takes.
-            if let Some(routed) = get(&X_FORWARDED_HOST) {
-                if !same_host(routed, host) {
-                    return None;
-                }
+            // The block's own name ($server_name) comes here, and must:
+            // `$http_host` in the URL is the client's Host header, which
+            // may name another (an absolute-form request line, or a host
+            // nginx does not serve, which its default server, perhaps the
+            // app's, takes). A block without a name sends none.
+            let routed = get(&X_FORWARDED_HOST);
+            if !routed.is_some_and(|routed| same_host(routed, host)) {
+                unnamed_nginx_block();
+                return None;
             }
             (host, path, get(&X_ORIGINAL_METHOD))
         }
@@ -555,6 +556,21 @@ fn forwarded<'p>(seen: &ProxyHeaders<'p>, flavor: Flavor) -> Option<Said<'p>> {
     // is no host (Go's proxies route on the part before the colon).
     crate::config::net::request_host(host)?;
     Some((host, path, method))
+}
+
+/// Says once that an nginx request came without its block's name, or with
+/// a name that is not one host (`server_name _`, a wildcard, a regex):
+/// such requests are denied when access rules or several domains are set.
+fn unnamed_nginx_block() {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "forward auth (/auth/nginx): X-Forwarded-Host is missing, not one host name, or \
+             not the URL's host: give the app's server block one plain server_name and send \
+             it as `proxy_set_header X-Forwarded-Host $server_name;` (README, nginx); \
+             denied when access rules or several domains are set"
+        );
+    }
 }
 
 /// Longest `rd` (encoded) a sign-in redirect carries; a longer one is

@@ -721,12 +721,47 @@ fn an_original_url_over_8_kib_is_denied_not_matched() {
             &[
                 ("X-Original-URL", url.as_str()),
                 ("X-Original-Method", "GET"),
+                ("X-Forwarded-Host", "public.example.test"),
             ],
         )
     };
     assert_eq!(nginx(&fits).status, 200);
     assert_eq!(nginx(&over).status, 403);
     c.assert_alive("alice", "alice-password");
+}
+
+/// `/auth/nginx` judges the host of the block that took the request
+/// (`X-Forwarded-Host $server_name`): without it, with a name that is no
+/// host, or with one the URL does not match, it is denied (found by a
+/// review: a block without a name sent none, and a client's Host header
+/// chose the rules again, here a bypass).
+#[test]
+fn nginx_must_name_the_block_that_took_the_request() {
+    let (_dir, server, _alice, _bob) = start(RULES);
+    let c = server.client();
+    let nginx = |url: &str, routed: Option<&str>| {
+        let mut headers = vec![("X-Original-URL", url), ("X-Original-Method", "GET")];
+        if let Some(routed) = routed {
+            headers.push(("X-Forwarded-Host", routed));
+        }
+        c.get("/auth/nginx", &headers).status
+    };
+    let public = "https://public.example.test/x";
+    assert_eq!(nginx(public, Some("public.example.test")), 200);
+    assert_eq!(nginx(public, Some("PUBLIC.example.test.")), 200);
+    for routed in [None, Some("_"), Some("*.example.test"), Some("~^(.+)$")] {
+        assert_eq!(nginx(public, routed), 403, "{routed:?}");
+    }
+    // The URL's authority runs to its first `/`: a `#` or `?` after the
+    // client's Host is no host, whatever the block's name.
+    for url in [
+        "https://public.example.test:443#/x",
+        "https://public.example.test#/admin/x",
+        "https://public.example.test?/x",
+    ] {
+        assert_eq!(nginx(url, Some("public.example.test")), 403, "{url}");
+    }
+    c.assert_alive("bob", "bob-password");
 }
 
 #[test]

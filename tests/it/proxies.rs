@@ -1418,6 +1418,27 @@ fn run_unserved(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
             }
         }
     }
+    // The app's host with a raw `#` or `?` after it (nginx checks a Host
+    // header only up to its `:`), and a raw `#` in the path: the rules see
+    // what the app is sent (found by a review: through nginx,
+    // `Host: app.example.test:PORT#` read as the path `/`, and
+    // `/public/#/../../admin/x` as `/public/`, so bob reached `/admin`).
+    let hosts = [
+        format!("app.example.test:{port}#"),
+        format!("app.example.test:{port}?"),
+        "app.example.test#".to_owned(),
+        "app.example.test?".to_owned(),
+    ];
+    for host in &hosts {
+        let res = with_host_header(&proxy, host, "GET", "/admin/x", &[as_bob], b"");
+        assert_ne!(res.status, 500, "Host {host}");
+        assert_eq!(upstream.hits(), 0, "Host {host}");
+    }
+    for path in ["/public/#/../../admin/x", "/x#/../admin/x"] {
+        let res = via(&proxy, "app", "GET", path, &[as_bob], b"");
+        assert_ne!(res.status, 500, "{path}");
+        assert_eq!(upstream.hits(), 0, "{path}: {}", res.status);
+    }
     // The app's own host still works: bob is signed in (rule 5).
     let res = via(&proxy, "app", "GET", "/internal/", &[as_bob], b"");
     assert_eq!(res.status, 200, "{}", res.text());
