@@ -294,7 +294,7 @@ impl Rule {
         fn list<T: fmt::Display>(items: &[T]) -> String {
             let quoted: Vec<String> = items
                 .iter()
-                .map(|i| format!("{:?}", i.to_string()))
+                .map(|i| crate::config::toml_string(&i.to_string()))
                 .collect();
             format!("[{}]", quoted.join(", "))
         }
@@ -312,7 +312,7 @@ impl Rule {
         if !self.subjects.is_empty() {
             fields.push(("subject", list(&self.subjects)));
         }
-        fields.push(("policy", format!("{:?}", self.policy.name())));
+        fields.push(("policy", crate::config::toml_string(self.policy.name())));
         fields
     }
 }

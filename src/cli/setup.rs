@@ -4,7 +4,7 @@
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
-use crate::config::{keyfile, net, Config, ConfigFile, KeySource};
+use crate::config::{keyfile, net, toml_string, Config, ConfigFile, KeySource};
 use crate::error::{Error, Result};
 use crate::snippet::{Address, Host, Proxy, Snippet};
 
@@ -262,12 +262,6 @@ cookie_domain = {cookie_domain}
         public_url = toml_string(public_url),
         cookie_domain = toml_string(cookie_domain),
     )
-}
-
-/// `text` as a TOML string. (Rust's `{:?}` writes escapes such as
-/// `\u{301}`, which TOML refuses.)
-fn toml_string(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
 }
 
 /// A path as a TOML string; a path that is not UTF-8 cannot be one.

@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 
 pub use net::IpNet;
 use raw::Raw;
+pub(crate) use show::toml_string;
 pub(crate) use validate::site_url;
 
 /// Where `serve` looks when neither `--config` nor `$LATCH_CONFIG` is given.
@@ -616,6 +617,24 @@ fn redact_keys(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::crypto;
+
+    /// What `check-config` prints reads back as the same configuration,
+    /// whatever text it holds (found by a review: `{:?}` wrote `\u{301}`,
+    /// which TOML refuses).
+    #[test]
+    fn check_config_prints_any_text_as_toml_reads_it() {
+        let toml = "data_dir = \"/srv/cafe\u{301}\"\n\
+                    [ui]\ntitle = \"Cafe\u{301} \\\"quoted\\\" \u{1f600}\"\n\
+                    [access_control]\n[[access_control.rules]]\n\
+                    domain = \"a.example.com\"\nresources = ['^/caf\u{e9}\\d+$']\n\
+                    policy = \"deny\"\n";
+        let config = Config::from_toml(toml).unwrap();
+        let text = config.to_string();
+        let again = Config::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again.to_string(), text);
+        assert_eq!(again.ui.title, config.ui.title);
+        assert_eq!(again.data_dir, config.data_dir);
+    }
 
     /// Found by a newcomer: "duplicate key" named no key.
     #[test]

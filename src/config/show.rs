@@ -54,7 +54,13 @@ fn access_control(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
 
 /// A TOML string.
 fn quoted(text: impl fmt::Display) -> String {
-    format!("{:?}", text.to_string())
+    toml_string(&text.to_string())
+}
+
+/// `text` as a TOML string. (Rust's `{:?}` writes escapes such as
+/// `\u{301}`, which TOML refuses: found by a review.)
+pub fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_owned()).to_string()
 }
 
 fn top_level(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -66,7 +72,7 @@ fn top_level(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     }
     previous_keys(c, f)?;
     if let Some(url) = &c.public_url {
-        writeln!(f, "public_url = {url:?}")?;
+        writeln!(f, "public_url = {}", quoted(url))?;
     }
     writeln!(f, "token_ttl = {}", c.token_ttl.as_secs())?;
     let registration = match c.registration {
@@ -133,9 +139,9 @@ fn forward_auth(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let fa = &c.forward_auth;
     writeln!(f, "\n[forward_auth]")?;
     if let Some(d) = &fa.cookie_domain {
-        writeln!(f, "cookie_domain = {d:?}")?;
+        writeln!(f, "cookie_domain = {}", quoted(d))?;
     }
-    writeln!(f, "cookie_name = {:?}", fa.cookie_name)?;
+    writeln!(f, "cookie_name = {}", quoted(&fa.cookie_name))?;
     writeln!(f, "cookie_secure = {}", fa.cookie_secure)?;
     writeln!(f, "session_ttl = {}", fa.session_ttl.as_secs())?;
     writeln!(
@@ -145,7 +151,7 @@ fn forward_auth(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     )?;
     writeln!(f, "remember_me_ttl = {}", fa.remember_me_ttl.as_secs())?;
     if let Some(u) = &fa.login_url {
-        writeln!(f, "login_url = {u:?}")?;
+        writeln!(f, "login_url = {}", quoted(u))?;
     }
     let mut proxies = String::new();
     for (i, net) in fa.trusted_proxies.iter().enumerate() {
@@ -155,9 +161,9 @@ fn forward_auth(c: &Config, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     writeln!(f, "trusted_proxies = [{proxies}]")?;
     for site in &fa.domains {
         writeln!(f, "\n[[forward_auth.domains]]")?;
-        writeln!(f, "cookie_domain = {:?}", site.cookie_domain)?;
-        writeln!(f, "public_url = {:?}", site.public_url)?;
-        writeln!(f, "login_url = {:?}", site.login_url)?;
+        writeln!(f, "cookie_domain = {}", quoted(&site.cookie_domain))?;
+        writeln!(f, "public_url = {}", quoted(&site.public_url))?;
+        writeln!(f, "login_url = {}", quoted(&site.login_url))?;
     }
     Ok(())
 }
