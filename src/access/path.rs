@@ -22,6 +22,16 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
+    // A query read up to a raw `#`, as most readers take it (found by a
+    // review: `/api?op=delete#x` met no rule on `op=delete`).
+    let cut_query = query
+        .and_then(|q| q.split_once('#'))
+        .map(|(before, _)| format!("{path}?{before}"));
+    if let Some(spelling) = &cut_query {
+        if !f(spelling) {
+            return;
+        }
+    }
     // Every reading is one more spelling, never a replacement of the path
     // the next reading starts from: `/public/#/../../admin` is cut at `#`
     // by one reader and resolved to `/admin` by another.
@@ -38,6 +48,11 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
     let once = percent_decode(path.as_bytes());
     let fully = decode_fully(once.clone());
     let mut seen: Vec<String> = vec![path_and_query.to_owned(), path.to_owned(), cut.to_owned()];
+    seen.extend(cut_query);
+    let queries: Vec<&str> = query
+        .into_iter()
+        .flat_map(|q| [q, q.split('#').next().unwrap_or("")])
+        .collect();
     let mut forms = Vec::with_capacity(16);
     for decoded in [once, fully] {
         let decoded = decoded.replace('\\', "/");
@@ -54,8 +69,8 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
         }
     }
     for form in forms {
-        let with_query = query.map(|q| format!("{form}?{q}"));
-        for spelling in [Some(form), with_query].into_iter().flatten() {
+        let with_query: Vec<String> = queries.iter().map(|q| format!("{form}?{q}")).collect();
+        for spelling in std::iter::once(form).chain(with_query) {
             if !seen.contains(&spelling) {
                 if !f(&spelling) {
                     return;
@@ -177,6 +192,16 @@ mod tests {
             assert!(all.contains(&"/public/".to_owned()), "{sent}: {all:?}");
             assert!(all.contains(&"/internal/".to_owned()), "{sent}: {all:?}");
         }
+    }
+
+    /// Found by a review: a raw `#` in the query hid the query most
+    /// readers see.
+    #[test]
+    fn a_query_is_also_read_up_to_a_raw_fragment() {
+        let all = spellings("/api?op=delete#x");
+        assert!(all.contains(&"/api?op=delete".to_owned()), "{all:?}");
+        let all = spellings("/API?op=delete#x");
+        assert!(all.contains(&"/api?op=delete".to_owned()), "{all:?}");
     }
 
     #[test]
