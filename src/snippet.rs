@@ -277,10 +277,11 @@ server {{
     # nginx is the edge: latch sees the client's address, never the
     # client's own X-Forwarded-For. Behind another proxy, use
     # $proxy_add_x_forwarded_for and set_real_ip_from instead.
-    # X-Forwarded-Host is this block's own name ($server_name), not the
-    # client's Host: nginx serves a host it does not know from its default
-    # server, which may be this one. latch refuses a URL of another host,
-    # so a client cannot pick another host's rules. One name per block.
+    # latch judges the host in X-Original-URL (the client's Host header)
+    # only when the host nginx routed by ($host) and this block's own name
+    # ($server_name) are the same: nginx serves a host it does not know
+    # from its default server, which may be this one, and routes an
+    # absolute-form request by its request line. One plain name per block.
     location = /latch-auth {{
         internal;
         proxy_pass http://{latch}/auth/nginx{query};
@@ -288,7 +289,8 @@ server {{
         proxy_set_header Content-Length \"\";
         proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
         proxy_set_header X-Original-Method $request_method;
-        proxy_set_header X-Forwarded-Host $server_name;
+        proxy_set_header X-Forwarded-Host $host;
+        proxy_set_header X-Forwarded-Server $server_name;
         proxy_set_header X-Forwarded-For $remote_addr;
     }}
 

@@ -240,21 +240,38 @@ pub fn describe(rules: &AccessControl, decision: &Decision, signed_in: bool) -> 
     )
 }
 
-/// `(host[:port], path)` of an absolute http(s) URL: the authority runs to
-/// the first `/` and must read as a host (`request_host`); the path is the
-/// rest, whole (`?` and a raw `#` are the rules' to read, in every
-/// spelling), or `/` when there is none. Found by a review: the authority
-/// ended at `?` or `#` too, and the fragment was dropped, so nginx's
-/// `$scheme://$http_host$request_uri` for `Host: app.example.com:443#`
-/// read as the path `/` while nginx sent `/admin/x` to the app.
+/// `(host[:port], path?query)` of an absolute http(s) URL as a browser
+/// reads one typed into a test case or `latch access check --url`; the
+/// path is `/` when the URL has none. A fragment is dropped (a browser
+/// never sends it).
 pub fn split_url(url: &str) -> Option<(&str, &str)> {
+    let authority = crate::config::net::authority_of(url)?;
+    crate::config::net::host_of(authority)?;
+    let scheme = if url.as_bytes()[4].eq_ignore_ascii_case(&b's') {
+        "https://".len()
+    } else {
+        "http://".len()
+    };
+    let rest = url[scheme + authority.len()..]
+        .split('#')
+        .next()
+        .unwrap_or("");
+    let path = if rest.is_empty() { "/" } else { rest };
+    Some((authority, path))
+}
+
+/// `(host[:port], path)` of the URL a proxy says it was asked for (nginx's
+/// `$scheme://$http_host$request_uri`): the authority runs to the first
+/// `/` and must read as a host (`request_host`); the path is the rest,
+/// whole (`?` and a raw `#` are the rules' to read, in every spelling).
+/// Found by a review: read as [`split_url`] reads it, `Host:
+/// app.example.com:443#` made the path `/` while nginx sent `/admin/x` to
+/// the app.
+pub fn split_original_url(url: &str) -> Option<(&str, &str)> {
     use crate::config::net::{request_host, strip_prefix_ignore_case};
     let rest = strip_prefix_ignore_case(url, "https://")
         .or_else(|| strip_prefix_ignore_case(url, "http://"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(at) => rest.split_at(at),
-        None => (rest, "/"),
-    };
+    let (authority, path) = rest.split_at(rest.find('/')?);
     request_host(authority)?;
     Some((authority, path))
 }

@@ -628,22 +628,31 @@ fn a_test_file_that_is_no_test_file_never_shows_its_contents() {
 fn urls_split_into_host_and_path() {
     assert_eq!(
         cases::split_url("https://App.example.com:8443/a?b#c"),
-        Some(("App.example.com:8443", "/a?b#c"))
+        Some(("App.example.com:8443", "/a?b"))
     );
     assert_eq!(cases::split_url("http://http/x"), Some(("http", "/x")));
     assert_eq!(
         cases::split_url("https://a.example.com"),
         Some(("a.example.com", "/"))
     );
-    assert_eq!(
-        cases::split_url("HTTPS://[::1]:8443/x"),
-        Some(("[::1]:8443", "/x"))
-    );
     assert_eq!(cases::split_url("ftp://a/"), None);
     assert_eq!(cases::split_url("https:///x"), None);
-    // The authority is everything before the first `/`, and must be a
-    // host: nginx's `$http_host` is the client's Host header, raw (found
-    // by a review: `app.example.com:443#` read as the path `/`).
+}
+
+/// The URL a proxy reports is read strictly: the authority is everything
+/// before the first `/`, and must be a host (nginx's `$http_host` is the
+/// client's Host header, raw: found by a review, `app.example.com:443#`
+/// read as the path `/`). The path goes whole to the rules.
+#[test]
+fn a_proxy_s_url_is_split_at_its_first_slash() {
+    assert_eq!(
+        cases::split_original_url("https://App.example.com:8443/a?b#c"),
+        Some(("App.example.com:8443", "/a?b#c"))
+    );
+    assert_eq!(
+        cases::split_original_url("HTTPS://[::1]:8443/x"),
+        Some(("[::1]:8443", "/x"))
+    );
     for url in [
         "https://app.example.com:443#/admin/x",
         "https://app.example.com#/admin/x",
@@ -652,8 +661,11 @@ fn urls_split_into_host_and_path() {
         "https://app.example.com:443;/admin",
         "https://app.example.com\\/admin",
         "https://user@app.example.com/admin",
+        "https://a.example.com",
+        "https:///x",
+        "ftp://a/",
     ] {
-        assert_eq!(cases::split_url(url), None, "{url}");
+        assert_eq!(cases::split_original_url(url), None, "{url}");
     }
 }
 

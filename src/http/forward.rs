@@ -11,8 +11,11 @@
 //! The original URL and method are read, only when the peer is a trusted
 //! proxy, from the headers of the proxy each endpoint serves and no
 //! others: `X-Forwarded-*` on `/auth` (Traefik, Caddy), `X-Original-*` on
-//! `/auth/nginx`. (Caddy and Traefik pass a client's own `X-Original-URL`
-//! through; nginx passes a client's `X-Forwarded-*`.)
+//! `/auth/nginx`, where `X-Forwarded-Host` and `X-Forwarded-Server` (the
+//! host nginx routed by, and its block's name, which the README's block
+//! sets) must name the URL's host. (Caddy and Traefik pass a client's own
+//! `X-Original-URL` through; nginx passes a client's `X-Forwarded-*`
+//! unless the block sets them.)
 //!
 //! It owns the proxy contract (statuses, `Remote-*`, `Location`); who may in is
 //! the service's answer, never this module's.
@@ -27,6 +30,7 @@ use super::extract::{self, Surface};
 use super::request;
 use super::response::{self, Body};
 use crate::access::{cases, AccessControl, Decision, Request, Subject, Verdict};
+use crate::config::net::request_host;
 use crate::config::SiteRef;
 use crate::credentials;
 use crate::error::{Error, Kind, Refusal, Result};
@@ -53,6 +57,7 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+static X_FORWARDED_SERVER: HeaderName = HeaderName::from_static("x-forwarded-server");
 
 /// The request the proxy is asking about.
 struct Original {
@@ -526,18 +531,24 @@ fn forwarded<'p>(seen: &ProxyHeaders<'p>, flavor: Flavor) -> Option<Said<'p>> {
     let (host, path, method) = match flavor {
         Flavor::Nginx => {
             let url = get(&X_ORIGINAL_URL).filter(|u| printable(u))?;
-            let (host, path) = cases::split_url(url)?;
+            let (host, path) = cases::split_original_url(url)?;
             if !fits(path) {
                 return None;
             }
-            // The block's own name ($server_name) comes here, and must:
-            // `$http_host` in the URL is the client's Host header, which
-            // may name another (an absolute-form request line, or a host
-            // nginx does not serve, which its default server, perhaps the
-            // app's, takes). A block without a name sends none.
-            let routed = get(&X_FORWARDED_HOST);
-            if !routed.is_some_and(|routed| same_host(routed, host)) {
+            // `$http_host` in the URL is the client's Host header. Two
+            // more must name its host: the host nginx routed by
+            // (X-Forwarded-Host: `$host`, the request line's in absolute
+            // form) and the name of the block that took the request
+            // (X-Forwarded-Server: `$server_name`; nginx's default server,
+            // perhaps the app's, takes a host it does not serve). A block
+            // without a name sends none (found by reviews).
+            let server = get(&X_FORWARDED_SERVER).filter(|s| request_host(s).is_some());
+            let Some(server) = server else {
                 unnamed_nginx_block();
+                return None;
+            };
+            let routed = get(&X_FORWARDED_HOST)?;
+            if !same_host(routed, host) || !same_host(server, host) {
                 return None;
             }
             (host, path, get(&X_ORIGINAL_METHOD))
@@ -554,21 +565,23 @@ fn forwarded<'p>(seen: &ProxyHeaders<'p>, flavor: Flavor) -> Option<Said<'p>> {
     };
     // The whole authority must read as a host: `app.example.com:x.example.com`
     // is no host (Go's proxies route on the part before the colon).
-    crate::config::net::request_host(host)?;
+    request_host(host)?;
     Some((host, path, method))
 }
 
 /// Says once that an nginx request came without its block's name, or with
-/// a name that is not one host (`server_name _`, a wildcard, a regex):
-/// such requests are denied when access rules or several domains are set.
+/// a name that is no host (`server_name _`, a wildcard, a regex): such
+/// requests are denied when access rules or `[[forward_auth.domains]]` are
+/// set. Only latch's own header is judged here, never a client's Host, so
+/// a scanner cannot set it off.
 fn unnamed_nginx_block() {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
         tracing::warn!(
-            "forward auth (/auth/nginx): X-Forwarded-Host is missing, not one host name, or \
-             not the URL's host: give the app's server block one plain server_name and send \
-             it as `proxy_set_header X-Forwarded-Host $server_name;` (README, nginx); \
-             denied when access rules or several domains are set"
+            "forward auth (/auth/nginx): X-Forwarded-Server is missing or not one host name: \
+             give the app's server block one plain server_name and send it as \
+             `proxy_set_header X-Forwarded-Server $server_name;` (README, nginx); denied \
+             when access rules or [[forward_auth.domains]] are set"
         );
     }
 }
@@ -588,7 +601,7 @@ struct ProxyHeaders<'a> {
 }
 
 /// How many names [`ProxyHeaders`] reads.
-const PROXY_HEADERS: usize = 6;
+const PROXY_HEADERS: usize = 7;
 
 /// Where [`ProxyHeaders`] keeps each name it reads: a `match` on the
 /// name (its length first), not a comparison with each in turn.
@@ -600,6 +613,7 @@ fn proxy_header_slot(name: &str) -> Option<usize> {
         "x-forwarded-method" => 3,
         "x-original-url" => 4,
         "x-original-method" => 5,
+        "x-forwarded-server" => 6,
         _ => return None,
     })
 }
@@ -914,6 +928,7 @@ mod tests {
             &X_FORWARDED_METHOD,
             &X_ORIGINAL_URL,
             &X_ORIGINAL_METHOD,
+            &X_FORWARDED_SERVER,
         ] {
             assert!(proxy_header_slot(name.as_str()).is_some(), "{name}");
             assert_eq!(seen.get(name), p.headers.get(name), "{name}");

@@ -71,6 +71,17 @@ fn asked<'a>(method: &'a str, host: &'a str, uri: &'a str) -> Vec<(&'a str, &'a 
     ]
 }
 
+/// What the README's nginx block sends for GET `url`, taken by the
+/// server block named `host`.
+fn nginx_asked<'a>(url: &'a str, host: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("X-Original-URL", url),
+        ("X-Original-Method", "GET"),
+        ("X-Forwarded-Host", host),
+        ("X-Forwarded-Server", host),
+    ]
+}
+
 fn auth(c: &Client, headers: Vec<(&str, &str)>, extra: &[(&str, &str)]) -> Response {
     let mut all = headers;
     all.extend_from_slice(extra);
@@ -171,19 +182,25 @@ fn a_deny_holds_for_every_spelling_of_the_path() {
         );
         assert_eq!(res.status, 403, "{uri}");
     }
-    // nginx's X-Original-URL is read the same way.
-    for uri in ["/admin/x", "//admin", "/%61dmin"] {
+    // nginx's X-Original-URL is read the same way (with the two headers
+    // that name its host, so that only the path decides).
+    for uri in [
+        "/admin/x",
+        "//admin",
+        "/%61dmin",
+        "/admin?x#y",
+        "/x#/../admin",
+    ] {
         let url = format!("https://app.example.test{uri}");
-        let res = c.get(
-            "/auth/nginx",
-            &[
-                ("X-Original-URL", url.as_str()),
-                ("X-Original-Method", "GET"),
-                ("Cookie", bob.as_str()),
-            ],
-        );
+        let mut headers = nginx_asked(&url, "app.example.test");
+        headers.push(("Cookie", bob.as_str()));
+        let res = c.get("/auth/nginx", &headers);
         assert_eq!(res.status, 403, "{uri}");
     }
+    let url = "https://app.example.test/x";
+    let mut headers = nginx_asked(url, "app.example.test");
+    headers.push(("Cookie", bob.as_str()));
+    assert_eq!(c.get("/auth/nginx", &headers).status, 200, "bob elsewhere");
 }
 
 /// A host spelled with an empty label is no host a rule names: denied,
@@ -218,15 +235,9 @@ fn a_host_with_an_empty_label_is_denied_not_defaulted() {
         let res = auth(&c, asked("GET", host, "/admin/x"), &as_bob);
         assert_eq!(res.status, 403, "{host}: {}", res.text());
         let url = format!("https://{host}/admin/x");
-        let res = c.get(
-            "/auth/nginx",
-            &[
-                ("X-Original-URL", url.as_str()),
-                ("X-Original-Method", "GET"),
-                ("X-Forwarded-Host", host),
-                ("Cookie", bob.as_str()),
-            ],
-        );
+        let mut headers = nginx_asked(&url, host);
+        headers.push(("Cookie", bob.as_str()));
+        let res = c.get("/auth/nginx", &headers);
         assert_eq!(res.status, 403, "nginx, {host}: {}", res.text());
     }
     // Still up, and bob still gets in where the default lets him.
@@ -716,50 +727,55 @@ fn an_original_url_over_8_kib_is_denied_not_matched() {
     // nginx's URL counts from its path, as the other proxies' does.
     let nginx = |uri: &str| {
         let url = format!("https://public.example.test{uri}");
-        c.get(
-            "/auth/nginx",
-            &[
-                ("X-Original-URL", url.as_str()),
-                ("X-Original-Method", "GET"),
-                ("X-Forwarded-Host", "public.example.test"),
-            ],
-        )
+        c.get("/auth/nginx", &nginx_asked(&url, "public.example.test"))
     };
     assert_eq!(nginx(&fits).status, 200);
     assert_eq!(nginx(&over).status, 403);
     c.assert_alive("alice", "alice-password");
 }
 
-/// `/auth/nginx` judges the host of the block that took the request
-/// (`X-Forwarded-Host $server_name`): without it, with a name that is no
-/// host, or with one the URL does not match, it is denied (found by a
-/// review: a block without a name sent none, and a client's Host header
-/// chose the rules again, here a bypass).
+/// `/auth/nginx` judges the URL's host only when the host nginx routed by
+/// (`X-Forwarded-Host $host`) and the name of the block that took the
+/// request (`X-Forwarded-Server $server_name`) are that host: a block
+/// without a name, a name that is no host, an absolute-form request line
+/// naming another host, or a `#`/`?` after the Host header, is denied
+/// (found by reviews: a client's Host header chose the rules, here a
+/// bypass).
 #[test]
 fn nginx_must_name_the_block_that_took_the_request() {
     let (_dir, server, _alice, _bob) = start(RULES);
     let c = server.client();
-    let nginx = |url: &str, routed: Option<&str>| {
+    let nginx = |url: &str, routed: Option<&str>, block: Option<&str>| {
         let mut headers = vec![("X-Original-URL", url), ("X-Original-Method", "GET")];
-        if let Some(routed) = routed {
-            headers.push(("X-Forwarded-Host", routed));
-        }
+        headers.extend(routed.map(|h| ("X-Forwarded-Host", h)));
+        headers.extend(block.map(|h| ("X-Forwarded-Server", h)));
         c.get("/auth/nginx", &headers).status
     };
     let public = "https://public.example.test/x";
-    assert_eq!(nginx(public, Some("public.example.test")), 200);
-    assert_eq!(nginx(public, Some("PUBLIC.example.test.")), 200);
-    for routed in [None, Some("_"), Some("*.example.test"), Some("~^(.+)$")] {
-        assert_eq!(nginx(public, routed), 403, "{routed:?}");
+    let name = Some("public.example.test");
+    assert_eq!(nginx(public, name, name), 200);
+    assert_eq!(nginx(public, Some("PUBLIC.example.test."), name), 200);
+    assert_eq!(nginx("https://public.example.test:8443/x", name, name), 200);
+    for block in [None, Some("_"), Some("*.example.test"), Some("~^(.+)$")] {
+        assert_eq!(nginx(public, name, block), 403, "server {block:?}");
     }
-    // The URL's authority runs to its first `/`: a `#` or `?` after the
-    // client's Host is no host, whatever the block's name.
+    // The app's block took it, but nginx routed by another host (an
+    // absolute-form request line), or said none.
+    for routed in [None, Some("anything.invalid")] {
+        assert_eq!(nginx(public, routed, name), 403, "routed by {routed:?}");
+    }
+    assert_eq!(
+        nginx(public, name, Some("app.example.test")),
+        403,
+        "the app's block"
+    );
+    // The URL's authority runs to its first `/`.
     for url in [
         "https://public.example.test:443#/x",
         "https://public.example.test#/admin/x",
         "https://public.example.test?/x",
     ] {
-        assert_eq!(nginx(url, Some("public.example.test")), 403, "{url}");
+        assert_eq!(nginx(url, name, name), 403, "{url}");
     }
     c.assert_alive("bob", "bob-password");
 }

@@ -256,7 +256,10 @@ fn each_endpoint_reads_only_its_own_proxys_headers() {
         res.header("location"),
         Some("http://auth.example.test/login?rd=https%3A%2F%2Fapp.example.test%2Freal")
     );
-    // nginx passes a client's X-Forwarded-* through: /auth/nginx ignores them.
+    // nginx passes a client's X-Forwarded-* through: /auth/nginx reads
+    // only X-Forwarded-Host and X-Forwarded-Server, which the README's
+    // block sets, to check the URL's host (here they differ: no rules,
+    // so the login redirect still names the URL nginx said).
     let res = c.get(
         "/auth/nginx",
         &[
