@@ -24,9 +24,10 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
     };
     // A query read up to a raw `#`, as most readers take it (found by a
     // review: `/api?op=delete#x` met no rule on `op=delete`).
-    let cut_query = query
+    let query_cut = query
         .and_then(|q| q.split_once('#'))
-        .map(|(before, _)| format!("{path}?{before}"));
+        .map(|(before, _)| before);
+    let cut_query = query_cut.map(|q| format!("{path}?{q}"));
     if let Some(spelling) = &cut_query {
         if !f(spelling) {
             return;
@@ -49,10 +50,7 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
     let fully = decode_fully(once.clone());
     let mut seen: Vec<String> = vec![path_and_query.to_owned(), path.to_owned(), cut.to_owned()];
     seen.extend(cut_query);
-    let queries: Vec<&str> = query
-        .into_iter()
-        .flat_map(|q| [q, q.split('#').next().unwrap_or("")])
-        .collect();
+    let queries: Vec<&str> = query.into_iter().chain(query_cut).collect();
     let mut forms = Vec::with_capacity(16);
     for decoded in [once, fully] {
         let decoded = decoded.replace('\\', "/");
