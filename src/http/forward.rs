@@ -517,8 +517,9 @@ fn believed<'p>(app: &App, parts: &'p Parts, peer: SocketAddr, flavor: Flavor) -
 
 /// Host, path and method from `flavor`'s proxy headers, read as
 /// [`Original`] reads them: http(s) only, printable ASCII, a host that
-/// reads as one (`config::net::request_host`) and, for nginx, the name of
-/// the `server` block that took the request; else `None`.
+/// reads as one (`config::net::request_host`) and, for nginx, the host it
+/// routed by and the name of the `server` block that took the request;
+/// else `None`.
 fn forwarded<'p>(seen: &ProxyHeaders<'p>, flavor: Flavor) -> Option<Said<'p>> {
     let fits = |text: &str| text.len() <= crate::access::MAX_PATH;
     let get = |name: &HeaderName| {
