@@ -71,15 +71,17 @@ fn asked<'a>(method: &'a str, host: &'a str, uri: &'a str) -> Vec<(&'a str, &'a 
     ]
 }
 
-/// What the README's nginx block sends for GET `url`, taken by the
-/// server block named `host`.
-fn nginx_asked<'a>(url: &'a str, host: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![
+/// `/auth/nginx` with what the README's nginx block sends for GET `url`,
+/// taken by the server block named `host`, and `extra`.
+fn nginx_auth(c: &Client, url: &str, host: &str, extra: &[(&str, &str)]) -> Response {
+    let mut headers = vec![
         ("X-Original-URL", url),
         ("X-Original-Method", "GET"),
         ("X-Forwarded-Host", host),
         ("X-Forwarded-Server", host),
-    ]
+    ];
+    headers.extend_from_slice(extra);
+    c.get("/auth/nginx", &headers)
 }
 
 fn auth(c: &Client, headers: Vec<(&str, &str)>, extra: &[(&str, &str)]) -> Response {
@@ -192,15 +194,12 @@ fn a_deny_holds_for_every_spelling_of_the_path() {
         "/x#/../admin",
     ] {
         let url = format!("https://app.example.test{uri}");
-        let mut headers = nginx_asked(&url, "app.example.test");
-        headers.push(("Cookie", bob.as_str()));
-        let res = c.get("/auth/nginx", &headers);
+        let res = nginx_auth(&c, &url, "app.example.test", &[("Cookie", &bob)]);
         assert_eq!(res.status, 403, "{uri}");
     }
     let url = "https://app.example.test/x";
-    let mut headers = nginx_asked(url, "app.example.test");
-    headers.push(("Cookie", bob.as_str()));
-    assert_eq!(c.get("/auth/nginx", &headers).status, 200, "bob elsewhere");
+    let res = nginx_auth(&c, url, "app.example.test", &[("Cookie", &bob)]);
+    assert_eq!(res.status, 200, "bob elsewhere");
 }
 
 /// A host spelled with an empty label is no host a rule names: denied,
@@ -235,9 +234,7 @@ fn a_host_with_an_empty_label_is_denied_not_defaulted() {
         let res = auth(&c, asked("GET", host, "/admin/x"), &as_bob);
         assert_eq!(res.status, 403, "{host}: {}", res.text());
         let url = format!("https://{host}/admin/x");
-        let mut headers = nginx_asked(&url, host);
-        headers.push(("Cookie", bob.as_str()));
-        let res = c.get("/auth/nginx", &headers);
+        let res = nginx_auth(&c, &url, host, &as_bob);
         assert_eq!(res.status, 403, "nginx, {host}: {}", res.text());
     }
     // Still up, and bob still gets in where the default lets him.
@@ -727,7 +724,7 @@ fn an_original_url_over_8_kib_is_denied_not_matched() {
     // nginx's URL counts from its path, as the other proxies' does.
     let nginx = |uri: &str| {
         let url = format!("https://public.example.test{uri}");
-        c.get("/auth/nginx", &nginx_asked(&url, "public.example.test"))
+        nginx_auth(&c, &url, "public.example.test", &[])
     };
     assert_eq!(nginx(&fits).status, 200);
     assert_eq!(nginx(&over).status, 403);
