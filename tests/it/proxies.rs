@@ -1352,18 +1352,42 @@ fn access_story(proxy: &Proxy, server: &Server, upstream: &Upstream) {
     );
 }
 
+/// latch on the README's policy, the app and a proxy in front of both
+/// (fields drop in order: the proxy first, the directory last).
+struct OnReadmePolicy {
+    proxy: Proxy,
+    server: Server,
+    upstream: Upstream,
+    _dir: TempDir,
+}
+
+impl OnReadmePolicy {
+    /// Started behind `start`'s proxy (`name`), or `None`, said, when a
+    /// program is missing.
+    fn start(name: &str, what: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) -> Option<Self> {
+        if !require_program(name) || !require_program("python3") {
+            return None;
+        }
+        let dir = TempDir::new(&format!("{name}-{what}"));
+        let upstream = Upstream::start();
+        let port = free_port();
+        let server = latch_with(&dir, port, &readme_policy());
+        let proxy = start(&dir, port, server.addr.port(), upstream.port);
+        Some(OnReadmePolicy {
+            proxy,
+            server,
+            upstream,
+            _dir: dir,
+        })
+    }
+}
+
 /// latch on the README's policy, the app and `start`'s proxy (serving
 /// status.example.test too), then the access story.
 fn run_access(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
-    if !require_program(name) || !require_program("python3") {
-        return;
+    if let Some(on) = OnReadmePolicy::start(name, "access", start) {
+        access_story(&on.proxy, &on.server, &on.upstream);
     }
-    let dir = TempDir::new(&format!("{name}-access"));
-    let upstream = Upstream::start();
-    let port = free_port();
-    let server = latch_with(&dir, port, &readme_policy());
-    let proxy = start(&dir, port, server.addr.port(), upstream.port);
-    access_story(&proxy, &server, &upstream);
 }
 
 #[test]
@@ -1389,16 +1413,13 @@ fn traefik_access_rules() {
 /// then judged the client's host, and a visitor reached the app as
 /// status.example.test, which the policy bypasses.
 fn run_unserved(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
-    if !require_program(name) || !require_program("python3") {
+    let Some(on) = OnReadmePolicy::start(name, "unserved", start) else {
         return;
-    }
-    let dir = TempDir::new(&format!("{name}-unserved"));
-    let upstream = Upstream::start();
-    let port = free_port();
-    let server = latch_with(&dir, port, &readme_policy());
-    let proxy = start(&dir, port, server.addr.port(), upstream.port);
+    };
+    let (proxy, upstream) = (&on.proxy, &on.upstream);
+    let port = proxy.port;
     let rd = format!("http://app.example.test:{port}/");
-    let bob = sign_in(&proxy, "bob", "bob-password", &rd);
+    let bob = sign_in(proxy, "bob", "bob-password", &rd);
     let as_bob = ("Cookie", bob.as_str());
     for host in [
         "status.example.test",
@@ -1412,12 +1433,23 @@ fn run_unserved(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
         let host = format!("{host}:{port}");
         for headers in [&[BROWSER, as_bob][..], &[BROWSER], &[JSON]] {
             for path in ["/admin/x", "/internal/"] {
-                let res = with_host_header(&proxy, &host, "GET", path, headers, b"");
+                let res = with_host_header(proxy, &host, "GET", path, headers, b"");
                 assert_ne!(res.status, 500, "Host {host} {path}");
                 assert_eq!(upstream.hits(), 0, "Host {host} {path} {headers:?}");
             }
         }
     }
+    others_spelled(proxy, upstream, as_bob);
+    // The app's own host still works: bob is signed in (rule 5).
+    let res = via(proxy, "app", "GET", "/internal/", &[as_bob], b"");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(upstream.hits(), 1);
+}
+
+/// No request reaches the app through `proxy` in the spellings below, even
+/// as `as_bob`, signed in (the app's rules would let him in at `/internal/`).
+fn others_spelled(proxy: &Proxy, upstream: &Upstream, as_bob: (&str, &str)) {
+    let port = proxy.port;
     // The app's host with a raw `#` or `?` after it (nginx checks a Host
     // header only up to its `:`), and a raw `#` in the path: the rules see
     // what the app is sent (found by a review: through nginx,
@@ -1430,7 +1462,7 @@ fn run_unserved(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
         "app.example.test?".to_owned(),
     ];
     for host in &hosts {
-        let res = with_host_header(&proxy, host, "GET", "/admin/x", &[as_bob], b"");
+        let res = with_host_header(proxy, host, "GET", "/admin/x", &[as_bob], b"");
         assert_ne!(res.status, 500, "Host {host}");
         assert_eq!(upstream.hits(), 0, "Host {host}");
     }
@@ -1441,19 +1473,15 @@ fn run_unserved(name: &str, start: fn(&TempDir, u16, u16, u16) -> Proxy) {
     for other in ["anything.invalid", "status.example.test"] {
         let line = format!("http://{other}:{port}/internal/");
         let host = format!("app.example.test:{port}");
-        let res = with_host_header(&proxy, &host, "GET", &line, &[as_bob], b"");
+        let res = with_host_header(proxy, &host, "GET", &line, &[as_bob], b"");
         assert_ne!(res.status, 500, "{line}");
         assert_eq!(upstream.hits(), 0, "{line}: {}", res.status);
     }
     for path in ["/public/#/../../admin/x", "/x#/../admin/x", "/admin/x?y#z"] {
-        let res = via(&proxy, "app", "GET", path, &[as_bob], b"");
+        let res = via(proxy, "app", "GET", path, &[as_bob], b"");
         assert_ne!(res.status, 500, "{path}");
         assert_eq!(upstream.hits(), 0, "{path}: {}", res.status);
     }
-    // The app's own host still works: bob is signed in (rule 5).
-    let res = via(&proxy, "app", "GET", "/internal/", &[as_bob], b"");
-    assert_eq!(res.status, 200, "{}", res.text());
-    assert_eq!(upstream.hits(), 1);
 }
 
 #[test]
