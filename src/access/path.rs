@@ -46,11 +46,28 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
     if !needs_normalising(path) {
         return;
     }
-    let once = percent_decode(path.as_bytes());
-    let fully = decode_fully(once.clone());
     let mut seen: Vec<String> = vec![path_and_query.to_owned(), path.to_owned(), cut.to_owned()];
     seen.extend(cut_query);
     let queries: Vec<&str> = query.into_iter().chain(query_cut).collect();
+    for form in normal_forms(path) {
+        let with_query: Vec<String> = queries.iter().map(|q| format!("{form}?{q}")).collect();
+        for spelling in std::iter::once(form).chain(with_query) {
+            if !seen.contains(&spelling) {
+                if !f(&spelling) {
+                    return;
+                }
+                seen.push(spelling);
+            }
+        }
+    }
+}
+
+/// Every normal form of `path` a reader might route on: decoded once and
+/// fully, `\\` as `/`, whole and cut at a decoded `#` or `?`, dot segments
+/// resolved with and without `;params`, as written and in lower case.
+fn normal_forms(path: &str) -> Vec<String> {
+    let once = percent_decode(path.as_bytes());
+    let fully = decode_fully(once.clone());
     let mut forms = Vec::with_capacity(16);
     for decoded in [once, fully] {
         let decoded = decoded.replace('\\', "/");
@@ -66,17 +83,7 @@ pub(super) fn for_each_spelling(path_and_query: &str, mut f: impl FnMut(&str) ->
             }
         }
     }
-    for form in forms {
-        let with_query: Vec<String> = queries.iter().map(|q| format!("{form}?{q}")).collect();
-        for spelling in std::iter::once(form).chain(with_query) {
-            if !seen.contains(&spelling) {
-                if !f(&spelling) {
-                    return;
-                }
-                seen.push(spelling);
-            }
-        }
-    }
+    forms
 }
 
 /// Whether the path holds something a reader might normalise away (or
